@@ -1,0 +1,60 @@
+//! What a location does with a request: proxy it, answer it (`return`),
+//! or serve a file (`root` / `alias`).
+
+mod files;
+mod ret;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::{ready, Either, Ready};
+use http::{Request, Response};
+use http_body::Body;
+use tower::Service;
+
+pub use files::{FileService, FilesMode};
+pub use ret::{ReturnError, ReturnService};
+
+use crate::body::RpxBody;
+use crate::error::{BoxError, ProxyError};
+use crate::proxy::ProxyService;
+
+/// The handler of one location.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// `proxy_pass`.
+    Proxy(ProxyService),
+    /// `return`.
+    Return(ReturnService),
+    /// `root` / `alias`.
+    Files(FileService),
+    /// Nothing configured: 404.
+    NotFound,
+}
+
+type BoxedFuture = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+
+impl<B> Service<Request<B>> for Action
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    type Future = Either<Ready<Result<Response<RpxBody>, ProxyError>>, BoxedFuture>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match self {
+            Action::Proxy(p) => Either::Right(p.call(req)),
+            Action::Return(r) => Either::Left(ready(Ok(r.respond(&req)))),
+            Action::Files(f) => Either::Right(Box::pin(f.clone().serve(req))),
+            Action::NotFound => Either::Left(ready(Err(ProxyError::NoRoute))),
+        }
+    }
+}

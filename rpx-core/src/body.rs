@@ -1,0 +1,130 @@
+//! The one response body type of the stack.
+//!
+//! An enum rather than a boxed trait object: every response of rpx is one of
+//! these few shapes, so no allocation is needed to unify them.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tower_http::services::fs::ServeFileSystemResponseBody;
+
+use crate::error::BoxError;
+use crate::proxy::UpstreamBody;
+
+pin_project_lite::pin_project! {
+    /// Response body of every rpx service: a fixed buffer, a streamed upstream
+    /// body, or a static file.
+    pub struct RpxBody {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Full { data: Option<Bytes> },
+        Upstream { #[pin] body: UpstreamBody },
+        File { #[pin] body: ServeFileSystemResponseBody },
+    }
+}
+
+impl RpxBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    /// A body of one buffer.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data: Bytes = data.into();
+        RpxBody {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    pub(crate) fn upstream(body: UpstreamBody) -> Self {
+        RpxBody {
+            kind: Kind::Upstream { body },
+        }
+    }
+
+    pub(crate) fn file(body: ServeFileSystemResponseBody) -> Self {
+        RpxBody {
+            kind: Kind::File { body },
+        }
+    }
+}
+
+impl Default for RpxBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl From<String> for RpxBody {
+    fn from(s: String) -> Self {
+        Self::full(s)
+    }
+}
+
+impl From<&'static str> for RpxBody {
+    fn from(s: &'static str) -> Self {
+        Self::full(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl From<Bytes> for RpxBody {
+    fn from(b: Bytes) -> Self {
+        Self::full(b)
+    }
+}
+
+impl std::fmt::Debug for RpxBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Full { .. } => "full",
+            Kind::Upstream { .. } => "upstream",
+            Kind::File { .. } => "file",
+        };
+        f.debug_struct("RpxBody").field("kind", &kind).finish()
+    }
+}
+
+impl Body for RpxBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Upstream { body } => body.poll_frame(cx),
+            KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Upstream { body } => body.is_end_stream(),
+            Kind::File { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Upstream { body } => body.size_hint(),
+            Kind::File { body } => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Configuration: the typed [`model`], its front-ends (TOML, nginx dialect)
+//! and the helpers both share.
+
+mod error;
+pub mod model;
+mod toml;
+mod units;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+pub use self::toml::{load_toml_file, parse_toml};
+pub use error::{suggest, ConfigError, ConfigErrors};
+pub use model::*;
+pub use units::{parse_duration, parse_size};
+
+/// Loads a config file: `.toml` is the native format, anything else the
+/// nginx dialect.
+///
+/// # Errors
+/// Every problem found, each with `file:line:col`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    if path.extension().is_some_and(|e| e == "toml") {
+        load_toml_file(path)
+    } else {
+        Err(ConfigError::new(
+            SourcePos::new(path.display().to_string(), 0, 0),
+            "the nginx configuration dialect is not supported yet",
+        )
+        .hint("use a .toml config")
+        .into())
+    }
+}
+
+/// Parses nginx-style `listen` words: `80`, `127.0.0.1:8080`, `[::]:443`,
+/// `localhost:80`, then flags `default_server`, `ssl`, `http2`.
+///
+/// # Errors
+/// A message for the caller to place.
+pub fn parse_listen(words: &[&str]) -> Result<Listen, String> {
+    let Some((first, flags)) = words.split_first() else {
+        return Err("listen needs an address".into());
+    };
+    let addr = parse_listen_addr(first).ok_or_else(|| {
+        format!("invalid listen address {first:?}: use PORT, IP:PORT or [IPv6]:PORT")
+    })?;
+    let mut listen = Listen::new(addr);
+    for flag in flags {
+        match *flag {
+            "default_server" | "default" => listen.default_server = true,
+            "ssl" => listen.ssl = true,
+            "http2" => listen.http2 = true,
+            other => return Err(format!("unsupported listen parameter {other:?}")),
+        }
+    }
+    Ok(listen)
+}
+
+fn parse_listen_addr(s: &str) -> Option<SocketAddr> {
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    if let Ok(port) = s.parse::<u16>() {
+        return Some(SocketAddr::new(any, port));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || s.starts_with('[') => (h, p.parse().ok()?),
+        _ => (s, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match host {
+        "*" => any,
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        h => h.parse().ok()?,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Parses nginx `return` arguments: `code`, `code text`, or `URL` (a 302).
+///
+/// # Errors
+/// A message for the caller to place.
+pub fn parse_return(words: &[&str]) -> Result<(u16, Option<String>), String> {
+    match words {
+        [one] => {
+            if let Ok(code) = one.parse::<u16>() {
+                return check_code(code).map(|c| (c, None));
+            }
+            if one.starts_with("http://")
+                || one.starts_with("https://")
+                || one.starts_with("$scheme")
+            {
+                return Ok((302, Some((*one).to_owned())));
+            }
+            Err(format!("invalid return code {one:?}"))
+        }
+        [code, text] => {
+            let code = code
+                .parse::<u16>()
+                .map_err(|_| format!("invalid return code {code:?}"))?;
+            check_code(code).map(|c| (c, Some((*text).to_owned())))
+        }
+        _ => Err("return takes a code and an optional text or URL".into()),
+    }
+}
+
+fn check_code(code: u16) -> Result<u16, String> {
+    if (100..=599).contains(&code) {
+        Ok(code)
+    } else {
+        Err(format!("invalid return code {code}: use 100-599"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let l = parse_listen(&["80"]).unwrap();
+        assert_eq!(l.addr, "0.0.0.0:80".parse().unwrap());
+        let l = parse_listen(&["127.0.0.1:8080", "default_server"]).unwrap();
+        assert_eq!(l.addr, "127.0.0.1:8080".parse().unwrap());
+        assert!(l.default_server);
+        let l = parse_listen(&["[::]:443", "ssl", "http2"]).unwrap();
+        assert_eq!(l.addr, "[::]:443".parse().unwrap());
+        assert!(l.ssl && l.http2);
+        assert_eq!(
+            parse_listen(&["localhost:81"]).unwrap().addr,
+            "127.0.0.1:81".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen(&["127.0.0.1"]).unwrap().addr,
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen(&["*:8000"]).unwrap().addr,
+            "0.0.0.0:8000".parse().unwrap()
+        );
+        assert!(parse_listen(&["nope:x"]).is_err());
+        assert!(parse_listen(&["80", "reuseport2"]).is_err());
+    }
+
+    #[test]
+    fn return_forms() {
+        assert_eq!(parse_return(&["404"]), Ok((404, None)));
+        assert_eq!(
+            parse_return(&["301", "https://$host$request_uri"]),
+            Ok((301, Some("https://$host$request_uri".into())))
+        );
+        assert_eq!(
+            parse_return(&["https://x"]),
+            Ok((302, Some("https://x".into())))
+        );
+        assert!(parse_return(&["abc"]).is_err());
+        assert!(parse_return(&["700"]).is_err());
+    }
+}

@@ -1,0 +1,458 @@
+//! The typed configuration model both front-ends (TOML, nginx) produce.
+//!
+//! Plain data with source positions; nothing here is compiled. The stack
+//! compiler (`crate::stack`) turns a [`Config`] into a routing snapshot.
+//! Methods named like nginx directives make it a builder for code, too.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::location::MatchKind;
+
+/// Where a config item was written: `file:line:col` (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourcePos {
+    /// The file (or `<code>` for configs built in code).
+    pub file: Arc<str>,
+    /// Line, 1-based; 0 when unknown.
+    pub line: u32,
+    /// Column, 1-based; 0 when unknown.
+    pub col: u32,
+}
+
+impl SourcePos {
+    /// A position.
+    pub fn new(file: impl Into<Arc<str>>, line: u32, col: u32) -> Self {
+        SourcePos {
+            file: file.into(),
+            line,
+            col,
+        }
+    }
+
+    /// The position of items built in code.
+    pub fn code() -> Self {
+        SourcePos::new("<code>", 0, 0)
+    }
+}
+
+impl std::fmt::Display for SourcePos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.col) {
+            (0, _) => write!(f, "{}", self.file),
+            (l, 0) => write!(f, "{}:{l}", self.file),
+            (l, c) => write!(f, "{}:{l}:{c}", self.file),
+        }
+    }
+}
+
+/// A value with the position it was written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+impl<T> Spanned<T> {
+    /// A value at `pos`.
+    pub fn new(value: T, pos: SourcePos) -> Self {
+        Spanned { value, pos }
+    }
+
+    /// A value built in code.
+    pub fn code(value: T) -> Self {
+        Spanned::new(value, SourcePos::code())
+    }
+}
+
+/// A whole configuration: `http`-level settings, servers and upstream groups.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Defaults every server inherits (nginx's `http {}` level).
+    pub settings: Settings,
+    /// Virtual servers in config order.
+    pub servers: Vec<ServerConfig>,
+    /// Named upstream groups.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+impl Config {
+    /// An empty config.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a server.
+    pub fn server(mut self, server: ServerConfig) -> Self {
+        self.servers.push(server);
+        self
+    }
+
+    /// Adds an upstream group.
+    pub fn upstream(mut self, upstream: UpstreamConfig) -> Self {
+        self.upstreams.push(upstream);
+        self
+    }
+
+    /// Replaces the `http`-level settings.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+}
+
+/// `listen address [default_server] [ssl] [http2]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// `default_server`: the server for unmatched hosts on this address.
+    pub default_server: bool,
+    /// `ssl` (served by the TLS work; rejected until then).
+    pub ssl: bool,
+    /// `http2`.
+    pub http2: bool,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+impl Listen {
+    /// A plain listener on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Listen {
+            addr,
+            default_server: false,
+            ssl: false,
+            http2: false,
+            pos: SourcePos::code(),
+        }
+    }
+}
+
+/// One virtual server (`server {}`).
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Where the server block starts.
+    pub pos: SourcePos,
+    /// Its listen addresses; empty means `0.0.0.0:80`, as nginx.
+    pub listen: Vec<Listen>,
+    /// `server_name` entries: exact, `*.wild`, `wild.*`, `~regex`, `_`.
+    pub names: Vec<Spanned<String>>,
+    /// Settings of the server level.
+    pub settings: Settings,
+    /// A server-level `return`, answered before any location is matched
+    /// (certbot's redirect servers).
+    pub ret: Option<ReturnConfig>,
+    /// Locations in config order.
+    pub locations: Vec<LocationConfig>,
+}
+
+impl ServerConfig {
+    /// An empty server.
+    pub fn new() -> Self {
+        ServerConfig {
+            pos: SourcePos::code(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds a listen address.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen.push(Listen::new(addr));
+        self
+    }
+
+    /// Adds a `server_name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.names.push(Spanned::code(name.into()));
+        self
+    }
+
+    /// Adds a location.
+    pub fn location(mut self, location: LocationConfig) -> Self {
+        self.locations.push(location);
+        self
+    }
+
+    /// Sets the server-level settings.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// A server-level `return`.
+    pub fn returns(mut self, code: u16, text: Option<&str>) -> Self {
+        self.ret = Some(ReturnConfig::new(code, text));
+        self
+    }
+}
+
+/// What a location does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// `proxy_pass URL`.
+    Proxy(Spanned<String>),
+    /// `return code [text]`.
+    Return(ReturnConfig),
+}
+
+/// `return code [text|URL]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnConfig {
+    /// Status code.
+    pub code: u16,
+    /// Body text, or the URL for redirect codes.
+    pub text: Option<String>,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+impl ReturnConfig {
+    /// A `return` built in code.
+    pub fn new(code: u16, text: Option<&str>) -> Self {
+        ReturnConfig {
+            code,
+            text: text.map(Into::into),
+            pos: SourcePos::code(),
+        }
+    }
+}
+
+/// One `location {}`.
+#[derive(Debug, Clone)]
+pub struct LocationConfig {
+    /// Where the location starts.
+    pub pos: SourcePos,
+    /// Match kind (`=`, prefix, `^~`, `~`, `~*`).
+    pub kind: MatchKind,
+    /// Path or regex.
+    pub pattern: String,
+    /// What it does; `None` serves files when `root`/`alias` is set, else 404.
+    pub handler: Option<Handler>,
+    /// Settings of this level.
+    pub settings: Settings,
+    /// Nested locations.
+    pub locations: Vec<LocationConfig>,
+}
+
+impl LocationConfig {
+    /// A location from nginx syntax: `"/api/"`, `"= /x"`, `"~* \.png$"`.
+    pub fn new(spec: &str) -> Self {
+        let (kind, pattern) = MatchKind::split(spec);
+        LocationConfig {
+            pos: SourcePos::code(),
+            kind,
+            pattern: pattern.into(),
+            handler: None,
+            settings: Settings::default(),
+            locations: Vec::new(),
+        }
+    }
+
+    /// `proxy_pass url`.
+    pub fn proxy_pass(mut self, url: impl Into<String>) -> Self {
+        self.handler = Some(Handler::Proxy(Spanned::code(url.into())));
+        self
+    }
+
+    /// `return code [text]`.
+    pub fn returns(mut self, code: u16, text: Option<&str>) -> Self {
+        self.handler = Some(Handler::Return(ReturnConfig::new(code, text)));
+        self
+    }
+
+    /// `proxy_set_header name value`.
+    pub fn proxy_set_header(mut self, name: &str, value: &str) -> Self {
+        self.settings
+            .proxy_set_header
+            .get_or_insert_with(Vec::new)
+            .push(HeaderPair::new(name, value));
+        self
+    }
+
+    /// `add_header name value [always]`.
+    pub fn add_header(mut self, name: &str, value: &str, always: bool) -> Self {
+        self.settings
+            .add_header
+            .get_or_insert_with(Vec::new)
+            .push(AddHeaderConfig::new(name, value, always));
+        self
+    }
+
+    /// Sets this level's settings.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Adds a nested location.
+    pub fn location(mut self, location: LocationConfig) -> Self {
+        self.locations.push(location);
+        self
+    }
+}
+
+/// A `name value` header pair (`proxy_set_header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderPair {
+    /// Header name.
+    pub name: String,
+    /// Value, with variables.
+    pub value: String,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+impl HeaderPair {
+    /// A pair built in code.
+    pub fn new(name: &str, value: &str) -> Self {
+        HeaderPair {
+            name: name.into(),
+            value: value.into(),
+            pos: SourcePos::code(),
+        }
+    }
+}
+
+/// `add_header name value [always]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHeaderConfig {
+    /// Header name.
+    pub name: String,
+    /// Value, with variables.
+    pub value: String,
+    /// Add to every status, not only 2xx/3xx.
+    pub always: bool,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+impl AddHeaderConfig {
+    /// A rule built in code.
+    pub fn new(name: &str, value: &str, always: bool) -> Self {
+        AddHeaderConfig {
+            name: name.into(),
+            value: value.into(),
+            always,
+            pos: SourcePos::code(),
+        }
+    }
+}
+
+/// `proxy_redirect` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectConfig {
+    /// `proxy_redirect default`.
+    Default,
+    /// `proxy_redirect off`.
+    Off,
+    /// `proxy_redirect from to` lines (possibly with `default` among them
+    /// expressed as its own rule by the front-end).
+    Rules(Vec<(String, String)>),
+}
+
+/// Settings that nginx inherits from `http` to `server` to `location`: a
+/// level that sets one replaces the inherited value (for lists: the whole
+/// inherited list, as nginx does for `add_header` and `proxy_set_header`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `proxy_set_header` list.
+    pub proxy_set_header: Option<Vec<HeaderPair>>,
+    /// `add_header` list.
+    pub add_header: Option<Vec<AddHeaderConfig>>,
+    /// `proxy_hide_header` list.
+    pub proxy_hide_header: Option<Vec<Spanned<String>>>,
+    /// `proxy_pass_header` list.
+    pub proxy_pass_header: Option<Vec<Spanned<String>>>,
+    /// `proxy_redirect`.
+    pub proxy_redirect: Option<Spanned<RedirectConfig>>,
+    /// `client_max_body_size` in bytes; 0 = unlimited. Default 1 MiB.
+    pub client_max_body_size: Option<u64>,
+    /// `proxy_connect_timeout`. Default 60 s.
+    pub proxy_connect_timeout: Option<Duration>,
+    /// `proxy_read_timeout`. Default 60 s.
+    pub proxy_read_timeout: Option<Duration>,
+    /// `proxy_send_timeout`. Default 60 s.
+    pub proxy_send_timeout: Option<Duration>,
+    /// `client_body_timeout`. Default 60 s.
+    pub client_body_timeout: Option<Duration>,
+    /// `client_header_timeout` (server level and up). Default 60 s.
+    pub client_header_timeout: Option<Duration>,
+    /// `keepalive_timeout` for client connections. Default 75 s.
+    pub keepalive_timeout: Option<Duration>,
+    /// `root` directory.
+    pub root: Option<Spanned<String>>,
+    /// `alias` directory (location level only, not inherited).
+    pub alias: Option<Spanned<String>>,
+    /// `index` file names. Default `index.html`.
+    pub index: Option<Vec<String>>,
+}
+
+impl Settings {
+    /// This level's settings with unset ones taken from `parent`.
+    pub fn inherit(&self, parent: &Settings) -> Settings {
+        fn pick<T: Clone>(own: &Option<T>, parent: &Option<T>) -> Option<T> {
+            own.clone().or_else(|| parent.clone())
+        }
+        Settings {
+            proxy_set_header: pick(&self.proxy_set_header, &parent.proxy_set_header),
+            add_header: pick(&self.add_header, &parent.add_header),
+            proxy_hide_header: pick(&self.proxy_hide_header, &parent.proxy_hide_header),
+            proxy_pass_header: pick(&self.proxy_pass_header, &parent.proxy_pass_header),
+            proxy_redirect: pick(&self.proxy_redirect, &parent.proxy_redirect),
+            client_max_body_size: pick(&self.client_max_body_size, &parent.client_max_body_size),
+            proxy_connect_timeout: pick(&self.proxy_connect_timeout, &parent.proxy_connect_timeout),
+            proxy_read_timeout: pick(&self.proxy_read_timeout, &parent.proxy_read_timeout),
+            proxy_send_timeout: pick(&self.proxy_send_timeout, &parent.proxy_send_timeout),
+            client_body_timeout: pick(&self.client_body_timeout, &parent.client_body_timeout),
+            client_header_timeout: pick(&self.client_header_timeout, &parent.client_header_timeout),
+            keepalive_timeout: pick(&self.keepalive_timeout, &parent.keepalive_timeout),
+            root: pick(&self.root, &parent.root),
+            alias: self.alias.clone(),
+            index: pick(&self.index, &parent.index),
+        }
+    }
+}
+
+/// `upstream name { server …; }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// The group's name, used as `proxy_pass http://name`.
+    pub name: String,
+    /// Its servers.
+    pub servers: Vec<UpstreamServerConfig>,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+impl UpstreamConfig {
+    /// A group built in code from `host:port` addresses.
+    pub fn new(name: &str, servers: &[&str]) -> Self {
+        UpstreamConfig {
+            name: name.into(),
+            servers: servers
+                .iter()
+                .map(|s| UpstreamServerConfig {
+                    addr: (*s).into(),
+                    weight: 1,
+                    pos: SourcePos::code(),
+                })
+                .collect(),
+            pos: SourcePos::code(),
+        }
+    }
+}
+
+/// `server host:port [weight=N]` inside an upstream group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamServerConfig {
+    /// `host:port`.
+    pub addr: String,
+    /// `weight=N`. Default 1.
+    pub weight: u32,
+    /// Where it was written.
+    pub pos: SourcePos,
+}

@@ -1,0 +1,547 @@
+//! The native TOML format: a direct view of the model, in nginx's words.
+//!
+//! ```toml
+//! client_max_body_size = "10m"              # http-level defaults
+//!
+//! [[server]]
+//! listen = ["127.0.0.1:8080 default_server"]
+//! server_name = ["app.example.com"]
+//! add_header = { "Strict-Transport-Security" = { value = "max-age=63072000", always = true } }
+//!
+//!   [[server.location]]
+//!   path = "/api/"                          # or "= /x", "^~ /static/", "~* \\.png$"
+//!   proxy_pass = "http://127.0.0.1:3000/"
+//!   proxy_set_header = { Host = "$host", "X-Forwarded-For" = "$proxy_add_x_forwarded_for" }
+//!   proxy_read_timeout = "1h"
+//!
+//! [upstream.app]
+//! servers = ["127.0.0.1:3001", "127.0.0.1:3002 weight=2"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::model::*;
+use super::{parse_duration, parse_listen, parse_return, parse_size};
+use crate::location::MatchKind;
+
+/// Reads and parses a TOML config file.
+///
+/// # Errors
+/// The file cannot be read, or any problem in it, each with `file:line:col`.
+pub fn load_toml_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            SourcePos::new(name.as_str(), 0, 0),
+            format!("cannot read config: {e}"),
+        )
+    })?;
+    parse_toml(&src, &name)
+}
+
+/// Parses TOML config text; `file` names it in errors.
+///
+/// # Errors
+/// Every problem found, each with `file:line:col`.
+pub fn parse_toml(src: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let lines = LineIndex::new(src, file);
+    let raw: RawFile = toml::from_str(src).map_err(|e| {
+        let pos = e
+            .span()
+            .map_or_else(|| lines.pos(0), |s| lines.pos(s.start));
+        ConfigError::new(pos, e.message().trim().to_owned())
+    })?;
+    let mut cx = Cx {
+        lines: &lines,
+        errors: Vec::new(),
+    };
+    let config = cx.file(raw);
+    if cx.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+/// Byte offsets to `file:line:col`.
+struct LineIndex {
+    file: Arc<str>,
+    starts: Vec<usize>,
+    src: String,
+}
+
+impl LineIndex {
+    fn new(src: &str, file: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex {
+            file: file.into(),
+            starts,
+            src: src.to_owned(),
+        }
+    }
+
+    fn pos(&self, offset: usize) -> SourcePos {
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts[line - 1];
+        let col = self
+            .src
+            .get(start..offset.min(self.src.len()))
+            .map_or(1, |s| s.chars().count() + 1);
+        SourcePos {
+            file: self.file.clone(),
+            line: line as u32,
+            col: col as u32,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NumOrText {
+    Num(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAddHeader {
+    Value(String),
+    Full {
+        value: String,
+        #[serde(default)]
+        always: bool,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRedirect {
+    Word(String),
+    Rules(Vec<(String, String)>),
+}
+
+/// The settings every level accepts, plus each level's own fields.
+macro_rules! with_settings {
+    ($(#[$m:meta])* struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $($(#[$fm])* #[serde(default)] $field: $ty,)*
+            #[serde(default)] proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
+            #[serde(default)] add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
+            #[serde(default)] proxy_hide_header: Option<Vec<Spanned<String>>>,
+            #[serde(default)] proxy_pass_header: Option<Vec<Spanned<String>>>,
+            #[serde(default)] proxy_redirect: Option<Spanned<RawRedirect>>,
+            #[serde(default)] client_max_body_size: Option<Spanned<NumOrText>>,
+            #[serde(default)] proxy_connect_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] proxy_read_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] proxy_send_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] client_body_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] client_header_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] keepalive_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] root: Option<Spanned<String>>,
+            #[serde(default)] index: Option<Vec<String>>,
+        }
+
+        impl HasSettings for $name {
+            fn take_settings(&mut self, cx: &mut Cx<'_>) -> Settings {
+                cx.settings(RawSettings {
+                    proxy_set_header: self.proxy_set_header.take(),
+                    add_header: self.add_header.take(),
+                    proxy_hide_header: self.proxy_hide_header.take(),
+                    proxy_pass_header: self.proxy_pass_header.take(),
+                    proxy_redirect: self.proxy_redirect.take(),
+                    client_max_body_size: self.client_max_body_size.take(),
+                    proxy_connect_timeout: self.proxy_connect_timeout.take(),
+                    proxy_read_timeout: self.proxy_read_timeout.take(),
+                    proxy_send_timeout: self.proxy_send_timeout.take(),
+                    client_body_timeout: self.client_body_timeout.take(),
+                    client_header_timeout: self.client_header_timeout.take(),
+                    keepalive_timeout: self.keepalive_timeout.take(),
+                    root: self.root.take(),
+                    index: self.index.take(),
+                })
+            }
+        }
+    };
+}
+
+trait HasSettings {
+    fn take_settings(&mut self, cx: &mut Cx<'_>) -> Settings;
+}
+
+struct RawSettings {
+    proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
+    add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
+    proxy_hide_header: Option<Vec<Spanned<String>>>,
+    proxy_pass_header: Option<Vec<Spanned<String>>>,
+    proxy_redirect: Option<Spanned<RawRedirect>>,
+    client_max_body_size: Option<Spanned<NumOrText>>,
+    proxy_connect_timeout: Option<Spanned<NumOrText>>,
+    proxy_read_timeout: Option<Spanned<NumOrText>>,
+    proxy_send_timeout: Option<Spanned<NumOrText>>,
+    client_body_timeout: Option<Spanned<NumOrText>>,
+    client_header_timeout: Option<Spanned<NumOrText>>,
+    keepalive_timeout: Option<Spanned<NumOrText>>,
+    root: Option<Spanned<String>>,
+    index: Option<Vec<String>>,
+}
+
+with_settings! {
+    struct RawFile {
+        server: Vec<Spanned<RawServer>>,
+        upstream: BTreeMap<String, Spanned<RawUpstream>>,
+    }
+}
+
+with_settings! {
+    struct RawServer {
+        listen: Option<Spanned<OneOrMany<String>>>,
+        server_name: Option<Spanned<OneOrMany<String>>>,
+        #[serde(rename = "return")]
+        ret: Option<Spanned<NumOrText>>,
+        location: Vec<Spanned<RawLocation>>,
+    }
+}
+
+with_settings! {
+    struct RawLocation {
+        path: Option<Spanned<String>>,
+        proxy_pass: Option<Spanned<String>>,
+        #[serde(rename = "return")]
+        ret: Option<Spanned<NumOrText>>,
+        alias: Option<Spanned<String>>,
+        location: Vec<Spanned<RawLocation>>,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    servers: Vec<Spanned<String>>,
+}
+
+struct Cx<'a> {
+    lines: &'a LineIndex,
+    errors: Vec<ConfigError>,
+}
+
+impl Cx<'_> {
+    fn at<T>(&self, s: &Spanned<T>) -> SourcePos {
+        self.lines.pos(s.span().start)
+    }
+
+    fn err(&mut self, pos: SourcePos, msg: impl Into<String>) {
+        self.errors.push(ConfigError::new(pos, msg));
+    }
+
+    fn file(&mut self, mut raw: RawFile) -> Config {
+        let settings = raw.take_settings(self);
+        let servers = std::mem::take(&mut raw.server)
+            .into_iter()
+            .map(|s| self.server(s))
+            .collect();
+        let upstreams = std::mem::take(&mut raw.upstream)
+            .into_iter()
+            .map(|(name, u)| self.upstream(name, u))
+            .collect();
+        Config {
+            settings,
+            servers,
+            upstreams,
+        }
+    }
+
+    fn server(&mut self, raw: Spanned<RawServer>) -> ServerConfig {
+        let pos = self.at(&raw);
+        let mut raw = raw.into_inner();
+        let settings = raw.take_settings(self);
+        let listen = self
+            .spanned_list(raw.listen.take())
+            .into_iter()
+            .filter_map(|(pos, l)| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                match parse_listen(&words) {
+                    Ok(mut listen) => {
+                        listen.pos = pos;
+                        Some(listen)
+                    }
+                    Err(msg) => {
+                        self.err(pos, msg);
+                        None
+                    }
+                }
+            })
+            .collect();
+        let names = self
+            .spanned_list(raw.server_name.take())
+            .into_iter()
+            .map(|(pos, n)| pos.with(n))
+            .collect();
+        let ret = raw.ret.take().and_then(|r| self.ret(r));
+        let locations = std::mem::take(&mut raw.location)
+            .into_iter()
+            .filter_map(|l| self.location(l))
+            .collect();
+        ServerConfig {
+            pos,
+            listen,
+            names,
+            settings,
+            ret,
+            locations,
+        }
+    }
+
+    fn location(&mut self, raw: Spanned<RawLocation>) -> Option<LocationConfig> {
+        let pos = self.at(&raw);
+        let mut raw = raw.into_inner();
+        let settings = raw.take_settings(self);
+        let Some(path) = raw.path.take() else {
+            self.errors.push(
+                ConfigError::new(pos, "location without `path`")
+                    .hint("add path = \"/prefix/\" (or \"= /exact\", \"~ regex\")"),
+            );
+            return None;
+        };
+        let (kind, pattern) = MatchKind::split(path.get_ref());
+        if pattern.is_empty() || (!kind.is_regex() && !pattern.starts_with('/')) {
+            let p = self.at(&path);
+            self.errors.push(
+                ConfigError::new(p, format!("invalid location path {:?}", path.get_ref()))
+                    .hint("a path starts with `/`; regexes start with `~` or `~*`"),
+            );
+        }
+        let pattern = pattern.to_owned();
+        let mut handler = None;
+        if let Some(url) = raw.proxy_pass.take() {
+            handler = Some(Handler::Proxy(self.at(&url).with(url.into_inner())));
+        }
+        if let Some(r) = raw.ret.take() {
+            if handler.is_some() {
+                let p = self.at(&r);
+                self.err(
+                    p,
+                    "a location has either `proxy_pass` or `return`, not both",
+                );
+            }
+            handler = self.ret(r).map(Handler::Return);
+        }
+        let mut settings = settings;
+        if let Some(alias) = raw.alias.take() {
+            settings.alias = Some(self.at(&alias).with(alias.into_inner()));
+        }
+        let locations = std::mem::take(&mut raw.location)
+            .into_iter()
+            .filter_map(|l| self.location(l))
+            .collect();
+        Some(LocationConfig {
+            pos,
+            kind,
+            pattern,
+            handler,
+            settings,
+            locations,
+        })
+    }
+
+    /// A string-or-list value; every item gets the value's position.
+    fn spanned_list(&self, v: Option<Spanned<OneOrMany<String>>>) -> Vec<(SourcePos, String)> {
+        let Some(v) = v else { return Vec::new() };
+        let pos = self.at(&v);
+        v.into_inner()
+            .into_vec()
+            .into_iter()
+            .map(|s| (pos.clone(), s))
+            .collect()
+    }
+
+    fn ret(&mut self, raw: Spanned<NumOrText>) -> Option<ReturnConfig> {
+        let pos = self.at(&raw);
+        let text;
+        let words: Vec<&str> = match raw.get_ref() {
+            NumOrText::Num(n) => {
+                text = n.to_string();
+                vec![text.as_str()]
+            }
+            NumOrText::Text(t) => match t.split_once(char::is_whitespace) {
+                Some((code, rest)) if code.bytes().all(|b| b.is_ascii_digit()) => {
+                    vec![code, rest.trim()]
+                }
+                _ => vec![t.as_str()],
+            },
+        };
+        match parse_return(&words) {
+            Ok((code, text)) => Some(ReturnConfig { code, text, pos }),
+            Err(msg) => {
+                self.err(pos, msg);
+                None
+            }
+        }
+    }
+
+    fn upstream(&mut self, name: String, raw: Spanned<RawUpstream>) -> UpstreamConfig {
+        let pos = self.at(&raw);
+        let servers = raw
+            .into_inner()
+            .servers
+            .into_iter()
+            .filter_map(|s| {
+                let pos = self.at(&s);
+                let mut words = s.get_ref().split_whitespace();
+                let addr = words.next().unwrap_or("").to_owned();
+                let mut weight = 1;
+                for w in words {
+                    match w
+                        .strip_prefix("weight=")
+                        .and_then(|n| n.parse::<u32>().ok())
+                    {
+                        Some(n) if n > 0 => weight = n,
+                        _ => {
+                            self.err(
+                                pos.clone(),
+                                format!("invalid upstream server parameter {w:?}"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(UpstreamServerConfig { addr, weight, pos })
+            })
+            .collect();
+        UpstreamConfig { name, servers, pos }
+    }
+
+    fn settings(&mut self, raw: RawSettings) -> Settings {
+        Settings {
+            proxy_set_header: raw.proxy_set_header.map(|m| {
+                let pos = self.at(&m);
+                m.into_inner()
+                    .into_iter()
+                    .map(|(name, value)| HeaderPair {
+                        name,
+                        value,
+                        pos: pos.clone(),
+                    })
+                    .collect()
+            }),
+            add_header: raw.add_header.map(|m| {
+                let pos = self.at(&m);
+                m.into_inner()
+                    .into_iter()
+                    .map(|(name, v)| {
+                        let (value, always) = match v {
+                            RawAddHeader::Value(value) => (value, false),
+                            RawAddHeader::Full { value, always } => (value, always),
+                        };
+                        AddHeaderConfig {
+                            name,
+                            value,
+                            always,
+                            pos: pos.clone(),
+                        }
+                    })
+                    .collect()
+            }),
+            proxy_hide_header: raw.proxy_hide_header.map(|v| self.names(v)),
+            proxy_pass_header: raw.proxy_pass_header.map(|v| self.names(v)),
+            proxy_redirect: raw.proxy_redirect.and_then(|r| {
+                let pos = self.at(&r);
+                let value = match r.into_inner() {
+                    RawRedirect::Word(w) if w == "default" => RedirectConfig::Default,
+                    RawRedirect::Word(w) if w == "off" => RedirectConfig::Off,
+                    RawRedirect::Word(w) => {
+                        self.errors.push(
+                            ConfigError::new(pos, format!("invalid proxy_redirect {w:?}"))
+                                .hint("use \"default\", \"off\" or [[\"from\", \"to\"], …]"),
+                        );
+                        return None;
+                    }
+                    RawRedirect::Rules(rules) => RedirectConfig::Rules(rules),
+                };
+                Some(pos.with(value))
+            }),
+            client_max_body_size: raw.client_max_body_size.and_then(|s| self.size(s)),
+            proxy_connect_timeout: raw.proxy_connect_timeout.and_then(|d| self.duration(d)),
+            proxy_read_timeout: raw.proxy_read_timeout.and_then(|d| self.duration(d)),
+            proxy_send_timeout: raw.proxy_send_timeout.and_then(|d| self.duration(d)),
+            client_body_timeout: raw.client_body_timeout.and_then(|d| self.duration(d)),
+            client_header_timeout: raw.client_header_timeout.and_then(|d| self.duration(d)),
+            keepalive_timeout: raw.keepalive_timeout.and_then(|d| self.duration(d)),
+            root: raw.root.map(|r| self.at(&r).with(r.into_inner())),
+            alias: None,
+            index: raw.index,
+        }
+    }
+
+    fn names(&mut self, v: Vec<Spanned<String>>) -> Vec<super::model::Spanned<String>> {
+        v.into_iter()
+            .map(|n| self.at(&n).with(n.into_inner()))
+            .collect()
+    }
+
+    fn size(&mut self, s: Spanned<NumOrText>) -> Option<u64> {
+        match s.get_ref() {
+            NumOrText::Num(n) => Some(*n),
+            NumOrText::Text(t) => parse_size(t).or_else(|| {
+                let pos = self.at(&s);
+                self.errors.push(
+                    ConfigError::new(pos, format!("invalid size {t:?}"))
+                        .hint("bytes, or a number with k, m or g: \"10m\""),
+                );
+                None
+            }),
+        }
+    }
+
+    fn duration(&mut self, s: Spanned<NumOrText>) -> Option<Duration> {
+        match s.get_ref() {
+            NumOrText::Num(n) => Some(Duration::from_secs(*n)),
+            NumOrText::Text(t) => parse_duration(t).or_else(|| {
+                let pos = self.at(&s);
+                self.errors.push(
+                    ConfigError::new(pos, format!("invalid time {t:?}"))
+                        .hint("seconds, or units ms s m h d: \"30s\", \"1h\""),
+                );
+                None
+            }),
+        }
+    }
+}
+
+/// `pos.with(value)`: a model value at a position (the model's `Spanned`,
+/// not toml's, which this module reads).
+trait WithValue {
+    fn with<T>(self, value: T) -> super::model::Spanned<T>;
+}
+
+impl WithValue for SourcePos {
+    fn with<T>(self, value: T) -> super::model::Spanned<T> {
+        super::model::Spanned::new(value, self)
+    }
+}

@@ -1,0 +1,268 @@
+//! Request-path errors and the one place they become responses.
+//!
+//! Every leaf service reports failure as a [`ProxyError`]; the [`Rescue`]
+//! layer at the top of the stack turns it into a status code and logs it with
+//! whose fault it was. Nothing else in the stack formats error pages.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+use crate::body::RpxBody;
+
+/// A boxed error as used by bodies and connectors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whose fault a failed request was: decides the log level and the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client sent something wrong or too slowly.
+    Downstream,
+    /// The upstream refused, failed or timed out.
+    Upstream,
+    /// A bug or a local resource problem.
+    Internal,
+}
+
+/// Which phase of talking to an upstream ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// `proxy_connect_timeout`.
+    Connect,
+    /// `proxy_read_timeout`: waiting for the response head or between two reads.
+    Read,
+    /// `proxy_send_timeout`: between two writes of the request.
+    Send,
+}
+
+impl std::fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutPhase::Connect => "connect",
+            TimeoutPhase::Read => "read",
+            TimeoutPhase::Send => "send",
+        })
+    }
+}
+
+/// A failure on the request path, mapped to a response by [`Rescue`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// No location of the chosen server matches the path (404).
+    #[error("no location matches the request path")]
+    NoRoute,
+    /// The request itself is malformed (400).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request body is larger than `client_max_body_size` (413).
+    #[error("request body larger than client_max_body_size ({limit} bytes)")]
+    BodyTooLarge {
+        /// The configured limit in bytes.
+        limit: u64,
+    },
+    /// The client stopped sending its body for longer than the body timeout (408).
+    #[error("client body timed out")]
+    ClientTimeout,
+    /// The upstream could not be reached (502).
+    #[error("connecting to upstream {upstream} failed: {source}")]
+    UpstreamConnect {
+        /// `host:port` of the upstream.
+        upstream: String,
+        /// What the connector said.
+        #[source]
+        source: BoxError,
+    },
+    /// The upstream did not answer in time (504).
+    #[error("upstream {upstream} timed out ({phase})")]
+    UpstreamTimeout {
+        /// `host:port` of the upstream.
+        upstream: String,
+        /// Which phase timed out.
+        phase: TimeoutPhase,
+    },
+    /// The upstream broke the protocol or the connection (502).
+    #[error("upstream {upstream} failed: {source}")]
+    UpstreamProtocol {
+        /// `host:port` of the upstream.
+        upstream: String,
+        /// What went wrong.
+        #[source]
+        source: BoxError,
+    },
+    /// The upstream answered `101` although the client did not ask to upgrade (502).
+    #[error("upstream {upstream} switched protocols without being asked")]
+    UnexpectedUpgrade {
+        /// `host:port` of the upstream.
+        upstream: String,
+    },
+    /// Every server of an upstream group is marked down (502).
+    #[error("no live server in upstream group {group}")]
+    NoLiveUpstream {
+        /// The group's name.
+        group: String,
+    },
+    /// Something inside rpx failed (500).
+    #[error("internal error: {0}")]
+    Internal(BoxError),
+}
+
+impl ProxyError {
+    /// The status code the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamProtocol { .. }
+            | ProxyError::UnexpectedUpgrade { .. }
+            | ProxyError::NoLiveUpstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whose fault the failure was.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ProxyError::NoRoute
+            | ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::ClientTimeout => Fault::Downstream,
+            ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTimeout { .. }
+            | ProxyError::UpstreamProtocol { .. }
+            | ProxyError::UnexpectedUpgrade { .. }
+            | ProxyError::NoLiveUpstream { .. } => Fault::Upstream,
+            ProxyError::Internal(_) => Fault::Internal,
+        }
+    }
+
+    /// The response a client gets for this error: nginx-style HTML page.
+    pub fn to_response(&self) -> Response<RpxBody> {
+        error_page(self.status())
+    }
+}
+
+/// An nginx-looking error page for `status`.
+pub fn error_page(status: StatusCode) -> Response<RpxBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>rpx</center>\r\n</body>\r\n</html>\r\n",
+        code = status.as_u16()
+    );
+    let mut res = Response::new(RpxBody::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res
+}
+
+/// Layer that turns [`ProxyError`]s into responses; see [`Rescue`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RescueLayer;
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+    fn layer(&self, inner: S) -> Rescue<S> {
+        Rescue { inner }
+    }
+}
+
+/// Maps every [`ProxyError`] of the inner service to its response, and logs it
+/// once with whose fault it was. Its error type is [`std::convert::Infallible`].
+///
+/// ```
+/// use rpx_core::{body::RpxBody, error::{ProxyError, RescueLayer}};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # tokio_test_shim::block_on(async {
+/// let svc = ServiceBuilder::new().layer(RescueLayer).service(service_fn(
+///     |_req: http::Request<()>| async { Err::<http::Response<RpxBody>, _>(ProxyError::NoRoute) },
+/// ));
+/// let res = svc.oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), 404);
+/// # });
+/// # mod tokio_test_shim { pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f) } }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rescue<S> {
+    inner: S,
+}
+
+impl<S> Rescue<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Rescue { inner }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Rescue<S>
+where
+    S: Service<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = std::convert::Infallible;
+    type Future = RescueFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match ready!(self.inner.poll_ready(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // An inner service that cannot become ready is a bug; report it
+            // per request instead of killing the connection.
+            Err(e) => {
+                tracing::error!(error = %e, "service not ready");
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        RescueFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of [`Rescue`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RescueFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> Future for RescueFuture<F>
+where
+    F: Future<Output = Result<Response<RpxBody>, ProxyError>>,
+{
+    type Output = Result<Response<RpxBody>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
+            Ok(res) => res,
+            Err(err) => {
+                log_error(&err);
+                err.to_response()
+            }
+        }))
+    }
+}
+
+fn log_error(err: &ProxyError) {
+    let status = err.status().as_u16();
+    match err.fault() {
+        Fault::Downstream => tracing::info!(status, fault = "downstream", "{err}"),
+        Fault::Upstream => tracing::warn!(status, fault = "upstream", "{err}"),
+        Fault::Internal => tracing::error!(status, fault = "internal", "{err}"),
+    }
+}

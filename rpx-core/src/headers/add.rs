@@ -1,0 +1,188 @@
+//! `add_header name value [always]` as a layer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+use super::{HeaderError, HeaderValueTemplate};
+use crate::conn::conn_info;
+use crate::location::request_path;
+use crate::vars::VarCtx;
+
+/// One `add_header`.
+#[derive(Debug, Clone)]
+pub struct AddHeader {
+    name: HeaderName,
+    value: HeaderValueTemplate,
+    always: bool,
+}
+
+impl AddHeader {
+    /// Added only to 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308 responses, as nginx.
+    ///
+    /// # Errors
+    /// A bad name, value or variable.
+    pub fn new(name: &str, value: &str) -> Result<Self, HeaderError> {
+        Ok(AddHeader {
+            name: HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| HeaderError::Name(name.into()))?,
+            value: HeaderValueTemplate::parse(value)?,
+            always: false,
+        })
+    }
+
+    /// Added to every response (`add_header … always`).
+    ///
+    /// # Errors
+    /// A bad name, value or variable.
+    pub fn always(name: &str, value: &str) -> Result<Self, HeaderError> {
+        Ok(AddHeader {
+            always: true,
+            ..Self::new(name, value)?
+        })
+    }
+}
+
+/// nginx adds non-`always` headers only to these statuses.
+fn status_allows(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
+}
+
+/// Adds response headers, nginx's `add_header`.
+///
+/// ```
+/// use rpx_core::{body::RpxBody, headers::{AddHeader, AddHeadersLayer}};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let layer = AddHeadersLayer::new(vec![
+///     AddHeader::new("x-frame-options", "DENY").unwrap(),
+///     AddHeader::always("strict-transport-security", "max-age=63072000").unwrap(),
+/// ]);
+/// let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_r: http::Request<()>| async {
+///     let mut res = http::Response::new(RpxBody::empty());
+///     *res.status_mut() = http::StatusCode::NOT_FOUND;
+///     Ok::<_, std::convert::Infallible>(res)
+/// }));
+/// let res = svc.oneshot(http::Request::new(())).await.unwrap();
+/// assert!(res.headers().get("x-frame-options").is_none()); // not on a 404
+/// assert!(res.headers().get("strict-transport-security").is_some());
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct AddHeadersLayer {
+    rules: Arc<[AddHeader]>,
+    server_name: Arc<str>,
+}
+
+impl AddHeadersLayer {
+    /// A layer adding `rules` in order.
+    pub fn new(rules: Vec<AddHeader>) -> Self {
+        AddHeadersLayer {
+            rules: rules.into(),
+            server_name: "".into(),
+        }
+    }
+
+    /// Sets what `$server_name` renders as in values. Default is empty.
+    pub fn server_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.server_name = name.into();
+        self
+    }
+}
+
+impl<S> Layer<S> for AddHeadersLayer {
+    type Service = AddHeaders<S>;
+    fn layer(&self, inner: S) -> AddHeaders<S> {
+        AddHeaders {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Service of [`AddHeadersLayer`].
+#[derive(Debug, Clone)]
+pub struct AddHeaders<S> {
+    inner: S,
+    layer: AddHeadersLayer,
+}
+
+impl<S, B, ResB> Service<Request<B>> for AddHeaders<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = AddHeadersFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let rules = &self.layer.rules;
+        // Values with variables are rendered now, while the request exists;
+        // fixed ones are cloned from the compiled rule when the response comes.
+        let rendered = if rules
+            .iter()
+            .any(|r| matches!(r.value, HeaderValueTemplate::Dynamic(_)))
+        {
+            let conn = conn_info(&req);
+            let ctx = VarCtx::new(&req, &conn, request_path(&req), &self.layer.server_name);
+            rules.iter().map(|r| r.value.render(&ctx)).collect()
+        } else {
+            Vec::new()
+        };
+        AddHeadersFuture {
+            inner: self.inner.call(req),
+            rules: self.layer.rules.clone(),
+            rendered,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of [`AddHeaders`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct AddHeadersFuture<F> {
+        #[pin]
+        inner: F,
+        rules: Arc<[AddHeader]>,
+        rendered: Vec<Option<HeaderValue>>,
+    }
+}
+
+impl<F, ResB, E> Future for AddHeadersFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = ready!(this.inner.poll(cx))?;
+        let allowed = status_allows(res.status());
+        for (i, rule) in this.rules.iter().enumerate() {
+            if !(rule.always || allowed) {
+                continue;
+            }
+            let value = match &rule.value {
+                HeaderValueTemplate::Const(v) => Some(v.clone()),
+                HeaderValueTemplate::Remove => None,
+                HeaderValueTemplate::Dynamic(_) => this.rendered.get_mut(i).and_then(Option::take),
+            };
+            if let Some(v) = value {
+                res.headers_mut().append(rule.name.clone(), v);
+            }
+        }
+        Poll::Ready(Ok(res))
+    }
+}

@@ -1,0 +1,501 @@
+//! The compiled location table and nginx's matching algorithm.
+//!
+//! Per level (server, or the inside of a location): an `=` exact match wins
+//! at once; otherwise the longest matching prefix is remembered; a `^~`
+//! prefix skips the regexes; a prefix with nested locations is searched
+//! recursively; then the level's regexes are tried in config order and the
+//! first match wins; else the longest prefix stands.
+
+use std::collections::HashMap;
+
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// How a location matches, as nginx's modifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchKind {
+    /// `location = /path`.
+    Exact,
+    /// `location /path`.
+    Prefix,
+    /// `location ^~ /path`: a prefix that, when it is the longest, skips regexes.
+    PrefixNoRegex,
+    /// `location ~ regex` (case-sensitive).
+    Regex,
+    /// `location ~* regex` (case-insensitive).
+    RegexCaseless,
+}
+
+impl MatchKind {
+    /// The nginx modifier (`""` for a plain prefix).
+    pub fn modifier(self) -> &'static str {
+        match self {
+            MatchKind::Exact => "=",
+            MatchKind::Prefix => "",
+            MatchKind::PrefixNoRegex => "^~",
+            MatchKind::Regex => "~",
+            MatchKind::RegexCaseless => "~*",
+        }
+    }
+
+    /// Splits nginx's `location` arguments: `"= /x"`, `"~* \.png$"`, `"/x/"`.
+    pub fn split(spec: &str) -> (MatchKind, &str) {
+        let spec = spec.trim();
+        for (m, kind) in [
+            ("^~", MatchKind::PrefixNoRegex),
+            ("~*", MatchKind::RegexCaseless),
+            ("=", MatchKind::Exact),
+            ("~", MatchKind::Regex),
+        ] {
+            if let Some(rest) = spec.strip_prefix(m) {
+                return (kind, rest.trim_start());
+            }
+        }
+        (MatchKind::Prefix, spec)
+    }
+
+    /// True for `~` and `~*`.
+    pub fn is_regex(self) -> bool {
+        matches!(self, MatchKind::Regex | MatchKind::RegexCaseless)
+    }
+}
+
+/// One location as the table builder receives it.
+#[derive(Debug, Clone)]
+pub struct LocationSpec {
+    /// Match kind.
+    pub kind: MatchKind,
+    /// The path or regex.
+    pub pattern: String,
+    /// Whether `pattern` minus its final `/` answers with a 301 to `pattern`
+    /// (nginx does this for proxying locations ending in `/`).
+    pub auto_redirect: bool,
+    /// Locations nested inside this one.
+    pub nested: Vec<LocationSpec>,
+}
+
+impl LocationSpec {
+    /// A location of `kind` matching `pattern`.
+    pub fn new(kind: MatchKind, pattern: impl Into<String>) -> Self {
+        LocationSpec {
+            kind,
+            pattern: pattern.into(),
+            auto_redirect: false,
+            nested: Vec::new(),
+        }
+    }
+}
+
+/// Why a table did not build.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A regex did not compile.
+    #[error("invalid regex {pattern:?}: {source}")]
+    Regex {
+        /// The pattern.
+        pattern: String,
+        /// The compiler's message.
+        #[source]
+        source: regex::Error,
+    },
+    /// Two locations with the same kind and pattern on one level.
+    #[error("duplicate location \"{0}\"")]
+    Duplicate(String),
+    /// A nested location that its parent can never reach.
+    #[error("location \"{inner}\" is outside location \"{outer}\"")]
+    NotNested {
+        /// The parent's pattern.
+        outer: String,
+        /// The nested pattern.
+        inner: String,
+    },
+}
+
+/// The result of matching a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationMatch {
+    /// Location number `n` (in depth-first config order) handles the request.
+    Location(usize),
+    /// Answer with a 301 to the path plus `/`; location `n` asked for it.
+    AddSlash(usize),
+    /// No location matches.
+    None,
+}
+
+#[derive(Debug)]
+struct Prefix {
+    name: Box<str>,
+    id: usize,
+    noregex: bool,
+    auto_redirect: bool,
+    nested: Option<Box<Level>>,
+}
+
+#[derive(Debug)]
+struct RegexLoc {
+    regex: Regex,
+    id: usize,
+    nested: Option<Box<Level>>,
+}
+
+#[derive(Debug, Default)]
+struct Level {
+    exact: HashMap<Box<str>, usize>,
+    /// Sorted by length, longest first: the first hit is the longest match.
+    prefixes: Vec<Prefix>,
+    /// Fast reject for the whole level before trying regexes in order.
+    regex_set: Option<RegexSet>,
+    regexes: Vec<RegexLoc>,
+}
+
+/// A compiled set of locations.
+///
+/// ```
+/// use rpx_core::location::{LocationMatch, LocationSpec, LocationTable, MatchKind};
+/// let t = LocationTable::build(&[
+///     LocationSpec::new(MatchKind::Prefix, "/"),
+///     LocationSpec::new(MatchKind::PrefixNoRegex, "/images/"),
+///     LocationSpec::new(MatchKind::RegexCaseless, r"\.(gif|jpg|jpeg)$"),
+/// ]).unwrap();
+/// assert_eq!(t.find("/documents/a.jpg"), LocationMatch::Location(2));
+/// assert_eq!(t.find("/images/a.jpg"), LocationMatch::Location(1));
+/// ```
+#[derive(Debug)]
+pub struct LocationTable {
+    root: Level,
+    len: usize,
+}
+
+impl LocationTable {
+    /// Compiles `specs`; ids are assigned depth-first in config order.
+    ///
+    /// # Errors
+    /// Bad regexes, duplicates and nested locations outside their parent.
+    pub fn build(specs: &[LocationSpec]) -> Result<Self, TableError> {
+        let mut next = 0;
+        let root = build_level(specs, None, &mut next)?;
+        Ok(LocationTable { root, len: next })
+    }
+
+    /// Number of locations (ids are `0..len`).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no locations.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Finds the location for a normalised path. Allocates nothing.
+    pub fn find(&self, path: &str) -> LocationMatch {
+        let mut found = LocationMatch::None;
+        find_in(&self.root, path, &mut found);
+        found
+    }
+}
+
+/// nginx's `ngx_http_core_find_location` outcome at one level.
+#[derive(PartialEq, Eq)]
+enum Step {
+    /// Final (exact match, regex match, or add-slash redirect).
+    Done,
+    /// A prefix matched; a regex may still override it.
+    Prefix,
+    /// Nothing matched at this level.
+    Declined,
+}
+
+fn find_in(level: &Level, path: &str, found: &mut LocationMatch) -> Step {
+    if let Some(&id) = level.exact.get(path) {
+        *found = LocationMatch::Location(id);
+        return Step::Done;
+    }
+    let mut step = Step::Declined;
+    let mut noregex = false;
+    let longest = level.prefixes.iter().find(|p| path.starts_with(&*p.name));
+    let exact_len_hit = longest.is_some_and(|p| p.name.len() == path.len());
+    if !exact_len_hit {
+        // `/x` with a proxying `location /x/` → 301 to `/x/`, ahead of shorter
+        // prefixes and of regexes, as nginx's static tree walk does.
+        if let Some(p) = level.prefixes.iter().find(|p| {
+            p.auto_redirect
+                && p.name.len() == path.len() + 1
+                && p.name.ends_with('/')
+                && p.name.starts_with(path)
+        }) {
+            *found = LocationMatch::AddSlash(p.id);
+            return Step::Done;
+        }
+    }
+    if let Some(p) = longest {
+        *found = LocationMatch::Location(p.id);
+        step = Step::Prefix;
+        noregex = p.noregex;
+        if let Some(nested) = &p.nested {
+            if find_in(nested, path, found) == Step::Done {
+                return Step::Done;
+            }
+        }
+    }
+    if !noregex {
+        if let Some(set) = &level.regex_set {
+            if set.is_match(path) {
+                if let Some(r) = level.regexes.iter().find(|r| r.regex.is_match(path)) {
+                    *found = LocationMatch::Location(r.id);
+                    if let Some(nested) = &r.nested {
+                        find_in(nested, path, found);
+                    }
+                    return Step::Done;
+                }
+            }
+        }
+    }
+    step
+}
+
+fn build_level(
+    specs: &[LocationSpec],
+    parent: Option<&LocationSpec>,
+    next: &mut usize,
+) -> Result<Level, TableError> {
+    let mut level = Level::default();
+    let mut patterns = Vec::new();
+    for spec in specs {
+        let id = *next;
+        *next += 1;
+        if let Some(outer) = parent.filter(|o| !o.kind.is_regex() && !spec.kind.is_regex()) {
+            if !spec.pattern.starts_with(&outer.pattern) {
+                return Err(TableError::NotNested {
+                    outer: outer.pattern.clone(),
+                    inner: spec.pattern.clone(),
+                });
+            }
+        }
+        let nested = if spec.nested.is_empty() {
+            None
+        } else {
+            Some(Box::new(build_level(&spec.nested, Some(spec), next)?))
+        };
+        let dup = || TableError::Duplicate(format!("{} {}", spec.kind.modifier(), spec.pattern));
+        match spec.kind {
+            MatchKind::Exact => {
+                if level
+                    .exact
+                    .insert(spec.pattern.as_str().into(), id)
+                    .is_some()
+                {
+                    return Err(dup());
+                }
+            }
+            MatchKind::Prefix | MatchKind::PrefixNoRegex => {
+                if level.prefixes.iter().any(|p| *p.name == *spec.pattern) {
+                    return Err(dup());
+                }
+                level.prefixes.push(Prefix {
+                    name: spec.pattern.as_str().into(),
+                    id,
+                    noregex: spec.kind == MatchKind::PrefixNoRegex,
+                    auto_redirect: spec.auto_redirect,
+                    nested,
+                });
+            }
+            MatchKind::Regex | MatchKind::RegexCaseless => {
+                let caseless = spec.kind == MatchKind::RegexCaseless;
+                let regex = RegexBuilder::new(&spec.pattern)
+                    .case_insensitive(caseless)
+                    .build()
+                    .map_err(|source| TableError::Regex {
+                        pattern: spec.pattern.clone(),
+                        source,
+                    })?;
+                patterns.push((spec.pattern.clone(), caseless));
+                level.regexes.push(RegexLoc { regex, id, nested });
+            }
+        }
+    }
+    // Stable sort: equal lengths cannot both match one path unless equal,
+    // and duplicates were rejected above.
+    level
+        .prefixes
+        .sort_by_key(|p| std::cmp::Reverse(p.name.len()));
+    if !patterns.is_empty() {
+        let set = RegexSetBuilder::new(patterns.iter().map(|(p, caseless)| {
+            if *caseless {
+                format!("(?i:{p})")
+            } else {
+                p.clone()
+            }
+        }))
+        .build()
+        .map_err(|source| TableError::Regex {
+            pattern: patterns
+                .iter()
+                .map(|p| p.0.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            source,
+        })?;
+        level.regex_set = Some(set);
+    }
+    Ok(level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LocationMatch::{AddSlash, Location, None as NoMatch};
+
+    fn spec(s: &str) -> LocationSpec {
+        let (kind, pattern) = MatchKind::split(s);
+        LocationSpec::new(kind, pattern)
+    }
+
+    /// nginx's own documentation example (ngx_http_core_module, `location`).
+    fn nginx_doc_table() -> LocationTable {
+        LocationTable::build(&[
+            spec("= /"),                   // A
+            spec("/"),                     // B
+            spec("/documents/"),           // C
+            spec("^~ /images/"),           // D
+            spec(r"~* \.(gif|jpg|jpeg)$"), // E
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn nginx_documented_examples() {
+        let t = nginx_doc_table();
+        assert_eq!(t.find("/"), Location(0));
+        assert_eq!(t.find("/index.html"), Location(1));
+        assert_eq!(t.find("/documents/document.html"), Location(2));
+        assert_eq!(t.find("/images/1.gif"), Location(3));
+        assert_eq!(t.find("/documents/1.jpg"), Location(4));
+        assert_eq!(t.find("/DOCUMENTS/1.JPG"), Location(4));
+    }
+
+    #[test]
+    fn table_of_cases() {
+        let t = LocationTable::build(&[
+            spec("/"),                          // 0
+            spec("/api/"),                      // 1
+            spec("/api/v2/"),                   // 2
+            spec("= /api/v2/health"),           // 3
+            spec("^~ /static/"),                // 4
+            spec(r"~ \.php$"),                  // 5
+            spec(r"~* \.(png|JPG)$"),           // 6
+            spec(r"~ ^/api/v1/(users|groups)"), // 7
+            spec("/exact-prefix"),              // 8
+            spec("^~ /static/raw/"),            // 9
+            spec("= /login"),                   // 10
+            spec(r"~ /login"),                  // 11
+        ])
+        .unwrap();
+        let cases: &[(&str, LocationMatch)] = &[
+            ("/", Location(0)),
+            ("/anything", Location(0)),
+            ("/api", Location(0)),
+            ("/api/", Location(1)),
+            ("/api/x", Location(1)),
+            ("/api/v2/", Location(2)),
+            ("/api/v2/items", Location(2)),
+            ("/api/v2/health", Location(3)),
+            ("/api/v2/health/", Location(2)),
+            ("/api/v2/x.php", Location(5)),
+            ("/static/a.php", Location(4)),
+            ("/static/a.png", Location(4)),
+            ("/static/raw/a.php", Location(9)),
+            ("/img/a.PNG", Location(6)),
+            ("/img/a.jpg", Location(6)),
+            ("/img/a.Php", Location(0)),
+            ("/api/v1/users/7", Location(7)),
+            ("/api/v1/users.php", Location(5)),
+            ("/api/v1/other", Location(1)),
+            ("/exact-prefix", Location(8)),
+            ("/exact-prefixes", Location(8)),
+            ("/login", Location(10)),
+            ("/login/x", Location(11)),
+            ("/x/login", Location(11)),
+        ];
+        for (path, want) in cases {
+            assert_eq!(t.find(path), *want, "path {path}");
+        }
+    }
+
+    #[test]
+    fn no_root_location_means_no_match() {
+        let t = LocationTable::build(&[spec("/a/"), spec("= /b")]).unwrap();
+        assert_eq!(t.find("/c"), NoMatch);
+        assert_eq!(t.find("/b/"), NoMatch);
+        assert_eq!(t.find("/a/x"), Location(0));
+    }
+
+    #[test]
+    fn add_slash_redirect() {
+        let mut app = spec("/app/");
+        app.auto_redirect = true;
+        let t = LocationTable::build(&[spec("/"), app, spec(r"~ ^/ap")]).unwrap();
+        // The redirect is final: the regex is not consulted for `/app`...
+        assert_eq!(t.find("/app"), AddSlash(1));
+        // ...but `/app/` is a plain prefix match, which a regex overrides.
+        assert_eq!(t.find("/app/"), Location(2));
+        assert_eq!(t.find("/apx"), Location(2));
+        assert_eq!(t.find("/b"), Location(0));
+        // An exact location for /app wins over the redirect.
+        let mut app = spec("/app/");
+        app.auto_redirect = true;
+        let t = LocationTable::build(&[app, spec("= /app")]).unwrap();
+        assert_eq!(t.find("/app"), Location(1));
+        // A prefix equal to the path also wins.
+        let mut app = spec("/app/");
+        app.auto_redirect = true;
+        let t = LocationTable::build(&[app, spec("/app")]).unwrap();
+        assert_eq!(t.find("/app"), Location(1));
+    }
+
+    #[test]
+    fn nested_locations() {
+        let mut outer = spec("/files/");
+        outer.nested = vec![spec("/files/private/"), spec(r"~ \.txt$")];
+        let t = LocationTable::build(&[spec("/"), outer, spec(r"~ \.(txt|md)$")]).unwrap();
+        // ids: / = 0, /files/ = 1, /files/private/ = 2, inner \.txt$ = 3, outer regex = 4
+        assert_eq!(t.find("/files/a"), Location(1));
+        assert_eq!(t.find("/files/private/a"), Location(2));
+        assert_eq!(t.find("/files/a.txt"), Location(3));
+        assert_eq!(t.find("/files/a.md"), Location(4));
+        assert_eq!(t.find("/other/a.txt"), Location(4));
+        let mut bad = spec("/a/");
+        bad.nested = vec![spec("/b/")];
+        assert!(matches!(
+            LocationTable::build(&[bad]),
+            Err(TableError::NotNested { .. })
+        ));
+    }
+
+    #[test]
+    fn build_errors() {
+        assert!(matches!(
+            LocationTable::build(&[spec("~ ([a-z]")]),
+            Err(TableError::Regex { .. })
+        ));
+        assert!(matches!(
+            LocationTable::build(&[spec("/a"), spec("/a")]),
+            Err(TableError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn split_modifiers() {
+        assert_eq!(MatchKind::split("= /x"), (MatchKind::Exact, "/x"));
+        assert_eq!(MatchKind::split("=/x"), (MatchKind::Exact, "/x"));
+        assert_eq!(
+            MatchKind::split("^~ /s/"),
+            (MatchKind::PrefixNoRegex, "/s/")
+        );
+        assert_eq!(
+            MatchKind::split(r"~* \.png$"),
+            (MatchKind::RegexCaseless, r"\.png$")
+        );
+        assert_eq!(MatchKind::split(r"~\.png$"), (MatchKind::Regex, r"\.png$"));
+        assert_eq!(MatchKind::split("/p"), (MatchKind::Prefix, "/p"));
+    }
+}

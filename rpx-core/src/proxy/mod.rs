@@ -1,0 +1,429 @@
+//! Streaming reverse proxying: one [`ProxyService`] per `proxy_pass`.
+//!
+//! Bodies stream both ways (nothing waits for a whole body), `Upgrade`
+//! requests are bridged, upstream connections are pooled (HTTP/1.1
+//! keep-alive), and each phase has its own timeout as in nginx.
+
+mod body;
+mod connector;
+mod target;
+mod upgrade;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, Request, Response, StatusCode, Version};
+use http_body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::Service;
+
+pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, UpstreamBody};
+pub use connector::{SendTimedOut, TimedIo, UpstreamConnector};
+pub use target::{ProxyTarget, TargetError, UpstreamGroup};
+
+use crate::body::RpxBody;
+use crate::conn::conn_info;
+use crate::error::{BoxError, ProxyError, TimeoutPhase};
+use crate::headers::{
+    is_upgrade_request, strip_hop_by_hop, HeaderError, ProxyRedirect, RedirectRule, RequestHeaders,
+    ResponseHeaders, SetHeader,
+};
+use crate::location::{request_path, MatchKind};
+use crate::vars::{Template, VarCtx};
+
+/// The body type sent upstream. Boxed once per proxied request: the proxy
+/// accepts any downstream body type, and the pooled client needs one.
+type UpstreamReqBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Per-phase timeouts, nginx's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `proxy_connect_timeout`. Default 60 s.
+    pub connect: Option<Duration>,
+    /// `proxy_read_timeout`: response head, and between two reads. Default 60 s.
+    pub read: Option<Duration>,
+    /// `proxy_send_timeout`: between two writes. Default 60 s.
+    pub send: Option<Duration>,
+    /// `client_body_timeout`: between two reads of the client's body. Default 60 s.
+    pub client_body: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let minute = Some(Duration::from_secs(60));
+        Timeouts {
+            connect: minute,
+            read: minute,
+            send: minute,
+            client_body: minute,
+        }
+    }
+}
+
+/// Why a [`ProxyService`] did not build.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyBuildError {
+    /// The target URL.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// A header rule.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+}
+
+/// Proxies requests to one `proxy_pass` target.
+///
+/// ```
+/// use rpx_core::proxy::ProxyService;
+/// use rpx_core::location::MatchKind;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let proxy = ProxyService::builder("http://127.0.0.1:3000/")
+///     .location(MatchKind::Prefix, "/api/")
+///     .set_header("X-Real-IP", "$remote_addr")
+///     .set_header("X-Forwarded-For", "$proxy_add_x_forwarded_for")
+///     .build()
+///     .unwrap();
+/// # let _ = proxy;
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProxyService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: ProxyTarget,
+    location: (MatchKind, Box<str>),
+    request_headers: RequestHeaders,
+    response_headers: ResponseHeaders,
+    timeouts: Timeouts,
+    client: Client<UpstreamConnector, UpstreamReqBody>,
+    server_name: Arc<str>,
+}
+
+/// Builder of a [`ProxyService`]; see its example.
+#[derive(Debug)]
+pub struct ProxyServiceBuilder {
+    url: String,
+    location: (MatchKind, String),
+    set_headers: Vec<(String, String)>,
+    hide: Vec<String>,
+    pass: Vec<String>,
+    redirect: ProxyRedirect,
+    timeouts: Timeouts,
+    groups: HashMap<String, Arc<UpstreamGroup>>,
+    server_name: Arc<str>,
+    max_idle_per_host: usize,
+}
+
+impl ProxyService {
+    /// A builder for `proxy_pass url`.
+    pub fn builder(url: impl Into<String>) -> ProxyServiceBuilder {
+        ProxyServiceBuilder {
+            url: url.into(),
+            location: (MatchKind::Prefix, "/".into()),
+            set_headers: Vec::new(),
+            hide: Vec::new(),
+            pass: Vec::new(),
+            redirect: ProxyRedirect::Default,
+            timeouts: Timeouts::default(),
+            groups: HashMap::new(),
+            server_name: "".into(),
+            max_idle_per_host: 256,
+        }
+    }
+}
+
+impl ProxyServiceBuilder {
+    /// The location this proxy serves, for the URI rewrite and
+    /// `proxy_redirect default`. Default is the prefix `/`.
+    pub fn location(mut self, kind: MatchKind, pattern: impl Into<String>) -> Self {
+        self.location = (kind, pattern.into());
+        self
+    }
+
+    /// `proxy_set_header name value`; an empty value stops the header.
+    pub fn set_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// `proxy_hide_header name`.
+    pub fn hide_header(mut self, name: impl Into<String>) -> Self {
+        self.hide.push(name.into());
+        self
+    }
+
+    /// `proxy_pass_header name`: let a header hidden by default through.
+    pub fn pass_header(mut self, name: impl Into<String>) -> Self {
+        self.pass.push(name.into());
+        self
+    }
+
+    /// `proxy_redirect`. Default is [`ProxyRedirect::Default`].
+    pub fn redirect(mut self, redirect: ProxyRedirect) -> Self {
+        self.redirect = redirect;
+        self
+    }
+
+    /// The per-phase timeouts. Default is [`Timeouts::default`] (60 s each).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Upstream groups a host name in the URL may refer to. Default none.
+    pub fn groups(mut self, groups: HashMap<String, Arc<UpstreamGroup>>) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// What `$server_name` renders as. Default empty.
+    pub fn server_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.server_name = name.into();
+        self
+    }
+
+    /// Idle keep-alive connections kept per upstream server. Default 256.
+    pub fn max_idle_per_host(mut self, n: usize) -> Self {
+        self.max_idle_per_host = n;
+        self
+    }
+
+    /// Compiles the proxy.
+    ///
+    /// # Errors
+    /// A bad URL, header name or value, or unknown variable.
+    pub fn build(self) -> Result<ProxyService, ProxyBuildError> {
+        let target = ProxyTarget::parse(&self.url, &self.groups)?;
+        if target.has_uri() && self.location.0.is_regex() {
+            return Err(TargetError::UriInRegex(self.url).into());
+        }
+        let set = self
+            .set_headers
+            .iter()
+            .map(|(n, v)| SetHeader::new(n, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let names = |v: &[String]| {
+            v.iter()
+                .map(|n| {
+                    HeaderName::from_bytes(n.as_bytes()).map_err(|_| HeaderError::Name(n.clone()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let hidden = ResponseHeaders::hidden_set(&names(&self.hide)?, &names(&self.pass)?);
+        let redirects = match self.redirect {
+            ProxyRedirect::Off => Vec::new(),
+            ProxyRedirect::Rules(rules) => rules,
+            ProxyRedirect::Default => default_redirect(&target, &self.location),
+        };
+        let connector = UpstreamConnector::new(self.timeouts.connect, self.timeouts.send);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(self.max_idle_per_host)
+            .build(connector);
+        Ok(ProxyService {
+            inner: Arc::new(Inner {
+                target,
+                location: (self.location.0, self.location.1.into()),
+                request_headers: RequestHeaders::new(set),
+                response_headers: ResponseHeaders::new(hidden, redirects),
+                timeouts: self.timeouts,
+                client,
+                server_name: self.server_name,
+            }),
+        })
+    }
+}
+
+/// nginx's `proxy_redirect default`: the `proxy_pass` URL maps back onto the
+/// location (or `URL/` onto `/` without a URI part). Regex locations get none.
+fn default_redirect(target: &ProxyTarget, location: &(MatchKind, String)) -> Vec<RedirectRule> {
+    if location.0.is_regex() {
+        return Vec::new();
+    }
+    let (from, to) = if target.has_uri() {
+        (target.url().to_owned(), location.1.clone())
+    } else {
+        (format!("{}/", target.url()), "/".to_owned())
+    };
+    match Template::parse(&to) {
+        Ok(to) => vec![RedirectRule { from, to }],
+        Err(_) => Vec::new(),
+    }
+}
+
+impl<B> Service<Request<B>> for ProxyService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    // One allocation per proxied request: the proxy future is large and
+    // recursive through the client; boxing keeps every router's type small.
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        Box::pin(forward(self.inner.clone(), req))
+    }
+}
+
+async fn forward<B>(inner: Arc<Inner>, mut req: Request<B>) -> Result<Response<RpxBody>, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let conn = conn_info(&req);
+    let upgrading = req.version() != Version::HTTP_2 && is_upgrade_request(req.headers());
+    let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let authority = inner.target.pick();
+    let upstream = authority.as_str().to_owned();
+
+    // Everything derived from the original request is computed before it is
+    // taken apart: the URI, the rendered header values, redirect targets.
+    let path = request_path(&req);
+    let uri = inner
+        .target
+        .upstream_uri(
+            authority,
+            req.uri(),
+            path,
+            (inner.location.0, &inner.location.1),
+        )
+        .map_err(|_| ProxyError::BadRequest("request URI cannot be rewritten"))?;
+    let mut ctx = VarCtx::new(&req, &conn, path, &inner.server_name);
+    ctx.proxy_host = inner.target.proxy_host();
+    ctx.proxy_port = inner.target.proxy_port();
+    let set_headers = inner.request_headers.prepare(&ctx);
+    let redirect_targets = inner.response_headers.prepare(&ctx);
+
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrading);
+    set_headers.apply(&mut parts.headers);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    // Extensions belong to the downstream connection.
+    parts.extensions = http::Extensions::new();
+
+    let body_done = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let body = body::DoneFlag::new(
+        IdleTimeout::new(body, inner.timeouts.client_body),
+        body_done.clone(),
+    );
+    let up_req = Request::from_parts(parts, UnsyncBoxBody::new(body));
+
+    let mut res = await_head(&inner, up_req, &body_done, &upstream).await?;
+
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::UnexpectedUpgrade { upstream });
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        tokio::spawn(upgrade::bridge(client_upgrade, upstream_upgrade, upstream));
+        let (mut parts, _) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
+        inner
+            .response_headers
+            .apply(&redirect_targets, &mut parts.headers);
+        return Ok(Response::from_parts(parts, RpxBody::empty()));
+    }
+
+    let (mut parts, body) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    inner
+        .response_headers
+        .apply(&redirect_targets, &mut parts.headers);
+    let body = IdleTimeout::new(body, inner.timeouts.read);
+    Ok(Response::from_parts(parts, RpxBody::upstream(body)))
+}
+
+/// Sends the request and waits for the response head. `proxy_read_timeout`
+/// counts from the end of the request body, as nginx counts it from the
+/// last write: a long upload does not eat into it.
+async fn await_head(
+    inner: &Inner,
+    req: Request<UpstreamReqBody>,
+    body_done: &AtomicBool,
+    upstream: &str,
+) -> Result<Response<hyper::body::Incoming>, ProxyError> {
+    let sent = inner.client.request(req);
+    let Some(timeout) = inner.timeouts.read else {
+        return sent.await.map_err(|e| classify(e, upstream));
+    };
+    tokio::pin!(sent);
+    let mut body_was_done = body_done.load(Ordering::Acquire);
+    loop {
+        tokio::select! {
+            res = &mut sent => return res.map_err(|e| classify(e, upstream)),
+            () = tokio::time::sleep(timeout) => {
+                if body_was_done {
+                    return Err(ProxyError::UpstreamTimeout {
+                        upstream: upstream.to_owned(),
+                        phase: TimeoutPhase::Read,
+                    });
+                }
+                // Still uploading (the body's own idle timeout guards a
+                // stalled client); give the upstream a full period once done.
+                body_was_done = body_done.load(Ordering::Acquire);
+            }
+        }
+    }
+}
+
+/// Names the cause of a client error: our own body and IO errors travel
+/// inside hyper's, so the source chain is searched for them.
+fn classify(err: hyper_util::client::legacy::Error, upstream: &str) -> ProxyError {
+    let upstream = upstream.to_owned();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(t) = e.downcast_ref::<BodyTooLarge>() {
+            return ProxyError::BodyTooLarge { limit: t.limit };
+        }
+        if e.is::<BodyStalled>() {
+            return ProxyError::ClientTimeout;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|i| i.is::<SendTimedOut>()) {
+                return ProxyError::UpstreamTimeout {
+                    upstream,
+                    phase: TimeoutPhase::Send,
+                };
+            }
+            if io.kind() == std::io::ErrorKind::TimedOut && err.is_connect() {
+                return ProxyError::UpstreamTimeout {
+                    upstream,
+                    phase: TimeoutPhase::Connect,
+                };
+            }
+        }
+        source = e.source();
+    }
+    if err.is_connect() {
+        ProxyError::UpstreamConnect {
+            upstream,
+            source: err.into(),
+        }
+    } else {
+        ProxyError::UpstreamProtocol {
+            upstream,
+            source: err.into(),
+        }
+    }
+}

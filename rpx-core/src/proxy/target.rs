@@ -1,0 +1,304 @@
+//! Where a `proxy_pass` goes and how the request URI is rewritten for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::Uri;
+
+use crate::location::MatchKind;
+
+/// Why a `proxy_pass` target is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Not `http://host[:port][/uri]`.
+    #[error("invalid proxy_pass URL {0:?}: expected http://host[:port][/uri]")]
+    Url(String),
+    /// `https://` before the TLS issue lands.
+    #[error("proxy_pass to https:// upstreams is not supported yet: {0:?}")]
+    Https(String),
+    /// Variables in the target.
+    #[error("variables in proxy_pass are not supported: {0:?}")]
+    Variables(String),
+    /// nginx forbids a URI part where the location is a regex.
+    #[error("proxy_pass cannot have a URI part in a regex location: {0:?}")]
+    UriInRegex(String),
+    /// An upstream group without servers.
+    #[error("upstream group {0:?} has no servers")]
+    EmptyGroup(String),
+    /// A bad `host:port` in a group.
+    #[error("invalid upstream server address {0:?}")]
+    Server(String),
+}
+
+/// A named group of upstream servers, picked round-robin.
+///
+/// Load-balancing algorithms, health and retries come with the upstream
+/// groups work; this is the plain round robin nginx uses by default.
+#[derive(Debug)]
+pub struct UpstreamGroup {
+    name: Box<str>,
+    servers: Box<[Authority]>,
+    next: AtomicUsize,
+}
+
+impl UpstreamGroup {
+    /// A group of `host:port` servers.
+    ///
+    /// # Errors
+    /// No servers, or an address that is not `host[:port]`.
+    pub fn new(name: &str, servers: &[String]) -> Result<Self, TargetError> {
+        if servers.is_empty() {
+            return Err(TargetError::EmptyGroup(name.into()));
+        }
+        let servers = servers
+            .iter()
+            .map(|s| {
+                s.parse::<Authority>()
+                    .map_err(|_| TargetError::Server(s.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(UpstreamGroup {
+            name: name.into(),
+            servers: servers.into(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn pick(&self) -> &Authority {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.servers[i % self.servers.len()]
+    }
+}
+
+#[derive(Debug)]
+enum Dest {
+    Fixed(Authority),
+    Group(Arc<UpstreamGroup>),
+}
+
+/// A compiled `proxy_pass` URL.
+#[derive(Debug)]
+pub struct ProxyTarget {
+    scheme: Scheme,
+    dest: Dest,
+    /// `$proxy_host`: the host part as written (a group's name).
+    proxy_host: Box<str>,
+    proxy_port: u16,
+    /// The URI part, when `proxy_pass` has one (even just `/`).
+    uri: Option<Box<str>>,
+    /// The URL as written, for `proxy_redirect default`.
+    url: Box<str>,
+}
+
+impl ProxyTarget {
+    /// Parses `http://host[:port][/uri]`; a host without port that names a
+    /// group in `groups` targets that group.
+    ///
+    /// # Errors
+    /// See [`TargetError`].
+    pub fn parse(
+        url: &str,
+        groups: &HashMap<String, Arc<UpstreamGroup>>,
+    ) -> Result<Self, TargetError> {
+        if url.contains('$') {
+            return Err(TargetError::Variables(url.into()));
+        }
+        let rest = if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else if url.starts_with("https://") {
+            return Err(TargetError::Https(url.into()));
+        } else {
+            return Err(TargetError::Url(url.into()));
+        };
+        let (hostport, uri) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        if hostport.is_empty() {
+            return Err(TargetError::Url(url.into()));
+        }
+        let authority: Authority = hostport.parse().map_err(|_| TargetError::Url(url.into()))?;
+        let dest = match groups.get(hostport) {
+            Some(g) if authority.port().is_none() => Dest::Group(g.clone()),
+            _ => Dest::Fixed(authority.clone()),
+        };
+        if let Some(u) = uri {
+            PathAndQuery::try_from(u).map_err(|_| TargetError::Url(url.into()))?;
+        }
+        Ok(ProxyTarget {
+            scheme: Scheme::HTTP,
+            dest,
+            proxy_host: hostport.into(),
+            proxy_port: authority.port_u16().unwrap_or(80),
+            uri: uri.map(Into::into),
+            url: url.into(),
+        })
+    }
+
+    /// `$proxy_host`.
+    pub fn proxy_host(&self) -> &str {
+        &self.proxy_host
+    }
+
+    /// `$proxy_port`.
+    pub fn proxy_port(&self) -> u16 {
+        self.proxy_port
+    }
+
+    /// The URL as written.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// True when `proxy_pass` has a URI part.
+    pub fn has_uri(&self) -> bool {
+        self.uri.is_some()
+    }
+
+    /// The authority to connect to for one request.
+    pub(crate) fn pick(&self) -> Authority {
+        match &self.dest {
+            Dest::Fixed(a) => a.clone(),
+            Dest::Group(g) => g.pick().clone(),
+        }
+    }
+
+    /// The upstream URI for a request, nginx's rules: without a URI part the
+    /// request URI goes as the client sent it; with one, the part of the
+    /// normalised path matched by the location is replaced by it.
+    pub(crate) fn upstream_uri(
+        &self,
+        authority: Authority,
+        original: &Uri,
+        path: &str,
+        location: (MatchKind, &str),
+    ) -> Result<Uri, http::Error> {
+        let pq = match &self.uri {
+            None => original
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            Some(uri) => {
+                let rest = match location.0 {
+                    MatchKind::Exact => "",
+                    _ => path.strip_prefix(location.1).unwrap_or(path),
+                };
+                let mut s = String::with_capacity(uri.len() + rest.len() + 32);
+                s.push_str(uri);
+                s.push_str(rest);
+                if let Some(q) = original.query() {
+                    s.push('?');
+                    s.push_str(q);
+                }
+                PathAndQuery::from_maybe_shared(bytes::Bytes::from(s))?
+            }
+        };
+        Ok(Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(authority)
+            .path_and_query(pq)
+            .build()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(pass: &str, location: (MatchKind, &str), req: &str) -> String {
+        let t = ProxyTarget::parse(pass, &HashMap::new()).unwrap();
+        let original: Uri = req.parse().unwrap();
+        let path = crate::location::normalize(original.path()).unwrap();
+        let uri = t
+            .upstream_uri(t.pick(), &original, &path, location)
+            .unwrap();
+        uri.path_and_query().unwrap().to_string()
+    }
+
+    #[test]
+    fn nginx_uri_rules() {
+        use MatchKind::*;
+        let cases = [
+            // Without a URI part: as the client sent it, even unnormalised.
+            ("http://b:1", (Prefix, "/api/"), "/api/x?q=1", "/api/x?q=1"),
+            ("http://b:1", (Prefix, "/"), "/a//b/../c", "/a//b/../c"),
+            ("http://b:1", (Regex, r"\.php$"), "/x.php", "/x.php"),
+            // With one: the location prefix is replaced.
+            ("http://b:1/", (Prefix, "/api/"), "/api/x?q=1", "/x?q=1"),
+            (
+                "http://b:1/v2/",
+                (Prefix, "/api/"),
+                "/api/users/7",
+                "/v2/users/7",
+            ),
+            ("http://b:1/v2", (Prefix, "/api/"), "/api/users", "/v2users"),
+            (
+                "http://b:1/v2/",
+                (Prefix, "/api"),
+                "/api/users",
+                "/v2//users",
+            ),
+            ("http://b:1/", (Prefix, "/api/"), "/api//a/./b", "/a/b"),
+            (
+                "http://b:1/status",
+                (Exact, "/health"),
+                "/health?full",
+                "/status?full",
+            ),
+            ("http://b:1/", (Prefix, "/"), "/%7Euser/", "/~user/"),
+            (
+                "http://b:1/app/",
+                (PrefixNoRegex, "/static/"),
+                "/static/a.css",
+                "/app/a.css",
+            ),
+        ];
+        for (pass, loc, req, want) in cases {
+            assert_eq!(rewrite(pass, loc, req), want, "{pass} {loc:?} {req}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_and_groups() {
+        let groups: HashMap<_, _> = [(
+            "backend".to_string(),
+            Arc::new(
+                UpstreamGroup::new("backend", &["127.0.0.1:1".into(), "127.0.0.1:2".into()])
+                    .unwrap(),
+            ),
+        )]
+        .into();
+        let t = ProxyTarget::parse("http://backend", &groups).unwrap();
+        assert_eq!(t.proxy_host(), "backend");
+        assert_eq!(t.pick().as_str(), "127.0.0.1:1");
+        assert_eq!(t.pick().as_str(), "127.0.0.1:2");
+        assert_eq!(t.pick().as_str(), "127.0.0.1:1");
+        let t = ProxyTarget::parse("http://backend:8080", &groups).unwrap();
+        assert_eq!(t.pick().as_str(), "backend:8080");
+        assert_eq!(t.proxy_port(), 8080);
+        assert!(matches!(
+            ProxyTarget::parse("ftp://x", &groups),
+            Err(TargetError::Url(_))
+        ));
+        assert!(matches!(
+            ProxyTarget::parse("http://", &groups),
+            Err(TargetError::Url(_))
+        ));
+        assert!(matches!(
+            ProxyTarget::parse("http://$h", &groups),
+            Err(TargetError::Variables(_))
+        ));
+        assert!(matches!(
+            ProxyTarget::parse("https://x", &groups),
+            Err(TargetError::Https(_))
+        ));
+        assert!(UpstreamGroup::new("e", &[]).is_err());
+    }
+}

@@ -1,0 +1,148 @@
+//! Accept loop: HTTP/1.1 and HTTP/2 (h2c by prior knowledge) on a TCP
+//! listener, upgrades on, connection info stamped on every request, and a
+//! graceful stop that lets requests in flight finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::{Layer, Service};
+
+use crate::body::RpxBody;
+use crate::conn::{ConnInfo, ConnInfoLayer, Scheme};
+
+/// How connections are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Time a client has to send a request head (`client_header_timeout`);
+    /// also bounds an idle keep-alive connection. Default 60 s.
+    pub header_timeout: Duration,
+    /// How long a graceful stop waits for requests in flight. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// The configured listen address requests are routed by; default the
+    /// listener's own address.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+            listen: None,
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then stops
+/// accepting and waits (up to [`ServeOptions::shutdown_timeout`]) for open
+/// connections to finish their requests.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let rpx = rpx_core::Rpx::from_toml(r#"
+///     [[server]]
+///     listen = "127.0.0.1:8080"
+///     [[server.location]]
+///     path = "/"
+///     proxy_pass = "http://127.0.0.1:3000"
+/// "#).expect("valid config");
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// rpx_core::server::serve(listener, rpx, std::future::pending()).await
+/// # }
+/// ```
+///
+/// # Errors
+/// Only when the listener's address cannot be read; accept errors are
+/// logged and the loop goes on.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    serve_with(listener, service, ServeOptions::default(), shutdown).await
+}
+
+/// [`serve`] with options.
+///
+/// # Errors
+/// Only when the listener's address cannot be read.
+pub async fn serve_with<S>(
+    listener: TcpListener,
+    service: S,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let local = listener.local_addr()?;
+    let listen = opts.listen.unwrap_or(local);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo::new(
+            peer,
+            stream.local_addr().unwrap_or(local),
+            listen,
+            Scheme::Http,
+        );
+        let svc = TowerToHyperService::new(ConnInfoLayer::new(info).layer(service.clone()));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watcher().watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(opts.shutdown_timeout) => {
+            tracing::warn!(listen = %listen, "shutdown timeout: closing connections still open");
+        }
+    }
+    Ok(())
+}

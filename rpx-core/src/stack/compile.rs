@@ -1,0 +1,400 @@
+//! Compiles a [`Config`] into a [`Snapshot`], collecting every error.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::{ListenerSpec, LocationService, ServerService, Snapshot};
+use crate::action::{Action, FileService, FilesMode, ReturnService};
+use crate::config::Config;
+use crate::config::{
+    ConfigError, ConfigErrors, Handler, LocationConfig, RedirectConfig, ReturnConfig, ServerConfig,
+    Settings, SourcePos,
+};
+use crate::headers::{AddHeader, AddHeadersLayer, ProxyRedirect, RedirectRule};
+use crate::host::{HostRouter, HostTable};
+use crate::limit::{BodyLimitLayer, DEFAULT_MAX_BODY};
+use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind};
+use crate::proxy::{ProxyService, Timeouts, UpstreamGroup};
+use crate::vars::Template;
+
+/// Where a server without `listen` listens, as nginx.
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 80);
+
+/// Compiles `config`; every problem is reported, not just the first.
+///
+/// # Errors
+/// Bad regexes, header rules, proxy targets, duplicate locations…, each
+/// with the position it was written at.
+pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
+    let mut cx = Compiler {
+        errors: Vec::new(),
+        groups: HashMap::new(),
+        summary: Vec::new(),
+    };
+    cx.groups(config);
+    let mut servers = Vec::with_capacity(config.servers.len());
+    for server in &config.servers {
+        servers.push(cx.server(server, &config.settings));
+    }
+    let listeners = cx.listeners(config);
+    if config.servers.is_empty() {
+        cx.errors.push(
+            ConfigError::new(SourcePos::default(), "the config has no servers")
+                .hint("add a [[server]] with a listen address"),
+        );
+    }
+    if !cx.errors.is_empty() {
+        return Err(ConfigErrors(cx.errors));
+    }
+    let (tables, specs): (Vec<_>, Vec<_>) = listeners.into_iter().unzip();
+    Ok(Snapshot {
+        router: HostRouter::per_listener(tables, servers),
+        listeners: specs,
+        summary: cx.summary,
+    })
+}
+
+struct Compiler {
+    errors: Vec<ConfigError>,
+    groups: HashMap<String, Arc<UpstreamGroup>>,
+    summary: Vec<String>,
+}
+
+impl Compiler {
+    fn err(&mut self, pos: &SourcePos, msg: impl std::fmt::Display) {
+        self.errors
+            .push(ConfigError::new(pos.clone(), msg.to_string()));
+    }
+
+    fn groups(&mut self, config: &Config) {
+        for u in &config.upstreams {
+            // Weighted round robin by repetition until the upstream-groups
+            // work brings nginx's smooth algorithm.
+            let addrs: Vec<String> = u
+                .servers
+                .iter()
+                .flat_map(|s| std::iter::repeat_n(s.addr.clone(), s.weight.max(1) as usize))
+                .collect();
+            match UpstreamGroup::new(&u.name, &addrs) {
+                Ok(g) => {
+                    if self.groups.insert(u.name.clone(), Arc::new(g)).is_some() {
+                        self.err(&u.pos, format!("duplicate upstream \"{}\"", u.name));
+                    }
+                }
+                Err(e) => self.err(&u.pos, e),
+            }
+        }
+    }
+
+    /// One host table per distinct listen address, in first-seen order.
+    fn listeners(&mut self, config: &Config) -> Vec<((SocketAddr, HostTable), ListenerSpec)> {
+        let mut order: Vec<SocketAddr> = Vec::new();
+        let mut members: HashMap<
+            SocketAddr,
+            Vec<(usize, &[crate::config::Spanned<String>], bool)>,
+        > = HashMap::new();
+        let mut specs: HashMap<SocketAddr, ListenerSpec> = HashMap::new();
+        for (id, server) in config.servers.iter().enumerate() {
+            let settings = server.settings.inherit(&config.settings);
+            let listens: Vec<(SocketAddr, bool, &SourcePos)> = if server.listen.is_empty() {
+                vec![(DEFAULT_LISTEN, false, &server.pos)]
+            } else {
+                server
+                    .listen
+                    .iter()
+                    .map(|l| (l.addr, l.default_server, &l.pos))
+                    .collect()
+            };
+            for (addr, default, pos) in listens {
+                if server.listen.iter().any(|l| l.ssl && l.addr == addr) {
+                    self.errors.push(
+                        ConfigError::new(pos.clone(), "`ssl` listeners are not supported yet")
+                            .hint(
+                            "TLS termination arrives with the TLS work; listen without ssl for now",
+                        ),
+                    );
+                }
+                let list = members.entry(addr).or_default();
+                if list.is_empty() {
+                    order.push(addr);
+                }
+                if default && list.iter().any(|m| m.2) {
+                    self.err(pos, format!("a duplicate default server for {addr}"));
+                }
+                list.push((id, &server.names, default));
+                specs.entry(addr).or_insert_with(|| ListenerSpec {
+                    addr,
+                    header_timeout: settings
+                        .client_header_timeout
+                        .unwrap_or(Duration::from_secs(60)),
+                    keepalive_timeout: settings
+                        .keepalive_timeout
+                        .unwrap_or(Duration::from_secs(75)),
+                });
+            }
+        }
+        let mut out = Vec::new();
+        for addr in order {
+            let entries: Vec<(usize, Vec<String>, bool)> = members[&addr]
+                .iter()
+                .map(|(id, names, d)| (*id, names.iter().map(|n| n.value.clone()).collect(), *d))
+                .collect();
+            let borrowed: Vec<(usize, &[String], bool)> = entries
+                .iter()
+                .map(|(id, n, d)| (*id, n.as_slice(), *d))
+                .collect();
+            match HostTable::build_with_ids(&borrowed) {
+                Ok(table) => out.push(((addr, table), specs[&addr].clone())),
+                Err(e) => {
+                    let pos = config.servers[entries[0].0].pos.clone();
+                    self.err(&pos, e);
+                }
+            }
+        }
+        out
+    }
+
+    fn server(&mut self, server: &ServerConfig, http: &Settings) -> ServerService {
+        let settings = server.settings.inherit(http);
+        let name: Arc<str> = server
+            .names
+            .first()
+            .map(|n| n.value.as_str())
+            .unwrap_or("")
+            .into();
+        let listens: Vec<String> = server.listen.iter().map(|l| l.addr.to_string()).collect();
+        self.summary.push(format!(
+            "server {} on {}",
+            if name.is_empty() { "\"\"" } else { &name },
+            if listens.is_empty() {
+                DEFAULT_LISTEN.to_string()
+            } else {
+                listens.join(", ")
+            }
+        ));
+        let mut specs = Vec::new();
+        let mut services = Vec::new();
+        let fallback_action = match &server.ret {
+            // A server-level `return` answers before locations are looked at.
+            Some(ret) => {
+                self.summary
+                    .push(format!("  return {}", describe_return(ret)));
+                self.return_action(ret, &name)
+            }
+            None => {
+                self.locations(
+                    &server.locations,
+                    &settings,
+                    &name,
+                    &mut specs,
+                    &mut services,
+                );
+                Action::NotFound
+            }
+        };
+        let fallback = wrap(self, fallback_action, &settings, &name, &server.pos);
+        match LocationTable::build(&specs) {
+            Ok(table) => LocationRouter::from_parts(table, services, fallback),
+            Err(e) => {
+                self.err(&server.pos, e);
+                let empty = LocationTable::build(&[]).expect("an empty table always builds");
+                LocationRouter::from_parts(empty, Vec::new(), fallback)
+            }
+        }
+    }
+
+    fn locations(
+        &mut self,
+        locations: &[LocationConfig],
+        parent: &Settings,
+        server_name: &Arc<str>,
+        specs: &mut Vec<LocationSpec>,
+        services: &mut Vec<LocationService>,
+    ) {
+        for loc in locations {
+            let settings = loc.settings.inherit(parent);
+            let action = self.action(loc, &settings, server_name);
+            self.summary.push(format!(
+                "  location {}{}{} -> {}",
+                loc.kind.modifier(),
+                if loc.kind == MatchKind::Prefix {
+                    ""
+                } else {
+                    " "
+                },
+                loc.pattern,
+                describe(loc, &settings)
+            ));
+            let proxies = matches!(action, Action::Proxy(_));
+            services.push(wrap(self, action, &settings, server_name, &loc.pos));
+            let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
+            spec.auto_redirect = proxies
+                && loc.pattern.ends_with('/')
+                && matches!(loc.kind, MatchKind::Prefix | MatchKind::PrefixNoRegex);
+            // Nested ones are compiled right after their parent: the table
+            // numbers locations depth-first in the same order.
+            let mut nested = Vec::new();
+            self.locations(
+                &loc.locations,
+                &settings,
+                server_name,
+                &mut nested,
+                services,
+            );
+            spec.nested = nested;
+            specs.push(spec);
+        }
+    }
+
+    fn action(&mut self, loc: &LocationConfig, s: &Settings, server_name: &Arc<str>) -> Action {
+        match &loc.handler {
+            Some(Handler::Proxy(url)) => self.proxy(loc, url, s, server_name),
+            Some(Handler::Return(ret)) => self.return_action(ret, server_name),
+            None => {
+                let index = s.index.clone().unwrap_or_else(|| vec!["index.html".into()]);
+                if let Some(alias) = &s.alias {
+                    Action::Files(FileService::new(
+                        &alias.value,
+                        FilesMode::Alias {
+                            prefix: loc.pattern.clone(),
+                        },
+                        index,
+                    ))
+                } else if let Some(root) = &s.root {
+                    Action::Files(FileService::new(&root.value, FilesMode::Root, index))
+                } else {
+                    Action::NotFound
+                }
+            }
+        }
+    }
+
+    fn proxy(
+        &mut self,
+        loc: &LocationConfig,
+        url: &crate::config::Spanned<String>,
+        s: &Settings,
+        server_name: &Arc<str>,
+    ) -> Action {
+        let defaults = Timeouts::default();
+        let mut b = ProxyService::builder(url.value.clone())
+            .location(loc.kind, loc.pattern.clone())
+            .groups(self.groups.clone())
+            .server_name(server_name.clone())
+            .timeouts(Timeouts {
+                connect: s.proxy_connect_timeout.or(defaults.connect),
+                read: s.proxy_read_timeout.or(defaults.read),
+                send: s.proxy_send_timeout.or(defaults.send),
+                client_body: s.client_body_timeout.or(defaults.client_body),
+            });
+        for h in s.proxy_set_header.iter().flatten() {
+            b = b.set_header(h.name.clone(), h.value.clone());
+        }
+        for h in s.proxy_hide_header.iter().flatten() {
+            b = b.hide_header(h.value.clone());
+        }
+        for h in s.proxy_pass_header.iter().flatten() {
+            b = b.pass_header(h.value.clone());
+        }
+        if let Some(r) = &s.proxy_redirect {
+            let redirect = match &r.value {
+                RedirectConfig::Default => ProxyRedirect::Default,
+                RedirectConfig::Off => ProxyRedirect::Off,
+                RedirectConfig::Rules(rules) => {
+                    let mut out = Vec::new();
+                    for (from, to) in rules {
+                        match Template::parse(to) {
+                            Ok(to) => out.push(RedirectRule {
+                                from: from.clone(),
+                                to,
+                            }),
+                            Err(e) => self.err(&r.pos, format!("proxy_redirect: {e}")),
+                        }
+                    }
+                    ProxyRedirect::Rules(out)
+                }
+            };
+            b = b.redirect(redirect);
+        }
+        match b.build() {
+            Ok(p) => Action::Proxy(p),
+            Err(e) => {
+                // Header errors belong to the header rule; the URL to proxy_pass.
+                let pos = match &e {
+                    crate::proxy::ProxyBuildError::Header(_) => s
+                        .proxy_set_header
+                        .as_ref()
+                        .and_then(|v| v.first())
+                        .map_or(&url.pos, |h| &h.pos),
+                    crate::proxy::ProxyBuildError::Target(_) => &url.pos,
+                };
+                let pos = pos.clone();
+                self.err(&pos, e);
+                Action::NotFound
+            }
+        }
+    }
+
+    fn return_action(&mut self, ret: &ReturnConfig, server_name: &Arc<str>) -> Action {
+        match ReturnService::new(ret.code, ret.text.as_deref()) {
+            Ok(r) => Action::Return(r.server_name(server_name.clone())),
+            Err(e) => {
+                self.err(&ret.pos, e);
+                Action::NotFound
+            }
+        }
+    }
+}
+
+/// Wraps an action in its location's `add_header` and body-limit layers.
+fn wrap(
+    cx: &mut Compiler,
+    action: Action,
+    s: &Settings,
+    server_name: &Arc<str>,
+    pos: &SourcePos,
+) -> LocationService {
+    let mut rules = Vec::new();
+    for h in s.add_header.iter().flatten() {
+        let rule = if h.always {
+            AddHeader::always(&h.name, &h.value)
+        } else {
+            AddHeader::new(&h.name, &h.value)
+        };
+        match rule {
+            Ok(r) => rules.push(r),
+            Err(e) => cx.err(
+                if h.pos.line > 0 { &h.pos } else { pos },
+                format!("add_header: {e}"),
+            ),
+        }
+    }
+    let limit = BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY));
+    AddHeadersLayer::new(rules)
+        .server_name(server_name.clone())
+        .layer(limit.layer(action))
+}
+
+fn describe(loc: &LocationConfig, s: &Settings) -> String {
+    match &loc.handler {
+        Some(Handler::Proxy(url)) => format!("proxy_pass {}", url.value),
+        Some(Handler::Return(r)) => format!("return {}", describe_return(r)),
+        None => match (&s.alias, &s.root) {
+            (Some(a), _) => format!("alias {}", a.value),
+            (None, Some(r)) => format!("root {}", r.value),
+            (None, None) => "404".into(),
+        },
+    }
+}
+
+fn describe_return(r: &ReturnConfig) -> String {
+    match &r.text {
+        Some(t) => format!("{} {t}", r.code),
+        None => r.code.to_string(),
+    }
+}

@@ -1,0 +1,149 @@
+//! From a config model to the running service.
+//!
+//! [`compile`] builds an immutable [`Snapshot`] (routing tables, header
+//! programs, proxies); [`Rpx`] serves whichever snapshot is current behind
+//! an `ArcSwap`, so a reload is building a new one and swapping it in.
+
+mod compile;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower::util::Oneshot;
+use tower::Service;
+
+pub use compile::compile;
+
+use crate::action::Action;
+use crate::body::RpxBody;
+use crate::config::{Config, ConfigErrors};
+use crate::error::{BoxError, Rescue, RescueFuture};
+use crate::headers::AddHeaders;
+use crate::host::HostRouter;
+use crate::limit::BodyLimit;
+use crate::location::LocationRouter;
+
+/// What one location runs: its response headers, its body limit, its action.
+pub type LocationService = AddHeaders<BodyLimit<Action>>;
+/// One virtual server: its location router.
+pub type ServerService = LocationRouter<LocationService>;
+
+/// A compiled configuration: immutable, cheap to share.
+#[derive(Debug)]
+pub struct Snapshot {
+    router: HostRouter<ServerService>,
+    listeners: Vec<ListenerSpec>,
+    summary: Vec<String>,
+}
+
+/// An address the snapshot wants bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// Client header timeout for connections on it.
+    pub header_timeout: std::time::Duration,
+    /// Idle keep-alive timeout.
+    pub keepalive_timeout: std::time::Duration,
+}
+
+impl Snapshot {
+    /// The addresses to listen on.
+    pub fn listeners(&self) -> &[ListenerSpec] {
+        &self.listeners
+    }
+
+    /// One line per server and location, for the startup log.
+    pub fn summary(&self) -> &[String] {
+        &self.summary
+    }
+}
+
+/// The whole proxy as one `tower::Service`: host routing, location routing,
+/// actions, and the rescue layer mapping errors to responses.
+///
+/// ```
+/// use rpx_core::{config::{Config, LocationConfig, ServerConfig}, Rpx};
+/// use tower::ServiceExt;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let config = Config::new().server(
+///     ServerConfig::new()
+///         .listen("127.0.0.1:8080".parse().unwrap())
+///         .name("example.com")
+///         .location(LocationConfig::new("= /health").returns(200, Some("ok"))),
+/// );
+/// let rpx = Rpx::from_config(&config).unwrap();
+/// let req = http::Request::get("/health").header("host", "example.com")
+///     .body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+/// let res = rpx.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rpx {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Rpx {
+    /// Serves `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Rpx {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+        }
+    }
+
+    /// Compiles `config` and serves it.
+    ///
+    /// # Errors
+    /// Every problem found while compiling.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigErrors> {
+        Ok(Self::new(compile(config)?))
+    }
+
+    /// Parses TOML text and serves it.
+    ///
+    /// # Errors
+    /// Every problem in the text.
+    pub fn from_toml(src: &str) -> Result<Self, ConfigErrors> {
+        Self::from_config(&crate::config::parse_toml(src, "<toml>")?)
+    }
+
+    /// The snapshot serving new requests.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the snapshot: new requests use it at once, requests in
+    /// flight finish on the one they started with.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+impl<B> Service<Request<B>> for Rpx
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = std::convert::Infallible;
+    type Future = RescueFuture<Oneshot<ServerService, Request<B>>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The guard is dropped before returning: the chosen server's router
+        // (and through it the snapshot parts it needs) is owned by the future.
+        let snapshot = self.current.load();
+        let mut rescue = Rescue::new(snapshot.router.clone());
+        rescue.call(req)
+    }
+}

@@ -1,0 +1,467 @@
+//! nginx-style variables (`$host`, `$http_x_real_ip`, `${scheme}`…), compiled
+//! once into segments and rendered per request without parsing.
+
+use std::fmt::Write as _;
+
+use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
+
+use crate::conn::ConnInfo;
+
+/// A variable rpx can render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Var {
+    /// `$host`: request host, lower-cased and without port, else the server name.
+    Host,
+    /// `$http_host`: the `Host` header as sent.
+    HttpHost,
+    /// `$remote_addr`.
+    RemoteAddr,
+    /// `$remote_port`.
+    RemotePort,
+    /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` plus `$remote_addr`.
+    ProxyAddXForwardedFor,
+    /// `$scheme`.
+    Scheme,
+    /// `$server_port`.
+    ServerPort,
+    /// `$server_addr`.
+    ServerAddr,
+    /// `$server_name`: the first name of the chosen virtual server.
+    ServerName,
+    /// `$server_protocol`: `HTTP/1.1`, `HTTP/2.0`.
+    ServerProtocol,
+    /// `$request_uri`: path and query as the client sent them.
+    RequestUri,
+    /// `$uri` / `$document_uri`: the normalised path.
+    Uri,
+    /// `$args` / `$query_string`.
+    Args,
+    /// `$is_args`: `?` when there are arguments.
+    IsArgs,
+    /// `$request_method`.
+    RequestMethod,
+    /// `$proxy_host`: `host[:port]` of the `proxy_pass` target.
+    ProxyHost,
+    /// `$proxy_port`.
+    ProxyPort,
+    /// `$http_<name>`: a request header, several values joined with `, `.
+    Http(HeaderName),
+    /// `$arg_<name>`: a query argument.
+    Arg(Box<str>),
+    /// `$cookie_<name>`: a cookie.
+    Cookie(Box<str>),
+}
+
+impl Var {
+    /// The variable for an nginx name (without `$`), if rpx knows it.
+    pub fn from_name(name: &str) -> Option<Var> {
+        Some(match name {
+            "host" => Var::Host,
+            "http_host" => Var::HttpHost,
+            "remote_addr" => Var::RemoteAddr,
+            "remote_port" => Var::RemotePort,
+            "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+            "scheme" => Var::Scheme,
+            "server_port" => Var::ServerPort,
+            "server_addr" => Var::ServerAddr,
+            "server_name" => Var::ServerName,
+            "server_protocol" => Var::ServerProtocol,
+            "request_uri" => Var::RequestUri,
+            "uri" | "document_uri" => Var::Uri,
+            "args" | "query_string" => Var::Args,
+            "is_args" => Var::IsArgs,
+            "request_method" => Var::RequestMethod,
+            "proxy_host" => Var::ProxyHost,
+            "proxy_port" => Var::ProxyPort,
+            _ => {
+                if let Some(h) = name.strip_prefix("http_") {
+                    let h = h.replace('_', "-").to_ascii_lowercase();
+                    return HeaderName::from_bytes(h.as_bytes()).ok().map(Var::Http);
+                }
+                if let Some(a) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                    return Some(Var::Arg(a.into()));
+                }
+                if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+                    return Some(Var::Cookie(c.into()));
+                }
+                return None;
+            }
+        })
+    }
+}
+
+/// Why a template did not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// `$name` that rpx does not know.
+    #[error("unknown variable \"${0}\"")]
+    UnknownVariable(String),
+    /// `${` without `}` or an empty name.
+    #[error("invalid variable name in \"{0}\"")]
+    BadSyntax(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Lit(Box<str>),
+    Var(Var),
+}
+
+/// A string with variables, compiled once.
+///
+/// ```
+/// use rpx_core::vars::Template;
+/// let t = Template::parse("$scheme://$host$request_uri").unwrap();
+/// assert!(!t.is_constant());
+/// assert_eq!(Template::parse("max-age=63072000").unwrap().as_constant(), Some("max-age=63072000"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    segments: Box<[Segment]>,
+}
+
+impl Template {
+    /// Compiles `src`.
+    ///
+    /// # Errors
+    /// Unknown variables and malformed `${…}`.
+    pub fn parse(src: &str) -> Result<Template, TemplateError> {
+        Self::parse_with(src, |_| None)
+    }
+
+    /// Compiles `src`, asking `extra` first for names the caller defines
+    /// (such as `map` results or regex captures).
+    ///
+    /// # Errors
+    /// Unknown variables and malformed `${…}`.
+    pub fn parse_with(
+        src: &str,
+        extra: impl Fn(&str) -> Option<Var>,
+    ) -> Result<Template, TemplateError> {
+        let mut segments = Vec::new();
+        let mut lit = String::new();
+        let mut rest = src;
+        while let Some(i) = rest.find('$') {
+            lit.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
+                let end = braced
+                    .find('}')
+                    .ok_or_else(|| TemplateError::BadSyntax(src.to_owned()))?;
+                (&braced[..end], &braced[end + 1..])
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+            if name.is_empty() {
+                // A lone `$` is literal, as in nginx regex replacements.
+                lit.push('$');
+                continue;
+            }
+            let var = extra(name)
+                .or_else(|| Var::from_name(name))
+                .ok_or_else(|| TemplateError::UnknownVariable(name.to_owned()))?;
+            if !lit.is_empty() {
+                segments.push(Segment::Lit(std::mem::take(&mut lit).into()));
+            }
+            segments.push(Segment::Var(var));
+            rest = after;
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            segments.push(Segment::Lit(lit.into()));
+        }
+        Ok(Template {
+            segments: segments.into(),
+        })
+    }
+
+    /// True when the template has no variables.
+    pub fn is_constant(&self) -> bool {
+        self.as_constant().is_some()
+    }
+
+    /// The text of a template without variables.
+    pub fn as_constant(&self) -> Option<&str> {
+        match &*self.segments {
+            [] => Some(""),
+            [Segment::Lit(s)] => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Appends the rendered value to `out`.
+    pub fn render(&self, ctx: &VarCtx<'_>, out: &mut String) {
+        for seg in self.segments.iter() {
+            match seg {
+                Segment::Lit(s) => out.push_str(s),
+                Segment::Var(v) => ctx.write_var(v, out),
+            }
+        }
+    }
+
+    /// Renders into a new string.
+    pub fn render_to_string(&self, ctx: &VarCtx<'_>) -> String {
+        let mut s = String::new();
+        self.render(ctx, &mut s);
+        s
+    }
+}
+
+/// What variables are evaluated against: borrowed parts of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct VarCtx<'a> {
+    /// Request method.
+    pub method: &'a Method,
+    /// Request URI as received.
+    pub uri: &'a Uri,
+    /// Request version.
+    pub version: Version,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// Connection facts.
+    pub conn: &'a ConnInfo,
+    /// The normalised path (`$uri`).
+    pub path: &'a str,
+    /// The chosen server's first name.
+    pub server_name: &'a str,
+    /// `host[:port]` of the proxy target, empty outside `proxy_pass`.
+    pub proxy_host: &'a str,
+    /// Port of the proxy target.
+    pub proxy_port: u16,
+}
+
+impl<'a> VarCtx<'a> {
+    /// A context for `req` with no proxy target.
+    pub fn new<B>(
+        req: &'a http::Request<B>,
+        conn: &'a ConnInfo,
+        path: &'a str,
+        server_name: &'a str,
+    ) -> Self {
+        VarCtx {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+            conn,
+            path,
+            server_name,
+            proxy_host: "",
+            proxy_port: 0,
+        }
+    }
+
+    fn write_var(&self, var: &Var, out: &mut String) {
+        match var {
+            Var::Host => match request_host(self.uri, self.headers) {
+                Some(h) => push_lowercase(out, h),
+                None => out.push_str(self.server_name),
+            },
+            Var::HttpHost => {
+                if let Some(h) = self.headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+                    out.push_str(h);
+                } else if let Some(a) = self.uri.authority() {
+                    out.push_str(a.as_str());
+                }
+            }
+            Var::RemoteAddr => push_ip(out, self.conn.peer.ip()),
+            Var::RemotePort => push_num(out, self.conn.peer.port()),
+            Var::ProxyAddXForwardedFor => {
+                for v in self.headers.get_all("x-forwarded-for") {
+                    if let Ok(v) = v.to_str() {
+                        out.push_str(v);
+                        out.push_str(", ");
+                    }
+                }
+                push_ip(out, self.conn.peer.ip());
+            }
+            Var::Scheme => out.push_str(self.conn.scheme.as_str()),
+            Var::ServerPort => push_num(out, self.conn.server_port()),
+            Var::ServerAddr => push_ip(out, self.conn.local.ip()),
+            Var::ServerName => out.push_str(self.server_name),
+            Var::ServerProtocol => out.push_str(match self.version {
+                Version::HTTP_09 => "HTTP/0.9",
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            }),
+            Var::RequestUri => match self.uri.path_and_query() {
+                Some(pq) => out.push_str(pq.as_str()),
+                None => out.push('/'),
+            },
+            Var::Uri => out.push_str(self.path),
+            Var::Args => out.push_str(self.uri.query().unwrap_or("")),
+            Var::IsArgs => {
+                if self.uri.query().is_some_and(|q| !q.is_empty()) {
+                    out.push('?');
+                }
+            }
+            Var::RequestMethod => out.push_str(self.method.as_str()),
+            Var::ProxyHost => out.push_str(self.proxy_host),
+            Var::ProxyPort => push_num(out, self.proxy_port),
+            Var::Http(name) => {
+                let mut first = true;
+                for v in self.headers.get_all(name) {
+                    if let Ok(v) = v.to_str() {
+                        if !first {
+                            out.push_str(if name == header::COOKIE { "; " } else { ", " });
+                        }
+                        out.push_str(v);
+                        first = false;
+                    }
+                }
+            }
+            Var::Arg(name) => {
+                if let Some(v) = query_arg(self.uri.query().unwrap_or(""), name) {
+                    out.push_str(v);
+                }
+            }
+            Var::Cookie(name) => {
+                if let Some(v) = self
+                    .headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .find_map(|h| h.to_str().ok().and_then(|h| cookie_value(h, name)))
+                {
+                    out.push_str(v);
+                }
+            }
+        }
+    }
+}
+
+/// The host of a request without port: the URI authority (HTTP/2
+/// `:authority`, absolute-form) first, then the `Host` header.
+pub fn request_host<'r>(uri: &'r Uri, headers: &'r HeaderMap) -> Option<&'r str> {
+    if let Some(h) = uri.host() {
+        return Some(h);
+    }
+    let raw = headers.get(header::HOST)?.to_str().ok()?;
+    Some(strip_port(raw))
+}
+
+/// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`.
+pub fn strip_port(hostport: &str) -> &str {
+    if hostport.starts_with('[') {
+        return match hostport.find(']') {
+            Some(end) => &hostport[..=end],
+            None => hostport,
+        };
+    }
+    match hostport.rfind(':') {
+        Some(i) => &hostport[..i],
+        None => hostport,
+    }
+}
+
+fn query_arg<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        k.eq_ignore_ascii_case(name).then_some(v)
+    })
+}
+
+fn cookie_value<'c>(header: &'c str, name: &str) -> Option<&'c str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+fn push_lowercase(out: &mut String, s: &str) {
+    out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+}
+
+fn push_num(out: &mut String, n: u16) {
+    let _ = write!(out, "{n}");
+}
+
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    let _ = write!(out, "{ip}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Scheme;
+
+    fn render(tpl: &str, req: &http::Request<()>) -> String {
+        let conn = ConnInfo::new(
+            "10.0.0.7:5555".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            Scheme::Http,
+        );
+        let mut ctx = VarCtx::new(req, &conn, "/a/b", "example.com");
+        ctx.proxy_host = "backend:3000";
+        ctx.proxy_port = 3000;
+        Template::parse(tpl).unwrap().render_to_string(&ctx)
+    }
+
+    #[test]
+    fn renders_every_variable() {
+        let req = http::Request::builder()
+            .uri("/a/b?x=1&y=2")
+            .header("host", "Example.COM:8080")
+            .header("x-forwarded-for", "1.2.3.4")
+            .header("x-real-thing", "v1")
+            .header("cookie", "a=1; sid=abc")
+            .body(())
+            .unwrap();
+        let cases = [
+            ("$host", "example.com"),
+            ("$http_host", "Example.COM:8080"),
+            ("$remote_addr:$remote_port", "10.0.0.7:5555"),
+            ("$proxy_add_x_forwarded_for", "1.2.3.4, 10.0.0.7"),
+            (
+                "$scheme://$server_addr:$server_port",
+                "http://127.0.0.1:8080",
+            ),
+            ("$server_name", "example.com"),
+            ("$request_uri", "/a/b?x=1&y=2"),
+            ("$uri$is_args$args", "/a/b?x=1&y=2"),
+            ("$request_method $server_protocol", "GET HTTP/1.1"),
+            ("$proxy_host/$proxy_port", "backend:3000/3000"),
+            ("$http_x_real_thing", "v1"),
+            ("${arg_y}z", "2z"),
+            ("$cookie_sid", "abc"),
+            ("$http_missing", ""),
+            ("cost: 5$", "cost: 5$"),
+        ];
+        for (tpl, want) in cases {
+            assert_eq!(render(tpl, &req), want, "template {tpl}");
+        }
+    }
+
+    #[test]
+    fn xff_without_client_value_is_remote_addr() {
+        let req = http::Request::builder().uri("/").body(()).unwrap();
+        assert_eq!(render("$proxy_add_x_forwarded_for", &req), "10.0.0.7");
+        assert_eq!(render("$host", &req), "example.com");
+        assert_eq!(render("[$is_args]", &req), "[]");
+    }
+
+    #[test]
+    fn rejects_unknown_and_malformed() {
+        assert_eq!(
+            Template::parse("$nope").unwrap_err(),
+            TemplateError::UnknownVariable("nope".into())
+        );
+        assert!(matches!(
+            Template::parse("${host"),
+            Err(TemplateError::BadSyntax(_))
+        ));
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("a.b:80"), "a.b");
+        assert_eq!(strip_port("a.b"), "a.b");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+    }
+}
