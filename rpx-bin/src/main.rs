@@ -98,15 +98,18 @@ fn report(errors: &ConfigErrors) {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match load(Some(path)).and_then(|c| stack::compile(&c)) {
-        Ok(snapshot) => {
+    let errors = config::check_file(path);
+    if errors.is_empty() {
+        if let Ok(snapshot) = load(Some(path)).and_then(|c| stack::compile(&c)) {
             for line in snapshot.summary() {
                 println!("{line}");
             }
-            println!("rpx: the configuration file {} is valid", path.display());
-            ExitCode::SUCCESS
         }
-        Err(errors) => {
+        println!("rpx: the configuration file {} is valid", path.display());
+        ExitCode::SUCCESS
+    } else {
+        let errors = ConfigErrors(errors);
+        {
             report(&errors);
             eprintln!(
                 "rpx: configuration file {} test failed ({} error{})",

@@ -51,6 +51,24 @@ pub fn load_toml_file(path: &Path) -> Result<Config, ConfigErrors> {
 /// # Errors
 /// Every problem found, each with `file:line:col`.
 pub fn parse_toml(src: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let (config, errors) = parse_toml_partial(src, file)?;
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Like [`parse_toml`], but a file that is valid TOML yields the model of
+/// everything that was understood along with the errors, so a checker can
+/// go on to report what the compiler finds in the rest.
+///
+/// # Errors
+/// Only TOML syntax and shape errors, which leave no model.
+pub fn parse_toml_partial(
+    src: &str,
+    file: &str,
+) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
     let lines = LineIndex::new(src, file);
     let raw: RawFile = toml::from_str(src).map_err(|e| {
         let pos = e
@@ -63,11 +81,7 @@ pub fn parse_toml(src: &str, file: &str) -> Result<Config, ConfigErrors> {
         errors: Vec::new(),
     };
     let config = cx.file(raw);
-    if cx.errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors(cx.errors))
-    }
+    Ok((config, cx.errors))
 }
 
 /// Byte offsets to `file:line:col`.

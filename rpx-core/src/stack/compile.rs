@@ -201,7 +201,10 @@ impl Compiler {
         match LocationTable::build(&specs) {
             Ok(table) => LocationRouter::from_parts(table, services, fallback),
             Err(e) => {
-                self.err(&server.pos, e);
+                // Regex errors were reported with their location above.
+                if !matches!(e, crate::location::TableError::Regex { .. }) {
+                    self.err(&server.pos, e);
+                }
                 let empty = LocationTable::build(&[]).expect("an empty table always builds");
                 LocationRouter::from_parts(empty, Vec::new(), fallback)
             }
@@ -217,6 +220,15 @@ impl Compiler {
         services: &mut Vec<LocationService>,
     ) {
         for loc in locations {
+            if loc.kind.is_regex() {
+                // Checked here too so the error names this location.
+                if let Err(e) = regex::RegexBuilder::new(&loc.pattern)
+                    .case_insensitive(loc.kind == MatchKind::RegexCaseless)
+                    .build()
+                {
+                    self.err(&loc.pos, format!("invalid regex {:?}: {e}", loc.pattern));
+                }
+            }
             let settings = loc.settings.inherit(parent);
             let action = self.action(loc, &settings, server_name);
             self.summary.push(format!(
@@ -393,8 +405,13 @@ fn describe(loc: &LocationConfig, s: &Settings) -> String {
 }
 
 fn describe_return(r: &ReturnConfig) -> String {
-    match &r.text {
-        Some(t) => format!("{} {t}", r.code),
+    match r
+        .text
+        .as_deref()
+        .map(|t| (t.lines().next().unwrap_or(""), t.contains('\n')))
+    {
+        Some((first, true)) => format!("{} {first} …", r.code),
+        Some((first, false)) => format!("{} {first}", r.code),
         None => r.code.to_string(),
     }
 }

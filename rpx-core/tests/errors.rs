@@ -1,0 +1,265 @@
+//! Failures map to the right status, once, and lose nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+#[tokio::test]
+async fn no_location_is_404() {
+    let p = Proxy::start(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/only/"
+          return = "200 ok"
+        "#,
+    )
+    .await;
+    let (status, h, body) = get(&p.url("/elsewhere"), &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert!(String::from_utf8_lossy(&body).contains("404 Not Found"));
+}
+
+#[tokio::test]
+async fn refused_upstream_is_502() {
+    // A port that was just free: bind, learn it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "http://127.0.0.1:{port}"
+        "#
+    ))
+    .await;
+    let (status, _, _) = get(&p.url("/"), &[]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+}
+
+fn slow_config(up: &Upstream) -> String {
+    format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "{}"
+          proxy_read_timeout = "300ms"
+        "#,
+        up.url()
+    )
+}
+
+/// An upstream that waits `?ms=N` before answering, then streams two
+/// chunks `?gap=N` apart.
+async fn slow_upstream() -> Upstream {
+    Upstream::start(|req| async move {
+        let q = req.uri().query().unwrap_or("").to_owned();
+        let arg = |k: &str| {
+            q.split('&')
+                .find_map(|p| {
+                    p.strip_prefix(&format!("{k}="))
+                        .map(|v| v.parse::<u64>().unwrap())
+                })
+                .unwrap_or(0)
+        };
+        tokio::time::sleep(Duration::from_millis(arg("ms"))).await;
+        let gap = arg("gap");
+        let stream = futures_util::stream::unfold(0u8, move |i| async move {
+            match i {
+                0 => Some((
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(
+                        Bytes::from_static(b"a"),
+                    )),
+                    1,
+                )),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(gap)).await;
+                    Some((Ok(Frame::data(Bytes::from_static(b"b"))), 2))
+                }
+                _ => None,
+            }
+        });
+        Response::new(BodyExt::boxed(StreamBody::new(stream)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn slow_upstream_within_read_timeout_succeeds() {
+    let up = slow_upstream().await;
+    let p = Proxy::start(&slow_config(&up)).await;
+    // 200 ms to the head and 200 ms between chunks: each phase within 300 ms,
+    // though the whole exchange takes longer than the timeout.
+    let (status, _, body) = get(&p.url("/?ms=200&gap=200"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "ab");
+}
+
+#[tokio::test]
+async fn slow_upstream_beyond_read_timeout_is_504() {
+    let up = slow_upstream().await;
+    let p = Proxy::start(&slow_config(&up)).await;
+    let (status, _, _) = get(&p.url("/?ms=1500"), &[]).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn stall_mid_body_cuts_the_response() {
+    let up = slow_upstream().await;
+    let p = Proxy::start(&slow_config(&up)).await;
+    let res = bounded(client().request(Request::get(p.url("/?gap=1500")).body(empty()).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the head was already sent");
+    let err = bounded(res.into_body().collect()).await;
+    assert!(
+        err.is_err(),
+        "the client must see a truncated body, not a complete one"
+    );
+}
+
+#[tokio::test]
+async fn declared_body_over_limit_is_413_before_forwarding() {
+    let up = sink_upstream().await;
+    let p = Proxy::start(&format!(
+        r#"
+        client_max_body_size = "1k"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "{}"
+          [[server.location]]
+          path = "/big/"
+          proxy_pass = "{}"
+          client_max_body_size = "0"
+        "#,
+        up.url(),
+        up.url()
+    ))
+    .await;
+    let req = Request::post(p.url("/upload"))
+        .body(full(vec![0u8; 2048]))
+        .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(up.seen().is_empty(), "nothing was forwarded");
+    let req = Request::post(p.url("/upload"))
+        .body(full(vec![0u8; 1024]))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, Bytes::from("1024")),
+        "exactly the limit passes"
+    );
+    let req = Request::post(p.url("/big/x"))
+        .body(full(vec![0u8; 4 << 20]))
+        .unwrap();
+    let (status, _, body) = send(req).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, Bytes::from((4 << 20).to_string())),
+        "0 means unlimited"
+    );
+}
+
+/// An upstream that reads the whole body and answers with its length.
+async fn sink_upstream() -> Upstream {
+    Upstream::start(|req| async move {
+        let n = req
+            .into_body()
+            .collect()
+            .await
+            .map_or(0, |b| b.to_bytes().len());
+        Response::new(full(n.to_string()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn default_limit_is_one_mebibyte() {
+    let up = Upstream::ok().await;
+    let p = Proxy::start(&format!(
+        "[[server]]\nlisten = \"127.0.0.1:0\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"{}\"\n",
+        up.url()
+    ))
+    .await;
+    let req = Request::post(p.url("/"))
+        .body(full(vec![0u8; (1 << 20) + 1]))
+        .unwrap();
+    assert_eq!(send(req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn chunked_body_over_limit_is_413() {
+    // The upstream reads the whole body before answering, so the overflow
+    // happens before any response: the client gets a 413.
+    let up = Upstream::start(|req| async move {
+        let _ = req.into_body().collect().await;
+        Response::new(full("read it all"))
+    })
+    .await;
+    let p = Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        client_max_body_size = "10k"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "{}"
+        "#,
+        up.url()
+    ))
+    .await;
+    let chunks = futures_util::stream::iter((0..20).map(|_| {
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(vec![1u8; 1024])))
+    }));
+    let req = Request::post(p.url("/"))
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400() {
+    let p = Proxy::start(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/"
+          return = "200 ok"
+        "#,
+    )
+    .await;
+    for req in [
+        &b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET /a/../../b HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"BROKEN\r\n\r\n",
+    ] {
+        let res = raw(p.addr(), req, "\r\n\r\n").await;
+        assert!(
+            res.starts_with("HTTP/1.1 400"),
+            "{:?} -> {res}",
+            String::from_utf8_lossy(req)
+        );
+    }
+}
