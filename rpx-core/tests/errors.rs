@@ -263,3 +263,69 @@ async fn malformed_requests_are_400() {
         );
     }
 }
+
+#[tokio::test]
+async fn stalled_client_body_is_408() {
+    let up = sink_upstream().await;
+    let p = Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "{}"
+          client_body_timeout = "300ms"
+        "#,
+        up.url()
+    ))
+    .await;
+    // 10 of the 100 announced bytes, then silence.
+    let res = raw(
+        p.addr(),
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+        "\r\n\r\n",
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 408"), "{res}");
+}
+
+#[tokio::test]
+async fn stalled_client_header_closes_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = Proxy::start(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        client_header_timeout = "300ms"
+          [[server.location]]
+          path = "/"
+          return = "200 ok"
+        "#,
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    // Closed by the proxy well before the test's own bound.
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("the proxy closes a connection whose header stalls");
+    assert!(n.is_ok());
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let up = Upstream::ok().await;
+    let p = Proxy::start(&format!(
+        "[[server]]\nlisten = \"127.0.0.1:0\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"{}\"\n",
+        up.url()
+    ))
+    .await;
+    for _ in 0..20 {
+        assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    }
+    assert_eq!(up.seen().len(), 20);
+    assert_eq!(up.connections(), 1, "20 sequential requests share one upstream connection");
+    assert!(up.last().headers.get("connection").is_none(), "no Connection: close upstream");
+}

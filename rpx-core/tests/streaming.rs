@@ -175,10 +175,8 @@ async fn ws_upstream() -> Upstream {
             .await;
             let (mut tx, mut rx) = ws.split();
             while let Some(Ok(msg)) = rx.next().await {
-                if msg.is_text() || msg.is_binary() {
-                    if tx.send(msg).await.is_err() {
-                        break;
-                    }
+                if (msg.is_text() || msg.is_binary()) && tx.send(msg).await.is_err() {
+                    break;
                 }
             }
         });

@@ -35,7 +35,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Everything wrong with a config file: the front-end's errors and, for
 /// the part it understood, the compiler's. Empty when the file is valid.
 pub fn check_file(path: &Path) -> Vec<ConfigError> {
-    if !path.extension().is_some_and(|e| e == "toml") {
+    if path.extension().is_none_or(|e| e != "toml") {
         return match load(path).map(|c| crate::stack::compile(&c)) {
             Ok(Ok(_)) => Vec::new(),
             Ok(Err(e)) | Err(e) => e.0,

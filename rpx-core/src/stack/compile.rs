@@ -59,6 +59,9 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
     })
 }
 
+/// A server on one listener: (server id, its names, `default_server`).
+type Member<'c> = (usize, &'c [crate::config::Spanned<String>], bool);
+
 struct Compiler {
     errors: Vec<ConfigError>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
@@ -94,10 +97,7 @@ impl Compiler {
     /// One host table per distinct listen address, in first-seen order.
     fn listeners(&mut self, config: &Config) -> Vec<((SocketAddr, HostTable), ListenerSpec)> {
         let mut order: Vec<SocketAddr> = Vec::new();
-        let mut members: HashMap<
-            SocketAddr,
-            Vec<(usize, &[crate::config::Spanned<String>], bool)>,
-        > = HashMap::new();
+        let mut members: HashMap<SocketAddr, Vec<Member<'_>>> = HashMap::new();
         let mut specs: HashMap<SocketAddr, ListenerSpec> = HashMap::new();
         for (id, server) in config.servers.iter().enumerate() {
             let settings = server.settings.inherit(&config.settings);

@@ -54,6 +54,7 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -69,12 +70,15 @@ impl Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut stopped) = oneshot::channel::<()>();
         let record = seen.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = connections.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                     _ = &mut stopped => return,
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let handler = handler.clone();
                 let record = record.clone();
                 tokio::spawn(async move {
@@ -98,6 +102,7 @@ impl Upstream {
         Upstream {
             addr,
             seen,
+            connections,
             _stop: stop,
         }
     }
@@ -105,6 +110,11 @@ impl Upstream {
     /// An upstream answering `200 upstream` to everything.
     pub async fn ok() -> Upstream {
         Self::start(|_req| async { Response::new(full("upstream")) }).await
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -147,6 +157,7 @@ impl Proxy {
             stops.push(stop);
             let opts = ServeOptions {
                 listen: Some(spec.addr),
+                header_timeout: spec.header_timeout,
                 ..ServeOptions::default()
             };
             let svc = rpx.clone();
