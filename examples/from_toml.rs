@@ -29,7 +29,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    println!("try: curl -H 'Host: app.localhost' http://{addr}/hello   and   curl http://{addr}/health");
+    println!(
+        "try: curl -H 'Host: app.localhost' http://{addr}/hello   and   curl http://{addr}/health"
+    );
     let opts = rpx_core::server::ServeOptions {
         // Route by the configured address, as the rpx binary does.
         listen: Some("127.0.0.1:0".parse()?),

@@ -15,10 +15,12 @@ pub async fn demo_backend() -> std::io::Result<SocketAddr> {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let text = format!("backend saw {} {}\n", req.method(), req.uri());
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
-                });
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let text = format!("backend saw {} {}\n", req.method(), req.uri());
+                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;

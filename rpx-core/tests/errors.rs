@@ -326,6 +326,13 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         assert_eq!(get(&p.url("/"), &[]).await.0, 200);
     }
     assert_eq!(up.seen().len(), 20);
-    assert_eq!(up.connections(), 1, "20 sequential requests share one upstream connection");
-    assert!(up.last().headers.get("connection").is_none(), "no Connection: close upstream");
+    assert_eq!(
+        up.connections(),
+        1,
+        "20 sequential requests share one upstream connection"
+    );
+    assert!(
+        up.last().headers.get("connection").is_none(),
+        "no Connection: close upstream"
+    );
 }

@@ -93,11 +93,11 @@ impl RequestHeaders {
 
     /// Renders the values for one request. `ctx` borrows the *original*
     /// request, so rendering comes before [`PreparedHeaders::apply`] changes it.
-    pub fn prepare(&self, ctx: &VarCtx<'_>) -> PreparedHeaders<'_> {
+    /// `default_host` is the pre-parsed `$proxy_host`, sent as `Host` unless
+    /// a rule sets it.
+    pub fn prepare(&self, ctx: &VarCtx<'_>, default_host: &HeaderValue) -> PreparedHeaders<'_> {
         PreparedHeaders {
-            host: (!self.sets_host)
-                .then(|| HeaderValue::from_str(ctx.proxy_host).ok())
-                .flatten(),
+            host: (!self.sets_host).then(|| default_host.clone()),
             values: self
                 .rules
                 .iter()

@@ -18,9 +18,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderName, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
@@ -294,7 +296,8 @@ where
     let upgrading = req.version() != Version::HTTP_2 && is_upgrade_request(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let authority = inner.target.pick();
-    let upstream = authority.as_str().to_owned();
+    // Cheap to clone (shared bytes); turned into text only for an error.
+    let upstream = authority.clone();
 
     // Everything derived from the original request is computed before it is
     // taken apart: the URI, the rendered header values, redirect targets.
@@ -311,7 +314,9 @@ where
     let mut ctx = VarCtx::new(&req, &conn, path, &inner.server_name);
     ctx.proxy_host = inner.target.proxy_host();
     ctx.proxy_port = inner.target.proxy_port();
-    let set_headers = inner.request_headers.prepare(&ctx);
+    let set_headers = inner
+        .request_headers
+        .prepare(&ctx, inner.target.host_header());
     let redirect_targets = inner.response_headers.prepare(&ctx);
 
     let (mut parts, body) = req.into_parts();
@@ -322,21 +327,35 @@ where
     // Extensions belong to the downstream connection.
     parts.extensions = http::Extensions::new();
 
-    let body_done = Arc::new(AtomicBool::new(body.is_end_stream()));
-    let body = body::DoneFlag::new(
-        IdleTimeout::new(body, inner.timeouts.client_body),
-        body_done.clone(),
-    );
-    let up_req = Request::from_parts(parts, UnsyncBoxBody::new(body));
+    // A request without a body (most of them) needs no timers or flags;
+    // boxing the zero-sized empty body does not allocate.
+    let (up_body, body_done) = if body.is_end_stream() {
+        let empty = http_body_util::Empty::new().map_err(|e: std::convert::Infallible| match e {});
+        (UnsyncBoxBody::new(empty), None)
+    } else {
+        let done = Arc::new(AtomicBool::new(false));
+        let body = body::DoneFlag::new(
+            IdleTimeout::new(body, inner.timeouts.client_body),
+            done.clone(),
+        );
+        (UnsyncBoxBody::new(body), Some(done))
+    };
+    let up_req = Request::from_parts(parts, up_body);
 
-    let mut res = await_head(&inner, up_req, &body_done, &upstream).await?;
+    let mut res = await_head(&inner, up_req, body_done.as_deref(), &upstream).await?;
 
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return Err(ProxyError::UnexpectedUpgrade { upstream });
+            return Err(ProxyError::UnexpectedUpgrade {
+                upstream: upstream.to_string(),
+            });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut res);
-        tokio::spawn(upgrade::bridge(client_upgrade, upstream_upgrade, upstream));
+        tokio::spawn(upgrade::bridge(
+            client_upgrade,
+            upstream_upgrade,
+            upstream.to_string(),
+        ));
         let (mut parts, _) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, true);
         inner
@@ -360,28 +379,29 @@ where
 async fn await_head(
     inner: &Inner,
     req: Request<UpstreamReqBody>,
-    body_done: &AtomicBool,
-    upstream: &str,
+    body_done: Option<&AtomicBool>,
+    upstream: &Authority,
 ) -> Result<Response<hyper::body::Incoming>, ProxyError> {
     let sent = inner.client.request(req);
     let Some(timeout) = inner.timeouts.read else {
         return sent.await.map_err(|e| classify(e, upstream));
     };
     tokio::pin!(sent);
-    let mut body_was_done = body_done.load(Ordering::Acquire);
+    let is_done = || body_done.is_none_or(|d| d.load(Ordering::Acquire));
+    let mut body_was_done = is_done();
     loop {
         tokio::select! {
             res = &mut sent => return res.map_err(|e| classify(e, upstream)),
             () = tokio::time::sleep(timeout) => {
                 if body_was_done {
                     return Err(ProxyError::UpstreamTimeout {
-                        upstream: upstream.to_owned(),
+                        upstream: upstream.to_string(),
                         phase: TimeoutPhase::Read,
                     });
                 }
                 // Still uploading (the body's own idle timeout guards a
                 // stalled client); give the upstream a full period once done.
-                body_was_done = body_done.load(Ordering::Acquire);
+                body_was_done = is_done();
             }
         }
     }
@@ -389,8 +409,8 @@ async fn await_head(
 
 /// Names the cause of a client error: our own body and IO errors travel
 /// inside hyper's, so the source chain is searched for them.
-fn classify(err: hyper_util::client::legacy::Error, upstream: &str) -> ProxyError {
-    let upstream = upstream.to_owned();
+fn classify(err: hyper_util::client::legacy::Error, upstream: &Authority) -> ProxyError {
+    let upstream = upstream.to_string();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(t) = e.downcast_ref::<BodyTooLarge>() {

@@ -90,6 +90,8 @@ pub struct ProxyTarget {
     dest: Dest,
     /// `$proxy_host`: the host part as written (a group's name).
     proxy_host: Box<str>,
+    /// The same, parsed once as the default upstream `Host` header.
+    host_header: http::HeaderValue,
     proxy_port: u16,
     /// The URI part, when `proxy_pass` has one (even just `/`).
     uri: Option<Box<str>>,
@@ -132,9 +134,12 @@ impl ProxyTarget {
         if let Some(u) = uri {
             PathAndQuery::try_from(u).map_err(|_| TargetError::Url(url.into()))?;
         }
+        let host_header =
+            http::HeaderValue::from_str(hostport).map_err(|_| TargetError::Url(url.into()))?;
         Ok(ProxyTarget {
             scheme: Scheme::HTTP,
             dest,
+            host_header,
             proxy_host: hostport.into(),
             proxy_port: authority.port_u16().unwrap_or(80),
             uri: uri.map(Into::into),
@@ -145,6 +150,11 @@ impl ProxyTarget {
     /// `$proxy_host`.
     pub fn proxy_host(&self) -> &str {
         &self.proxy_host
+    }
+
+    /// `$proxy_host` as a header value.
+    pub fn host_header(&self) -> &http::HeaderValue {
+        &self.host_header
     }
 
     /// `$proxy_port`.
