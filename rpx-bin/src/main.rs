@@ -150,11 +150,13 @@ async fn run(path: Option<&Path>, shutdown_timeout: Duration) -> ExitCode {
             .map_or_else(|_| spec.addr.to_string(), |a| a.to_string());
         // One line per listener on stdout: the readiness signal scripts and
         // tests wait for (the actual port, when the config says port 0).
-        println!("rpx: listening on {bound} (configured {})", spec.addr);
+        let scheme = if spec.tls.is_some() { "https" } else { "http" };
+        println!("rpx: listening on {bound} (configured {}, {scheme})", spec.addr);
         let opts = ServeOptions {
             header_timeout: spec.header_timeout,
             shutdown_timeout,
             listen: Some(spec.addr),
+            tls: spec.tls.clone(),
         };
         let mut stop = stop_rx.clone();
         let svc = rpx.clone();

@@ -151,7 +151,12 @@ impl ProxyError {
 
 /// An nginx-looking error page for `status`.
 pub fn error_page(status: StatusCode) -> Response<RpxBody> {
-    let reason = status.canonical_reason().unwrap_or("");
+    error_page_titled(status, status.canonical_reason().unwrap_or(""))
+}
+
+/// An error page with a title of its own, as nginx's
+/// "400 No required SSL certificate was sent".
+pub fn error_page_titled(status: StatusCode, reason: &str) -> Response<RpxBody> {
     let body = format!(
         "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>rpx</center>\r\n</body>\r\n</html>\r\n",
         code = status.as_u16()

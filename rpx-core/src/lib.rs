@@ -51,6 +51,7 @@ pub mod location;
 pub mod proxy;
 pub mod server;
 pub mod stack;
+pub mod tls;
 pub mod vars;
 
 pub use body::RpxBody;

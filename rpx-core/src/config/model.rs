@@ -389,6 +389,30 @@ pub struct Settings {
     pub alias: Option<Spanned<String>>,
     /// `index` file names. Default `index.html`.
     pub index: Option<Vec<String>>,
+    /// `ssl_certificate`: PEM chain for TLS listeners (server level and up).
+    pub ssl_certificate: Option<Spanned<String>>,
+    /// `ssl_certificate_key`: its PEM key.
+    pub ssl_certificate_key: Option<Spanned<String>>,
+    /// `ssl_protocols`: `TLSv1.2`, `TLSv1.3` (older ones are never offered).
+    pub ssl_protocols: Option<Spanned<Vec<String>>>,
+    /// `ssl_client_certificate`: CAs for client certificates.
+    pub ssl_client_certificate: Option<Spanned<String>>,
+    /// `ssl_verify_client`: `on`, `optional`, `optional_no_ca`, `off`.
+    pub ssl_verify_client: Option<Spanned<String>>,
+    /// `proxy_ssl_verify`. Default on in TOML; the nginx front-end sets off, as nginx.
+    pub proxy_ssl_verify: Option<bool>,
+    /// `proxy_ssl_trusted_certificate`: CAs for `https://` upstreams.
+    pub proxy_ssl_trusted_certificate: Option<Spanned<String>>,
+    /// `proxy_ssl_name`: name to verify and send as SNI.
+    pub proxy_ssl_name: Option<String>,
+    /// `proxy_ssl_server_name`: send SNI. Default on in TOML, off in nginx.
+    pub proxy_ssl_server_name: Option<bool>,
+    /// `proxy_ssl_certificate`: client certificate for upstreams.
+    pub proxy_ssl_certificate: Option<Spanned<String>>,
+    /// `proxy_ssl_certificate_key`: its key.
+    pub proxy_ssl_certificate_key: Option<Spanned<String>>,
+    /// `proxy_ssl_session_reuse`. Default on.
+    pub proxy_ssl_session_reuse: Option<bool>,
 }
 
 impl Settings {
@@ -413,6 +437,27 @@ impl Settings {
             root: pick(&self.root, &parent.root),
             alias: self.alias.clone(),
             index: pick(&self.index, &parent.index),
+            ssl_certificate: pick(&self.ssl_certificate, &parent.ssl_certificate),
+            ssl_certificate_key: pick(&self.ssl_certificate_key, &parent.ssl_certificate_key),
+            ssl_protocols: pick(&self.ssl_protocols, &parent.ssl_protocols),
+            ssl_client_certificate: pick(&self.ssl_client_certificate, &parent.ssl_client_certificate),
+            ssl_verify_client: pick(&self.ssl_verify_client, &parent.ssl_verify_client),
+            proxy_ssl_verify: pick(&self.proxy_ssl_verify, &parent.proxy_ssl_verify),
+            proxy_ssl_trusted_certificate: pick(
+                &self.proxy_ssl_trusted_certificate,
+                &parent.proxy_ssl_trusted_certificate,
+            ),
+            proxy_ssl_name: pick(&self.proxy_ssl_name, &parent.proxy_ssl_name),
+            proxy_ssl_server_name: pick(&self.proxy_ssl_server_name, &parent.proxy_ssl_server_name),
+            proxy_ssl_certificate: pick(&self.proxy_ssl_certificate, &parent.proxy_ssl_certificate),
+            proxy_ssl_certificate_key: pick(
+                &self.proxy_ssl_certificate_key,
+                &parent.proxy_ssl_certificate_key,
+            ),
+            proxy_ssl_session_reuse: pick(
+                &self.proxy_ssl_session_reuse,
+                &parent.proxy_ssl_session_reuse,
+            ),
         }
     }
 }

@@ -180,6 +180,18 @@ macro_rules! with_settings {
             #[serde(default)] keepalive_timeout: Option<Spanned<NumOrText>>,
             #[serde(default)] root: Option<Spanned<String>>,
             #[serde(default)] index: Option<Vec<String>>,
+            #[serde(default)] ssl_certificate: Option<Spanned<String>>,
+            #[serde(default)] ssl_certificate_key: Option<Spanned<String>>,
+            #[serde(default)] ssl_client_certificate: Option<Spanned<String>>,
+            #[serde(default)] ssl_verify_client: Option<Spanned<String>>,
+            #[serde(default)] proxy_ssl_trusted_certificate: Option<Spanned<String>>,
+            #[serde(default)] proxy_ssl_certificate: Option<Spanned<String>>,
+            #[serde(default)] proxy_ssl_certificate_key: Option<Spanned<String>>,
+            #[serde(default)] ssl_protocols: Option<Spanned<Vec<String>>>,
+            #[serde(default)] proxy_ssl_name: Option<String>,
+            #[serde(default)] proxy_ssl_verify: Option<bool>,
+            #[serde(default)] proxy_ssl_server_name: Option<bool>,
+            #[serde(default)] proxy_ssl_session_reuse: Option<bool>,
         }
 
         impl HasSettings for $name {
@@ -199,6 +211,18 @@ macro_rules! with_settings {
                     keepalive_timeout: self.keepalive_timeout.take(),
                     root: self.root.take(),
                     index: self.index.take(),
+                    ssl_certificate: self.ssl_certificate.take(),
+                    ssl_certificate_key: self.ssl_certificate_key.take(),
+                    ssl_client_certificate: self.ssl_client_certificate.take(),
+                    ssl_verify_client: self.ssl_verify_client.take(),
+                    proxy_ssl_trusted_certificate: self.proxy_ssl_trusted_certificate.take(),
+                    proxy_ssl_certificate: self.proxy_ssl_certificate.take(),
+                    proxy_ssl_certificate_key: self.proxy_ssl_certificate_key.take(),
+                    ssl_protocols: self.ssl_protocols.take(),
+                    proxy_ssl_name: self.proxy_ssl_name.take(),
+                    proxy_ssl_verify: self.proxy_ssl_verify.take(),
+                    proxy_ssl_server_name: self.proxy_ssl_server_name.take(),
+                    proxy_ssl_session_reuse: self.proxy_ssl_session_reuse.take(),
                 })
             }
         }
@@ -224,6 +248,18 @@ struct RawSettings {
     keepalive_timeout: Option<Spanned<NumOrText>>,
     root: Option<Spanned<String>>,
     index: Option<Vec<String>>,
+    ssl_certificate: Option<Spanned<String>>,
+    ssl_certificate_key: Option<Spanned<String>>,
+    ssl_client_certificate: Option<Spanned<String>>,
+    ssl_verify_client: Option<Spanned<String>>,
+    proxy_ssl_trusted_certificate: Option<Spanned<String>>,
+    proxy_ssl_certificate: Option<Spanned<String>>,
+    proxy_ssl_certificate_key: Option<Spanned<String>>,
+    ssl_protocols: Option<Spanned<Vec<String>>>,
+    proxy_ssl_name: Option<String>,
+    proxy_ssl_verify: Option<bool>,
+    proxy_ssl_server_name: Option<bool>,
+    proxy_ssl_session_reuse: Option<bool>,
 }
 
 with_settings! {
@@ -510,6 +546,18 @@ impl Cx<'_> {
             root: raw.root.map(|r| self.at(&r).with(r.into_inner())),
             alias: None,
             index: raw.index,
+            ssl_certificate: raw.ssl_certificate.map(|v| self.at(&v).with(v.into_inner())),
+            ssl_certificate_key: raw.ssl_certificate_key.map(|v| self.at(&v).with(v.into_inner())),
+            ssl_client_certificate: raw.ssl_client_certificate.map(|v| self.at(&v).with(v.into_inner())),
+            ssl_verify_client: raw.ssl_verify_client.map(|v| self.at(&v).with(v.into_inner())),
+            proxy_ssl_trusted_certificate: raw.proxy_ssl_trusted_certificate.map(|v| self.at(&v).with(v.into_inner())),
+            proxy_ssl_certificate: raw.proxy_ssl_certificate.map(|v| self.at(&v).with(v.into_inner())),
+            proxy_ssl_certificate_key: raw.proxy_ssl_certificate_key.map(|v| self.at(&v).with(v.into_inner())),
+            ssl_protocols: raw.ssl_protocols.map(|v| self.at(&v).with(v.into_inner())),
+            proxy_ssl_name: raw.proxy_ssl_name,
+            proxy_ssl_verify: raw.proxy_ssl_verify,
+            proxy_ssl_server_name: raw.proxy_ssl_server_name,
+            proxy_ssl_session_reuse: raw.proxy_ssl_session_reuse,
         }
     }
 

@@ -5,10 +5,13 @@
 //! variables (`$remote_addr`, `$server_port`, `$scheme`) can read them.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
 use tower::{Layer, Service};
+
+use crate::tls::TlsInfo;
 
 /// The URL scheme a connection was accepted with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,15 +88,22 @@ impl ConnInfo {
 /// assert_eq!(svc.oneshot(http::Request::new(())).await.unwrap(), Some(info));
 /// # });
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfoLayer {
     info: ConnInfo,
+    tls: Option<Arc<TlsInfo>>,
 }
 
 impl ConnInfoLayer {
     /// A layer stamping `info` on every request.
     pub fn new(info: ConnInfo) -> Self {
-        ConnInfoLayer { info }
+        ConnInfoLayer { info, tls: None }
+    }
+
+    /// Also stamps the connection's TLS facts (as `Arc<TlsInfo>`).
+    pub fn with_tls(mut self, tls: Arc<TlsInfo>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -103,6 +113,7 @@ impl<S> Layer<S> for ConnInfoLayer {
         AddConnInfo {
             inner,
             info: self.info,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -112,6 +123,7 @@ impl<S> Layer<S> for ConnInfoLayer {
 pub struct AddConnInfo<S> {
     inner: S,
     info: ConnInfo,
+    tls: Option<Arc<TlsInfo>>,
 }
 
 impl<S, B> Service<Request<B>> for AddConnInfo<S>
@@ -128,6 +140,9 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
         req.extensions_mut().insert(self.info);
+        if let Some(tls) = &self.tls {
+            req.extensions_mut().insert(tls.clone());
+        }
         self.inner.call(req)
     }
 }

@@ -1,17 +1,22 @@
-//! Upstream connections: TCP with `proxy_connect_timeout`, and an IO
-//! wrapper enforcing `proxy_send_timeout` between two writes.
+//! Upstream connections: TCP (and TLS for `https://`) with
+//! `proxy_connect_timeout`, and an IO wrapper enforcing
+//! `proxy_send_timeout` between two writes.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
@@ -22,26 +27,57 @@ use crate::error::BoxError;
 #[error("upstream accepted no data for {0:?}")]
 pub struct SendTimedOut(pub Duration);
 
-/// Connects to upstreams over TCP (`TCP_NODELAY` on), with the connect and
-/// send timeouts of one location.
+/// The TLS side of a connector: rustls config plus the name to verify.
+#[derive(Clone)]
+struct TlsSide {
+    connector: TlsConnector,
+    name: Option<ServerName<'static>>,
+}
+
+impl std::fmt::Debug for TlsSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSide").field("name", &self.name).finish()
+    }
+}
+
+/// Connects to upstreams over TCP (`TCP_NODELAY` on) and, for `https://`
+/// URIs, TLS, with the connect and send timeouts of one location.
 #[derive(Debug, Clone)]
 pub struct UpstreamConnector {
     http: HttpConnector,
+    connect_timeout: Option<Duration>,
     send_timeout: Option<Duration>,
+    tls: Option<TlsSide>,
 }
 
 impl UpstreamConnector {
-    /// A connector; `None` disables a timeout.
+    /// A plain-TCP connector; `None` disables a timeout.
     pub fn new(connect_timeout: Option<Duration>, send_timeout: Option<Duration>) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(connect_timeout);
-        UpstreamConnector { http, send_timeout }
+        http.enforce_http(false);
+        UpstreamConnector {
+            http,
+            connect_timeout,
+            send_timeout,
+            tls: None,
+        }
+    }
+
+    /// Adds TLS for `https://` URIs; `name` overrides the name verified
+    /// (and sent as SNI when the config enables SNI).
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>, name: Option<ServerName<'static>>) -> Self {
+        self.tls = Some(TlsSide {
+            connector: TlsConnector::from(config),
+            name,
+        });
+        self
     }
 }
 
 impl Service<Uri> for UpstreamConnector {
-    type Response = TimedIo<TokioIo<TcpStream>>;
+    type Response = TimedIo<UpstreamIo>;
     type Error = BoxError;
     // Boxed once per new upstream connection, not per request.
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
@@ -51,9 +87,103 @@ impl Service<Uri> for UpstreamConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_owned();
         let connecting = self.http.call(uri);
         let send_timeout = self.send_timeout;
-        Box::pin(async move { Ok(TimedIo::new(connecting.await?, send_timeout)) })
+        let connect_timeout = self.connect_timeout;
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let tcp = connecting.await?;
+            if !https {
+                return Ok(TimedIo::new(UpstreamIo::Plain(tcp), send_timeout));
+            }
+            let tls = tls.ok_or("https upstream without TLS settings")?;
+            let name = match tls.name {
+                Some(n) => n,
+                None => ServerName::try_from(host)?,
+            };
+            let handshake = tls.connector.connect(name, tcp.into_inner());
+            let stream = match connect_timeout {
+                Some(t) => tokio::time::timeout(t, handshake)
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??,
+                None => handshake.await?,
+            };
+            Ok(TimedIo::new(UpstreamIo::Tls(Box::new(TokioIo::new(stream))), send_timeout))
+        })
+    }
+}
+
+/// A connection to an upstream: plain TCP or TLS over it.
+#[derive(Debug)]
+pub enum UpstreamIo {
+    /// `http://`.
+    Plain(TokioIo<TcpStream>),
+    /// `https://` (boxed: the TLS state is large and connections are few).
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+impl Read for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            UpstreamIo::Tls(io) => Pin::new(&mut **io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for UpstreamIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            UpstreamIo::Tls(io) => Pin::new(&mut **io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(io) => Pin::new(&mut **io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(io) => io.is_write_vectored(),
+            UpstreamIo::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_flush(cx),
+            UpstreamIo::Tls(io) => Pin::new(&mut **io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            UpstreamIo::Tls(io) => Pin::new(&mut **io).poll_shutdown(cx),
+        }
+    }
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        match self {
+            UpstreamIo::Plain(io) => io.connected(),
+            UpstreamIo::Tls(io) => io.inner().get_ref().0.connected(),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
 pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, UpstreamBody};
-pub use connector::{SendTimedOut, TimedIo, UpstreamConnector};
+pub use connector::{SendTimedOut, TimedIo, UpstreamConnector, UpstreamIo};
 pub use target::{ProxyTarget, TargetError, UpstreamGroup};
 
 use crate::body::RpxBody;
@@ -39,6 +39,7 @@ use crate::headers::{
     ResponseHeaders, SetHeader,
 };
 use crate::location::{request_path, MatchKind};
+use crate::tls::UpstreamTls;
 use crate::vars::{Template, VarCtx};
 
 /// The body type sent upstream. Boxed once per proxied request: the proxy
@@ -79,6 +80,9 @@ pub enum ProxyBuildError {
     /// A header rule.
     #[error(transparent)]
     Header(#[from] HeaderError),
+    /// Upstream TLS settings.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Proxies requests to one `proxy_pass` target.
@@ -126,6 +130,7 @@ pub struct ProxyServiceBuilder {
     groups: HashMap<String, Arc<UpstreamGroup>>,
     server_name: Arc<str>,
     max_idle_per_host: usize,
+    tls: UpstreamTls,
 }
 
 impl ProxyService {
@@ -142,6 +147,7 @@ impl ProxyService {
             groups: HashMap::new(),
             server_name: "".into(),
             max_idle_per_host: 256,
+            tls: UpstreamTls::default(),
         }
     }
 }
@@ -202,6 +208,13 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// TLS settings for `https://` targets. Default [`UpstreamTls::default`]
+    /// (verify with the system's CAs, SNI on, session reuse on).
+    pub fn tls(mut self, tls: UpstreamTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Compiles the proxy.
     ///
     /// # Errors
@@ -229,7 +242,18 @@ impl ProxyServiceBuilder {
             ProxyRedirect::Rules(rules) => rules,
             ProxyRedirect::Default => default_redirect(&target, &self.location),
         };
-        let connector = UpstreamConnector::new(self.timeouts.connect, self.timeouts.send);
+        let mut connector = UpstreamConnector::new(self.timeouts.connect, self.timeouts.send);
+        if target.is_https() {
+            let config = crate::tls::client_config(&self.tls)?;
+            let name = match &self.tls.name {
+                Some(n) => Some(
+                    rustls::pki_types::ServerName::try_from(n.clone())
+                        .map_err(|_| TargetError::Url(format!("proxy_ssl_name {n:?}")))?,
+                ),
+                None => None,
+            };
+            connector = connector.with_tls(config, name);
+        }
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

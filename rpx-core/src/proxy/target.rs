@@ -15,9 +15,6 @@ pub enum TargetError {
     /// Not `http://host[:port][/uri]`.
     #[error("invalid proxy_pass URL {0:?}: expected http://host[:port][/uri]")]
     Url(String),
-    /// `https://` before the TLS issue lands.
-    #[error("proxy_pass to https:// upstreams is not supported yet: {0:?}")]
-    Https(String),
     /// Variables in the target.
     #[error("variables in proxy_pass are not supported: {0:?}")]
     Variables(String),
@@ -112,10 +109,10 @@ impl ProxyTarget {
         if url.contains('$') {
             return Err(TargetError::Variables(url.into()));
         }
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            return Err(TargetError::Https(url.into()));
+        let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (Scheme::HTTP, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (Scheme::HTTPS, r)
         } else {
             return Err(TargetError::Url(url.into()));
         };
@@ -136,12 +133,13 @@ impl ProxyTarget {
         }
         let host_header =
             http::HeaderValue::from_str(hostport).map_err(|_| TargetError::Url(url.into()))?;
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         Ok(ProxyTarget {
-            scheme: Scheme::HTTP,
+            scheme,
             dest,
             host_header,
             proxy_host: hostport.into(),
-            proxy_port: authority.port_u16().unwrap_or(80),
+            proxy_port: authority.port_u16().unwrap_or(default_port),
             uri: uri.map(Into::into),
             url: url.into(),
         })
@@ -165,6 +163,11 @@ impl ProxyTarget {
     /// The URL as written.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// True for `https://` targets.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
     }
 
     /// True when `proxy_pass` has a URI part.

@@ -1,6 +1,8 @@
-//! Accept loop: HTTP/1.1 and HTTP/2 (h2c by prior knowledge) on a TCP
-//! listener, upgrades on, connection info stamped on every request, and a
-//! graceful stop that lets requests in flight finish.
+//! Accept loop: HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or ALPN over
+//! TLS) on a TCP listener, upgrades on, connection info stamped on every
+//! request, and a graceful stop that lets requests in flight finish.
+
+mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,25 +13,30 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, Service};
+
+pub use tls::TlsListener;
 
 use crate::body::RpxBody;
 use crate::conn::{ConnInfo, ConnInfoLayer, Scheme};
 
 /// How connections are served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Time a client has to send a request head (`client_header_timeout`);
-    /// also bounds an idle keep-alive connection. Default 60 s.
+    /// Time a client has to send a request head (`client_header_timeout`),
+    /// or to finish a TLS handshake; also bounds an idle keep-alive
+    /// connection. Default 60 s.
     pub header_timeout: Duration,
     /// How long a graceful stop waits for requests in flight. Default 30 s.
     pub shutdown_timeout: Duration,
     /// The configured listen address requests are routed by; default the
     /// listener's own address.
     pub listen: Option<SocketAddr>,
+    /// TLS termination for this listener. Default none (plain HTTP).
+    pub tls: Option<TlsListener>,
 }
 
 impl Default for ServeOptions {
@@ -38,6 +45,7 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             listen: None,
+            tls: None,
         }
     }
 }
@@ -105,6 +113,7 @@ where
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let reloader = opts.tls.as_ref().map(TlsListener::spawn_reloader);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -120,24 +129,29 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo::new(
-            peer,
-            stream.local_addr().unwrap_or(local),
-            listen,
-            Scheme::Http,
-        );
-        let svc = TowerToHyperService::new(ConnInfoLayer::new(info).layer(service.clone()));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watcher().watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let scheme = if opts.tls.is_some() { Scheme::Https } else { Scheme::Http };
+        let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
+        let conn = Conn {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            layer: ConnInfoLayer::new(info),
+        };
+        let service = service.clone();
+        match &opts.tls {
+            None => {
+                tokio::spawn(conn.serve(TokioIo::new(stream), service));
             }
-        });
+            Some(tls) => {
+                let tls = tls.clone();
+                let timeout = opts.header_timeout;
+                tokio::spawn(async move { tls.serve(stream, timeout, conn, service).await });
+            }
+        }
     }
     drop(listener);
+    if let Some(r) = reloader {
+        r.abort();
+    }
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(opts.shutdown_timeout) => {
@@ -146,3 +160,34 @@ where
     }
     Ok(())
 }
+
+/// What serving one accepted connection needs.
+struct Conn {
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    layer: ConnInfoLayer,
+}
+
+impl Conn {
+    async fn serve<I, S>(self, io: I, service: S)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let svc = TowerToHyperService::new(self.layer.layer(service));
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(io, svc)
+            .into_owned();
+        if let Err(e) = self.watcher.watch(conn).await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// The stream type of plain connections, named for the TLS module.
+type Plain = TcpStream;

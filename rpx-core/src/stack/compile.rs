@@ -19,6 +19,8 @@ use crate::host::{HostRouter, HostTable};
 use crate::limit::{BodyLimitLayer, DEFAULT_MAX_BODY};
 use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind};
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup};
+use crate::server::TlsListener;
+use crate::tls::{CertResolver, ClientAuth, ClientAuthMode, TlsVersions, UpstreamTls};
 use crate::vars::Template;
 
 /// Where a server without `listen` listens, as nginx.
@@ -99,6 +101,7 @@ impl Compiler {
         let mut order: Vec<SocketAddr> = Vec::new();
         let mut members: HashMap<SocketAddr, Vec<Member<'_>>> = HashMap::new();
         let mut specs: HashMap<SocketAddr, ListenerSpec> = HashMap::new();
+        let mut ssl_of: HashMap<SocketAddr, bool> = HashMap::new();
         for (id, server) in config.servers.iter().enumerate() {
             let settings = server.settings.inherit(&config.settings);
             let listens: Vec<(SocketAddr, bool, &SourcePos)> = if server.listen.is_empty() {
@@ -111,13 +114,14 @@ impl Compiler {
                     .collect()
             };
             for (addr, default, pos) in listens {
-                if server.listen.iter().any(|l| l.ssl && l.addr == addr) {
-                    self.errors.push(
-                        ConfigError::new(pos.clone(), "`ssl` listeners are not supported yet")
-                            .hint(
-                            "TLS termination arrives with the TLS work; listen without ssl for now",
-                        ),
-                    );
+                let ssl = server.listen.iter().any(|l| l.ssl && l.addr == addr);
+                match ssl_of.get(&addr) {
+                    Some(&other) if other != ssl => {
+                        self.err(pos, format!("{addr} is used both with and without `ssl`"))
+                    }
+                    _ => {
+                        ssl_of.insert(addr, ssl);
+                    }
                 }
                 let list = members.entry(addr).or_default();
                 if list.is_empty() {
@@ -135,6 +139,7 @@ impl Compiler {
                     keepalive_timeout: settings
                         .keepalive_timeout
                         .unwrap_or(Duration::from_secs(75)),
+                    tls: None,
                 });
             }
         }
@@ -148,8 +153,12 @@ impl Compiler {
                 .iter()
                 .map(|(id, n, d)| (*id, n.as_slice(), *d))
                 .collect();
+            let mut spec = specs[&addr].clone();
+            if ssl_of.get(&addr).copied().unwrap_or(false) {
+                spec.tls = self.tls_listener(config, &members[&addr]);
+            }
             match HostTable::build_with_ids(&borrowed) {
-                Ok(table) => out.push(((addr, table), specs[&addr].clone())),
+                Ok(table) => out.push(((addr, table), spec)),
                 Err(e) => {
                     let pos = config.servers[entries[0].0].pos.clone();
                     self.err(&pos, e);
@@ -157,6 +166,108 @@ impl Compiler {
             }
         }
         out
+    }
+
+    /// Certificates, versions and client-certificate checking of one TLS
+    /// listener, from the servers on it (the default server's settings
+    /// decide versions and client certificates).
+    fn tls_listener(&mut self, config: &Config, members: &[Member<'_>]) -> Option<TlsListener> {
+        let resolver = std::sync::Arc::new(CertResolver::new());
+        let default_id = members.iter().find(|m| m.2).unwrap_or(&members[0]).0;
+        for (id, names, default) in members {
+            let server = &config.servers[*id];
+            let s = server.settings.inherit(&config.settings);
+            let (Some(cert), Some(key)) = (&s.ssl_certificate, &s.ssl_certificate_key) else {
+                let pos = server.listen.iter().find(|l| l.ssl).map_or(&server.pos, |l| &l.pos);
+                self.errors.push(
+                    ConfigError::new(pos.clone(), "an ssl listener needs ssl_certificate and ssl_certificate_key")
+                        .hint("point them at PEM files, e.g. certbot's live/<name>/fullchain.pem and privkey.pem"),
+                );
+                continue;
+            };
+            let names: Vec<&str> = names.iter().map(|n| n.value.as_str()).collect();
+            let is_default = *default || *id == default_id;
+            if let Err(e) = resolver.add_files(
+                &names,
+                std::path::Path::new(&cert.value),
+                std::path::Path::new(&key.value),
+                is_default,
+            ) {
+                let pos = if matches!(e, crate::tls::TlsError::Mismatch { .. }) { &key.pos } else { &cert.pos };
+                self.err(pos, e);
+            } else if let Some(expiry) = crate::tls::load_certs(std::path::Path::new(&cert.value))
+                .ok()
+                .and_then(|c| c.first().and_then(crate::tls::cert_not_after))
+            {
+                if expiry < std::time::SystemTime::now() {
+                    tracing::warn!("{}: the certificate {} has expired", cert.pos, cert.value);
+                }
+            }
+        }
+        let s = config.servers[default_id].settings.inherit(&config.settings);
+        let versions = match &s.ssl_protocols {
+            None => TlsVersions::default(),
+            Some(p) => {
+                let v = TlsVersions {
+                    tls12: p.value.iter().any(|x| x == "TLSv1.2"),
+                    tls13: p.value.iter().any(|x| x == "TLSv1.3"),
+                };
+                for old in p.value.iter().filter(|x| !matches!(x.as_str(), "TLSv1.2" | "TLSv1.3")) {
+                    tracing::warn!("{}: {old} is not offered: rpx speaks TLSv1.2 and TLSv1.3 only", p.pos);
+                }
+                if !v.tls12 && !v.tls13 {
+                    self.err(&p.pos, "ssl_protocols lists no version rpx offers (TLSv1.2, TLSv1.3)");
+                }
+                v
+            }
+        };
+        let client_auth = match (&s.ssl_verify_client, &s.ssl_client_certificate) {
+            (None, _) => None,
+            (Some(v), ca) => {
+                let mode = match v.value.as_str() {
+                    "off" => None,
+                    "on" => Some(ClientAuthMode::Required),
+                    "optional" => Some(ClientAuthMode::Optional),
+                    "optional_no_ca" => Some(ClientAuthMode::OptionalNoCa),
+                    other => {
+                        self.err(&v.pos, format!("invalid ssl_verify_client {other:?}: use on, optional, optional_no_ca or off"));
+                        None
+                    }
+                };
+                match (mode, ca) {
+                    (None, _) => None,
+                    (Some(_), None) => {
+                        self.err(&v.pos, "ssl_verify_client needs ssl_client_certificate");
+                        None
+                    }
+                    (Some(mode), Some(ca)) => {
+                        match ClientAuth::from_ca_file(std::path::Path::new(&ca.value), mode) {
+                            Ok(a) => Some(a),
+                            Err(e) => {
+                                self.err(&ca.pos, e);
+                                None
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if resolver.is_empty() {
+            return None;
+        }
+        let http2 = true;
+        match crate::tls::server_config(resolver.clone(), versions, client_auth.as_ref(), http2) {
+            Ok(config) => Some(TlsListener {
+                config,
+                resolver,
+                client_auth,
+                reload_interval: Duration::from_secs(10),
+            }),
+            Err(e) => {
+                self.err(&config.servers[default_id].pos, e);
+                None
+            }
+        }
     }
 
     fn server(&mut self, server: &ServerConfig, http: &Settings) -> ServerService {
@@ -313,6 +424,21 @@ impl Compiler {
         for h in s.proxy_pass_header.iter().flatten() {
             b = b.pass_header(h.value.clone());
         }
+        b = b.tls(UpstreamTls {
+            verify: s.proxy_ssl_verify.unwrap_or(true),
+            trusted: s.proxy_ssl_trusted_certificate.as_ref().map(|f| f.value.clone().into()),
+            name: s.proxy_ssl_name.clone(),
+            server_name: s.proxy_ssl_server_name.unwrap_or(true),
+            client_cert: match (&s.proxy_ssl_certificate, &s.proxy_ssl_certificate_key) {
+                (Some(c), Some(k)) => Some((c.value.clone().into(), k.value.clone().into())),
+                (Some(c), None) => {
+                    self.err(&c.pos, "proxy_ssl_certificate needs proxy_ssl_certificate_key");
+                    None
+                }
+                _ => None,
+            },
+            session_reuse: s.proxy_ssl_session_reuse.unwrap_or(true),
+        });
         if let Some(r) = &s.proxy_redirect {
             let redirect = match &r.value {
                 RedirectConfig::Default => ProxyRedirect::Default,
@@ -344,6 +470,11 @@ impl Compiler {
                         .and_then(|v| v.first())
                         .map_or(&url.pos, |h| &h.pos),
                     crate::proxy::ProxyBuildError::Target(_) => &url.pos,
+                    crate::proxy::ProxyBuildError::Tls(_) => s
+                        .proxy_ssl_trusted_certificate
+                        .as_ref()
+                        .or(s.proxy_ssl_certificate.as_ref())
+                        .map_or(&url.pos, |f| &f.pos),
                 };
                 let pos = pos.clone();
                 self.err(&pos, e);

@@ -42,7 +42,7 @@ pub struct Snapshot {
 }
 
 /// An address the snapshot wants bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ListenerSpec {
     /// The socket address.
     pub addr: SocketAddr,
@@ -50,6 +50,8 @@ pub struct ListenerSpec {
     pub header_timeout: std::time::Duration,
     /// Idle keep-alive timeout.
     pub keepalive_timeout: std::time::Duration,
+    /// TLS termination, for `ssl` listeners.
+    pub tls: Option<crate::server::TlsListener>,
 }
 
 impl Snapshot {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
 
 use crate::conn::ConnInfo;
+use crate::tls::TlsInfo;
 
 /// A variable rpx can render.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,18 @@ pub enum Var {
     Arg(Box<str>),
     /// `$cookie_<name>`: a cookie.
     Cookie(Box<str>),
+    /// `$ssl_protocol`: `TLSv1.3`, empty on plain connections.
+    SslProtocol,
+    /// `$ssl_cipher`.
+    SslCipher,
+    /// `$ssl_server_name`: the SNI name.
+    SslServerName,
+    /// `$ssl_client_verify`: `SUCCESS`, `FAILED:reason` or `NONE`.
+    SslClientVerify,
+    /// `$ssl_client_s_dn`: the client certificate's subject.
+    SslClientSDn,
+    /// `$ssl_client_escaped_cert`: the client certificate, URL-escaped PEM.
+    SslClientEscapedCert,
 }
 
 impl Var {
@@ -74,6 +87,12 @@ impl Var {
             "request_method" => Var::RequestMethod,
             "proxy_host" => Var::ProxyHost,
             "proxy_port" => Var::ProxyPort,
+            "ssl_protocol" => Var::SslProtocol,
+            "ssl_cipher" => Var::SslCipher,
+            "ssl_server_name" => Var::SslServerName,
+            "ssl_client_verify" => Var::SslClientVerify,
+            "ssl_client_s_dn" => Var::SslClientSDn,
+            "ssl_client_escaped_cert" => Var::SslClientEscapedCert,
             _ => {
                 if let Some(h) = name.strip_prefix("http_") {
                     let h = h.replace('_', "-").to_ascii_lowercase();
@@ -232,6 +251,8 @@ pub struct VarCtx<'a> {
     pub proxy_host: &'a str,
     /// Port of the proxy target.
     pub proxy_port: u16,
+    /// TLS facts of the connection, if it is TLS.
+    pub tls: Option<&'a TlsInfo>,
 }
 
 impl<'a> VarCtx<'a> {
@@ -252,6 +273,10 @@ impl<'a> VarCtx<'a> {
             server_name,
             proxy_host: "",
             proxy_port: 0,
+            tls: req
+                .extensions()
+                .get::<std::sync::Arc<TlsInfo>>()
+                .map(|t| &**t),
         }
     }
 
@@ -321,6 +346,24 @@ impl<'a> VarCtx<'a> {
                     out.push_str(v);
                 }
             }
+            Var::SslProtocol => out.push_str(self.tls.map_or("", |t| t.protocol)),
+            Var::SslCipher => out.push_str(self.tls.map_or("", |t| t.cipher)),
+            Var::SslServerName => {
+                out.push_str(self.tls.and_then(|t| t.server_name.as_deref()).unwrap_or(""))
+            }
+            Var::SslClientVerify => {
+                if let Some(t) = self.tls {
+                    out.push_str(&t.client_verify.as_text());
+                }
+            }
+            Var::SslClientSDn => {
+                out.push_str(self.tls.and_then(|t| t.client_subject.as_deref()).unwrap_or(""))
+            }
+            Var::SslClientEscapedCert => out.push_str(
+                self.tls
+                    .and_then(|t| t.client_cert_escaped.as_deref())
+                    .unwrap_or(""),
+            ),
             Var::Cookie(name) => {
                 if let Some(v) = self
                     .headers

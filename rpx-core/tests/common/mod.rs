@@ -158,6 +158,7 @@ impl Proxy {
             let opts = ServeOptions {
                 listen: Some(spec.addr),
                 header_timeout: spec.header_timeout,
+                tls: spec.tls.clone(),
                 ..ServeOptions::default()
             };
             let svc = rpx.clone();
