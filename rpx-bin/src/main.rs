@@ -151,7 +151,10 @@ async fn run(path: Option<&Path>, shutdown_timeout: Duration) -> ExitCode {
         // One line per listener on stdout: the readiness signal scripts and
         // tests wait for (the actual port, when the config says port 0).
         let scheme = if spec.tls.is_some() { "https" } else { "http" };
-        println!("rpx: listening on {bound} (configured {}, {scheme})", spec.addr);
+        println!(
+            "rpx: listening on {bound} (configured {}, {scheme})",
+            spec.addr
+        );
         let opts = ServeOptions {
             header_timeout: spec.header_timeout,
             shutdown_timeout,

@@ -440,7 +440,10 @@ impl Settings {
             ssl_certificate: pick(&self.ssl_certificate, &parent.ssl_certificate),
             ssl_certificate_key: pick(&self.ssl_certificate_key, &parent.ssl_certificate_key),
             ssl_protocols: pick(&self.ssl_protocols, &parent.ssl_protocols),
-            ssl_client_certificate: pick(&self.ssl_client_certificate, &parent.ssl_client_certificate),
+            ssl_client_certificate: pick(
+                &self.ssl_client_certificate,
+                &parent.ssl_client_certificate,
+            ),
             ssl_verify_client: pick(&self.ssl_verify_client, &parent.ssl_verify_client),
             proxy_ssl_verify: pick(&self.proxy_ssl_verify, &parent.proxy_ssl_verify),
             proxy_ssl_trusted_certificate: pick(

@@ -296,6 +296,10 @@ struct RawUpstream {
     servers: Vec<Spanned<String>>,
 }
 
+/// Largest `weight=` accepted; weights are relative, and a bound keeps a
+/// config from costing memory in proportion to a number.
+const MAX_WEIGHT: u32 = 1000;
+
 struct Cx<'a> {
     lines: &'a LineIndex,
     errors: Vec<ConfigError>,
@@ -546,13 +550,27 @@ impl Cx<'_> {
             root: raw.root.map(|r| self.at(&r).with(r.into_inner())),
             alias: None,
             index: raw.index,
-            ssl_certificate: raw.ssl_certificate.map(|v| self.at(&v).with(v.into_inner())),
-            ssl_certificate_key: raw.ssl_certificate_key.map(|v| self.at(&v).with(v.into_inner())),
-            ssl_client_certificate: raw.ssl_client_certificate.map(|v| self.at(&v).with(v.into_inner())),
-            ssl_verify_client: raw.ssl_verify_client.map(|v| self.at(&v).with(v.into_inner())),
-            proxy_ssl_trusted_certificate: raw.proxy_ssl_trusted_certificate.map(|v| self.at(&v).with(v.into_inner())),
-            proxy_ssl_certificate: raw.proxy_ssl_certificate.map(|v| self.at(&v).with(v.into_inner())),
-            proxy_ssl_certificate_key: raw.proxy_ssl_certificate_key.map(|v| self.at(&v).with(v.into_inner())),
+            ssl_certificate: raw
+                .ssl_certificate
+                .map(|v| self.at(&v).with(v.into_inner())),
+            ssl_certificate_key: raw
+                .ssl_certificate_key
+                .map(|v| self.at(&v).with(v.into_inner())),
+            ssl_client_certificate: raw
+                .ssl_client_certificate
+                .map(|v| self.at(&v).with(v.into_inner())),
+            ssl_verify_client: raw
+                .ssl_verify_client
+                .map(|v| self.at(&v).with(v.into_inner())),
+            proxy_ssl_trusted_certificate: raw
+                .proxy_ssl_trusted_certificate
+                .map(|v| self.at(&v).with(v.into_inner())),
+            proxy_ssl_certificate: raw
+                .proxy_ssl_certificate
+                .map(|v| self.at(&v).with(v.into_inner())),
+            proxy_ssl_certificate_key: raw
+                .proxy_ssl_certificate_key
+                .map(|v| self.at(&v).with(v.into_inner())),
             ssl_protocols: raw.ssl_protocols.map(|v| self.at(&v).with(v.into_inner())),
             proxy_ssl_name: raw.proxy_ssl_name,
             proxy_ssl_verify: raw.proxy_ssl_verify,

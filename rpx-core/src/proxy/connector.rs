@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
@@ -15,9 +15,9 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use crate::error::BoxError;
@@ -67,7 +67,11 @@ impl UpstreamConnector {
 
     /// Adds TLS for `https://` URIs; `name` overrides the name verified
     /// (and sent as SNI when the config enables SNI).
-    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>, name: Option<ServerName<'static>>) -> Self {
+    pub fn with_tls(
+        mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: Option<ServerName<'static>>,
+    ) -> Self {
         self.tls = Some(TlsSide {
             connector: TlsConnector::from(config),
             name,
@@ -88,7 +92,12 @@ impl Service<Uri> for UpstreamConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let connecting = self.http.call(uri);
         let send_timeout = self.send_timeout;
         let connect_timeout = self.connect_timeout;
@@ -105,12 +114,15 @@ impl Service<Uri> for UpstreamConnector {
             };
             let handshake = tls.connector.connect(name, tcp.into_inner());
             let stream = match connect_timeout {
-                Some(t) => tokio::time::timeout(t, handshake)
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??,
+                Some(t) => tokio::time::timeout(t, handshake).await.map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??,
                 None => handshake.await?,
             };
-            Ok(TimedIo::new(UpstreamIo::Tls(Box::new(TokioIo::new(stream))), send_timeout))
+            Ok(TimedIo::new(
+                UpstreamIo::Tls(Box::new(TokioIo::new(stream))),
+                send_timeout,
+            ))
         })
     }
 }
@@ -138,7 +150,11 @@ impl Read for UpstreamIo {
 }
 
 impl Write for UpstreamIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpstreamIo::Plain(io) => Pin::new(io).poll_write(cx, buf),
             UpstreamIo::Tls(io) => Pin::new(&mut **io).poll_write(cx, buf),

@@ -129,7 +129,11 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let scheme = if opts.tls.is_some() { Scheme::Https } else { Scheme::Http };
+        let scheme = if opts.tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
         let conn = Conn {
             builder: builder.clone(),

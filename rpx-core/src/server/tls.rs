@@ -125,9 +125,10 @@ where
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         match self {
             Gate::Open(s) => Either::Left(s.call(req)),
-            Gate::Closed(reason) => {
-                Either::Right(ready(Ok(error_page_titled(StatusCode::BAD_REQUEST, reason))))
-            }
+            Gate::Closed(reason) => Either::Right(ready(Ok(error_page_titled(
+                StatusCode::BAD_REQUEST,
+                reason,
+            )))),
         }
     }
 }
@@ -181,7 +182,11 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

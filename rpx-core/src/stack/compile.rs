@@ -178,7 +178,11 @@ impl Compiler {
             let server = &config.servers[*id];
             let s = server.settings.inherit(&config.settings);
             let (Some(cert), Some(key)) = (&s.ssl_certificate, &s.ssl_certificate_key) else {
-                let pos = server.listen.iter().find(|l| l.ssl).map_or(&server.pos, |l| &l.pos);
+                let pos = server
+                    .listen
+                    .iter()
+                    .find(|l| l.ssl)
+                    .map_or(&server.pos, |l| &l.pos);
                 self.errors.push(
                     ConfigError::new(pos.clone(), "an ssl listener needs ssl_certificate and ssl_certificate_key")
                         .hint("point them at PEM files, e.g. certbot's live/<name>/fullchain.pem and privkey.pem"),
@@ -193,7 +197,11 @@ impl Compiler {
                 std::path::Path::new(&key.value),
                 is_default,
             ) {
-                let pos = if matches!(e, crate::tls::TlsError::Mismatch { .. }) { &key.pos } else { &cert.pos };
+                let pos = if matches!(e, crate::tls::TlsError::Mismatch { .. }) {
+                    &key.pos
+                } else {
+                    &cert.pos
+                };
                 self.err(pos, e);
             } else if let Some(expiry) = crate::tls::load_certs(std::path::Path::new(&cert.value))
                 .ok()
@@ -204,7 +212,9 @@ impl Compiler {
                 }
             }
         }
-        let s = config.servers[default_id].settings.inherit(&config.settings);
+        let s = config.servers[default_id]
+            .settings
+            .inherit(&config.settings);
         let versions = match &s.ssl_protocols {
             None => TlsVersions::default(),
             Some(p) => {
@@ -212,11 +222,21 @@ impl Compiler {
                     tls12: p.value.iter().any(|x| x == "TLSv1.2"),
                     tls13: p.value.iter().any(|x| x == "TLSv1.3"),
                 };
-                for old in p.value.iter().filter(|x| !matches!(x.as_str(), "TLSv1.2" | "TLSv1.3")) {
-                    tracing::warn!("{}: {old} is not offered: rpx speaks TLSv1.2 and TLSv1.3 only", p.pos);
+                for old in p
+                    .value
+                    .iter()
+                    .filter(|x| !matches!(x.as_str(), "TLSv1.2" | "TLSv1.3"))
+                {
+                    tracing::warn!(
+                        "{}: {old} is not offered: rpx speaks TLSv1.2 and TLSv1.3 only",
+                        p.pos
+                    );
                 }
                 if !v.tls12 && !v.tls13 {
-                    self.err(&p.pos, "ssl_protocols lists no version rpx offers (TLSv1.2, TLSv1.3)");
+                    self.err(
+                        &p.pos,
+                        "ssl_protocols lists no version rpx offers (TLSv1.2, TLSv1.3)",
+                    );
                 }
                 v
             }
@@ -426,13 +446,19 @@ impl Compiler {
         }
         b = b.tls(UpstreamTls {
             verify: s.proxy_ssl_verify.unwrap_or(true),
-            trusted: s.proxy_ssl_trusted_certificate.as_ref().map(|f| f.value.clone().into()),
+            trusted: s
+                .proxy_ssl_trusted_certificate
+                .as_ref()
+                .map(|f| f.value.clone().into()),
             name: s.proxy_ssl_name.clone(),
             server_name: s.proxy_ssl_server_name.unwrap_or(true),
             client_cert: match (&s.proxy_ssl_certificate, &s.proxy_ssl_certificate_key) {
                 (Some(c), Some(k)) => Some((c.value.clone().into(), k.value.clone().into())),
                 (Some(c), None) => {
-                    self.err(&c.pos, "proxy_ssl_certificate needs proxy_ssl_certificate_key");
+                    self.err(
+                        &c.pos,
+                        "proxy_ssl_certificate needs proxy_ssl_certificate_key",
+                    );
                     None
                 }
                 _ => None,

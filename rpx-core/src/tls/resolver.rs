@@ -96,7 +96,9 @@ impl CertResolver {
             for name in names {
                 let name = name.to_ascii_lowercase();
                 if let Some(suffix) = name.strip_prefix('*') {
-                    t.wildcard.entry(suffix.to_owned()).or_insert_with(|| entry.clone());
+                    t.wildcard
+                        .entry(suffix.to_owned())
+                        .or_insert_with(|| entry.clone());
                 } else if !name.starts_with('~') && name != "_" && !name.is_empty() {
                     t.exact.entry(name).or_insert_with(|| entry.clone());
                 }
@@ -133,7 +135,9 @@ impl CertResolver {
         let t = self.table.load();
         let mut out = Vec::new();
         for entry in t.by_files.values() {
-            let Some((cert, key)) = &entry.files else { continue };
+            let Some((cert, key)) = &entry.files else {
+                continue;
+            };
             let now = mtimes(cert, key);
             let mut seen = entry.seen.lock().unwrap_or_else(|p| p.into_inner());
             if now.is_none() || now == *seen {
@@ -146,7 +150,9 @@ impl CertResolver {
             let result = load_certified_key(cert, key).map(|k| entry.key.store(Arc::new(k)));
             match &result {
                 Ok(()) => tracing::info!(cert = %cert.display(), "certificate reloaded"),
-                Err(e) => tracing::warn!(cert = %cert.display(), error = %e, "keeping the previous certificate"),
+                Err(e) => {
+                    tracing::warn!(cert = %cert.display(), error = %e, "keeping the previous certificate")
+                }
             }
             out.push((cert.clone(), result));
         }

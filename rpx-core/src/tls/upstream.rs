@@ -77,7 +77,9 @@ pub fn client_config(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-fn reload_key(key: &std::path::Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
+fn reload_key(
+    key: &std::path::Path,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, TlsError> {
     use rustls_pki_types::pem::PemObject;
     rustls::pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Read {
         path: key.to_owned(),

@@ -348,17 +348,21 @@ impl<'a> VarCtx<'a> {
             }
             Var::SslProtocol => out.push_str(self.tls.map_or("", |t| t.protocol)),
             Var::SslCipher => out.push_str(self.tls.map_or("", |t| t.cipher)),
-            Var::SslServerName => {
-                out.push_str(self.tls.and_then(|t| t.server_name.as_deref()).unwrap_or(""))
-            }
+            Var::SslServerName => out.push_str(
+                self.tls
+                    .and_then(|t| t.server_name.as_deref())
+                    .unwrap_or(""),
+            ),
             Var::SslClientVerify => {
                 if let Some(t) = self.tls {
                     out.push_str(&t.client_verify.as_text());
                 }
             }
-            Var::SslClientSDn => {
-                out.push_str(self.tls.and_then(|t| t.client_subject.as_deref()).unwrap_or(""))
-            }
+            Var::SslClientSDn => out.push_str(
+                self.tls
+                    .and_then(|t| t.client_subject.as_deref())
+                    .unwrap_or(""),
+            ),
             Var::SslClientEscapedCert => out.push_str(
                 self.tls
                     .and_then(|t| t.client_cert_escaped.as_deref())

@@ -155,10 +155,15 @@ impl Proxy {
             listeners.push((spec.addr, listener.local_addr().unwrap()));
             let (stop, stopped) = oneshot::channel::<()>();
             stops.push(stop);
+            // Certificate files are checked often so reload tests stay short.
+            let tls = spec.tls.clone().map(|mut t| {
+                t.reload_interval = Duration::from_millis(50);
+                t
+            });
             let opts = ServeOptions {
                 listen: Some(spec.addr),
                 header_timeout: spec.header_timeout,
-                tls: spec.tls.clone(),
+                tls,
                 ..ServeOptions::default()
             };
             let svc = rpx.clone();
