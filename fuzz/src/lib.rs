@@ -1,0 +1,324 @@
+//! The bodies of rpx's fuzz targets.
+//!
+//! Each `fuzz_targets/<name>.rs` is a one-line `fuzz_target!` calling the
+//! function of the same name here; `rpx-core/tests/fuzz_smoke.rs` includes
+//! this file with `#[path]` and runs the same functions on the stable
+//! toolchain over the seeds and pseudo-random inputs. So this file may use
+//! only `std`, `rpx_core` and crates rpx-core itself depends on (`regex`,
+//! `http`), never `libfuzzer_sys`.
+
+use std::sync::OnceLock;
+
+use rpx_core::conn::{ConnInfo, Scheme};
+use rpx_core::location::{normalize, LocationMatch, LocationSpec, LocationTable, MatchKind};
+use rpx_core::vars::{Template, VarCtx};
+
+/// Locations built from one input, at most.
+const MAX_SPECS: usize = 24;
+/// Paths read from one input, at most (derived ones come on top).
+const MAX_PATHS: usize = 24;
+
+/// Builds a location table from the input's lines and matches paths on it.
+///
+/// One line per item:
+/// - `?PATH`: a path to look up (raw and normalised);
+/// - `>SPEC`: a location nested in the previous top-level one;
+/// - `+SPEC` (after any `>`): the location answers `PATH` without its final
+///   `/` with a 301 (`auto_redirect`);
+/// - anything else: a top-level location in nginx syntax (`= /x`, `^~ /x`,
+///   `~ re`, `~* re`, `/x`), split by [`MatchKind::split`].
+///
+/// Every line also goes through [`normalize`] with its invariants checked.
+/// Build errors are fine; panics and wrong answers are not.
+pub fn location_match(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    check_normalize(&text);
+
+    let mut specs: Vec<LocationSpec> = Vec::new();
+    let mut count = 0;
+    let mut paths: Vec<String> = Vec::new();
+    for line in text.lines() {
+        check_normalize(line);
+        if let Some(path) = line.strip_prefix('?') {
+            if paths.len() < MAX_PATHS {
+                paths.push(path.to_owned());
+            }
+            continue;
+        }
+        if count == MAX_SPECS {
+            continue;
+        }
+        let (nest, line) = match line.strip_prefix('>') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let (auto_redirect, line) = match line.strip_prefix('+') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let (kind, pattern) = MatchKind::split(line);
+        let mut spec = LocationSpec::new(kind, pattern);
+        spec.auto_redirect = auto_redirect;
+        count += 1;
+        match specs.last_mut() {
+            Some(parent) if nest => parent.nested.push(spec),
+            _ => specs.push(spec),
+        }
+    }
+
+    let Ok(table) = LocationTable::build(&specs) else {
+        return;
+    };
+    // Ids are given depth-first in config order.
+    let mut flat: Vec<Loc<'_>> = Vec::new();
+    let mut roots = Vec::new();
+    for spec in &specs {
+        roots.push(flat.len());
+        flat.push(Loc::new(spec));
+        flat.extend(spec.nested.iter().map(Loc::new));
+    }
+    assert_eq!(table.len(), flat.len(), "one id per location");
+    assert_eq!(table.is_empty(), flat.is_empty());
+
+    // Paths near the patterns find the interesting branches.
+    let mut derived: Vec<String> = vec!["/".into(), String::new()];
+    for loc in &flat {
+        let p = loc.spec.pattern.as_str();
+        derived.push(p.to_owned());
+        derived.push(format!("{p}x"));
+        derived.push(format!("{p}/"));
+        if let Some((i, _)) = p.char_indices().next_back() {
+            derived.push(p[..i].to_owned());
+        }
+    }
+    for path in paths.iter().chain(&derived) {
+        check_find(&table, &roots, &flat, path);
+        if let Ok(n) = normalize(path) {
+            check_find(&table, &roots, &flat, &n);
+        }
+    }
+}
+
+/// `normalize`'s promises for any string it accepts.
+fn check_normalize(path: &str) {
+    let Ok(n) = normalize(path) else {
+        return;
+    };
+    let n: &str = &n;
+    if n != "*" {
+        assert!(n.starts_with('/'), "{path:?} -> {n:?}: not absolute");
+        assert!(!n.contains("//"), "{path:?} -> {n:?}: `//` left");
+        assert!(
+            !n.contains("/./") && !n.ends_with("/."),
+            "{path:?} -> {n:?}: `.` segment left"
+        );
+        assert!(
+            !n.contains("/../") && !n.ends_with("/.."),
+            "{path:?} -> {n:?}: `..` segment left"
+        );
+    }
+    match normalize(n) {
+        Ok(again) => assert_eq!(again, n, "{path:?}: normalising is not idempotent"),
+        Err(e) => panic!("{path:?} -> {n:?}: the result does not normalise: {e}"),
+    }
+}
+
+/// A location and, for `~`/`~*`, the regex it should behave as, compiled
+/// independently of the table.
+struct Loc<'a> {
+    spec: &'a LocationSpec,
+    regex: Option<regex::Regex>,
+}
+
+impl<'a> Loc<'a> {
+    fn new(spec: &'a LocationSpec) -> Self {
+        let regex = spec.kind.is_regex().then(|| {
+            regex::RegexBuilder::new(&spec.pattern)
+                .case_insensitive(spec.kind == MatchKind::RegexCaseless)
+                .build()
+                .ok()
+        });
+        Loc {
+            spec,
+            regex: regex.flatten(),
+        }
+    }
+
+    /// Whether the location, alone, matches `path`.
+    fn matches(&self, path: &str) -> bool {
+        match self.spec.kind {
+            MatchKind::Exact => self.spec.pattern == path,
+            MatchKind::Prefix | MatchKind::PrefixNoRegex => path.starts_with(&self.spec.pattern),
+            MatchKind::Regex | MatchKind::RegexCaseless => {
+                self.regex.as_ref().is_some_and(|r| r.is_match(path))
+            }
+        }
+    }
+}
+
+/// Looks `path` up and checks the answer against the locations it names.
+/// `roots` are the ids of the top-level locations.
+fn check_find(table: &LocationTable, roots: &[usize], flat: &[Loc<'_>], path: &str) {
+    let found = table.find(path);
+    match found {
+        LocationMatch::Location(id) => {
+            let loc = flat.get(id).expect("location id out of range");
+            assert!(
+                loc.matches(path),
+                "{:?} {:?} chosen for {path:?} does not match it",
+                loc.spec.kind,
+                loc.spec.pattern
+            );
+        }
+        LocationMatch::AddSlash(id) => {
+            let spec = flat.get(id).expect("add-slash id out of range").spec;
+            assert!(spec.auto_redirect, "add-slash from {:?}", spec.pattern);
+            assert!(
+                matches!(spec.kind, MatchKind::Prefix | MatchKind::PrefixNoRegex),
+                "add-slash from a {:?} location",
+                spec.kind
+            );
+            assert_eq!(spec.pattern, format!("{path}/"), "add-slash target");
+        }
+        LocationMatch::None => {}
+    }
+    // At the top level, an `=` location equal to the path always wins, and
+    // no match at all means no top-level location could have matched.
+    for &id in roots {
+        let loc = &flat[id];
+        if !loc.matches(path) {
+            continue;
+        }
+        if loc.spec.kind == MatchKind::Exact {
+            assert_eq!(found, LocationMatch::Location(id), "`= {path}` must win");
+        }
+        assert_ne!(
+            found,
+            LocationMatch::None,
+            "{:?} {:?} matches {path:?} but nothing was found",
+            loc.spec.kind,
+            loc.spec.pattern
+        );
+    }
+}
+
+/// Parses the input as a TOML config and, if it parses, compiles it.
+///
+/// Errors are fine; panics are not. Error messages are rendered too, as
+/// their `file:line:col` positions are computed from byte offsets.
+pub fn toml_config(data: &[u8]) {
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    let config = match rpx_core::config::parse_toml(src, "fuzz.toml") {
+        Ok(config) => config,
+        Err(errors) => {
+            let _ = errors.to_string();
+            return;
+        }
+    };
+    if upstream_servers(&config) > MAX_UPSTREAM_SERVERS {
+        // Known issue (see fuzz/README.md): `compile` repeats each upstream
+        // server `weight` times, so `weight=4000000000` allocates ~100 GB.
+        return;
+    }
+    match rpx_core::stack::compile(&config) {
+        Ok(snapshot) => {
+            let _ = (snapshot.listeners(), snapshot.summary());
+        }
+        Err(errors) => {
+            let _ = errors.to_string();
+        }
+    }
+}
+
+/// More upstream server entries than this (after weights) are not compiled.
+const MAX_UPSTREAM_SERVERS: u64 = 10_000;
+
+/// How many upstream server entries `compile` makes: each server `weight` times.
+fn upstream_servers(config: &rpx_core::config::Config) -> u64 {
+    config
+        .upstreams
+        .iter()
+        .flat_map(|u| &u.servers)
+        .map(|s| u64::from(s.weight.max(1)))
+        .sum()
+}
+
+/// Parses the input as a variable template and renders it for fixed requests.
+///
+/// Parse errors are fine. A template without `$` must be that text, and a
+/// constant template must render as itself.
+pub fn vars_template(data: &[u8]) {
+    let src = String::from_utf8_lossy(data);
+    let Ok(template) = Template::parse(&src) else {
+        return;
+    };
+    if !src.contains('$') {
+        assert_eq!(template.as_constant(), Some(&*src), "text without `$`");
+    }
+    for (req, conn, path) in fixed_requests() {
+        let mut ctx = VarCtx::new(req, conn, path, "example.com");
+        let plain = template.render_to_string(&ctx);
+        if let Some(c) = template.as_constant() {
+            assert_eq!(plain, c, "a constant renders as itself");
+        }
+        ctx.proxy_host = "backend:3000";
+        ctx.proxy_port = 3000;
+        let mut out = String::from("prefix:");
+        template.render(&ctx, &mut out);
+        assert!(out.starts_with("prefix:"), "render appends");
+    }
+}
+
+/// Requests covering the variables' branches: headers present and absent,
+/// repeated, absolute-form URI, IPv6, HTTP/2, a non-default port.
+fn fixed_requests() -> &'static [(http::Request<()>, ConnInfo, &'static str)] {
+    static REQUESTS: OnceLock<Vec<(http::Request<()>, ConnInfo, &'static str)>> = OnceLock::new();
+    REQUESTS.get_or_init(|| {
+        let v4 = ConnInfo::new(
+            "10.0.0.7:5555".parse().expect("addr"),
+            "127.0.0.1:8080".parse().expect("addr"),
+            "0.0.0.0:8080".parse().expect("addr"),
+            Scheme::Http,
+        );
+        let v6 = ConnInfo::new(
+            "[2001:db8::1]:40000".parse().expect("addr"),
+            "[::1]:443".parse().expect("addr"),
+            "[::]:443".parse().expect("addr"),
+            Scheme::Https,
+        );
+        let full = http::Request::builder()
+            .method("POST")
+            .uri("/a/b/../c?x=1&y=2&Y=3&flag")
+            .header("host", "Example.COM:8080")
+            .header("x-forwarded-for", "1.2.3.4")
+            .header("x-forwarded-for", "5.6.7.8")
+            .header("x-real-thing", "v1")
+            .header("x-real-thing", "v2")
+            .header("cookie", "a=1; sid=abc")
+            .header("cookie", "b=2")
+            .header(
+                "x-bin",
+                http::HeaderValue::from_bytes(b"\xffopaque").expect("value"),
+            )
+            .body(())
+            .expect("request");
+        let absolute = http::Request::builder()
+            .uri("http://[::1]:8443/p%20q?")
+            .version(http::Version::HTTP_2)
+            .header("host", "ignored.example")
+            .body(())
+            .expect("request");
+        let bare = http::Request::builder()
+            .uri("*")
+            .version(http::Version::HTTP_10)
+            .body(())
+            .expect("request");
+        vec![
+            (full, v4, "/a/c"),
+            (absolute, v6, "/p%20q"),
+            (bare, v4, "*"),
+        ]
+    })
+}
