@@ -296,10 +296,6 @@ struct RawUpstream {
     servers: Vec<Spanned<String>>,
 }
 
-/// Largest `weight=` accepted; weights are relative, and a bound keeps a
-/// config from costing memory in proportion to a number.
-const MAX_WEIGHT: u32 = 1000;
-
 struct Cx<'a> {
     lines: &'a LineIndex,
     errors: Vec<ConfigError>,

@@ -23,6 +23,10 @@ use crate::server::TlsListener;
 use crate::tls::{CertResolver, ClientAuth, ClientAuthMode, TlsVersions, UpstreamTls};
 use crate::vars::Template;
 
+/// Largest upstream `weight`: weights are relative, and a bound keeps a
+/// config from costing memory in proportion to a number.
+const MAX_WEIGHT: u32 = 1000;
+
 /// Where a server without `listen` listens, as nginx.
 const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 80);
@@ -78,12 +82,25 @@ impl Compiler {
 
     fn groups(&mut self, config: &Config) {
         for u in &config.upstreams {
+            for s in &u.servers {
+                if !(1..=MAX_WEIGHT).contains(&s.weight) {
+                    self.errors.push(
+                        ConfigError::new(
+                            s.pos.clone(),
+                            format!("weight={} is out of range", s.weight),
+                        )
+                        .hint(format!("weights are relative: use 1 to {MAX_WEIGHT}")),
+                    );
+                }
+            }
             // Weighted round robin by repetition until the upstream-groups
             // work brings nginx's smooth algorithm.
             let addrs: Vec<String> = u
                 .servers
                 .iter()
-                .flat_map(|s| std::iter::repeat_n(s.addr.clone(), s.weight.max(1) as usize))
+                .flat_map(|s| {
+                    std::iter::repeat_n(s.addr.clone(), s.weight.clamp(1, MAX_WEIGHT) as usize)
+                })
                 .collect();
             match UpstreamGroup::new(&u.name, &addrs) {
                 Ok(g) => {
