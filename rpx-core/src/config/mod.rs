@@ -2,6 +2,7 @@
 //! and the helpers both share.
 
 mod error;
+pub mod nginx;
 pub mod model;
 mod toml;
 mod units;
