@@ -274,6 +274,7 @@ impl Cx<'_> {
             settings,
             servers,
             upstreams,
+            maps: Vec::new(),
         }
     }
 
@@ -313,6 +314,7 @@ impl Cx<'_> {
             listen,
             names,
             settings,
+            rewrites: Vec::new(),
             ret,
             locations,
         }
@@ -364,7 +366,9 @@ impl Cx<'_> {
             pos,
             kind,
             pattern,
+            rewrites: Vec::new(),
             handler,
+            try_files: None,
             settings,
             locations,
         })

@@ -6,8 +6,10 @@
 //! result is a plain directive tree: giving directives meaning is left to the
 //! caller.
 
+mod directives;
 mod include;
 mod lexer;
+mod mapping;
 mod parser;
 
 use std::fmt;
@@ -168,6 +170,31 @@ pub fn parse_str(src: &str, file: &Path) -> Result<Vec<Directive>, ParseError> {
 /// prefix.
 pub fn load(path: &Path) -> Result<Vec<Directive>, ParseError> {
     include::load(path)
+}
+
+/// Loads an nginx config file (includes expanded) and maps it onto the
+/// model: every error and warning, each with `file:line`.
+pub fn load_config(path: &Path, opts: super::LoadOptions) -> super::Loaded {
+    match load(path) {
+        Ok(dirs) => mapping::to_config(&dirs, opts),
+        Err(e) => super::Loaded::failed(e.into()),
+    }
+}
+
+/// [`load_config`] for text: `include` is not followed (an error). Never
+/// panics on any input.
+pub fn config_from_str(src: &str, file: &Path, opts: super::LoadOptions) -> super::Loaded {
+    match parse_str(src, file) {
+        Ok(dirs) => mapping::to_config(&dirs, opts),
+        Err(e) => super::Loaded::failed(e.into()),
+    }
+}
+
+impl From<ParseError> for super::ConfigError {
+    fn from(e: ParseError) -> Self {
+        let pos = super::SourcePos::new(e.pos.file.display().to_string(), e.pos.line, e.pos.col);
+        super::ConfigError::new(pos, e.kind.to_string())
+    }
 }
 
 #[cfg(test)]
