@@ -2,8 +2,8 @@
 //! and the helpers both share.
 
 mod error;
-pub mod nginx;
 pub mod model;
+pub mod nginx;
 mod toml;
 mod units;
 

@@ -27,11 +27,24 @@ impl AddHeader {
     /// # Errors
     /// A bad name, value or variable.
     pub fn new(name: &str, value: &str) -> Result<Self, HeaderError> {
+        Self::new_in(name, value, false, &crate::vars::Scope::default())
+    }
+
+    /// A rule with the config's own variables; `always` as [`AddHeader::always`].
+    ///
+    /// # Errors
+    /// A bad name, value or variable.
+    pub fn new_in(
+        name: &str,
+        value: &str,
+        always: bool,
+        scope: &crate::vars::Scope,
+    ) -> Result<Self, HeaderError> {
         Ok(AddHeader {
             name: HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HeaderError::Name(name.into()))?,
-            value: HeaderValueTemplate::parse(value)?,
-            always: false,
+            value: HeaderValueTemplate::parse_in(value, scope)?,
+            always,
         })
     }
 

@@ -70,8 +70,7 @@ impl Mapper {
             self.warn(d, format!("{msg}; ignored (--lenient)"));
         } else {
             self.errors.push(
-                ConfigError::new(at(&d.pos), msg)
-                    .hint("`--lenient` ignores it with a warning"),
+                ConfigError::new(at(&d.pos), msg).hint("`--lenient` ignores it with a warning"),
             );
         }
     }
@@ -102,12 +101,18 @@ impl Mapper {
             return None;
         }
         if !spec.block && d.block.is_some() {
-            self.err(d, format!("directive \"{name}\" is not terminated by \";\""));
+            self.err(
+                d,
+                format!("directive \"{name}\" is not terminated by \";\""),
+            );
             return None;
         }
         let n = d.args.len();
         if n < usize::from(spec.min) || (spec.max != u8::MAX && n > usize::from(spec.max)) {
-            self.err(d, format!("invalid number of arguments in \"{name}\" directive"));
+            self.err(
+                d,
+                format!("invalid number of arguments in \"{name}\" directive"),
+            );
             return None;
         }
         match spec.support {
@@ -193,13 +198,15 @@ impl Mapper {
         let pos = at(&d.pos);
         let name = d.name.as_str();
         match name {
-            "proxy_set_header" => s.proxy_set_header.get_or_insert_with(Vec::new).push(
-                HeaderPair {
-                    name: w[0].into(),
-                    value: w[1].into(),
-                    pos,
-                },
-            ),
+            "proxy_set_header" => {
+                s.proxy_set_header
+                    .get_or_insert_with(Vec::new)
+                    .push(HeaderPair {
+                        name: w[0].into(),
+                        value: w[1].into(),
+                        pos,
+                    })
+            }
             "add_header" => {
                 let always = match w.get(2) {
                     None => false,
@@ -478,7 +485,10 @@ impl Mapper {
         loc.rewrites = rewrites;
         loc.handler = match (ret, proxy) {
             (Some(r), Some((p, _))) => {
-                self.warn(p, "\"proxy_pass\" is never used: this location always returns");
+                self.warn(
+                    p,
+                    "\"proxy_pass\" is never used: this location always returns",
+                );
                 Some(Handler::Return(r))
             }
             (Some(r), None) => Some(Handler::Return(r)),
@@ -486,7 +496,11 @@ impl Mapper {
             (None, None) => None,
         };
         if loc.try_files.is_some() && matches!(loc.handler, Some(Handler::Proxy(_))) {
-            self.unsupported(d, "try_files with proxy_pass", "\"try_files\" with \"proxy_pass\"");
+            self.unsupported(
+                d,
+                "try_files with proxy_pass",
+                "\"try_files\" with \"proxy_pass\"",
+            );
             loc.try_files = None;
         }
         Some(loc)
@@ -556,9 +570,11 @@ impl Mapper {
                         steps.push(s);
                     }
                 }
-                other => {
-                    self.unsupported(c, "directives other than return/rewrite/break inside \"if\"", &format!("\"{other}\" inside \"if\""))
-                }
+                other => self.unsupported(
+                    c,
+                    "directives other than return/rewrite/break inside \"if\"",
+                    &format!("\"{other}\" inside \"if\""),
+                ),
             }
         }
         Some(RewriteStep::If(IfConfig {
@@ -626,7 +642,9 @@ impl Mapper {
             let w = words(c);
             match (c.name.as_str(), w.as_slice()) {
                 ("volatile", []) => {}
-                ("hostnames", []) => self.unsupported(c, "host name keys in \"map\"", "\"hostnames\""),
+                ("hostnames", []) => {
+                    self.unsupported(c, "host name keys in \"map\"", "\"hostnames\"")
+                }
                 ("include", _) => self.err(c, "\"include\" is only expanded when loading a file"),
                 ("default", [v]) => map.default = Some((*v).to_owned()),
                 (key, [v]) if c.block.is_none() => {
@@ -674,7 +692,12 @@ fn parse_condition(args: &[&str]) -> Result<Condition, CondError> {
     a.retain(|s| !s.is_empty());
     match a.as_slice() {
         [v] if v.starts_with('$') => Ok(Condition::NonEmpty((*v).into())),
-        [op, _] if matches!(*op, "-f" | "!-f" | "-d" | "!-d" | "-e" | "!-e" | "-x" | "!-x") => {
+        [op, _]
+            if matches!(
+                *op,
+                "-f" | "!-f" | "-d" | "!-d" | "-e" | "!-e" | "-x" | "!-x"
+            ) =>
+        {
             Err(CondError::FileTest((*op).into()))
         }
         [v, op, right] if v.starts_with('$') => {

@@ -147,7 +147,10 @@ server {
         Some(std::time::Duration::from_secs(86400))
     );
     assert_eq!(ws.settings.proxy_set_header.as_ref().map(Vec::len), Some(2));
-    assert_eq!(s.locations[1].kind, crate::location::MatchKind::RegexCaseless);
+    assert_eq!(
+        s.locations[1].kind,
+        crate::location::MatchKind::RegexCaseless
+    );
     assert_eq!(s.locations[1].pattern, r"\.(png|jpg)$");
     assert_eq!(s.locations[2].rewrites.len(), 1);
 }
@@ -155,9 +158,39 @@ server {
 #[test]
 fn never_panics_on_generated_input() {
     let atoms = [
-        "server", "location", "{", "}", ";", "if", "(", ")", "$host", "=", "map", "'' x", "~", "listen",
-        "80", "ssl", "return", "301", "rewrite", "^", "http", "events", "upstream", "proxy_pass",
-        "http://a", "\"", "add_header", "always", "try_files", "@x", "=404", "default", "\n",
+        "server",
+        "location",
+        "{",
+        "}",
+        ";",
+        "if",
+        "(",
+        ")",
+        "$host",
+        "=",
+        "map",
+        "'' x",
+        "~",
+        "listen",
+        "80",
+        "ssl",
+        "return",
+        "301",
+        "rewrite",
+        "^",
+        "http",
+        "events",
+        "upstream",
+        "proxy_pass",
+        "http://a",
+        "\"",
+        "add_header",
+        "always",
+        "try_files",
+        "@x",
+        "=404",
+        "default",
+        "\n",
     ];
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..3000 {
