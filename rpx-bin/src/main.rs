@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rpx_core::config::{self, Config, ConfigErrors};
+use rpx_core::config::{self, Config, ConfigErrors, LoadOptions, Loaded};
 use rpx_core::server::{serve_with, ServeOptions};
 use rpx_core::{stack, Rpx};
 use tokio::net::TcpListener;
@@ -25,7 +25,17 @@ const DEFAULT_CONFIG: &str = include_str!("default.toml");
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// nginx habit: test the configuration given with `-c` and exit (as `rpx check`).
+    #[arg(short = 't')]
+    test: bool,
+    /// nginx habit: the config file for `-t`.
+    #[arg(short = 'c', requires = "test")]
+    conf: Option<PathBuf>,
+    /// Known directives rpx does not implement yet (TLS, access control…)
+    /// become warnings instead of errors; unknown directives stay errors.
+    #[arg(long, global = true)]
+    lenient: bool,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +58,12 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print a config (nginx syntax) as the equivalent TOML.
+    Convert {
+        /// Config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,8 +74,24 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match Cli::parse().command {
-        Command::Check { config } => check(&config),
+    let cli = Cli::parse();
+    let opts = LoadOptions {
+        lenient: cli.lenient,
+    };
+    let Some(command) = cli.command else {
+        return match (cli.test, cli.conf) {
+            (true, Some(conf)) => check(&conf, opts),
+            _ => {
+                eprintln!(
+                    "rpx: use a subcommand (run, check, convert) or `rpx -t -c FILE`; see --help"
+                );
+                ExitCode::from(2)
+            }
+        };
+    };
+    match command {
+        Command::Check { config } => check(&config, opts),
+        Command::Convert { config } => convert(&config, opts),
         Command::Run {
             config,
             threads,
@@ -78,17 +110,32 @@ fn main() -> ExitCode {
             };
             rt.block_on(run(
                 config.as_deref(),
+                opts,
                 Duration::from_secs(shutdown_timeout),
             ))
         }
     }
 }
 
-fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
-    match path {
-        Some(p) => config::load(p),
-        None => config::parse_toml(DEFAULT_CONFIG, "<embedded default>"),
+/// Loads a config, printing its warnings.
+fn load(path: Option<&Path>, opts: LoadOptions) -> Result<Config, ConfigErrors> {
+    let loaded = match path {
+        Some(p) => config::load_with(p, opts),
+        None => match config::parse_toml(DEFAULT_CONFIG, "<embedded default>") {
+            Ok(config) => Loaded {
+                config,
+                ..Loaded::default()
+            },
+            Err(e) => Loaded {
+                errors: e.0,
+                ..Loaded::default()
+            },
+        },
+    };
+    for w in &loaded.warnings {
+        eprintln!("rpx: warning: {w}");
     }
+    loaded.into_result().map(|(c, _)| c)
 }
 
 fn report(errors: &ConfigErrors) {
@@ -97,8 +144,21 @@ fn report(errors: &ConfigErrors) {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    match load(Some(path)).and_then(|c| stack::compile(&c)) {
+fn convert(path: &Path, opts: LoadOptions) -> ExitCode {
+    match load(Some(path), opts).and_then(|c| config::to_toml(&c)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            report(&errors);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path, opts: LoadOptions) -> ExitCode {
+    match load(Some(path), opts).and_then(|c| stack::compile(&c)) {
         Ok(snapshot) => {
             for line in snapshot.summary() {
                 println!("{line}");
@@ -119,8 +179,8 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-async fn run(path: Option<&Path>, shutdown_timeout: Duration) -> ExitCode {
-    let snapshot = match load(path).and_then(|c| stack::compile(&c)) {
+async fn run(path: Option<&Path>, opts: LoadOptions, shutdown_timeout: Duration) -> ExitCode {
+    let snapshot = match load(path, opts).and_then(|c| stack::compile(&c)) {
         Ok(s) => s,
         Err(errors) => {
             report(&errors);

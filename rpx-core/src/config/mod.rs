@@ -5,6 +5,7 @@ mod error;
 pub mod model;
 pub mod nginx;
 mod toml;
+mod toml_writer;
 mod units;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -13,6 +14,7 @@ use std::path::Path;
 pub use self::toml::{load_toml_file, parse_toml};
 pub use error::{suggest, ConfigError, ConfigErrors};
 pub use model::*;
+pub use toml_writer::to_toml;
 pub use units::{parse_duration, parse_size};
 
 /// How a config is loaded.
