@@ -111,6 +111,23 @@ impl AddHeadersLayer {
     }
 }
 
+impl AddHeadersLayer {
+    /// Adds the headers to a response made for `req` without a service
+    /// (the rewrite module's `return`), as the layer would.
+    pub fn apply_to<B, ResB>(&self, req: &Request<B>, res: &mut Response<ResB>) {
+        let allowed = status_allows(res.status());
+        let conn = conn_info(req);
+        let ctx = VarCtx::new(req, &conn, request_path(req), &self.server_name);
+        for rule in self.rules.iter() {
+            if rule.always || allowed {
+                if let Some(v) = rule.value.render(&ctx) {
+                    res.headers_mut().append(rule.name.clone(), v);
+                }
+            }
+        }
+    }
+}
+
 impl<S> Layer<S> for AddHeadersLayer {
     type Service = AddHeaders<S>;
     fn layer(&self, inner: S) -> AddHeaders<S> {

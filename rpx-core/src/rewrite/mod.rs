@@ -20,6 +20,7 @@ use crate::action::ReturnService;
 use crate::body::RpxBody;
 use crate::conn::conn_info;
 use crate::error::error_page;
+use crate::headers::AddHeadersLayer;
 use crate::location::{redirect, request_path, NormalizedPath};
 use crate::vars::{OriginalUri, Scope, Template, TemplateError, VarCtx};
 
@@ -206,6 +207,8 @@ pub enum Outcome {
 pub struct Program {
     steps: Arc<[Step]>,
     server_name: Arc<str>,
+    /// The level's `add_header`s, for the responses the program makes.
+    headers: Option<AddHeadersLayer>,
 }
 
 enum Flow {
@@ -221,7 +224,15 @@ impl Program {
         Program {
             steps: steps.into(),
             server_name,
+            headers: None,
         }
+    }
+
+    /// Adds these response headers to the responses the program makes
+    /// (`return`, redirects), as the level's `add_header` would.
+    pub fn with_headers(mut self, headers: AddHeadersLayer) -> Self {
+        self.headers = Some(headers);
+        self
     }
 
     /// Runs the steps on `req`, rewriting its URI in place.
@@ -229,7 +240,12 @@ impl Program {
         match self.run_steps(&self.steps, req) {
             Flow::Next | Flow::Stop => Outcome::Continue,
             Flow::Last => Outcome::Last,
-            Flow::Respond(r) => Outcome::Respond(r),
+            Flow::Respond(mut r) => {
+                if let Some(h) = &self.headers {
+                    h.apply_to(req, &mut r);
+                }
+                Outcome::Respond(r)
+            }
         }
     }
 

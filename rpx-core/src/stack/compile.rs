@@ -129,12 +129,19 @@ impl Compiler {
     }
 
     /// A rewrite program from the model's steps; `None` when there are none.
-    fn program(&mut self, steps: &[RewriteStep], server_name: &Arc<str>) -> Option<Program> {
+    fn program(
+        &mut self,
+        steps: &[RewriteStep],
+        settings: &Settings,
+        server_name: &Arc<str>,
+        pos: &SourcePos,
+    ) -> Option<Program> {
         if steps.is_empty() {
             return None;
         }
         let steps = self.steps(steps, server_name);
-        Some(Program::new(steps, server_name.clone()))
+        let headers = add_headers(self, settings, server_name, pos);
+        Some(Program::new(steps, server_name.clone()).with_headers(headers))
     }
 
     fn steps(&mut self, steps: &[RewriteStep], server_name: &Arc<str>) -> Vec<Step> {
@@ -281,7 +288,7 @@ impl Compiler {
         let mut specs = Vec::new();
         let mut services = Vec::new();
         let mut programs = Vec::new();
-        let server_program = self.program(&server.rewrites, &name);
+        let server_program = self.program(&server.rewrites, &settings, &name, &server.pos);
         let fallback_action = match &server.ret {
             // A server-level `return` answers before locations are looked at.
             Some(ret) => {
@@ -342,7 +349,7 @@ impl Compiler {
             let proxies = matches!(action, Action::Proxy(_));
             out.0
                 .push(wrap(self, action, &settings, server_name, &loc.pos));
-            let program = self.program(&loc.rewrites, server_name);
+            let program = self.program(&loc.rewrites, &settings, server_name, &loc.pos);
             out.1.push(program);
             let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
             spec.auto_redirect = proxies
@@ -494,6 +501,17 @@ fn wrap(
     server_name: &Arc<str>,
     pos: &SourcePos,
 ) -> LocationService {
+    let limit = BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY));
+    add_headers(cx, s, server_name, pos).layer(limit.layer(action))
+}
+
+/// A level's `add_header` rules.
+fn add_headers(
+    cx: &mut Compiler,
+    s: &Settings,
+    server_name: &Arc<str>,
+    pos: &SourcePos,
+) -> AddHeadersLayer {
     let mut rules = Vec::new();
     for h in s.add_header.iter().flatten() {
         match AddHeader::new_in(&h.name, &h.value, h.always, &cx.scope) {
@@ -504,10 +522,7 @@ fn wrap(
             ),
         }
     }
-    let limit = BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY));
-    AddHeadersLayer::new(rules)
-        .server_name(server_name.clone())
-        .layer(limit.layer(action))
+    AddHeadersLayer::new(rules).server_name(server_name.clone())
 }
 
 fn describe(loc: &LocationConfig, s: &Settings) -> String {

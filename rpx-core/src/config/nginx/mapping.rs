@@ -322,7 +322,8 @@ impl Mapper {
                 "listen" => {
                     if let Some(l) = self.listen(c) {
                         if l.ssl {
-                            ssl_listens.push((c, l));
+                            self.unsupported(c, "TLS termination", "\"listen … ssl\"");
+                            ssl_listens.push(l);
                         } else {
                             server.listen.push(l);
                         }
@@ -356,9 +357,6 @@ impl Mapper {
         if !ssl_listens.is_empty() {
             // TLS termination is its own work: with --lenient the server runs
             // on its plain listeners only, and a TLS-only server is skipped.
-            for (c, _) in &ssl_listens {
-                self.unsupported(c, "TLS termination", "\"listen … ssl\"");
-            }
             if server.listen.is_empty() {
                 if self.lenient {
                     self.warn(
