@@ -115,6 +115,18 @@ fn write_config(dir: &Path, listen: u16, upstream: u16) -> PathBuf {
     path
 }
 
+/// Method, URI, Host, X-Forwarded-For, X-Real-IP and Upgrade the upstream saw.
+type UpstreamView = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+/// Method, path, Host, extra headers.
+type Probe<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 /// What is compared for one request.
 #[derive(Debug, PartialEq, Eq)]
 struct Observed {
@@ -123,20 +135,13 @@ struct Observed {
     frame_options: Option<String>,
     x_upstream: Option<String>,
     body: Option<String>,
-    upstream: Option<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )>,
+    upstream: Option<UpstreamView>,
 }
 
 async fn observe(
     addr: SocketAddr,
     up: &Upstream,
-    (method, path, host, extra): (&str, &str, &str, &[(&str, &str)]),
+    (method, path, host, extra): Probe<'_>,
 ) -> Observed {
     let mut req = http::Request::builder()
         .method(method)
@@ -210,7 +215,7 @@ async fn routing_and_rewriting_match_nginx() {
         .expect("rpx loads the same config");
     let rpx_addr = rpx.listeners[0].1;
 
-    let requests: &[(&str, &str, &str, &[(&str, &str)])] = &[
+    let requests: &[Probe<'_>] = &[
         (
             "GET",
             "/api/users?id=1",

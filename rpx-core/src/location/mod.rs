@@ -173,7 +173,7 @@ where
             None => found,
             Some(rw) => match run_rewrites(rw, &self.table, found, &mut req) {
                 Ok(found) => found,
-                Err(res) => return Either::Left(ready(Ok(res))),
+                Err(res) => return Either::Left(ready(Ok(*res))),
             },
         };
         match found {
@@ -191,7 +191,7 @@ fn run_rewrites<B>(
     table: &LocationTable,
     mut found: LocationMatch,
     req: &mut Request<B>,
-) -> Result<LocationMatch, Response<RpxBody>> {
+) -> Result<LocationMatch, Box<Response<RpxBody>>> {
     let mut search_again = false;
     if let Some(p) = &rw.server {
         match p.run(req) {
@@ -216,7 +216,7 @@ fn run_rewrites<B>(
         }
     }
     tracing::warn!(uri = %req.uri(), "rewrite or internal redirection cycle");
-    Err(error_page(StatusCode::INTERNAL_SERVER_ERROR))
+    Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
 }
 
 /// `301` to the same URL with a `/` added to the path, as nginx answers

@@ -206,11 +206,11 @@ impl ProxyTarget {
                 PathAndQuery::from_maybe_shared(bytes::Bytes::from(s))?
             }
         };
-        Ok(Uri::builder()
+        Uri::builder()
             .scheme(self.scheme.clone())
             .authority(authority)
             .path_and_query(pq)
-            .build()?)
+            .build()
     }
 }
 

@@ -199,7 +199,7 @@ pub enum Outcome {
     /// `rewrite … last`: search the locations again with the new URI.
     Last,
     /// Answer with this response.
-    Respond(Response<RpxBody>),
+    Respond(Box<Response<RpxBody>>),
 }
 
 /// The rewrite steps of one level, compiled.
@@ -215,7 +215,7 @@ enum Flow {
     Next,
     Stop,
     Last,
-    Respond(Response<RpxBody>),
+    Respond(Box<Response<RpxBody>>),
 }
 
 impl Program {
@@ -253,7 +253,7 @@ impl Program {
         for step in steps {
             let flow = match step {
                 Step::Break => Flow::Stop,
-                Step::Return(r) => Flow::Respond(r.respond(req)),
+                Step::Return(r) => Flow::Respond(Box::new(r.respond(req))),
                 Step::If(cond, inner) => {
                     let conn = conn_info(req);
                     let holds = cond.holds(&VarCtx::new(
@@ -300,10 +300,10 @@ impl Program {
             }
         }
         if let Flag::Redirect(status) = rule.flag {
-            return Flow::Respond(redirect(req, status, &target));
+            return Flow::Respond(Box::new(redirect(req, status, &target)));
         }
         if !set_uri(req, &target) {
-            return Flow::Respond(error_page(StatusCode::INTERNAL_SERVER_ERROR));
+            return Flow::Respond(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)));
         }
         match rule.flag {
             Flag::Continue => Flow::Next,

@@ -64,6 +64,9 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
     })
 }
 
+/// A server on one listen address: its id, names, and `default_server`.
+type Member<'c> = (usize, &'c [crate::config::Spanned<String>], bool);
+
 struct Compiler {
     errors: Vec<ConfigError>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
@@ -85,7 +88,7 @@ impl Compiler {
             let addrs: Vec<String> = u
                 .servers
                 .iter()
-                .flat_map(|s| std::iter::repeat_n(s.addr.clone(), s.weight.max(1) as usize))
+                .flat_map(|s| std::iter::repeat(s.addr.clone()).take(s.weight.max(1) as usize))
                 .collect();
             match UpstreamGroup::new(&u.name, &addrs) {
                 Ok(g) => {
@@ -202,10 +205,7 @@ impl Compiler {
     /// One host table per distinct listen address, in first-seen order.
     fn listeners(&mut self, config: &Config) -> Vec<((SocketAddr, HostTable), ListenerSpec)> {
         let mut order: Vec<SocketAddr> = Vec::new();
-        let mut members: HashMap<
-            SocketAddr,
-            Vec<(usize, &[crate::config::Spanned<String>], bool)>,
-        > = HashMap::new();
+        let mut members: HashMap<SocketAddr, Vec<Member<'_>>> = HashMap::new();
         let mut specs: HashMap<SocketAddr, ListenerSpec> = HashMap::new();
         for (id, server) in config.servers.iter().enumerate() {
             let settings = server.settings.inherit(&config.settings);
