@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rpx_core::config::{self, Config, ConfigErrors};
+use rpx_core::config::{self, Config, ConfigErrors, LoadOptions, Loaded};
 use rpx_core::server::{serve_with, ServeOptions};
 use rpx_core::{stack, Rpx};
 use tokio::net::TcpListener;
@@ -25,7 +25,17 @@ const DEFAULT_CONFIG: &str = include_str!("default.toml");
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// nginx habit: test the configuration given with `-c` and exit (as `rpx check`).
+    #[arg(short = 't')]
+    test: bool,
+    /// nginx habit: the config file for `-t`.
+    #[arg(short = 'c', requires = "test")]
+    conf: Option<PathBuf>,
+    /// Known directives rpx does not implement yet (TLS, access control…)
+    /// become warnings instead of errors; unknown directives stay errors.
+    #[arg(long, global = true)]
+    lenient: bool,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +58,12 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print a config (nginx syntax) as the equivalent TOML.
+    Convert {
+        /// Config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,8 +74,24 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match Cli::parse().command {
-        Command::Check { config } => check(&config),
+    let cli = Cli::parse();
+    let opts = LoadOptions {
+        lenient: cli.lenient,
+    };
+    let Some(command) = cli.command else {
+        return match (cli.test, cli.conf) {
+            (true, Some(conf)) => check(&conf, opts),
+            _ => {
+                eprintln!(
+                    "rpx: use a subcommand (run, check, convert) or `rpx -t -c FILE`; see --help"
+                );
+                ExitCode::from(2)
+            }
+        };
+    };
+    match command {
+        Command::Check { config } => check(&config, opts),
+        Command::Convert { config } => convert(&config, opts),
         Command::Run {
             config,
             threads,
@@ -78,17 +110,32 @@ fn main() -> ExitCode {
             };
             rt.block_on(run(
                 config.as_deref(),
+                opts,
                 Duration::from_secs(shutdown_timeout),
             ))
         }
     }
 }
 
-fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
-    match path {
-        Some(p) => config::load(p),
-        None => config::parse_toml(DEFAULT_CONFIG, "<embedded default>"),
+/// Loads a config, printing its warnings.
+fn load(path: Option<&Path>, opts: LoadOptions) -> Result<Config, ConfigErrors> {
+    let loaded = match path {
+        Some(p) => config::load_with(p, opts),
+        None => match config::parse_toml(DEFAULT_CONFIG, "<embedded default>") {
+            Ok(config) => Loaded {
+                config,
+                ..Loaded::default()
+            },
+            Err(e) => Loaded {
+                errors: e.0,
+                ..Loaded::default()
+            },
+        },
+    };
+    for w in &loaded.warnings {
+        eprintln!("rpx: warning: {w}");
     }
+    loaded.into_result().map(|(c, _)| c)
 }
 
 fn report(errors: &ConfigErrors) {
@@ -97,33 +144,56 @@ fn report(errors: &ConfigErrors) {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let errors = config::check_file(path);
-    if errors.is_empty() {
-        if let Ok(snapshot) = load(Some(path)).and_then(|c| stack::compile(&c)) {
-            for line in snapshot.summary() {
-                println!("{line}");
-            }
+fn convert(path: &Path, opts: LoadOptions) -> ExitCode {
+    match load(Some(path), opts).and_then(|c| config::to_toml(&c)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
         }
-        println!("rpx: the configuration file {} is valid", path.display());
-        ExitCode::SUCCESS
-    } else {
-        let errors = ConfigErrors(errors);
-        {
+        Err(errors) => {
             report(&errors);
-            eprintln!(
-                "rpx: configuration file {} test failed ({} error{})",
-                path.display(),
-                errors.0.len(),
-                if errors.0.len() == 1 { "" } else { "s" }
-            );
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(path: Option<&Path>, shutdown_timeout: Duration) -> ExitCode {
-    let snapshot = match load(path).and_then(|c| stack::compile(&c)) {
+/// Like `nginx -t`: every warning and error, exit 1 on any error.
+fn check(path: &Path, opts: LoadOptions) -> ExitCode {
+    let loaded = config::load_with(path, opts);
+    for w in &loaded.warnings {
+        eprintln!("rpx: warning: {w}");
+    }
+    let errors = if loaded.errors.is_empty() {
+        match stack::compile(&loaded.config) {
+            Ok(snapshot) => {
+                for line in snapshot.summary() {
+                    println!("{line}");
+                }
+                println!("rpx: the configuration file {} is valid", path.display());
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => e.0,
+        }
+    } else if config::is_toml(path) {
+        // The TOML front-end keeps what it understood: compile that too,
+        // so one run lists every error.
+        config::check_file(path)
+    } else {
+        loaded.errors
+    };
+    let errors = ConfigErrors(errors);
+    report(&errors);
+    eprintln!(
+        "rpx: configuration file {} test failed ({} error{})",
+        path.display(),
+        errors.0.len(),
+        if errors.0.len() == 1 { "" } else { "s" }
+    );
+    ExitCode::FAILURE
+}
+
+async fn run(path: Option<&Path>, opts: LoadOptions, shutdown_timeout: Duration) -> ExitCode {
+    let snapshot = match load(path, opts).and_then(|c| stack::compile(&c)) {
         Ok(s) => s,
         Err(errors) => {
             report(&errors);

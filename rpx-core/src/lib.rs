@@ -11,6 +11,7 @@
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
+//! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
 //! | [`action`] | `return` and static files |
 //! | [`limit`] | `client_max_body_size` |
 //! | [`error`] | typed request errors and the one layer turning them into responses |
@@ -49,6 +50,7 @@ pub mod host;
 pub mod limit;
 pub mod location;
 pub mod proxy;
+pub mod rewrite;
 pub mod server;
 pub mod stack;
 pub mod tls;

@@ -14,7 +14,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::Service;
 
-pub use files::{FileService, FilesMode};
+pub use files::{FileService, FilesMode, TryFiles, TryFilesError};
 pub use ret::{ReturnError, ReturnService};
 
 use crate::body::RpxBody;

@@ -52,13 +52,28 @@ impl ReturnService {
     /// # Errors
     /// A code outside 100–599, a redirect without URL, an unknown variable.
     pub fn new(code: u16, text: Option<&str>) -> Result<Self, ReturnError> {
+        Self::new_in(code, text, &crate::vars::Scope::default())
+    }
+
+    /// [`ReturnService::new`] with the config's own variables.
+    ///
+    /// # Errors
+    /// As [`ReturnService::new`].
+    pub fn new_in(
+        code: u16,
+        text: Option<&str>,
+        scope: &crate::vars::Scope,
+    ) -> Result<Self, ReturnError> {
         let status = StatusCode::from_u16(code).map_err(|_| ReturnError::Code(code))?;
         if is_redirect(code) && text.is_none() {
             return Err(ReturnError::MissingUrl(code));
         }
         Ok(ReturnService {
             code: status,
-            text: text.map(Template::parse).transpose()?.map(Arc::new),
+            text: text
+                .map(|t| Template::parse_in(t, scope))
+                .transpose()?
+                .map(Arc::new),
             server_name: "".into(),
         })
     }

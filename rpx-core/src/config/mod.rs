@@ -3,7 +3,9 @@
 
 mod error;
 pub mod model;
+pub mod nginx;
 mod toml;
+mod toml_writer;
 mod units;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,23 +14,78 @@ use std::path::Path;
 pub use self::toml::{load_toml_file, parse_toml, parse_toml_partial};
 pub use error::{suggest, ConfigError, ConfigErrors};
 pub use model::*;
+pub use toml_writer::to_toml;
 pub use units::{parse_duration, parse_size};
 
+/// How a config is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Known directives rpx does not implement yet (TLS, access control…)
+    /// become warnings instead of errors. Unknown directives stay errors.
+    /// Default off.
+    pub lenient: bool,
+}
+
+/// A loaded config with everything said about it: the config is only
+/// usable when `errors` is empty.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// The config (partial when there are errors).
+    pub config: Config,
+    /// Things that work differently from what the file asks, in file order.
+    pub warnings: Vec<ConfigError>,
+    /// Problems that stop the config from being used, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl Loaded {
+    /// Nothing but one error.
+    pub fn failed(error: ConfigError) -> Self {
+        Loaded {
+            errors: vec![error],
+            ..Loaded::default()
+        }
+    }
+
+    /// The config and its warnings, or the errors.
+    ///
+    /// # Errors
+    /// When there is any error.
+    pub fn into_result(self) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok((self.config, self.warnings))
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
 /// Loads a config file: `.toml` is the native format, anything else the
-/// nginx dialect.
+/// nginx dialect. Warnings are dropped; see [`load_with`].
 ///
 /// # Errors
-/// Every problem found, each with `file:line:col`.
+/// Every problem found, each with `file:line[:col]`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    if path.extension().is_some_and(|e| e == "toml") {
-        load_toml_file(path)
+    load_with(path, LoadOptions::default())
+        .into_result()
+        .map(|(c, _)| c)
+}
+
+/// Loads a config file with options, keeping warnings.
+pub fn load_with(path: &Path, opts: LoadOptions) -> Loaded {
+    if is_toml(path) {
+        match load_toml_file(path) {
+            Ok(config) => Loaded {
+                config,
+                ..Loaded::default()
+            },
+            Err(e) => Loaded {
+                errors: e.0,
+                ..Loaded::default()
+            },
+        }
     } else {
-        Err(ConfigError::new(
-            SourcePos::new(path.display().to_string(), 0, 0),
-            "the nginx configuration dialect is not supported yet",
-        )
-        .hint("use a .toml config")
-        .into())
+        nginx::load_config(path, opts)
     }
 }
 
@@ -62,6 +119,11 @@ pub fn check_file(path: &Path) -> Vec<ConfigError> {
         }
         Err(e) => e.0,
     }
+}
+
+/// True for the native format (by extension).
+pub fn is_toml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml")
 }
 
 /// Parses nginx-style `listen` words: `80`, `127.0.0.1:8080`, `[::]:443`,

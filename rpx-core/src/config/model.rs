@@ -77,6 +77,9 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// Named upstream groups.
     pub upstreams: Vec<UpstreamConfig>,
+    /// `map` variables, in config order (a map's values may use maps
+    /// defined before it).
+    pub maps: Vec<MapConfig>,
 }
 
 impl Config {
@@ -143,8 +146,11 @@ pub struct ServerConfig {
     pub names: Vec<Spanned<String>>,
     /// Settings of the server level.
     pub settings: Settings,
-    /// A server-level `return`, answered before any location is matched
-    /// (certbot's redirect servers).
+    /// `rewrite` / `if` / `break` of the server level, run in order before
+    /// locations are matched (nginx's server rewrite phase).
+    pub rewrites: Vec<RewriteStep>,
+    /// A server-level `return`, answered after [`ServerConfig::rewrites`]
+    /// and before any location is matched (certbot's redirect servers).
     pub ret: Option<ReturnConfig>,
     /// Locations in config order.
     pub locations: Vec<LocationConfig>,
@@ -230,8 +236,13 @@ pub struct LocationConfig {
     pub kind: MatchKind,
     /// Path or regex.
     pub pattern: String,
+    /// `rewrite` / `if` / `break` of this location, run in order once the
+    /// location is chosen and before its handler.
+    pub rewrites: Vec<RewriteStep>,
     /// What it does; `None` serves files when `root`/`alias` is set, else 404.
     pub handler: Option<Handler>,
+    /// `try_files file… fallback` (static files only).
+    pub try_files: Option<Spanned<Vec<String>>>,
     /// Settings of this level.
     pub settings: Settings,
     /// Nested locations.
@@ -246,7 +257,9 @@ impl LocationConfig {
             pos: SourcePos::code(),
             kind,
             pattern: pattern.into(),
+            rewrites: Vec::new(),
             handler: None,
+            try_files: None,
             settings: Settings::default(),
             locations: Vec::new(),
         }
@@ -503,4 +516,125 @@ pub struct UpstreamServerConfig {
     pub weight: u32,
     /// Where it was written.
     pub pos: SourcePos,
+}
+
+/// One step of nginx's rewrite module, in config order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewriteStep {
+    /// `rewrite regex replacement [flag]`.
+    Rewrite(RewriteConfig),
+    /// `return code [text]` (inside `if`, or before other steps).
+    Return(ReturnConfig),
+    /// `if (condition) { steps }`.
+    If(IfConfig),
+    /// `break`: stop running this level's steps.
+    Break,
+}
+
+/// What a `rewrite` does after replacing the URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteFlag {
+    /// No flag: go on with the next step.
+    None,
+    /// `last`: stop, and search the locations again with the new URI.
+    Last,
+    /// `break`: stop, and go on in the current location with the new URI.
+    Break,
+    /// `redirect`: answer 302 with the new URI.
+    Redirect,
+    /// `permanent`: answer 301 with the new URI.
+    Permanent,
+}
+
+/// `rewrite regex replacement [flag]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteConfig {
+    /// Matched against the (normalised) URI path.
+    pub regex: String,
+    /// The new URI: `$1`…`$9` captures and variables; one starting with
+    /// `http://`, `https://` or `$scheme` redirects.
+    pub replacement: String,
+    /// What happens next.
+    pub flag: RewriteFlag,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// `if (condition) { … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfConfig {
+    /// The condition.
+    pub cond: Condition,
+    /// The steps run when it holds.
+    pub steps: Vec<RewriteStep>,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// The `if` conditions rpx evaluates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `($var)`: true unless empty or `0`.
+    NonEmpty(String),
+    /// `($var = text)` / `($var != text)`.
+    Equals {
+        /// The value with variables.
+        left: String,
+        /// The text compared with.
+        right: String,
+        /// `!=`.
+        negate: bool,
+    },
+    /// `($var ~ regex)`, `~*`, `!~`, `!~*`.
+    Matches {
+        /// The value with variables.
+        left: String,
+        /// The regex.
+        regex: String,
+        /// `~*`.
+        caseless: bool,
+        /// `!~`.
+        negate: bool,
+    },
+}
+
+/// `map $source $name { … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapConfig {
+    /// The value looked up, with variables (usually one variable).
+    pub source: String,
+    /// The variable defined, without `$`.
+    pub name: String,
+    /// The value when nothing matches; empty by default.
+    pub default: Option<String>,
+    /// Exact keys and regexes, in config order (exact keys win over regexes,
+    /// regexes are tried in order, as nginx).
+    pub entries: Vec<MapEntry>,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// One `key value;` line of a `map`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    /// What is matched.
+    pub key: MapKey,
+    /// The value, with variables.
+    pub value: String,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// A `map` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapKey {
+    /// Exact text (`''` is the empty value).
+    Exact(String),
+    /// `~regex` or `~*regex`.
+    Regex {
+        /// The pattern.
+        pattern: String,
+        /// `~*`.
+        caseless: bool,
+    },
 }

@@ -324,6 +324,7 @@ impl Cx<'_> {
             settings,
             servers,
             upstreams,
+            maps: Vec::new(),
         }
     }
 
@@ -363,6 +364,7 @@ impl Cx<'_> {
             listen,
             names,
             settings,
+            rewrites: Vec::new(),
             ret,
             locations,
         }
@@ -414,7 +416,9 @@ impl Cx<'_> {
             pos,
             kind,
             pattern,
+            rewrites: Vec::new(),
             handler,
+            try_files: None,
             settings,
             locations,
         })

@@ -27,11 +27,24 @@ impl AddHeader {
     /// # Errors
     /// A bad name, value or variable.
     pub fn new(name: &str, value: &str) -> Result<Self, HeaderError> {
+        Self::new_in(name, value, false, &crate::vars::Scope::default())
+    }
+
+    /// A rule with the config's own variables; `always` as [`AddHeader::always`].
+    ///
+    /// # Errors
+    /// A bad name, value or variable.
+    pub fn new_in(
+        name: &str,
+        value: &str,
+        always: bool,
+        scope: &crate::vars::Scope,
+    ) -> Result<Self, HeaderError> {
         Ok(AddHeader {
             name: HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HeaderError::Name(name.into()))?,
-            value: HeaderValueTemplate::parse(value)?,
-            always: false,
+            value: HeaderValueTemplate::parse_in(value, scope)?,
+            always,
         })
     }
 
@@ -95,6 +108,23 @@ impl AddHeadersLayer {
     pub fn server_name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.server_name = name.into();
         self
+    }
+}
+
+impl AddHeadersLayer {
+    /// Adds the headers to a response made for `req` without a service
+    /// (the rewrite module's `return`), as the layer would.
+    pub fn apply_to<B, ResB>(&self, req: &Request<B>, res: &mut Response<ResB>) {
+        let allowed = status_allows(res.status());
+        let conn = conn_info(req);
+        let ctx = VarCtx::new(req, &conn, request_path(req), &self.server_name);
+        for rule in self.rules.iter() {
+            if rule.always || allowed {
+                if let Some(v) = rule.value.render(&ctx) {
+                    res.headers_mut().append(rule.name.clone(), v);
+                }
+            }
+        }
     }
 }
 

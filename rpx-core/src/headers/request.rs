@@ -3,7 +3,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::HeaderError;
-use crate::vars::{Template, VarCtx};
+use crate::vars::{Scope, Template, VarCtx};
 
 /// A header value: fixed text parsed once, or a template rendered per request.
 #[derive(Debug, Clone)]
@@ -22,7 +22,15 @@ impl HeaderValueTemplate {
     /// # Errors
     /// Unknown variables or bytes not allowed in a header value.
     pub fn parse(value: &str) -> Result<Self, HeaderError> {
-        let tpl = Template::parse(value)?;
+        Self::parse_in(value, &Scope::default())
+    }
+
+    /// Compiles `value` with the config's own variables.
+    ///
+    /// # Errors
+    /// Unknown variables or bytes not allowed in a header value.
+    pub fn parse_in(value: &str, scope: &Scope) -> Result<Self, HeaderError> {
+        let tpl = Template::parse_in(value, scope)?;
         Ok(match tpl.as_constant() {
             Some("") => HeaderValueTemplate::Remove,
             Some(text) => HeaderValueTemplate::Const(
@@ -64,10 +72,18 @@ impl SetHeader {
     /// # Errors
     /// A bad name, value or variable.
     pub fn new(name: &str, value: &str) -> Result<Self, HeaderError> {
+        Self::new_in(name, value, &Scope::default())
+    }
+
+    /// Compiles one rule with the config's own variables.
+    ///
+    /// # Errors
+    /// A bad name, value or variable.
+    pub fn new_in(name: &str, value: &str, scope: &Scope) -> Result<Self, HeaderError> {
         Ok(SetHeader {
             name: HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HeaderError::Name(name.into()))?,
-            value: HeaderValueTemplate::parse(value)?,
+            value: HeaderValueTemplate::parse_in(value, scope)?,
         })
     }
 }

@@ -20,6 +20,7 @@ pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableErro
 use crate::body::RpxBody;
 use crate::conn::conn_info;
 use crate::error::error_page;
+use crate::rewrite::{Outcome, Program, MAX_URI_CHANGES};
 use crate::vars::request_host;
 
 /// The normalised path of a request whose path needed normalising, put in
@@ -61,6 +62,7 @@ pub struct LocationRouter<S> {
     table: Arc<LocationTable>,
     services: Arc<[S]>,
     fallback: S,
+    rewrites: Option<Arc<Rewrites>>,
 }
 
 impl<S: Clone> Clone for LocationRouter<S> {
@@ -69,8 +71,19 @@ impl<S: Clone> Clone for LocationRouter<S> {
             table: self.table.clone(),
             services: self.services.clone(),
             fallback: self.fallback.clone(),
+            rewrites: self.rewrites.clone(),
         }
     }
+}
+
+/// The rewrite programs of one server: its own (run before locations are
+/// searched) and one per location id (run once the location is chosen).
+#[derive(Debug, Default)]
+pub struct Rewrites {
+    /// The server level's program.
+    pub server: Option<Program>,
+    /// Per location id (depth-first config order, as the table).
+    pub locations: Vec<Option<Program>>,
 }
 
 impl<S> LocationRouter<S> {
@@ -89,7 +102,16 @@ impl<S> LocationRouter<S> {
             table: Arc::new(table),
             services: services.into(),
             fallback,
+            rewrites: None,
         }
+    }
+
+    /// Runs `rewrites` around location matching; `rewrite … last` searches
+    /// the locations again, up to [`MAX_URI_CHANGES`] times.
+    pub fn with_rewrites(mut self, rewrites: Rewrites) -> Self {
+        let empty = rewrites.server.is_none() && rewrites.locations.iter().all(Option::is_none);
+        self.rewrites = (!empty).then(|| Arc::new(rewrites));
+        self
     }
 }
 
@@ -147,12 +169,54 @@ where
         if let Some(p) = owned {
             req.extensions_mut().insert(NormalizedPath(p));
         }
+        let found = match &self.rewrites {
+            None => found,
+            Some(rw) => match run_rewrites(rw, &self.table, found, &mut req) {
+                Ok(found) => found,
+                Err(res) => return Either::Left(ready(Ok(*res))),
+            },
+        };
         match found {
             LocationMatch::Location(id) => Either::Right(self.services[id].clone().oneshot(req)),
             LocationMatch::AddSlash(_) => Either::Left(ready(Ok(add_slash(&req)))),
             LocationMatch::None => Either::Right(self.fallback.clone().oneshot(req)),
         }
     }
+}
+
+/// The server's program, then the chosen location's, searching again on
+/// `last`. `Err` is a response the rewrite module answered with.
+fn run_rewrites<B>(
+    rw: &Rewrites,
+    table: &LocationTable,
+    mut found: LocationMatch,
+    req: &mut Request<B>,
+) -> Result<LocationMatch, Box<Response<RpxBody>>> {
+    let mut search_again = false;
+    if let Some(p) = &rw.server {
+        match p.run(req) {
+            Outcome::Respond(r) => return Err(r),
+            Outcome::Last | Outcome::Continue => search_again = true,
+        }
+    }
+    for _ in 0..=MAX_URI_CHANGES {
+        if search_again {
+            found = table.find(request_path(req));
+        }
+        let LocationMatch::Location(id) = found else {
+            return Ok(found);
+        };
+        let Some(Some(p)) = rw.locations.get(id) else {
+            return Ok(found);
+        };
+        match p.run(req) {
+            Outcome::Respond(r) => return Err(r),
+            Outcome::Continue => return Ok(found),
+            Outcome::Last => search_again = true,
+        }
+    }
+    tracing::warn!(uri = %req.uri(), "rewrite or internal redirection cycle");
+    Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
 }
 
 /// `301` to the same URL with a `/` added to the path, as nginx answers

@@ -131,6 +131,7 @@ pub struct ProxyServiceBuilder {
     server_name: Arc<str>,
     max_idle_per_host: usize,
     tls: UpstreamTls,
+    scope: crate::vars::Scope,
 }
 
 impl ProxyService {
@@ -148,6 +149,7 @@ impl ProxyService {
             server_name: "".into(),
             max_idle_per_host: 256,
             tls: UpstreamTls::default(),
+            scope: crate::vars::Scope::default(),
         }
     }
 }
@@ -202,6 +204,12 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// Variables the config defines (`map`), for header values. Default none.
+    pub fn variables(mut self, scope: crate::vars::Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
     /// Idle keep-alive connections kept per upstream server. Default 256.
     pub fn max_idle_per_host(mut self, n: usize) -> Self {
         self.max_idle_per_host = n;
@@ -227,7 +235,7 @@ impl ProxyServiceBuilder {
         let set = self
             .set_headers
             .iter()
-            .map(|(n, v)| SetHeader::new(n, v))
+            .map(|(n, v)| SetHeader::new_in(n, v, &self.scope))
             .collect::<Result<Vec<_>, _>>()?;
         let names = |v: &[String]| {
             v.iter()
@@ -333,6 +341,7 @@ where
             req.uri(),
             path,
             (inner.location.0, &inner.location.1),
+            req.extensions().get::<crate::vars::OriginalUri>().is_some(),
         )
         .map_err(|_| ProxyError::BadRequest("request URI cannot be rewritten"))?;
     let mut ctx = VarCtx::new(&req, &conn, path, &inner.server_name);

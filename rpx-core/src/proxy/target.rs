@@ -185,15 +185,21 @@ impl ProxyTarget {
 
     /// The upstream URI for a request, nginx's rules: without a URI part the
     /// request URI goes as the client sent it; with one, the part of the
-    /// normalised path matched by the location is replaced by it.
+    /// normalised path matched by the location is replaced by it; a URI a
+    /// `rewrite` changed goes as is either way.
     pub(crate) fn upstream_uri(
         &self,
         authority: Authority,
         original: &Uri,
         path: &str,
         location: (MatchKind, &str),
+        rewritten: bool,
     ) -> Result<Uri, http::Error> {
         let pq = match &self.uri {
+            _ if rewritten => original
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
             None => original
                 .path_and_query()
                 .cloned()
@@ -230,7 +236,7 @@ mod tests {
         let original: Uri = req.parse().unwrap();
         let path = crate::location::normalize(original.path()).unwrap();
         let uri = t
-            .upstream_uri(t.pick(), &original, &path, location)
+            .upstream_uri(t.pick(), &original, &path, location, false)
             .unwrap();
         uri.path_and_query().unwrap().to_string()
     }
@@ -308,10 +314,9 @@ mod tests {
             ProxyTarget::parse("http://$h", &groups),
             Err(TargetError::Variables(_))
         ));
-        assert!(matches!(
-            ProxyTarget::parse("https://x", &groups),
-            Err(TargetError::Https(_))
-        ));
+        let t = ProxyTarget::parse("https://backend", &groups).unwrap();
+        assert!(t.is_https());
+        assert_eq!(t.proxy_port(), 443);
         assert!(UpstreamGroup::new("e", &[]).is_err());
     }
 }

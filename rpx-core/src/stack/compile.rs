@@ -8,20 +8,23 @@ use std::time::Duration;
 use tower::Layer;
 
 use super::{ListenerSpec, LocationService, ServerService, Snapshot};
-use crate::action::{Action, FileService, FilesMode, ReturnService};
+use crate::action::{Action, FileService, FilesMode, ReturnService, TryFiles};
 use crate::config::Config;
 use crate::config::{
-    ConfigError, ConfigErrors, Handler, LocationConfig, RedirectConfig, ReturnConfig, ServerConfig,
-    Settings, SourcePos,
+    Condition as IfCondition, ConfigError, ConfigErrors, Handler, LocationConfig, MapKey,
+    RedirectConfig, ReturnConfig, RewriteFlag, RewriteStep, ServerConfig, Settings, SourcePos,
 };
 use crate::headers::{AddHeader, AddHeadersLayer, ProxyRedirect, RedirectRule};
 use crate::host::{HostRouter, HostTable};
 use crate::limit::{BodyLimitLayer, DEFAULT_MAX_BODY};
+use crate::location::Rewrites;
 use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind};
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup};
+use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
 use crate::server::TlsListener;
 use crate::tls::{CertResolver, ClientAuth, ClientAuthMode, TlsVersions, UpstreamTls};
 use crate::vars::Template;
+use crate::vars::{MapKeySpec, MapVar, Scope};
 
 /// Largest upstream `weight`: weights are relative, and a bound keeps a
 /// config from costing memory in proportion to a number.
@@ -41,8 +44,10 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         errors: Vec::new(),
         groups: HashMap::new(),
         summary: Vec::new(),
+        scope: Scope::new(),
     };
     cx.groups(config);
+    cx.maps(config);
     let mut servers = Vec::with_capacity(config.servers.len());
     for server in &config.servers {
         servers.push(cx.server(server, &config.settings));
@@ -72,6 +77,8 @@ struct Compiler {
     errors: Vec<ConfigError>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
     summary: Vec<String>,
+    /// The config's own variables (`map`).
+    scope: Scope,
 }
 
 impl Compiler {
@@ -111,6 +118,107 @@ impl Compiler {
                 Err(e) => self.err(&u.pos, e),
             }
         }
+    }
+
+    /// `map`s in config order: a map's values may use the maps before it.
+    fn maps(&mut self, config: &Config) {
+        for m in &config.maps {
+            let t = |src: &str, scope: &Scope| Template::parse_in(src, scope);
+            let built = (|| -> Result<MapVar, String> {
+                let source = t(&m.source, &self.scope).map_err(|e| e.to_string())?;
+                let default = t(m.default.as_deref().unwrap_or(""), &self.scope)
+                    .map_err(|e| e.to_string())?;
+                let mut entries = Vec::new();
+                for e in &m.entries {
+                    let key = match &e.key {
+                        MapKey::Exact(k) => MapKeySpec::Exact(k.clone()),
+                        MapKey::Regex { pattern, caseless } => MapKeySpec::Regex {
+                            pattern: pattern.clone(),
+                            caseless: *caseless,
+                        },
+                    };
+                    let value =
+                        t(&e.value, &self.scope).map_err(|err| format!("{}: {err}", e.pos))?;
+                    entries.push((key, value));
+                }
+                MapVar::new(source, default, entries).map_err(|e| format!("invalid regex: {e}"))
+            })();
+            match built {
+                Ok(map) => self.scope.define_map(&m.name, map),
+                Err(e) => self.err(&m.pos, format!("map ${}: {e}", m.name)),
+            }
+        }
+    }
+
+    /// A rewrite program from the model's steps; `None` when there are none.
+    fn program(
+        &mut self,
+        steps: &[RewriteStep],
+        settings: &Settings,
+        server_name: &Arc<str>,
+        pos: &SourcePos,
+    ) -> Option<Program> {
+        if steps.is_empty() {
+            return None;
+        }
+        let steps = self.steps(steps, server_name);
+        let headers = add_headers(self, settings, server_name, pos);
+        Some(Program::new(steps, server_name.clone()).with_headers(headers))
+    }
+
+    fn steps(&mut self, steps: &[RewriteStep], server_name: &Arc<str>) -> Vec<Step> {
+        let mut out = Vec::new();
+        for step in steps {
+            match step {
+                RewriteStep::Break => out.push(Step::Break),
+                RewriteStep::Return(r) => {
+                    if let Action::Return(svc) = self.return_action(r, server_name) {
+                        out.push(Step::Return(svc));
+                    }
+                }
+                RewriteStep::Rewrite(r) => {
+                    let flag = match r.flag {
+                        RewriteFlag::None => Flag::Continue,
+                        RewriteFlag::Last => Flag::Last,
+                        RewriteFlag::Break => Flag::Break,
+                        RewriteFlag::Redirect => Flag::Redirect(http::StatusCode::FOUND),
+                        RewriteFlag::Permanent => {
+                            Flag::Redirect(http::StatusCode::MOVED_PERMANENTLY)
+                        }
+                    };
+                    match Rule::new(&r.regex, &r.replacement, flag, &self.scope) {
+                        Ok(rule) => out.push(Step::Rewrite(rule)),
+                        Err(e) => self.err(&r.pos, format!("rewrite: {e}")),
+                    }
+                }
+                RewriteStep::If(i) => {
+                    let cond = match &i.cond {
+                        IfCondition::NonEmpty(v) => Template::parse_in(v, &self.scope)
+                            .map(RwCondition::NonEmpty)
+                            .map_err(RewriteError::from),
+                        IfCondition::Equals {
+                            left,
+                            right,
+                            negate,
+                        } => Template::parse_in(left, &self.scope)
+                            .map(|t| RwCondition::Equals(t, right.clone(), *negate))
+                            .map_err(RewriteError::from),
+                        IfCondition::Matches {
+                            left,
+                            regex,
+                            caseless,
+                            negate,
+                        } => RwCondition::matches(left, regex, *caseless, *negate, &self.scope),
+                    };
+                    let inner = self.steps(&i.steps, server_name);
+                    match cond {
+                        Ok(c) => out.push(Step::If(c, inner.into())),
+                        Err(e) => self.err(&i.pos, format!("if: {e}")),
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// One host table per distinct listen address, in first-seen order.
@@ -327,6 +435,8 @@ impl Compiler {
         ));
         let mut specs = Vec::new();
         let mut services = Vec::new();
+        let mut programs = Vec::new();
+        let server_program = self.program(&server.rewrites, &settings, &name, &server.pos);
         let fallback_action = match &server.ret {
             // A server-level `return` answers before locations are looked at.
             Some(ret) => {
@@ -340,14 +450,20 @@ impl Compiler {
                     &settings,
                     &name,
                     &mut specs,
-                    &mut services,
+                    &mut (&mut services, &mut programs),
                 );
                 Action::NotFound
             }
         };
         let fallback = wrap(self, fallback_action, &settings, &name, &server.pos);
+        let rewrites = Rewrites {
+            server: server_program,
+            locations: programs,
+        };
         match LocationTable::build(&specs) {
-            Ok(table) => LocationRouter::from_parts(table, services, fallback),
+            Ok(table) => {
+                LocationRouter::from_parts(table, services, fallback).with_rewrites(rewrites)
+            }
             Err(e) => {
                 // Regex errors were reported with their location above.
                 if !matches!(e, crate::location::TableError::Regex { .. }) {
@@ -365,7 +481,7 @@ impl Compiler {
         parent: &Settings,
         server_name: &Arc<str>,
         specs: &mut Vec<LocationSpec>,
-        services: &mut Vec<LocationService>,
+        out: &mut (&mut Vec<LocationService>, &mut Vec<Option<Program>>),
     ) {
         for loc in locations {
             if loc.kind.is_regex() {
@@ -391,7 +507,10 @@ impl Compiler {
                 describe(loc, &settings)
             ));
             let proxies = matches!(action, Action::Proxy(_));
-            services.push(wrap(self, action, &settings, server_name, &loc.pos));
+            out.0
+                .push(wrap(self, action, &settings, server_name, &loc.pos));
+            let program = self.program(&loc.rewrites, &settings, server_name, &loc.pos);
+            out.1.push(program);
             let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
             spec.auto_redirect = proxies
                 && loc.pattern.ends_with('/')
@@ -399,13 +518,7 @@ impl Compiler {
             // Nested ones are compiled right after their parent: the table
             // numbers locations depth-first in the same order.
             let mut nested = Vec::new();
-            self.locations(
-                &loc.locations,
-                &settings,
-                server_name,
-                &mut nested,
-                services,
-            );
+            self.locations(&loc.locations, &settings, server_name, &mut nested, out);
             spec.nested = nested;
             specs.push(spec);
         }
@@ -417,6 +530,34 @@ impl Compiler {
             Some(Handler::Return(ret)) => self.return_action(ret, server_name),
             None => {
                 let index = s.index.clone().unwrap_or_else(|| vec!["index.html".into()]);
+                if let Some(t) = &loc.try_files {
+                    let (dir, mode) = match (&s.alias, &s.root) {
+                        (Some(a), _) => (
+                            &a.value,
+                            FilesMode::Alias {
+                                prefix: loc.pattern.clone(),
+                            },
+                        ),
+                        (None, Some(r)) => (&r.value, FilesMode::Root),
+                        (None, None) => {
+                            self.err(&t.pos, "try_files needs `root` or `alias`");
+                            return Action::NotFound;
+                        }
+                    };
+                    return match TryFiles::new(&t.value, &self.scope) {
+                        Ok(tf) => Action::Files(FileService::with_try_files(
+                            dir,
+                            mode,
+                            index,
+                            tf,
+                            server_name.clone(),
+                        )),
+                        Err(e) => {
+                            self.err(&t.pos, e);
+                            Action::NotFound
+                        }
+                    };
+                }
                 if let Some(alias) = &s.alias {
                     Action::Files(FileService::new(
                         &alias.value,
@@ -446,6 +587,7 @@ impl Compiler {
             .location(loc.kind, loc.pattern.clone())
             .groups(self.groups.clone())
             .server_name(server_name.clone())
+            .variables(self.scope.clone())
             .timeouts(Timeouts {
                 connect: s.proxy_connect_timeout.or(defaults.connect),
                 read: s.proxy_read_timeout.or(defaults.read),
@@ -489,7 +631,7 @@ impl Compiler {
                 RedirectConfig::Rules(rules) => {
                     let mut out = Vec::new();
                     for (from, to) in rules {
-                        match Template::parse(to) {
+                        match Template::parse_in(to, &self.scope) {
                             Ok(to) => out.push(RedirectRule {
                                 from: from.clone(),
                                 to,
@@ -527,7 +669,7 @@ impl Compiler {
     }
 
     fn return_action(&mut self, ret: &ReturnConfig, server_name: &Arc<str>) -> Action {
-        match ReturnService::new(ret.code, ret.text.as_deref()) {
+        match ReturnService::new_in(ret.code, ret.text.as_deref(), &self.scope) {
             Ok(r) => Action::Return(r.server_name(server_name.clone())),
             Err(e) => {
                 self.err(&ret.pos, e);
@@ -545,14 +687,20 @@ fn wrap(
     server_name: &Arc<str>,
     pos: &SourcePos,
 ) -> LocationService {
+    let limit = BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY));
+    add_headers(cx, s, server_name, pos).layer(limit.layer(action))
+}
+
+/// A level's `add_header` rules.
+fn add_headers(
+    cx: &mut Compiler,
+    s: &Settings,
+    server_name: &Arc<str>,
+    pos: &SourcePos,
+) -> AddHeadersLayer {
     let mut rules = Vec::new();
     for h in s.add_header.iter().flatten() {
-        let rule = if h.always {
-            AddHeader::always(&h.name, &h.value)
-        } else {
-            AddHeader::new(&h.name, &h.value)
-        };
-        match rule {
+        match AddHeader::new_in(&h.name, &h.value, h.always, &cx.scope) {
             Ok(r) => rules.push(r),
             Err(e) => cx.err(
                 if h.pos.line > 0 { &h.pos } else { pos },
@@ -560,10 +708,7 @@ fn wrap(
             ),
         }
     }
-    let limit = BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY));
-    AddHeadersLayer::new(rules)
-        .server_name(server_name.clone())
-        .layer(limit.layer(action))
+    AddHeadersLayer::new(rules).server_name(server_name.clone())
 }
 
 fn describe(loc: &LocationConfig, s: &Settings) -> String {

@@ -1,12 +1,22 @@
 //! nginx-style variables (`$host`, `$http_x_real_ip`, `${scheme}`…), compiled
 //! once into segments and rendered per request without parsing.
 
+mod map;
+
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
 
 use crate::conn::ConnInfo;
 use crate::tls::TlsInfo;
+
+pub use map::{MapKeySpec, MapVar, Scope};
+
+/// The request URI as the client sent it, kept in the request extensions
+/// when a `rewrite` changes the URI (`$request_uri` stays the original).
+#[derive(Debug, Clone)]
+pub struct OriginalUri(pub http::uri::PathAndQuery);
 
 /// A variable rpx can render.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +74,17 @@ pub enum Var {
     SslClientSDn,
     /// `$ssl_client_escaped_cert`: the client certificate, URL-escaped PEM.
     SslClientEscapedCert,
+    /// A `map` variable, compiled once and shared.
+    Map(Arc<MapVar>),
 }
+
+impl PartialEq for MapVar {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for MapVar {}
 
 impl Var {
     /// The variable for an nginx name (without `$`), if rpx knows it.
@@ -147,6 +167,14 @@ impl Template {
     /// Unknown variables and malformed `${…}`.
     pub fn parse(src: &str) -> Result<Template, TemplateError> {
         Self::parse_with(src, |_| None)
+    }
+
+    /// Compiles `src` with the variables a config defines.
+    ///
+    /// # Errors
+    /// Unknown variables and malformed `${…}`.
+    pub fn parse_in(src: &str, scope: &Scope) -> Result<Template, TemplateError> {
+        Self::parse_with(src, |n| scope.get(n))
     }
 
     /// Compiles `src`, asking `extra` first for names the caller defines
@@ -253,6 +281,8 @@ pub struct VarCtx<'a> {
     pub proxy_port: u16,
     /// TLS facts of the connection, if it is TLS.
     pub tls: Option<&'a TlsInfo>,
+    /// `$request_uri` when a rewrite changed `uri`.
+    pub original_uri: Option<&'a str>,
 }
 
 impl<'a> VarCtx<'a> {
@@ -277,6 +307,7 @@ impl<'a> VarCtx<'a> {
                 .extensions()
                 .get::<std::sync::Arc<TlsInfo>>()
                 .map(|t| &**t),
+            original_uri: req.extensions().get::<OriginalUri>().map(|o| o.0.as_str()),
         }
     }
 
@@ -315,6 +346,9 @@ impl<'a> VarCtx<'a> {
                 Version::HTTP_3 => "HTTP/3.0",
                 _ => "HTTP/1.1",
             }),
+            Var::RequestUri if self.original_uri.is_some() => {
+                out.push_str(self.original_uri.unwrap_or_default());
+            }
             Var::RequestUri => match self.uri.path_and_query() {
                 Some(pq) => out.push_str(pq.as_str()),
                 None => out.push('/'),
@@ -368,6 +402,7 @@ impl<'a> VarCtx<'a> {
                     .and_then(|t| t.client_cert_escaped.as_deref())
                     .unwrap_or(""),
             ),
+            Var::Map(map) => map.write(self, out),
             Var::Cookie(name) => {
                 if let Some(v) = self
                     .headers

@@ -1,0 +1,730 @@
+//! Gives nginx directives their meaning: the directive tree becomes the
+//! typed [`Config`], with every error and warning collected in file order.
+//!
+//! The directive table (`directives.rs`) checks context, arity and support;
+//! this module maps the directives rpx implements.
+
+use super::directives::{self, Ctx, Spec, Support, EVENTS, HTTP, LIF, LOC, MAIN, SIF, SRV, UPS};
+use super::{Directive, Pos};
+use crate::config::model::*;
+use crate::config::{
+    parse_duration, parse_listen, parse_return, parse_size, suggest, ConfigError, LoadOptions,
+    Loaded,
+};
+use crate::location::MatchKind;
+
+/// Maps a parsed (include-expanded) directive tree onto the model.
+pub(super) fn to_config(dirs: &[Directive], opts: LoadOptions) -> Loaded {
+    let mut m = Mapper {
+        lenient: opts.lenient,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        config: Config::default(),
+    };
+    // A full nginx.conf has `http {}`/`events {}`; anything else is a
+    // conf.d-style snippet of http-level directives.
+    if dirs.iter().any(|d| d.name == "http" || d.name == "events") {
+        m.main(dirs);
+    } else {
+        let mut settings = Settings::default();
+        m.http(dirs, &mut settings);
+        m.config.settings = settings;
+    }
+    Loaded {
+        config: m.config,
+        warnings: m.warnings,
+        errors: m.errors,
+    }
+}
+
+/// `file:line` of a directive (nginx reports directive errors by line).
+fn at(p: &Pos) -> SourcePos {
+    SourcePos::new(p.file.display().to_string(), p.line, 0)
+}
+
+fn words(d: &Directive) -> Vec<&str> {
+    d.args.iter().map(|a| a.value.as_str()).collect()
+}
+
+struct Mapper {
+    lenient: bool,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+    config: Config,
+}
+
+impl Mapper {
+    fn err(&mut self, d: &Directive, msg: impl Into<String>) {
+        self.errors.push(ConfigError::new(at(&d.pos), msg));
+    }
+
+    fn warn(&mut self, d: &Directive, msg: impl Into<String>) {
+        self.warnings.push(ConfigError::new(at(&d.pos), msg));
+    }
+
+    /// Something rpx knows but does not do yet: an error, or with
+    /// `--lenient` a warning (and the directive has no effect).
+    fn unsupported(&mut self, d: &Directive, what: &str, subject: &str) {
+        let msg = format!("{subject} is not yet supported ({what})");
+        if self.lenient {
+            self.warn(d, format!("{msg}; ignored (--lenient)"));
+        } else {
+            self.errors.push(
+                ConfigError::new(at(&d.pos), msg).hint("`--lenient` ignores it with a warning"),
+            );
+        }
+    }
+
+    /// Checks a directive against the table. Returns its spec when the
+    /// caller maps it; everything else is fully handled here.
+    fn check(&mut self, d: &Directive, ctx: Ctx) -> Option<&'static Spec> {
+        let name = d.name.as_str();
+        if name == "include" {
+            // Only a tree parsed without a file (`parse_str`) still has these.
+            self.err(d, "\"include\" is only expanded when loading a file");
+            return None;
+        }
+        let Some(spec) = directives::lookup(name, ctx, d.block.is_some()) else {
+            let mut e = ConfigError::new(at(&d.pos), format!("unknown directive \"{name}\""));
+            if let Some(s) = suggest(name, directives::names()) {
+                e = e.hint(format!("did you mean \"{s}\"?"));
+            }
+            self.errors.push(e);
+            return None;
+        };
+        if spec.ctx & ctx == 0 {
+            self.err(d, format!("\"{name}\" directive is not allowed here"));
+            return None;
+        }
+        if spec.block && d.block.is_none() {
+            self.err(d, format!("directive \"{name}\" has no opening \"{{\""));
+            return None;
+        }
+        if !spec.block && d.block.is_some() {
+            self.err(
+                d,
+                format!("directive \"{name}\" is not terminated by \";\""),
+            );
+            return None;
+        }
+        let n = d.args.len();
+        if n < usize::from(spec.min) || (spec.max != u8::MAX && n > usize::from(spec.max)) {
+            self.err(
+                d,
+                format!("invalid number of arguments in \"{name}\" directive"),
+            );
+            return None;
+        }
+        match spec.support {
+            Support::Mapped => Some(spec),
+            Support::Silent => None,
+            Support::Fixed(says) => {
+                if let Some(what) = says(&words(d)) {
+                    let line = std::iter::once(name)
+                        .chain(words(d))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    self.warn(d, format!("\"{line}\": {what}"));
+                }
+                None
+            }
+            Support::Ignored(why) => {
+                self.warn(d, format!("\"{name}\" is ignored: {why}"));
+                None
+            }
+            Support::Unsupported(what) => {
+                self.unsupported(d, what, &format!("\"{name}\""));
+                None
+            }
+        }
+    }
+
+    fn main(&mut self, dirs: &[Directive]) {
+        let mut seen_http = false;
+        for d in dirs {
+            if self.check(d, MAIN).is_none() {
+                continue;
+            }
+            let block = d.block.as_deref().unwrap_or_default();
+            match d.name.as_str() {
+                "events" => {
+                    for e in block {
+                        self.check(e, EVENTS);
+                    }
+                }
+                "http" => {
+                    if seen_http {
+                        self.err(d, "\"http\" directive is duplicate");
+                        continue;
+                    }
+                    seen_http = true;
+                    let mut settings = Settings::default();
+                    self.http(block, &mut settings);
+                    self.config.settings = settings;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn http(&mut self, dirs: &[Directive], settings: &mut Settings) {
+        for d in dirs {
+            if self.check(d, HTTP).is_none() {
+                continue;
+            }
+            match d.name.as_str() {
+                "server" => {
+                    if let Some(s) = self.server(d) {
+                        self.config.servers.push(s);
+                    }
+                }
+                "upstream" => {
+                    let u = self.upstream(d);
+                    self.config.upstreams.push(u);
+                }
+                "map" => {
+                    if let Some(m) = self.map(d) {
+                        self.config.maps.push(m);
+                    }
+                }
+                _ => self.setting(d, settings),
+            }
+        }
+    }
+
+    /// The inherited settings every level (`http`, `server`, `location`) has.
+    fn setting(&mut self, d: &Directive, s: &mut Settings) {
+        let w = words(d);
+        let pos = at(&d.pos);
+        let name = d.name.as_str();
+        match name {
+            "proxy_set_header" => {
+                s.proxy_set_header
+                    .get_or_insert_with(Vec::new)
+                    .push(HeaderPair {
+                        name: w[0].into(),
+                        value: w[1].into(),
+                        pos,
+                    })
+            }
+            "add_header" => {
+                let always = match w.get(2) {
+                    None => false,
+                    Some(&"always") => true,
+                    Some(other) => {
+                        return self.err(d, format!("invalid parameter \"{other}\""));
+                    }
+                };
+                s.add_header
+                    .get_or_insert_with(Vec::new)
+                    .push(AddHeaderConfig {
+                        name: w[0].into(),
+                        value: w[1].into(),
+                        always,
+                        pos,
+                    });
+            }
+            "proxy_hide_header" => s
+                .proxy_hide_header
+                .get_or_insert_with(Vec::new)
+                .push(Spanned::new(w[0].into(), pos)),
+            "proxy_pass_header" => s
+                .proxy_pass_header
+                .get_or_insert_with(Vec::new)
+                .push(Spanned::new(w[0].into(), pos)),
+            "proxy_redirect" => self.proxy_redirect(d, &w, s),
+            "client_max_body_size" => match parse_size(w[0]) {
+                Some(n) => s.client_max_body_size = Some(n),
+                None => self.invalid_value(d),
+            },
+            "proxy_connect_timeout" => s.proxy_connect_timeout = self.time(d),
+            "proxy_read_timeout" => s.proxy_read_timeout = self.time(d),
+            "proxy_send_timeout" => s.proxy_send_timeout = self.time(d),
+            "client_body_timeout" => s.client_body_timeout = self.time(d),
+            "client_header_timeout" => s.client_header_timeout = self.time(d),
+            "keepalive_timeout" => {
+                s.keepalive_timeout = self.time(d);
+                if w.len() > 1 {
+                    self.warn(
+                        d,
+                        "the second \"keepalive_timeout\" argument (Keep-Alive header) is ignored",
+                    );
+                }
+            }
+            "root" => s.root = Some(Spanned::new(w[0].into(), pos)),
+            "index" => s.index = Some(w.iter().map(|x| (*x).to_owned()).collect()),
+            "access_log" => {
+                if w[0] != "off" {
+                    self.warn(
+                        d,
+                        "\"access_log\" is not yet supported (access logging); ignored: rpx logs errors to stderr",
+                    );
+                }
+            }
+            _ => self.err(d, format!("\"{name}\" directive is not allowed here")),
+        }
+    }
+
+    fn invalid_value(&mut self, d: &Directive) {
+        let v = d.args.first().map_or("", |a| a.value.as_str());
+        self.err(d, format!("\"{}\" directive invalid value \"{v}\"", d.name));
+    }
+
+    fn time(&mut self, d: &Directive) -> Option<std::time::Duration> {
+        let t = parse_duration(d.args.first().map_or("", |a| a.value.as_str()));
+        if t.is_none() {
+            self.invalid_value(d);
+        }
+        t
+    }
+
+    fn proxy_redirect(&mut self, d: &Directive, w: &[&str], s: &mut Settings) {
+        let pos = at(&d.pos);
+        let new = match w {
+            ["off"] | ["false"] => RedirectConfig::Off,
+            ["default"] => RedirectConfig::Default,
+            [from, to] => {
+                if let Some(Spanned {
+                    value: RedirectConfig::Rules(rules),
+                    ..
+                }) = &mut s.proxy_redirect
+                {
+                    rules.push(((*from).into(), (*to).into()));
+                    return;
+                }
+                RedirectConfig::Rules(vec![((*from).into(), (*to).into())])
+            }
+            _ => return self.invalid_value(d),
+        };
+        if s.proxy_redirect.is_some() {
+            self.unsupported(
+                d,
+                "combining \"proxy_redirect default\" or \"off\" with other rules",
+                "this \"proxy_redirect\"",
+            );
+            return;
+        }
+        s.proxy_redirect = Some(Spanned::new(new, pos));
+    }
+
+    fn server(&mut self, d: &Directive) -> Option<ServerConfig> {
+        let mut server = ServerConfig {
+            pos: at(&d.pos),
+            ..ServerConfig::default()
+        };
+        let mut steps = Vec::new();
+        let mut ssl_listens = Vec::new();
+        for c in d.block.as_deref().unwrap_or_default() {
+            if self.check(c, SRV).is_none() {
+                continue;
+            }
+            match c.name.as_str() {
+                "listen" => {
+                    if let Some(l) = self.listen(c) {
+                        if l.ssl {
+                            self.unsupported(c, "TLS termination", "\"listen … ssl\"");
+                            ssl_listens.push(l);
+                        } else {
+                            server.listen.push(l);
+                        }
+                    }
+                }
+                "server_name" => server.names.extend(
+                    c.args
+                        .iter()
+                        .filter(|a| !a.value.is_empty())
+                        .map(|a| Spanned::new(a.value.clone(), at(&a.pos))),
+                ),
+                "location" => {
+                    if let Some(l) = self.location(c) {
+                        server.locations.push(l);
+                    }
+                }
+                "return" | "rewrite" | "break" | "if" => {
+                    if let Some(step) = self.step(c, SIF) {
+                        steps.push(step);
+                    }
+                }
+                "try_files" => {
+                    self.unsupported(c, "try_files outside a location", "\"try_files\" here")
+                }
+                _ => self.setting(c, &mut server.settings),
+            }
+        }
+        let (rewrites, ret) = self.split_at_return(d, steps);
+        server.rewrites = rewrites;
+        server.ret = ret;
+        if !ssl_listens.is_empty() {
+            // TLS termination is its own work: with --lenient the server runs
+            // on its plain listeners only, and a TLS-only server is skipped.
+            if server.listen.is_empty() {
+                if self.lenient {
+                    self.warn(
+                        d,
+                        "this server only listens with ssl: it is skipped until TLS termination lands",
+                    );
+                }
+                return None;
+            }
+        }
+        Some(server)
+    }
+
+    fn listen(&mut self, d: &Directive) -> Option<Listen> {
+        let mut kept = Vec::new();
+        for w in words(d) {
+            let key = w.split('=').next().unwrap_or(w);
+            match key {
+                // Socket tuning rpx leaves to the OS.
+                "reuseport" | "deferred" | "bind" | "ipv6only" | "backlog" | "rcvbuf"
+                | "sndbuf" | "fastopen" | "so_keepalive" | "accept_filter" | "setfib" => {}
+                "proxy_protocol" => {
+                    self.unsupported(d, "the PROXY protocol", "\"listen … proxy_protocol\"");
+                    return None;
+                }
+                "quic" => {
+                    self.unsupported(d, "HTTP/3", "\"listen … quic\"");
+                    return None;
+                }
+                _ => kept.push(w),
+            }
+        }
+        match parse_listen(&kept) {
+            Ok(mut l) => {
+                l.pos = at(&d.pos);
+                Some(l)
+            }
+            Err(msg) => {
+                self.err(d, msg);
+                None
+            }
+        }
+    }
+
+    /// A block's rewrite steps, cut at the first top-level `return`: what
+    /// follows it is never reached (nginx stops there), so it is dropped.
+    fn split_at_return(
+        &mut self,
+        d: &Directive,
+        mut steps: Vec<RewriteStep>,
+    ) -> (Vec<RewriteStep>, Option<ReturnConfig>) {
+        let Some(i) = steps
+            .iter()
+            .position(|s| matches!(s, RewriteStep::Return(_)))
+        else {
+            return (steps, None);
+        };
+        if steps.len() > i + 1 {
+            self.warn(
+                d,
+                "\"rewrite\"/\"if\" after \"return\" in this block are never reached; ignored",
+            );
+        }
+        steps.truncate(i + 1);
+        match steps.pop() {
+            Some(RewriteStep::Return(r)) => (steps, Some(r)),
+            _ => (steps, None),
+        }
+    }
+
+    fn location(&mut self, d: &Directive) -> Option<LocationConfig> {
+        let spec = words(d).join(" ");
+        if spec.starts_with('@') {
+            self.unsupported(d, "named locations", &format!("\"location {spec}\""));
+            return None;
+        }
+        let (kind, pattern) = MatchKind::split(&spec);
+        if pattern.is_empty() || (!kind.is_regex() && !pattern.starts_with('/')) {
+            self.err(d, format!("invalid location \"{spec}\""));
+            return None;
+        }
+        let mut loc = LocationConfig::new(&spec);
+        loc.pos = at(&d.pos);
+        let mut steps = Vec::new();
+        let mut proxy: Option<(&Directive, Handler)> = None;
+        for c in d.block.as_deref().unwrap_or_default() {
+            if self.check(c, LOC).is_none() {
+                continue;
+            }
+            match c.name.as_str() {
+                "location" => {
+                    if let Some(l) = self.location(c) {
+                        loc.locations.push(l);
+                    }
+                }
+                "proxy_pass" => {
+                    if proxy.is_some() {
+                        self.err(c, "\"proxy_pass\" directive is duplicate");
+                        continue;
+                    }
+                    let url = Spanned::new(c.args[0].value.clone(), at(&c.pos));
+                    proxy = Some((c, Handler::Proxy(url)));
+                }
+                "return" | "rewrite" | "break" | "if" => {
+                    if let Some(step) = self.step(c, LIF) {
+                        steps.push(step);
+                    }
+                }
+                "alias" => {
+                    loc.settings.alias = Some(Spanned::new(c.args[0].value.clone(), at(&c.pos)))
+                }
+                "try_files" => {
+                    let files: Vec<String> = words(c).iter().map(|w| (*w).to_owned()).collect();
+                    if files.last().is_some_and(|f| f.starts_with('@')) {
+                        self.unsupported(c, "named locations", "\"try_files … @name\"");
+                    } else {
+                        loc.try_files = Some(Spanned::new(files, at(&c.pos)));
+                    }
+                }
+                _ => self.setting(c, &mut loc.settings),
+            }
+        }
+        let (rewrites, ret) = self.split_at_return(d, steps);
+        loc.rewrites = rewrites;
+        loc.handler = match (ret, proxy) {
+            (Some(r), Some((p, _))) => {
+                self.warn(
+                    p,
+                    "\"proxy_pass\" is never used: this location always returns",
+                );
+                Some(Handler::Return(r))
+            }
+            (Some(r), None) => Some(Handler::Return(r)),
+            (None, Some((_, h))) => Some(h),
+            (None, None) => None,
+        };
+        if loc.try_files.is_some() && matches!(loc.handler, Some(Handler::Proxy(_))) {
+            self.unsupported(
+                d,
+                "try_files with proxy_pass",
+                "\"try_files\" with \"proxy_pass\"",
+            );
+            loc.try_files = None;
+        }
+        Some(loc)
+    }
+
+    /// `return`, `rewrite`, `break` and `if` (in `ctx`, the `if` context of
+    /// the enclosing level).
+    fn step(&mut self, d: &Directive, if_ctx: Ctx) -> Option<RewriteStep> {
+        let w = words(d);
+        match d.name.as_str() {
+            "return" => match parse_return(&w) {
+                Ok((code, text)) => Some(RewriteStep::Return(ReturnConfig {
+                    code,
+                    text,
+                    pos: at(&d.pos),
+                })),
+                Err(msg) => {
+                    self.err(d, msg);
+                    None
+                }
+            },
+            "break" => Some(RewriteStep::Break),
+            "rewrite" => {
+                let flag = match w.get(2) {
+                    None => RewriteFlag::None,
+                    Some(&"last") => RewriteFlag::Last,
+                    Some(&"break") => RewriteFlag::Break,
+                    Some(&"redirect") => RewriteFlag::Redirect,
+                    Some(&"permanent") => RewriteFlag::Permanent,
+                    Some(other) => {
+                        self.err(d, format!("invalid parameter \"{other}\""));
+                        return None;
+                    }
+                };
+                Some(RewriteStep::Rewrite(RewriteConfig {
+                    regex: w[0].into(),
+                    replacement: w[1].into(),
+                    flag,
+                    pos: at(&d.pos),
+                }))
+            }
+            "if" => self.if_block(d, if_ctx),
+            _ => None,
+        }
+    }
+
+    fn if_block(&mut self, d: &Directive, ctx: Ctx) -> Option<RewriteStep> {
+        let cond = match parse_condition(&words(d)) {
+            Ok(c) => c,
+            Err(CondError::FileTest(op)) => {
+                self.unsupported(d, "file tests in \"if\"", &format!("\"if ({op} …)\""));
+                return None;
+            }
+            Err(CondError::Invalid) => {
+                self.err(d, "invalid condition in \"if\"");
+                return None;
+            }
+        };
+        let mut steps = Vec::new();
+        for c in d.block.as_deref().unwrap_or_default() {
+            if self.check(c, ctx).is_none() {
+                continue;
+            }
+            match c.name.as_str() {
+                "return" | "rewrite" | "break" => {
+                    if let Some(s) = self.step(c, ctx) {
+                        steps.push(s);
+                    }
+                }
+                other => self.unsupported(
+                    c,
+                    "directives other than return/rewrite/break inside \"if\"",
+                    &format!("\"{other}\" inside \"if\""),
+                ),
+            }
+        }
+        Some(RewriteStep::If(IfConfig {
+            cond,
+            steps,
+            pos: at(&d.pos),
+        }))
+    }
+
+    fn upstream(&mut self, d: &Directive) -> UpstreamConfig {
+        let mut up = UpstreamConfig {
+            name: d.args[0].value.clone(),
+            servers: Vec::new(),
+            pos: at(&d.pos),
+        };
+        for c in d.block.as_deref().unwrap_or_default() {
+            if self.check(c, UPS).is_none() || c.name != "server" {
+                continue;
+            }
+            let w = words(c);
+            if w[0].starts_with("unix:") {
+                self.unsupported(c, "unix socket upstreams", "\"server unix:…\"");
+                continue;
+            }
+            let addr = if w[0].contains(':') && !w[0].ends_with(']') {
+                w[0].to_owned()
+            } else {
+                format!("{}:80", w[0])
+            };
+            let mut weight = 1;
+            for p in &w[1..] {
+                match p.strip_prefix("weight=").map(str::parse::<u32>) {
+                    Some(Ok(n)) if n > 0 => weight = n,
+                    Some(_) => {
+                        self.err(c, format!("invalid parameter \"{p}\""));
+                    }
+                    None => self.warn(
+                        c,
+                        format!("upstream server parameter \"{p}\" is ignored until the upstream-groups work: rpx balances round robin by weight"),
+                    ),
+                }
+            }
+            up.servers.push(UpstreamServerConfig {
+                addr,
+                weight,
+                pos: at(&c.pos),
+            });
+        }
+        up
+    }
+
+    fn map(&mut self, d: &Directive) -> Option<MapConfig> {
+        let Some(name) = d.args[1].value.strip_prefix('$').filter(|n| !n.is_empty()) else {
+            self.err(d, format!("invalid variable name \"{}\"", d.args[1].value));
+            return None;
+        };
+        let mut map = MapConfig {
+            source: d.args[0].value.clone(),
+            name: name.to_owned(),
+            default: None,
+            entries: Vec::new(),
+            pos: at(&d.pos),
+        };
+        for c in d.block.as_deref().unwrap_or_default() {
+            let w = words(c);
+            match (c.name.as_str(), w.as_slice()) {
+                ("volatile", []) => {}
+                ("hostnames", []) => {
+                    self.unsupported(c, "host name keys in \"map\"", "\"hostnames\"")
+                }
+                ("include", _) => self.err(c, "\"include\" is only expanded when loading a file"),
+                ("default", [v]) => map.default = Some((*v).to_owned()),
+                (key, [v]) if c.block.is_none() => {
+                    let key = if let Some(p) = key.strip_prefix("~*") {
+                        MapKey::Regex {
+                            pattern: p.into(),
+                            caseless: true,
+                        }
+                    } else if let Some(p) = key.strip_prefix('~') {
+                        MapKey::Regex {
+                            pattern: p.into(),
+                            caseless: false,
+                        }
+                    } else {
+                        MapKey::Exact(key.strip_prefix('\\').unwrap_or(key).to_owned())
+                    };
+                    map.entries.push(MapEntry {
+                        key,
+                        value: (*v).to_owned(),
+                        pos: at(&c.pos),
+                    });
+                }
+                _ => self.err(c, "invalid number of the map parameters"),
+            }
+        }
+        Some(map)
+    }
+}
+
+enum CondError {
+    FileTest(String),
+    Invalid,
+}
+
+/// nginx's `if` condition: the parentheses are glued to the first and last
+/// argument (or stand alone).
+fn parse_condition(args: &[&str]) -> Result<Condition, CondError> {
+    let mut a: Vec<&str> = args.to_vec();
+    if let Some(first) = a.first_mut() {
+        *first = first.strip_prefix('(').ok_or(CondError::Invalid)?;
+    }
+    if let Some(last) = a.last_mut() {
+        *last = last.strip_suffix(')').unwrap_or(last);
+    }
+    a.retain(|s| !s.is_empty());
+    match a.as_slice() {
+        [v] if v.starts_with('$') => Ok(Condition::NonEmpty((*v).into())),
+        [op, _]
+            if matches!(
+                *op,
+                "-f" | "!-f" | "-d" | "!-d" | "-e" | "!-e" | "-x" | "!-x"
+            ) =>
+        {
+            Err(CondError::FileTest((*op).into()))
+        }
+        [v, op, right] if v.starts_with('$') => {
+            let left = (*v).to_owned();
+            let right = (*right).to_owned();
+            Ok(match *op {
+                "=" => Condition::Equals {
+                    left,
+                    right,
+                    negate: false,
+                },
+                "!=" => Condition::Equals {
+                    left,
+                    right,
+                    negate: true,
+                },
+                "~" | "~*" | "!~" | "!~*" => Condition::Matches {
+                    left,
+                    regex: right,
+                    caseless: op.ends_with('*'),
+                    negate: op.starts_with('!'),
+                },
+                _ => return Err(CondError::Invalid),
+            })
+        }
+        _ => Err(CondError::Invalid),
+    }
+}
+
+#[cfg(test)]
+#[path = "mapping_tests.rs"]
+mod tests;

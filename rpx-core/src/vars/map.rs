@@ -1,0 +1,174 @@
+//! `map $source $name { … }`: a variable whose value is looked up from
+//! another, compiled once (hash for exact keys, regexes in order).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use regex::{Regex, RegexBuilder};
+
+use super::{Template, VarCtx};
+
+/// A `map` key as the builder receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapKeySpec {
+    /// Exact text.
+    Exact(String),
+    /// A regex, optionally case-insensitive.
+    Regex {
+        /// The pattern.
+        pattern: String,
+        /// `~*`.
+        caseless: bool,
+    },
+}
+
+/// A compiled `map`.
+///
+/// ```
+/// use rpx_core::vars::{MapKeySpec, MapVar, Template, Var, VarCtx};
+/// let map = MapVar::new(
+///     Template::parse("$http_upgrade").unwrap(),
+///     Template::parse("upgrade").unwrap(),
+///     vec![(MapKeySpec::Exact(String::new()), Template::parse("close").unwrap())],
+/// ).unwrap();
+/// let var = Var::Map(std::sync::Arc::new(map));
+/// # let _ = var;
+/// ```
+#[derive(Debug)]
+pub struct MapVar {
+    source: Template,
+    exact: HashMap<Box<str>, Template>,
+    regexes: Vec<(Regex, Template)>,
+    default: Template,
+}
+
+impl MapVar {
+    /// Compiles a map: exact keys win, then regexes in order, then `default`.
+    ///
+    /// # Errors
+    /// A regex that does not compile.
+    pub fn new(
+        source: Template,
+        default: Template,
+        entries: Vec<(MapKeySpec, Template)>,
+    ) -> Result<Self, regex::Error> {
+        let mut exact = HashMap::new();
+        let mut regexes = Vec::new();
+        for (key, value) in entries {
+            match key {
+                MapKeySpec::Exact(k) => {
+                    // nginx keeps the first of duplicate keys.
+                    exact.entry(k.into_boxed_str()).or_insert(value);
+                }
+                MapKeySpec::Regex { pattern, caseless } => {
+                    let re = RegexBuilder::new(&pattern)
+                        .case_insensitive(caseless)
+                        .build()?;
+                    regexes.push((re, value));
+                }
+            }
+        }
+        Ok(MapVar {
+            source,
+            exact,
+            regexes,
+            default,
+        })
+    }
+
+    pub(super) fn write(&self, ctx: &VarCtx<'_>, out: &mut String) {
+        let key = self.source.render_to_string(ctx);
+        let value = self
+            .exact
+            .get(key.as_str())
+            .or_else(|| {
+                self.regexes
+                    .iter()
+                    .find(|(re, _)| re.is_match(&key))
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or(&self.default);
+        value.render(ctx, out);
+    }
+}
+
+/// Variables a config defines (`map`), by name, for
+/// [`Template::parse_in`].
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    vars: HashMap<Box<str>, super::Var>,
+}
+
+impl Scope {
+    /// An empty scope: only built-in variables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Defines `$name` as `map`; a later definition replaces an earlier one.
+    pub fn define_map(&mut self, name: &str, map: MapVar) {
+        self.vars
+            .insert(name.into(), super::Var::Map(Arc::new(map)));
+    }
+
+    /// The variable a name refers to in this scope.
+    pub fn get(&self, name: &str) -> Option<super::Var> {
+        self.vars.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{ConnInfo, Scheme};
+
+    #[test]
+    fn websocket_idiom_and_regexes() {
+        let t = |s: &str| Template::parse(s).unwrap();
+        let mut scope = Scope::new();
+        scope.define_map(
+            "connection_upgrade",
+            MapVar::new(
+                t("$http_upgrade"),
+                t("upgrade"),
+                vec![(MapKeySpec::Exact(String::new()), t("close"))],
+            )
+            .unwrap(),
+        );
+        let backend = (MapVar::new(
+            t("$uri"),
+            t("none"),
+            vec![
+                (
+                    MapKeySpec::Regex {
+                        pattern: "^/API/".into(),
+                        caseless: true,
+                    },
+                    Template::parse_in("api:$connection_upgrade", &scope).unwrap(),
+                ),
+                (MapKeySpec::Exact("/x".into()), t("exact")),
+            ],
+        )
+        .unwrap(),);
+        scope.define_map("backend", backend.0);
+        let conn = ConnInfo::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            Scheme::Http,
+        );
+        let tpl = Template::parse_in("$connection_upgrade|$backend", &scope).unwrap();
+        let render = |req: &http::Request<()>| {
+            tpl.render_to_string(&VarCtx::new(req, &conn, req.uri().path(), "s"))
+        };
+        let plain = http::Request::get("/x").body(()).unwrap();
+        assert_eq!(render(&plain), "close|exact");
+        let ws = http::Request::get("/api/chat")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        assert_eq!(render(&ws), "upgrade|api:upgrade");
+        let other = http::Request::get("/y").body(()).unwrap();
+        assert_eq!(render(&other), "close|none");
+    }
+}

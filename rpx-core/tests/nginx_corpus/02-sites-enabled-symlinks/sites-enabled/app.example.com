@@ -1,0 +1,1 @@
+../sites-available/app.example.com

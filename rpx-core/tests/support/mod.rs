@@ -1,0 +1,288 @@
+//! Shared by the nginx-dialect integration tests: a recording upstream, a
+//! running rpx, a client, and the corpus case format.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rpx_core::config::{self, LoadOptions};
+use rpx_core::server::{serve_with, ServeOptions};
+use rpx_core::Rpx;
+use tokio::net::TcpListener;
+
+/// Bound on anything a test waits for.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// What an upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+}
+
+/// A loopback upstream recording every request; it answers `200` with
+/// `up<id> <uri>`, or a `302` to `/elsewhere` for paths containing `redirect`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub async fn start(id: u32) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let uri = req.uri().to_string();
+                        log.lock().expect("lock").push(Seen {
+                            method: req.method().to_string(),
+                            uri: uri.clone(),
+                            headers: req.headers().clone(),
+                        });
+                        let mut res = Response::builder()
+                            .header("server", "upstream")
+                            .header("x-upstream", id.to_string());
+                        if uri.contains("redirect") {
+                            res = res
+                                .status(302)
+                                .header("location", format!("http://{addr}/elsewhere"));
+                        }
+                        Ok::<_, Infallible>(
+                            res.body(Full::new(Bytes::from(format!("up{id} {uri}"))))
+                                .expect("response"),
+                        )
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.seen.lock().expect("lock"))
+    }
+}
+
+/// Copies a corpus directory, keeping symlinks and replacing placeholders.
+pub fn copy_tree(from: &Path, to: &Path, vars: &[(&str, String)]) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read corpus dir") {
+        let entry = entry.expect("entry");
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&src).expect("stat");
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&src).expect("readlink");
+            std::os::unix::fs::symlink(target, &dst).expect("symlink");
+        } else if meta.is_dir() {
+            copy_tree(&src, &dst, vars);
+        } else {
+            let mut text = std::fs::read_to_string(&src).expect("read");
+            for (k, v) in vars {
+                text = text.replace(k, v);
+            }
+            std::fs::write(&dst, text).expect("write");
+        }
+    }
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("rpx-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+/// rpx serving a config file: one loopback listener per configured address.
+pub struct Running {
+    /// Configured address → where it really listens.
+    pub listeners: Vec<(SocketAddr, SocketAddr)>,
+    pub warnings: Vec<String>,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+pub async fn serve_file(path: &Path, lenient: bool) -> Result<Running, Vec<String>> {
+    let loaded = config::load_with(path, LoadOptions { lenient });
+    let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
+    let (cfg, _) = loaded
+        .into_result()
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    serve_config(&cfg, warnings).await
+}
+
+pub async fn serve_config(
+    cfg: &config::Config,
+    warnings: Vec<String>,
+) -> Result<Running, Vec<String>> {
+    let snapshot = rpx_core::stack::compile(cfg)
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let specs = snapshot.listeners().to_vec();
+    let rpx = Rpx::new(snapshot);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut listeners = Vec::new();
+    for spec in specs {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind rpx");
+        listeners.push((spec.addr, l.local_addr().expect("addr")));
+        let mut rx = rx.clone();
+        let opts = ServeOptions {
+            listen: Some(spec.addr),
+            ..ServeOptions::default()
+        };
+        tokio::spawn(serve_with(l, rpx.clone(), opts, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+    }
+    Ok(Running {
+        listeners,
+        warnings,
+        _stop: stop,
+    })
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// Sends one request on a fresh connection.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Got {
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let res = sender.send_request(req).await.expect("response");
+        let (parts, body) = res.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Got {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    };
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .expect("request timed out")
+}
+
+/// One request and what must be seen, from a corpus `cases.txt`.
+#[derive(Debug, Default)]
+pub struct Case {
+    pub method: String,
+    pub path: String,
+    /// Index into the listeners (in config order).
+    pub listener: usize,
+    pub headers: Vec<(String, String)>,
+    pub status: u16,
+    /// `(name, Some(value))` must equal; `(name, None)` must be absent.
+    pub expect_headers: Vec<(String, Option<String>)>,
+    pub body_contains: Vec<String>,
+    /// `None`: the upstream must see nothing.
+    pub upstream: Option<Option<String>>,
+    pub upstream_headers: Vec<(String, Option<String>)>,
+    pub line: usize,
+}
+
+/// Parses the case format (see `tests/nginx_corpus/README.md`).
+pub fn parse_cases(text: &str) -> (Vec<Case>, HashMap<String, String>) {
+    let mut flags = HashMap::new();
+    let mut cases = Vec::new();
+    let mut cur: Option<Case> = None;
+    let mut after = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line == "---" {
+            cases.extend(cur.take());
+            after = false;
+            continue;
+        }
+        let Some(c) = cur.as_mut() else {
+            if let Some(flag) = line.strip_prefix("option ") {
+                let (k, v) = flag.split_once(' ').unwrap_or((flag, ""));
+                flags.insert(k.to_owned(), v.to_owned());
+                continue;
+            }
+            let mut w = line.split_whitespace();
+            cur = Some(Case {
+                method: w.next().unwrap_or("GET").to_owned(),
+                path: w.next().unwrap_or("/").to_owned(),
+                listener: w.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+                line: i + 1,
+                ..Case::default()
+            });
+            continue;
+        };
+        if let Some(s) = line.strip_prefix("=>") {
+            c.status = s.trim().parse().expect("status");
+            after = true;
+            continue;
+        }
+        let header = |s: &str| -> (String, Option<String>) {
+            match s.strip_prefix('!') {
+                Some(n) => (n.trim().to_ascii_lowercase(), None),
+                None => {
+                    let (n, v) = s.split_once(':').expect("name: value");
+                    (n.trim().to_ascii_lowercase(), Some(v.trim().to_owned()))
+                }
+            }
+        };
+        if !after {
+            let (n, v) = line.split_once(':').expect("request header");
+            c.headers.push((n.trim().to_owned(), v.trim().to_owned()));
+        } else if let Some(s) = line.strip_prefix("header ") {
+            c.expect_headers.push(header(s));
+        } else if let Some(s) = line.strip_prefix("body-contains:") {
+            c.body_contains.push(s.trim().to_owned());
+        } else if let Some(s) = line.strip_prefix("upstream-header ") {
+            c.upstream_headers.push(header(s));
+        } else if let Some(s) = line.strip_prefix("upstream:") {
+            let s = s.trim();
+            c.upstream = Some((s != "none").then(|| s.to_owned()));
+        } else {
+            panic!("line {}: cannot read {line:?}", i + 1);
+        }
+    }
+    cases.extend(cur);
+    (cases, flags)
+}
