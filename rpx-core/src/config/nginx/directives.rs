@@ -108,7 +108,19 @@ fn server_tokens(a: &[&str]) -> Option<&'static str> {
 }
 
 fn tls_tuning(_: &[&str]) -> Option<&'static str> {
-    Some("rpx will use rustls' protocol versions, cipher suites and session settings; ignored")
+    Some("rpx uses rustls' cipher suites and session settings (tickets and a session cache are on); ignored")
+}
+
+fn upstream_tls_tuning(_: &[&str]) -> Option<&'static str> {
+    Some("rpx offers TLSv1.2 and TLSv1.3 to upstreams; ignored")
+}
+
+fn verify_depth(_: &[&str]) -> Option<&'static str> {
+    Some("rpx verifies client certificate chains of any depth up to a trusted CA; ignored")
+}
+
+fn stapling(_: &[&str]) -> Option<&'static str> {
+    Some("rpx does no OCSP stapling, so it needs no trusted chain for it; ignored")
 }
 
 const TLS: &str = "TLS termination";
@@ -298,26 +310,20 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("open_log_file_cache", HSL, 1, 4, Silent),
     d("rewrite_log", HSL | IFS, 1, 1, Silent),
     // TLS.
-    d("ssl_certificate", HTTP | SRV, 1, 1, Unsupported(TLS)),
-    d("ssl_certificate_key", HTTP | SRV, 1, 1, Unsupported(TLS)),
+    d("ssl_certificate", HTTP | SRV, 1, 1, Mapped),
+    d("ssl_certificate_key", HTTP | SRV, 1, 1, Mapped),
     d(
         "ssl_trusted_certificate",
         HTTP | SRV,
         1,
         1,
-        Unsupported(TLS),
+        Support::Fixed(stapling),
     ),
-    d("ssl_client_certificate", HTTP | SRV, 1, 1, Unsupported(TLS)),
-    d("ssl_verify_client", HTTP | SRV, 1, 1, Unsupported(TLS)),
-    d("ssl_verify_depth", HTTP | SRV, 1, 1, Unsupported(TLS)),
+    d("ssl_client_certificate", HTTP | SRV, 1, 1, Mapped),
+    d("ssl_verify_client", HTTP | SRV, 1, 1, Mapped),
+    d("ssl_verify_depth", HTTP | SRV, 1, 1, Support::Fixed(verify_depth)),
     d("ssl", HTTP | SRV, 1, 1, Unsupported(TLS)),
-    d(
-        "ssl_protocols",
-        HTTP | SRV,
-        1,
-        ANY,
-        Support::Fixed(tls_tuning),
-    ),
+    d("ssl_protocols", HTTP | SRV, 1, ANY, Mapped),
     d("ssl_ciphers", HTTP | SRV, 1, 1, Support::Fixed(tls_tuning)),
     d(
         "ssl_prefer_server_ciphers",
@@ -620,56 +626,14 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("proxy_set_body", HSL, 1, 1, Unsupported("`proxy_set_body`")),
     d("proxy_method", HSL, 1, 1, Unsupported("`proxy_method`")),
     d("proxy_bind", HSL, 1, 2, Unsupported("`proxy_bind`")),
-    d(
-        "proxy_ssl_server_name",
-        HSL,
-        1,
-        1,
-        Unsupported("TLS to upstreams"),
-    ),
-    d(
-        "proxy_ssl_verify",
-        HSL,
-        1,
-        1,
-        Unsupported("TLS to upstreams"),
-    ),
-    d("proxy_ssl_name", HSL, 1, 1, Unsupported("TLS to upstreams")),
-    d(
-        "proxy_ssl_trusted_certificate",
-        HSL,
-        1,
-        1,
-        Unsupported("TLS to upstreams"),
-    ),
-    d(
-        "proxy_ssl_certificate",
-        HSL,
-        1,
-        1,
-        Unsupported("TLS to upstreams"),
-    ),
-    d(
-        "proxy_ssl_certificate_key",
-        HSL,
-        1,
-        1,
-        Unsupported("TLS to upstreams"),
-    ),
-    d(
-        "proxy_ssl_protocols",
-        HSL,
-        1,
-        ANY,
-        Unsupported("TLS to upstreams"),
-    ),
-    d(
-        "proxy_ssl_session_reuse",
-        HSL,
-        1,
-        1,
-        Unsupported("TLS to upstreams"),
-    ),
+    d("proxy_ssl_server_name", HSL, 1, 1, Mapped),
+    d("proxy_ssl_verify", HSL, 1, 1, Mapped),
+    d("proxy_ssl_name", HSL, 1, 1, Mapped),
+    d("proxy_ssl_trusted_certificate", HSL, 1, 1, Mapped),
+    d("proxy_ssl_certificate", HSL, 1, 1, Mapped),
+    d("proxy_ssl_certificate_key", HSL, 1, 1, Mapped),
+    d("proxy_ssl_protocols", HSL, 1, ANY, Support::Fixed(upstream_tls_tuning)),
+    d("proxy_ssl_session_reuse", HSL, 1, 1, Mapped),
     // Upstream groups: `server` is the block-less form, handled with `server {}`.
     d("keepalive", UPS, 1, 1, Silent),
     d("keepalive_timeout", UPS, 1, 1, Silent),

@@ -30,6 +30,7 @@ pub(super) fn to_config(dirs: &[Directive], opts: LoadOptions) -> Loaded {
         m.http(dirs, &mut settings);
         m.config.settings = settings;
     }
+    m.upstream_tls_defaults();
     Loaded {
         config: m.config,
         warnings: m.warnings,
@@ -54,6 +55,37 @@ struct Mapper {
 }
 
 impl Mapper {
+    /// nginx does not verify upstream certificates, nor send SNI, unless
+    /// told to: the same defaults here (TOML defaults to verifying), with a
+    /// warning for every `https://` upstream left unverified that way.
+    fn upstream_tls_defaults(&mut self) {
+        fn walk(locs: &[LocationConfig], parent: &Settings, out: &mut Vec<SourcePos>) {
+            for l in locs {
+                let s = l.settings.inherit(parent);
+                if let Some(Handler::Proxy(url)) = &l.handler {
+                    if url.value.starts_with("https://") && s.proxy_ssl_verify.is_none() {
+                        out.push(url.pos.clone());
+                    }
+                }
+                walk(&l.locations, &s, out);
+            }
+        }
+        let mut unverified = Vec::new();
+        for server in &self.config.servers {
+            let s = server.settings.inherit(&self.config.settings);
+            walk(&server.locations, &s, &mut unverified);
+        }
+        for pos in unverified {
+            self.warnings.push(
+                ConfigError::new(pos, "proxy_ssl_verify is off (nginx's default): the upstream's certificate is not checked")
+                    .hint("add `proxy_ssl_verify on;` and `proxy_ssl_trusted_certificate`"),
+            );
+        }
+        let s = &mut self.config.settings;
+        s.proxy_ssl_verify.get_or_insert(false);
+        s.proxy_ssl_server_name.get_or_insert(false);
+    }
+
     fn err(&mut self, d: &Directive, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(at(&d.pos), msg));
     }
@@ -251,6 +283,38 @@ impl Mapper {
                     );
                 }
             }
+            "ssl_certificate" => s.ssl_certificate = Some(Spanned::new(w[0].into(), pos)),
+            "ssl_certificate_key" => s.ssl_certificate_key = Some(Spanned::new(w[0].into(), pos)),
+            "ssl_client_certificate" => {
+                s.ssl_client_certificate = Some(Spanned::new(w[0].into(), pos))
+            }
+            "ssl_verify_client" => s.ssl_verify_client = Some(Spanned::new(w[0].into(), pos)),
+            "ssl_protocols" => {
+                let known = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+                if let Some(bad) = w.iter().find(|p| !known.contains(p)) {
+                    return self.err(d, format!("invalid value \"{bad}\" in \"ssl_protocols\""));
+                }
+                let old: Vec<&str> = w.iter().copied().filter(|p| !p.starts_with("TLSv1.")
+                    || *p == "TLSv1.1").chain(w.iter().copied().filter(|p| *p == "TLSv1")).collect();
+                if !old.is_empty() {
+                    self.warn(d, format!("{} not offered: rpx speaks TLSv1.2 and TLSv1.3 only", old.join(", ")));
+                }
+                if !w.iter().any(|p| *p == "TLSv1.2" || *p == "TLSv1.3") {
+                    return self.err(d, "\"ssl_protocols\" lists only versions rpx does not offer (TLSv1.2, TLSv1.3)");
+                }
+                s.ssl_protocols = Some(Spanned::new(w.iter().map(|x| (*x).to_owned()).collect(), pos));
+            }
+            "proxy_ssl_verify" => s.proxy_ssl_verify = self.flag(d),
+            "proxy_ssl_server_name" => s.proxy_ssl_server_name = self.flag(d),
+            "proxy_ssl_session_reuse" => s.proxy_ssl_session_reuse = self.flag(d),
+            "proxy_ssl_name" => s.proxy_ssl_name = Some(w[0].into()),
+            "proxy_ssl_trusted_certificate" => {
+                s.proxy_ssl_trusted_certificate = Some(Spanned::new(w[0].into(), pos))
+            }
+            "proxy_ssl_certificate" => s.proxy_ssl_certificate = Some(Spanned::new(w[0].into(), pos)),
+            "proxy_ssl_certificate_key" => {
+                s.proxy_ssl_certificate_key = Some(Spanned::new(w[0].into(), pos))
+            }
             "root" => s.root = Some(Spanned::new(w[0].into(), pos)),
             "index" => s.index = Some(w.iter().map(|x| (*x).to_owned()).collect()),
             "access_log" => {
@@ -262,6 +326,18 @@ impl Mapper {
                 }
             }
             _ => self.err(d, format!("\"{name}\" directive is not allowed here")),
+        }
+    }
+
+    /// `on` / `off`.
+    fn flag(&mut self, d: &Directive) -> Option<bool> {
+        match d.args.first().map(|a| a.value.as_str()) {
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            _ => {
+                self.err(d, format!("invalid value in \"{}\" directive, it must be \"on\" or \"off\"", d.name));
+                None
+            }
         }
     }
 
@@ -313,7 +389,6 @@ impl Mapper {
             ..ServerConfig::default()
         };
         let mut steps = Vec::new();
-        let mut ssl_listens = Vec::new();
         for c in d.block.as_deref().unwrap_or_default() {
             if self.check(c, SRV).is_none() {
                 continue;
@@ -321,12 +396,7 @@ impl Mapper {
             match c.name.as_str() {
                 "listen" => {
                     if let Some(l) = self.listen(c) {
-                        if l.ssl {
-                            self.unsupported(c, "TLS termination", "\"listen … ssl\"");
-                            ssl_listens.push(l);
-                        } else {
-                            server.listen.push(l);
-                        }
+                        server.listen.push(l);
                     }
                 }
                 "server_name" => server.names.extend(
@@ -354,19 +424,6 @@ impl Mapper {
         let (rewrites, ret) = self.split_at_return(d, steps);
         server.rewrites = rewrites;
         server.ret = ret;
-        if !ssl_listens.is_empty() {
-            // TLS termination is its own work: with --lenient the server runs
-            // on its plain listeners only, and a TLS-only server is skipped.
-            if server.listen.is_empty() {
-                if self.lenient {
-                    self.warn(
-                        d,
-                        "this server only listens with ssl: it is skipped until TLS termination lands",
-                    );
-                }
-                return None;
-            }
-        }
         Some(server)
     }
 
