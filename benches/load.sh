@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# Load comparison of rpx against nginx, one core each, same origin, same run.
+#
+# Builds rpx and the bench origin in release, starts the origin, then in
+# turn rpx (--threads 1) and nginx (worker_processes 1), each pinned to
+# PROXY_CPU, proxying to the origin with keep-alive on both sides. wrk,
+# pinned to CLIENT_CPU, loads each with a 12-byte body (/small) and a
+# 1 MiB body (/big). Prints one table: requests/s, p99 latency, MiB/s and
+# the proxy's CPU time per request for both proxies and the rpx/nginx
+# ratio, with the targets of issue 2.
+#
+# Everything listens on 127.0.0.1 on free ports; everything started is
+# stopped on exit. Settings (environment):
+#   DURATION=10s     wrk duration of each measured run
+#   WARMUP=2s        wrk duration of the unmeasured run before each proxy's runs
+#   CONNECTIONS=32   wrk connections
+#   WRK_THREADS=1    wrk threads
+#   ROUNDS=1         rounds of rpx-then-nginx; the table shows the medians
+#                    (use 3 or more on a machine shared with other work)
+#   PROXY_CPU=1      core both proxies are pinned to (one at a time)
+#   CLIENT_CPU=0     core wrk is pinned to
+#   ORIGIN_CPU       core of the origin: 2 when the machine has 3 cores or
+#                    more, else CLIENT_CPU (shared with wrk)
+#   NGINX_BUFFERING=on  nginx's proxy_buffering (on is nginx's default; rpx
+#                    always streams, which is nginx's `off`)
+#   NGINX=nginx WRK=wrk  the programs to use
+#   SKIP_BUILD=1     use the binaries already built
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNECTIONS=${CONNECTIONS:-32}
+WRK_THREADS=${WRK_THREADS:-1}
+ROUNDS=${ROUNDS:-1}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || {
+    echo "load.sh: ROUNDS must be a positive integer" >&2
+    exit 1
+}
+PROXY_CPU=${PROXY_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+if [[ -z ${ORIGIN_CPU:-} ]]; then
+    if (($(nproc) >= 3)); then ORIGIN_CPU=2; else ORIGIN_CPU=$CLIENT_CPU; fi
+fi
+NGINX_BUFFERING=${NGINX_BUFFERING:-on}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+WRK=${WRK:-wrk}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+[[ $target == /* ]] || target=$root/$target
+
+for tool in "$NGINX" "$WRK" taskset; do
+    command -v "$tool" >/dev/null || {
+        echo "load.sh: $tool not found (Debian: apt-get install nginx-light wrk util-linux)" >&2
+        exit 1
+    }
+done
+
+if [[ -z ${SKIP_BUILD:-} ]]; then
+    echo "building rpx and the origin (release)..." >&2
+    (cd "$root" && cargo build --release --quiet --bin rpx --bin origin)
+fi
+rpx_bin=$target/release/rpx
+origin_bin=$target/release/origin
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/rpx-load.XXXXXX")
+pids=()
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop PID: ends one process started here and forgets it.
+stop() {
+    local pid=$1 p keep=()
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    pids=("${keep[@]+"${keep[@]}"}")
+}
+
+# wait_line FILE PID: prints the address from the first "listening on ADDR"
+# line of FILE, waiting at most 10 s and failing if PID exits first.
+wait_line() {
+    local file=$1 pid=$2 i line
+    for ((i = 0; i < 100; i++)); do
+        line=$(grep -m1 -o 'listening on [0-9.:]*' "$file" 2>/dev/null || true)
+        if [[ -n $line ]]; then
+            echo "${line#listening on }"
+            return
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "load.sh: no readiness line in $file" >&2
+    cat "$file" "$file.err" >&2 2>/dev/null || true
+    return 1
+}
+
+# wait_port PORT PID: waits (at most 10 s) until 127.0.0.1:PORT accepts.
+wait_port() {
+    local port=$1 pid=$2 i
+    for ((i = 0; i < 100; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "load.sh: nothing accepts on 127.0.0.1:$port" >&2
+    return 1
+}
+
+# free_port: a port on 127.0.0.1 nothing listens on (the proxy that binds
+# it next fails loudly if another process takes it in between).
+free_port() {
+    local i port
+    for ((i = 0; i < 50; i++)); do
+        port=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    echo "load.sh: no free port found" >&2
+    return 1
+}
+
+# --- origin ---------------------------------------------------------------
+taskset -c "$ORIGIN_CPU" "$origin_bin" 127.0.0.1:0 >"$tmp/origin.out" 2>"$tmp/origin.out.err" &
+pids+=($!)
+origin=$(wait_line "$tmp/origin.out" "${pids[-1]}")
+
+# --- configs --------------------------------------------------------------
+cat >"$tmp/rpx.toml" <<EOF
+[[server]]
+listen = "127.0.0.1:0"
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "http://$origin"
+EOF
+
+nginx_port=$(free_port)
+mkdir -p "$tmp/nginx/logs"
+cat >"$tmp/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx/client_body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    # wrk keeps its connections for the whole run, as rpx lets it.
+    keepalive_requests 1000000;
+    upstream origin {
+        server $origin;
+        keepalive 32;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering $NGINX_BUFFERING;
+        }
+    }
+}
+EOF
+
+# --- measuring ------------------------------------------------------------
+clk_tck=$(getconf CLK_TCK)
+
+# cpu_ticks PID: user + system CPU ticks of PID and its children (nginx's
+# worker), threads included.
+cpu_ticks() {
+    local pid total=0 t
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
+# run_wrk NAME URL PID: one wrk run, output in $tmp/NAME.wrk, and the
+# proxy's CPU ticks during it in $tmp/NAME.cpu.
+run_wrk() {
+    local before after
+    before=$(cpu_ticks "$3")
+    if ! taskset -c "$CLIENT_CPU" "$WRK" -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" \
+        --latency "$2" >"$tmp/$1.wrk"; then
+        echo "load.sh: wrk failed on $2:" >&2
+        cat "$tmp/$1.wrk" >&2
+        exit 1
+    fi
+    after=$(cpu_ticks "$3")
+    echo $((after - before)) >"$tmp/$1.cpu"
+    if grep -qE 'Non-2xx|Socket errors' "$tmp/$1.wrk"; then
+        echo "load.sh: warning: $1: $(grep -E 'Non-2xx|Socket errors' "$tmp/$1.wrk" | tr -s ' ')" >&2
+    fi
+}
+
+# measure PROXY ROUND BASE_URL PID: warm-up, then the small and the big body.
+measure() {
+    echo "round $2: loading $1 ($3): warm-up $WARMUP, then /small and /big for $DURATION each..." >&2
+    taskset -c "$CLIENT_CPU" "$WRK" -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
+        "$3/small" >"$tmp/warmup.wrk" || {
+        echo "load.sh: wrk failed on $3/small:" >&2
+        cat "$tmp/warmup.wrk" >&2
+        exit 1
+    }
+    run_wrk "$1.small.$2" "$3/small" "$4"
+    run_wrk "$1.big.$2" "$3/big" "$4"
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    # A new output file each round: the readiness wait must not read the
+    # line of the previous round's rpx.
+    RUST_LOG=warn taskset -c "$PROXY_CPU" "$rpx_bin" run --config "$tmp/rpx.toml" --threads 1 \
+        >"$tmp/rpx.$round.out" 2>"$tmp/rpx.$round.out.err" &
+    pids+=($!)
+    rpx_pid=${pids[-1]}
+    rpx_addr=$(wait_line "$tmp/rpx.$round.out" "$rpx_pid")
+    measure rpx "$round" "http://$rpx_addr" "$rpx_pid"
+    stop "$rpx_pid"
+
+    taskset -c "$PROXY_CPU" "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" \
+        -e "$tmp/nginx/error.log" >"$tmp/nginx.out" 2>&1 &
+    pids+=($!)
+    nginx_pid=${pids[-1]}
+    wait_port "$nginx_port" "$nginx_pid" || {
+        cat "$tmp/nginx.out" "$tmp/nginx/error.log" >&2 2>/dev/null || true
+        exit 1
+    }
+    measure nginx "$round" "http://127.0.0.1:$nginx_port" "$nginx_pid"
+    stop "$nginx_pid"
+done
+
+# --- report ---------------------------------------------------------------
+# metric FILE rps|p99|mibs|cpu: requests/s, p99 in ms, transfer in MiB/s
+# (wrk's units are binary: KB = KiB, MB = MiB), proxy CPU µs per request.
+metric() {
+    local ticks=0
+    [[ $2 != cpu ]] || ticks=$(cat "${1%.wrk}.cpu")
+    awk -v want="$2" -v ticks="$ticks" -v clk="$clk_tck" '
+        function ms(v) {
+            if (v ~ /us$/) return v * 0.001
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            if (v ~ /m$/) return v * 60000
+            return v + 0
+        }
+        function mib(v) {
+            if (v ~ /GB$/) return v * 1024
+            if (v ~ /MB$/) return v + 0
+            if (v ~ /KB$/) return v / 1024
+            return v / 1048576
+        }
+        want == "rps" && $1 == "Requests/sec:" { printf "%.0f", $2 }
+        want == "p99" && $1 == "99%" { printf "%.2f", ms($2) }
+        want == "mibs" && $1 == "Transfer/sec:" { printf "%.2f", mib($2) }
+        want == "cpu" && $2 == "requests" && $3 == "in" && $1 > 0 {
+            printf "%.1f", ticks * 1000000 / clk / $1
+        }
+    ' "$1"
+}
+
+# median PROXY BODY METRIC: "MEDIAN SPREAD" over the rounds, SPREAD being
+# (max - min) / median in percent.
+median() {
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        metric "$tmp/$1.$2.$r.wrk" "$3"
+        echo
+    done | sort -g | awk '{ v[NR] = $1 } END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%s %.0f\n", m, (m > 0) ? (v[NR] - v[1]) * 100 / m : 0
+    }'
+}
+
+echo
+echo "rpx vs nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'): one core each (proxy cpu $PROXY_CPU," \
+    "wrk cpu $CLIENT_CPU, origin cpu $ORIGIN_CPU), wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION," \
+    "nginx proxy_buffering $NGINX_BUFFERING, median of $ROUNDS round(s)"
+printf '%-6s %-18s %11s %11s %9s  %-18s %s\n' body metric rpx nginx rpx/nginx "target (issue 2)" \
+    "spread rpx/nginx"
+for body in small big; do
+    for m in rps p99 mibs cpu; do
+        read -r r r_spread < <(median rpx "$body" "$m")
+        read -r n n_spread < <(median nginx "$body" "$m")
+        case $body/$m in
+            small/rps) target=">= 1.00" ;;
+            big/mibs) target=">= 1.50" ;;
+            */p99) target="<= 1.00" ;;
+            *) target="" ;;
+        esac
+        awk -v body="$body" -v m="$m" -v r="$r" -v n="$n" -v target="$target" \
+            -v spread="$r_spread%/$n_spread%" 'BEGIN {
+            if (m == "rps") label = "requests/s"
+            else if (m == "p99") label = "p99 latency ms"
+            else if (m == "mibs") label = "transfer MiB/s"
+            else label = "proxy CPU us/req"
+            ratio = (n > 0) ? r / n : 0
+            verdict = ""
+            if (target != "") {
+                split(target, t, " ")
+                ok = (t[1] == ">=") ? (ratio >= t[2]) : (ratio <= t[2])
+                verdict = target (ok ? "  ok" : "  MISSED")
+            }
+            fmt = (m == "rps") ? "%11.0f" : (m == "cpu") ? "%11.1f" : "%11.2f"
+            if (target == "") verdict = "-"
+            printf "%-6s %-18s " fmt " " fmt " %9.2f  %-18s %s\n", body, label, r, n, ratio, verdict, spread
+        }'
+    done
+done
