@@ -226,8 +226,9 @@ fn bench_headers(c: &mut Criterion) {
         let path = req.uri().path();
         let mut ctx = VarCtx::new(&req, &conn, path, "shop.example.com");
         ctx.proxy_host = "127.0.0.1:3000";
+        let default_host = http::HeaderValue::from_static("127.0.0.1:3000");
         ctx.proxy_port = 3000;
-        let prepared = rules.prepare(&ctx);
+        let prepared = rules.prepare(&ctx, &default_host);
         let (mut parts, ()) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
         prepared.apply(&mut parts.headers);

@@ -97,9 +97,16 @@ fn main() -> ExitCode {
             threads,
             shutdown_timeout,
         } => {
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = threads {
-                rt.worker_threads(n.max(1));
+            // One thread: a current-thread runtime, so a request never hops
+            // between threads (nginx's one-worker shape, for benchmarks and
+            // small machines).
+            let mut rt = if threads == Some(1) {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+            };
+            if let Some(n) = threads.filter(|n| *n > 1) {
+                rt.worker_threads(n);
             }
             let rt = match rt.enable_all().build() {
                 Ok(rt) => rt,

@@ -294,15 +294,27 @@ impl Mapper {
                 if let Some(bad) = w.iter().find(|p| !known.contains(p)) {
                     return self.err(d, format!("invalid value \"{bad}\" in \"ssl_protocols\""));
                 }
-                let old: Vec<&str> = w.iter().copied().filter(|p| !p.starts_with("TLSv1.")
-                    || *p == "TLSv1.1").chain(w.iter().copied().filter(|p| *p == "TLSv1")).collect();
+                let old: Vec<&str> = w
+                    .iter()
+                    .copied()
+                    .filter(|p| !matches!(*p, "TLSv1.2" | "TLSv1.3"))
+                    .collect();
                 if !old.is_empty() {
-                    self.warn(d, format!("{} not offered: rpx speaks TLSv1.2 and TLSv1.3 only", old.join(", ")));
+                    self.warn(
+                        d,
+                        format!(
+                            "{} not offered: rpx speaks TLSv1.2 and TLSv1.3 only",
+                            old.join(", ")
+                        ),
+                    );
                 }
                 if !w.iter().any(|p| *p == "TLSv1.2" || *p == "TLSv1.3") {
                     return self.err(d, "\"ssl_protocols\" lists only versions rpx does not offer (TLSv1.2, TLSv1.3)");
                 }
-                s.ssl_protocols = Some(Spanned::new(w.iter().map(|x| (*x).to_owned()).collect(), pos));
+                s.ssl_protocols = Some(Spanned::new(
+                    w.iter().map(|x| (*x).to_owned()).collect(),
+                    pos,
+                ));
             }
             "proxy_ssl_verify" => s.proxy_ssl_verify = self.flag(d),
             "proxy_ssl_server_name" => s.proxy_ssl_server_name = self.flag(d),
@@ -311,7 +323,9 @@ impl Mapper {
             "proxy_ssl_trusted_certificate" => {
                 s.proxy_ssl_trusted_certificate = Some(Spanned::new(w[0].into(), pos))
             }
-            "proxy_ssl_certificate" => s.proxy_ssl_certificate = Some(Spanned::new(w[0].into(), pos)),
+            "proxy_ssl_certificate" => {
+                s.proxy_ssl_certificate = Some(Spanned::new(w[0].into(), pos))
+            }
             "proxy_ssl_certificate_key" => {
                 s.proxy_ssl_certificate_key = Some(Spanned::new(w[0].into(), pos))
             }
@@ -335,7 +349,13 @@ impl Mapper {
             Some("on") => Some(true),
             Some("off") => Some(false),
             _ => {
-                self.err(d, format!("invalid value in \"{}\" directive, it must be \"on\" or \"off\"", d.name));
+                self.err(
+                    d,
+                    format!(
+                        "invalid value in \"{}\" directive, it must be \"on\" or \"off\"",
+                        d.name
+                    ),
+                );
                 None
             }
         }

@@ -50,12 +50,16 @@ fn errors_with_positions() {
             "t.conf:2: \"proxy_read_timeout\" directive invalid value \"5x\"",
         ),
         (
-            "server {\n listen 443 ssl;\n}",
-            "t.conf:2: \"listen … ssl\" is not yet supported (TLS termination) (`--lenient` ignores it with a warning)",
+            "server {\n ssl_protocols TLSv1 TLSv1.1;\n}",
+            "t.conf:2: \"ssl_protocols\" lists only versions rpx does not offer (TLSv1.2, TLSv1.3)",
         ),
         (
-            "server {\n ssl_certificate /x.pem;\n}",
-            "t.conf:2: \"ssl_certificate\" is not yet supported (TLS termination) (`--lenient` ignores it with a warning)",
+            "server {\n ssl_protocols TLSv9;\n}",
+            "t.conf:2: invalid value \"TLSv9\" in \"ssl_protocols\"",
+        ),
+        (
+            "server {\n location / { proxy_ssl_verify maybe; }\n}",
+            "t.conf:2: invalid value in \"proxy_ssl_verify\" directive, it must be \"on\" or \"off\"",
         ),
         ("server {\n location / {\n  allow 1.2.3.4;\n }\n}",
             "t.conf:3: \"allow\" is not yet supported (access control) (`--lenient` ignores it with a warning)"),
@@ -69,13 +73,46 @@ fn errors_with_positions() {
 }
 
 #[test]
-fn lenient_skips_ssl_only_servers() {
-    let src = "server { listen 443 ssl; ssl_certificate /x; server_name a; }\n\
-               server { listen 80; server_name a; return 301 https://$host$request_uri; }";
-    let l = lenient(src);
+fn tls_directives_map_onto_the_model() {
+    let src = "server {\n listen 443 ssl http2;\n server_name a;\n\
+               ssl_certificate /etc/letsencrypt/live/a/fullchain.pem;\n\
+               ssl_certificate_key /etc/letsencrypt/live/a/privkey.pem;\n\
+               ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;\n\
+               ssl_client_certificate /ca.pem;\n ssl_verify_client optional;\n\
+               location / { proxy_pass https://backend:8443; }\n\
+               location /checked/ { proxy_pass https://backend:8443; proxy_ssl_verify on;\n\
+               proxy_ssl_trusted_certificate /ca.pem; proxy_ssl_server_name on; proxy_ssl_name b.internal; }\n}";
+    let l = load(src);
     assert!(l.errors.is_empty(), "{:?}", errors(&l));
-    assert_eq!(l.config.servers.len(), 1);
-    assert_eq!(warnings(&l).len(), 3, "{:?}", warnings(&l));
+    let s = &l.config.servers[0];
+    assert!(s.listen[0].ssl && s.listen[0].http2);
+    let set = &s.settings;
+    assert_eq!(
+        set.ssl_certificate.as_ref().unwrap().value,
+        "/etc/letsencrypt/live/a/fullchain.pem"
+    );
+    assert_eq!(set.ssl_verify_client.as_ref().unwrap().value, "optional");
+    assert_eq!(set.ssl_protocols.as_ref().unwrap().value.len(), 4);
+    let checked = &s.locations[1].settings;
+    assert_eq!(checked.proxy_ssl_verify, Some(true));
+    assert_eq!(checked.proxy_ssl_server_name, Some(true));
+    assert_eq!(checked.proxy_ssl_name.as_deref(), Some("b.internal"));
+    // nginx's defaults at the http level: no verification, no SNI.
+    assert_eq!(l.config.settings.proxy_ssl_verify, Some(false));
+    assert_eq!(l.config.settings.proxy_ssl_server_name, Some(false));
+    let w = warnings(&l);
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("t.conf:6: TLSv1, TLSv1.1 not offered")),
+        "{w:?}"
+    );
+    assert_eq!(
+        w.iter()
+            .filter(|w| w.contains("proxy_ssl_verify is off"))
+            .count(),
+        1,
+        "only the unverified https upstream warns: {w:?}"
+    );
 }
 
 #[test]
