@@ -50,6 +50,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if req
+            .extensions()
+            .get::<crate::location::AddSlash>()
+            .is_some()
+        {
+            return Either::Left(ready(Ok(crate::location::add_slash(&req))));
+        }
         match self {
             Action::Proxy(p) => Either::Right(p.call(req)),
             Action::Return(r) => Either::Left(ready(Ok(r.respond(&req)))),

@@ -178,7 +178,12 @@ where
         };
         match found {
             LocationMatch::Location(id) => Either::Right(self.services[id].clone().oneshot(req)),
-            LocationMatch::AddSlash(_) => Either::Left(ready(Ok(add_slash(&req)))),
+            // The location's own stack answers, so its `add_header`s apply
+            // to the redirect as nginx's do.
+            LocationMatch::AddSlash(id) => {
+                req.extensions_mut().insert(AddSlash);
+                Either::Right(self.services[id].clone().oneshot(req))
+            }
             LocationMatch::None => Either::Right(self.fallback.clone().oneshot(req)),
         }
     }
@@ -219,9 +224,14 @@ fn run_rewrites<B>(
     Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
 }
 
-/// `301` to the same URL with a `/` added to the path, as nginx answers
-/// `/app` for a proxying `location /app/`.
-fn add_slash<B>(req: &Request<B>) -> Response<RpxBody> {
+/// Marks a request the location answers with a `301` to its path plus `/`
+/// (nginx's answer to `/app` for a proxying `location /app/`); see
+/// [`add_slash`].
+#[derive(Debug, Clone, Copy)]
+pub struct AddSlash;
+
+/// `301` to the same URL with a `/` added to the path.
+pub fn add_slash<B>(req: &Request<B>) -> Response<RpxBody> {
     let mut target = String::from(request_path(req));
     target.push('/');
     if let Some(q) = req.uri().query() {
