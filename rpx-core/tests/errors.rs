@@ -195,6 +195,7 @@ async fn sink_upstream() -> Upstream {
 #[tokio::test]
 async fn default_limit_is_one_mebibyte() {
     let up = Upstream::ok().await;
+    // No client_max_body_size anywhere: nginx's 1 MiB default applies.
     let p = Proxy::start(&format!(
         "[[server]]\nlisten = \"127.0.0.1:0\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"{}\"\n",
         up.url()
@@ -317,11 +318,7 @@ async fn stalled_client_header_closes_the_connection() {
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let up = Upstream::ok().await;
-    let p = Proxy::start(&format!(
-        "[[server]]\nlisten = \"127.0.0.1:0\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"{}\"\n",
-        up.url()
-    ))
-    .await;
+    let p = Proxy::start(&proxy_config(&up, "")).await;
     for _ in 0..20 {
         assert_eq!(get(&p.url("/"), &[]).await.0, 200);
     }

@@ -24,21 +24,6 @@ fn channel_body(rx: mpsc::Receiver<Bytes>) -> TestBody {
     BodyExt::boxed(StreamBody::new(stream))
 }
 
-fn proxy_config(upstream: &Upstream, extra: &str) -> String {
-    format!(
-        r#"
-        [[server]]
-        listen = "127.0.0.1:0"
-        client_max_body_size = 0
-          [[server.location]]
-          path = "/"
-          proxy_pass = "{}"
-          {extra}
-        "#,
-        upstream.url()
-    )
-}
-
 #[tokio::test]
 async fn sse_events_arrive_one_by_one() {
     // The upstream sends the second event only after the test saw the first

@@ -188,6 +188,23 @@ impl Proxy {
     }
 }
 
+/// A server on 127.0.0.1:0 whose one location `/` proxies to `upstream`,
+/// with unlimited bodies and `extra` lines in the location.
+pub fn proxy_config(upstream: &Upstream, extra: &str) -> String {
+    format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        client_max_body_size = 0
+          [[server.location]]
+          path = "/"
+          proxy_pass = "{}"
+          {extra}
+        "#,
+        upstream.url()
+    )
+}
+
 /// A plain HTTP/1.1 client (no connection reuse surprises: pooled like a browser).
 pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, TestBody> {
     Client::builder(TokioExecutor::new()).build_http()
