@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rpx_core::config::{self, Config, ConfigErrors, LoadOptions, Loaded};
-use rpx_core::server::{serve_with, ServeOptions};
-use rpx_core::{stack, Rpx};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use rpx_core::server::ListenerSet;
+use rpx_core::stack::ListenerSpec;
+use rpx_core::{stack, Rpx, Snapshot};
 
 /// The config used when `--config` is not given.
 const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -32,11 +31,20 @@ struct Cli {
     /// nginx habit: the config file for `-t`.
     #[arg(short = 'c', requires = "test")]
     conf: Option<PathBuf>,
-    /// Known directives rpx does not implement yet (TLS, access control…)
+    /// nginx habit: signal the running rpx: `reload`, `stop` (fast) or `quit` (graceful).
+    #[arg(short = 's', value_name = "SIGNAL")]
+    signal: Option<String>,
+    /// Known directives rpx does not implement yet (access control…)
     /// become warnings instead of errors; unknown directives stay errors.
     #[arg(long, global = true)]
     lenient: bool,
+    /// The pid file `run` writes and `reload` / `-s` read.
+    #[arg(long, global = true, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
 }
+
+/// Where `rpx reload` and `rpx -s` look for the pid without `--pid-file`.
+const DEFAULT_PID_FILE: &str = "/run/rpx.pid";
 
 #[derive(Subcommand)]
 enum Command {
@@ -64,6 +72,9 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Make the running rpx reload its config (sends SIGHUP to the pid in
+    /// the pid file).
+    Reload,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +89,9 @@ fn main() -> ExitCode {
     let opts = LoadOptions {
         lenient: cli.lenient,
     };
+    if let Some(signal) = &cli.signal {
+        return send_signal(signal, cli.pid_file.as_deref());
+    }
     let Some(command) = cli.command else {
         return match (cli.test, cli.conf) {
             (true, Some(conf)) => check(&conf, opts),
@@ -92,6 +106,7 @@ fn main() -> ExitCode {
     match command {
         Command::Check { config } => check(&config, opts),
         Command::Convert { config } => convert(&config, opts),
+        Command::Reload => send_signal("reload", cli.pid_file.as_deref()),
         Command::Run {
             config,
             threads,
@@ -119,6 +134,7 @@ fn main() -> ExitCode {
                 config.as_deref(),
                 opts,
                 Duration::from_secs(shutdown_timeout),
+                cli.pid_file.as_deref(),
             ))
         }
     }
@@ -199,77 +215,182 @@ fn check(path: &Path, opts: LoadOptions) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn run(path: Option<&Path>, opts: LoadOptions, shutdown_timeout: Duration) -> ExitCode {
-    let snapshot = match load(path, opts).and_then(|c| stack::compile(&c)) {
-        Ok(s) => s,
-        Err(errors) => {
-            report(&errors);
+/// Sends `reload`, `stop` or `quit` to the rpx whose pid is in the pid file.
+fn send_signal(name: &str, pid_file: Option<&Path>) -> ExitCode {
+    use rustix::process::{kill_process, Pid, Signal};
+    let signal = match name {
+        "reload" => Signal::HUP,
+        "stop" => Signal::TERM,
+        "quit" => Signal::QUIT,
+        "reopen" => Signal::USR1,
+        other => {
+            eprintln!("rpx: unknown signal \"{other}\": use reload, stop, quit or reopen");
+            return ExitCode::from(2);
+        }
+    };
+    let file = pid_file.unwrap_or(Path::new(DEFAULT_PID_FILE));
+    let pid = std::fs::read_to_string(file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| t.trim().parse::<i32>().map_err(|e| e.to_string()))
+        .and_then(|n| Pid::from_raw(n).ok_or_else(|| "not a pid".to_owned()));
+    let pid = match pid {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rpx: cannot read the pid from {}: {e}", file.display());
             return ExitCode::FAILURE;
         }
+    };
+    match kill_process(pid, signal) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rpx: cannot signal process {}: {e}", pid.as_raw_nonzero());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads and compiles the config, printing warnings and errors.
+fn build(path: Option<&Path>, opts: LoadOptions) -> Option<Snapshot> {
+    match load(path, opts).and_then(|c| stack::compile(&c)) {
+        Ok(s) => Some(s),
+        Err(errors) => {
+            report(&errors);
+            None
+        }
+    }
+}
+
+/// Readiness lines on stdout, one per listener, that scripts and tests wait
+/// for (with the actual port when the config says port 0).
+fn announce(bound: &[(std::net::SocketAddr, std::net::SocketAddr)], specs: &[ListenerSpec]) {
+    for (configured, actual) in bound {
+        let tls = specs
+            .iter()
+            .any(|s| s.addr == *configured && s.tls.is_some());
+        let scheme = if tls { "https" } else { "http" };
+        println!("rpx: listening on {actual} (configured {configured}, {scheme})");
+    }
+}
+
+async fn run(
+    path: Option<&Path>,
+    opts: LoadOptions,
+    shutdown_timeout: Duration,
+    pid_file: Option<&Path>,
+) -> ExitCode {
+    let Some(snapshot) = build(path, opts) else {
+        return ExitCode::FAILURE;
     };
     for line in snapshot.summary() {
         tracing::info!("{line}");
     }
     let specs = snapshot.listeners().to_vec();
     let rpx = Rpx::new(snapshot);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    for spec in specs {
-        let listener = match TcpListener::bind(spec.addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("rpx: error: cannot listen on {}: {e}", spec.addr);
-                return ExitCode::FAILURE;
-            }
-        };
-        let bound = listener
-            .local_addr()
-            .map_or_else(|_| spec.addr.to_string(), |a| a.to_string());
-        // One line per listener on stdout: the readiness signal scripts and
-        // tests wait for (the actual port, when the config says port 0).
-        let scheme = if spec.tls.is_some() { "https" } else { "http" };
-        println!(
-            "rpx: listening on {bound} (configured {}, {scheme})",
-            spec.addr
-        );
-        let opts = ServeOptions {
-            header_timeout: spec.header_timeout,
-            shutdown_timeout,
-            listen: Some(spec.addr),
-            tls: spec.tls.clone(),
-        };
-        let mut stop = stop_rx.clone();
-        let svc = rpx.clone();
-        tasks.push(tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            serve_with(listener, svc, opts, stopped).await
-        }));
+    let mut listeners = ListenerSet::new(rpx.clone(), shutdown_timeout);
+    match listeners.apply(&specs).await {
+        Ok(bound) => announce(&bound, &specs),
+        Err(e) => {
+            eprintln!("rpx: error: {e}");
+            return ExitCode::FAILURE;
+        }
     }
-    wait_for_stop_signal().await;
+    if let Some(file) = pid_file {
+        if let Err(e) = std::fs::write(file, format!("{}\n", std::process::id())) {
+            eprintln!(
+                "rpx: error: cannot write the pid file {}: {e}",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let Ok(mut signals) = Signals::new() else {
+        eprintln!("rpx: error: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        match signals.next().await {
+            Sig::Reload => reload(path, opts, &rpx, &mut listeners).await,
+            Sig::Reopen => tracing::info!("SIGUSR1: no log files to reopen (rpx logs to stderr)"),
+            Sig::Stop => break,
+        }
+    }
     tracing::info!("stopping: no new connections; waiting for requests in flight");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
+    listeners.shutdown().await;
+    if let Some(file) = pid_file {
+        let _ = std::fs::remove_file(file);
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
+/// Reads and compiles the config anew and swaps it in; listeners follow.
+/// Anything that fails leaves the running config as it was.
+async fn reload(
+    path: Option<&Path>,
+    opts: LoadOptions,
+    rpx: &Rpx,
+    listeners: &mut ListenerSet<Rpx>,
+) {
+    let Some(snapshot) = build(path, opts) else {
+        println!("rpx: reload failed: the running configuration stays");
+        return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = quit.recv() => {}
+    let specs = snapshot.listeners().to_vec();
+    // The snapshot goes first so that new listeners route with it; a bind
+    // failure puts the previous one back.
+    let previous = rpx.swap(snapshot);
+    match listeners.apply(&specs).await {
+        Ok(bound) => {
+            let new: Vec<_> = bound
+                .into_iter()
+                .filter(|(c, _)| !previous.listeners().iter().any(|p| p.addr == *c))
+                .collect();
+            announce(&new, &specs);
+            tracing::info!("configuration reloaded");
+            println!("rpx: reloaded");
+        }
+        Err(e) => {
+            rpx.restore(previous);
+            eprintln!("rpx: error: {e}");
+            println!("rpx: reload failed: the running configuration stays");
+        }
+    }
+}
+
+enum Sig {
+    Reload,
+    Reopen,
+    Stop,
+}
+
+/// The signals rpx acts on: HUP reloads, USR1 reopens logs, TERM/INT/QUIT stop.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.hup.recv() => Sig::Reload,
+            _ = self.usr1.recv() => Sig::Reopen,
+            _ = self.term.recv() => Sig::Stop,
+            _ = self.int.recv() => Sig::Stop,
+            _ = self.quit.recv() => Sig::Stop,
+        }
     }
 }

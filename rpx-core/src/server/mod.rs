@@ -2,6 +2,7 @@
 //! TLS) on a TCP listener, upgrades on, connection info stamped on every
 //! request, and a graceful stop that lets requests in flight finish.
 
+mod listeners;
 mod tls;
 
 use std::convert::Infallible;
@@ -18,7 +19,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, Service};
 
+pub use listeners::{BindError, ListenerSet};
 pub use tls::TlsListener;
+
+/// A listener's TLS settings, swappable while it serves: a reload stores
+/// new ones and the next accepted connection uses them.
+pub type TlsCell = std::sync::Arc<arc_swap::ArcSwapOption<TlsListener>>;
 
 use crate::body::RpxBody;
 use crate::conn::{ConnInfo, ConnInfoLayer, Scheme};
@@ -103,6 +109,32 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let cell: TlsCell = std::sync::Arc::new(arc_swap::ArcSwapOption::new(
+        opts.tls.clone().map(std::sync::Arc::new),
+    ));
+    serve_with_cell(listener, service, opts, cell, shutdown).await
+}
+
+/// [`serve_with`] whose TLS settings come from `tls`, read at every accepted
+/// connection (what [`ListenerSet`] uses to change them on reload).
+/// `opts.tls` is ignored.
+///
+/// # Errors
+/// Only when the listener's address cannot be read.
+pub async fn serve_with_cell<S>(
+    listener: TcpListener,
+    service: S,
+    opts: ServeOptions,
+    tls: TlsCell,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let local = listener.local_addr()?;
     let listen = opts.listen.unwrap_or(local);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -113,7 +145,7 @@ where
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
-    let reloader = opts.tls.as_ref().map(TlsListener::spawn_reloader);
+    let reloader = tls::spawn_reloader(tls.clone());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -129,7 +161,8 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let scheme = if opts.tls.is_some() {
+        let current = tls.load_full();
+        let scheme = if current.is_some() {
             Scheme::Https
         } else {
             Scheme::Http
@@ -141,21 +174,18 @@ where
             layer: ConnInfoLayer::new(info),
         };
         let service = service.clone();
-        match &opts.tls {
+        match current {
             None => {
                 tokio::spawn(conn.serve(TokioIo::new(stream), service));
             }
             Some(tls) => {
-                let tls = tls.clone();
                 let timeout = opts.header_timeout;
                 tokio::spawn(async move { tls.serve(stream, timeout, conn, service).await });
             }
         }
     }
     drop(listener);
-    if let Some(r) = reloader {
-        r.abort();
-    }
+    reloader.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(opts.shutdown_timeout) => {

@@ -33,22 +33,34 @@ pub struct TlsListener {
     pub reload_interval: Duration,
 }
 
-impl TlsListener {
-    pub(super) fn spawn_reloader(&self) -> tokio::task::JoinHandle<()> {
-        let resolver = self.resolver.clone();
-        let every = self.reload_interval;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let resolver = resolver.clone();
-                // File reads are blocking; keep them off the reactor.
-                let _ = tokio::task::spawn_blocking(move || resolver.reload_changed()).await;
-            }
-        })
-    }
+/// Checks the certificate files of whatever TLS settings the listener has
+/// now, every `reload_interval`, and reloads the changed ones.
+pub(super) fn spawn_reloader(cell: super::TlsCell) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let every = cell
+                .load()
+                .as_ref()
+                .map_or(Duration::from_secs(10), |t| t.reload_interval);
+            tokio::time::sleep(every).await;
+            let Some(tls) = cell.load_full() else {
+                continue;
+            };
+            let resolver = tls.resolver.clone();
+            // File reads are blocking; keep them off the reactor.
+            let _ = tokio::task::spawn_blocking(move || resolver.reload_changed()).await;
+        }
+    })
+}
 
-    pub(super) async fn serve<S>(self, stream: Plain, timeout: Duration, conn: Conn, service: S)
-    where
+impl TlsListener {
+    pub(super) async fn serve<S>(
+        self: Arc<Self>,
+        stream: Plain,
+        timeout: Duration,
+        conn: Conn,
+        service: S,
+    ) where
         S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
             + Clone
             + Send

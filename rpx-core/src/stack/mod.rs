@@ -122,9 +122,14 @@ impl Rpx {
     }
 
     /// Replaces the snapshot: new requests use it at once, requests in
-    /// flight finish on the one they started with.
-    pub fn swap(&self, snapshot: Snapshot) {
-        self.current.store(Arc::new(snapshot));
+    /// flight finish on the one they started with. Returns the previous one.
+    pub fn swap(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        self.current.swap(Arc::new(snapshot))
+    }
+
+    /// Puts a previous snapshot back (a reload whose listeners failed).
+    pub fn restore(&self, snapshot: Arc<Snapshot>) {
+        self.current.store(snapshot);
     }
 }
 
