@@ -310,7 +310,10 @@ async fn run(
     loop {
         match signals.next().await {
             Sig::Reload => reload(path, opts, &rpx, &mut listeners).await,
-            Sig::Reopen => tracing::info!("SIGUSR1: no log files to reopen (rpx logs to stderr)"),
+            Sig::Reopen => {
+                tracing::info!("SIGUSR1: reopening access log files");
+                rpx_core::accesslog::reopen_all();
+            }
             Sig::Stop => break,
         }
     }

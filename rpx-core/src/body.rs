@@ -28,6 +28,8 @@ pin_project_lite::pin_project! {
         Full { data: Option<Bytes> },
         Upstream { #[pin] body: UpstreamBody },
         File { #[pin] body: ServeFileSystemResponseBody },
+        // Boxed: only responses with an access log pay for it.
+        Logged { body: Pin<Box<RpxBody>>, pending: crate::accesslog::Pending },
     }
 }
 
@@ -50,6 +52,15 @@ impl RpxBody {
     pub(crate) fn upstream(body: UpstreamBody) -> Self {
         RpxBody {
             kind: Kind::Upstream { body },
+        }
+    }
+
+    pub(crate) fn logged(body: RpxBody, pending: crate::accesslog::Pending) -> Self {
+        RpxBody {
+            kind: Kind::Logged {
+                body: Box::pin(body),
+                pending,
+            },
         }
     }
 
@@ -90,6 +101,7 @@ impl std::fmt::Debug for RpxBody {
             Kind::Full { .. } => "full",
             Kind::Upstream { .. } => "upstream",
             Kind::File { .. } => "file",
+            Kind::Logged { .. } => "logged",
         };
         f.debug_struct("RpxBody").field("kind", &kind).finish()
     }
@@ -107,6 +119,17 @@ impl Body for RpxBody {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Upstream { body } => body.poll_frame(cx),
             KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
+            KindProj::Logged { body, pending } => {
+                let res = body.as_mut().poll_frame(cx);
+                match &res {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        pending.body_bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    }
+                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => pending.finish(),
+                    Poll::Pending => {}
+                }
+                res
+            }
         }
     }
 
@@ -115,6 +138,7 @@ impl Body for RpxBody {
             Kind::Full { data } => data.is_none(),
             Kind::Upstream { body } => body.is_end_stream(),
             Kind::File { body } => body.is_end_stream(),
+            Kind::Logged { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -125,6 +149,7 @@ impl Body for RpxBody {
             }
             Kind::Upstream { body } => body.size_hint(),
             Kind::File { body } => body.size_hint(),
+            Kind::Logged { body, .. } => body.size_hint(),
         }
     }
 }

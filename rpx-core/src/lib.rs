@@ -12,6 +12,7 @@
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
+//! | [`accesslog`] | access logs: `combined`, `log_format`, a writer thread per file |
 //! | [`action`] | `return` and static files |
 //! | [`limit`] | `client_max_body_size` |
 //! | [`error`] | typed request errors and the one layer turning them into responses |
@@ -40,6 +41,7 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+pub mod accesslog;
 pub mod action;
 pub mod body;
 pub mod config;

@@ -80,6 +80,8 @@ pub struct Config {
     /// `map` variables, in config order (a map's values may use maps
     /// defined before it).
     pub maps: Vec<MapConfig>,
+    /// `log_format` definitions (`combined` is predefined).
+    pub log_formats: Vec<LogFormatConfig>,
 }
 
 impl Config {
@@ -426,6 +428,32 @@ pub struct Settings {
     pub proxy_ssl_certificate_key: Option<Spanned<String>>,
     /// `proxy_ssl_session_reuse`. Default on.
     pub proxy_ssl_session_reuse: Option<bool>,
+    /// `access_log` destinations of this level (`off` is an empty list).
+    pub access_log: Option<Vec<AccessLogConfig>>,
+}
+
+/// `access_log path [format]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// The file.
+    pub path: String,
+    /// A `log_format` name; default `combined`.
+    pub format: Option<String>,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// `log_format name [escape=default|json|none] 'text'…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFormatConfig {
+    /// The name `access_log` refers to.
+    pub name: String,
+    /// `default`, `json` or `none`.
+    pub escape: String,
+    /// The template, with variables.
+    pub format: String,
+    /// Where it was written.
+    pub pos: SourcePos,
 }
 
 impl Settings {
@@ -474,6 +502,7 @@ impl Settings {
                 &self.proxy_ssl_session_reuse,
                 &parent.proxy_ssl_session_reuse,
             ),
+            access_log: pick(&self.access_log, &parent.access_log),
         }
     }
 }

@@ -158,6 +158,31 @@ enum RawRedirect {
     Rules(Vec<(String, String)>),
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawLogItem {
+    Path(String),
+    Full {
+        path: String,
+        format: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAccessLog {
+    One(RawLogItem),
+    Many(Vec<RawLogItem>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogFormat {
+    format: String,
+    #[serde(default)]
+    escape: Option<String>,
+}
+
 /// The settings every level accepts, plus each level's own fields.
 macro_rules! with_settings {
     ($(#[$m:meta])* struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty,)* }) => {
@@ -166,6 +191,7 @@ macro_rules! with_settings {
         #[serde(deny_unknown_fields)]
         struct $name {
             $($(#[$fm])* #[serde(default)] $field: $ty,)*
+            #[serde(default)] access_log: Option<Spanned<RawAccessLog>>,
             #[serde(default)] proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
             #[serde(default)] add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
             #[serde(default)] proxy_hide_header: Option<Vec<Spanned<String>>>,
@@ -197,6 +223,7 @@ macro_rules! with_settings {
         impl HasSettings for $name {
             fn take_settings(&mut self, cx: &mut Cx<'_>) -> Settings {
                 cx.settings(RawSettings {
+                    access_log: self.access_log.take(),
                     proxy_set_header: self.proxy_set_header.take(),
                     add_header: self.add_header.take(),
                     proxy_hide_header: self.proxy_hide_header.take(),
@@ -234,6 +261,7 @@ trait HasSettings {
 }
 
 struct RawSettings {
+    access_log: Option<Spanned<RawAccessLog>>,
     proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
     add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
     proxy_hide_header: Option<Vec<Spanned<String>>>,
@@ -264,6 +292,7 @@ struct RawSettings {
 
 with_settings! {
     struct RawFile {
+        log_format: BTreeMap<String, Spanned<RawLogFormat>>,
         server: Vec<Spanned<RawServer>>,
         upstream: BTreeMap<String, Spanned<RawUpstream>>,
     }
@@ -320,11 +349,25 @@ impl Cx<'_> {
             .into_iter()
             .map(|(name, u)| self.upstream(name, u))
             .collect();
+        let log_formats = std::mem::take(&mut raw.log_format)
+            .into_iter()
+            .map(|(name, f)| {
+                let pos = self.at(&f);
+                let f = f.into_inner();
+                LogFormatConfig {
+                    name,
+                    escape: f.escape.unwrap_or_else(|| "default".into()),
+                    format: f.format,
+                    pos,
+                }
+            })
+            .collect();
         Config {
             settings,
             servers,
             upstreams,
             maps: Vec::new(),
+            log_formats,
         }
     }
 
@@ -493,6 +536,29 @@ impl Cx<'_> {
 
     fn settings(&mut self, raw: RawSettings) -> Settings {
         Settings {
+            access_log: raw.access_log.map(|v| {
+                let pos = self.at(&v);
+                let items = match v.into_inner() {
+                    RawAccessLog::One(i) => vec![i],
+                    RawAccessLog::Many(v) => v,
+                };
+                items
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        RawLogItem::Path(p) if p == "off" => None,
+                        RawLogItem::Path(path) => Some(AccessLogConfig {
+                            path,
+                            format: None,
+                            pos: pos.clone(),
+                        }),
+                        RawLogItem::Full { path, format } => Some(AccessLogConfig {
+                            path,
+                            format,
+                            pos: pos.clone(),
+                        }),
+                    })
+                    .collect()
+            }),
             proxy_set_header: raw.proxy_set_header.map(|m| {
                 let pos = self.at(&m);
                 m.into_inner()

@@ -375,7 +375,13 @@ where
     };
     let up_req = Request::from_parts(parts, up_body);
 
+    let sent_at = std::time::Instant::now();
     let mut res = await_head(&inner, up_req, body_done.as_deref(), &upstream).await?;
+    let timing = crate::accesslog::UpstreamTiming {
+        addr: upstream.clone(),
+        status: res.status().as_u16(),
+        head_time: sent_at.elapsed(),
+    };
 
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -398,6 +404,7 @@ where
     }
 
     let (mut parts, body) = res.into_parts();
+    parts.extensions.insert(timing);
     strip_hop_by_hop(&mut parts.headers, false);
     inner
         .response_headers

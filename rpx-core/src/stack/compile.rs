@@ -8,6 +8,7 @@ use std::time::Duration;
 use tower::Layer;
 
 use super::{ListenerSpec, LocationService, ServerService, Snapshot};
+use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, COMBINED};
 use crate::action::{Action, FileService, FilesMode, ReturnService, TryFiles};
 use crate::config::Config;
 use crate::config::{
@@ -45,9 +46,11 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         groups: HashMap::new(),
         summary: Vec::new(),
         scope: Scope::new(),
+        log_formats: HashMap::new(),
     };
     cx.groups(config);
     cx.maps(config);
+    cx.log_formats(config);
     let mut servers = Vec::with_capacity(config.servers.len());
     for server in &config.servers {
         servers.push(cx.server(server, &config.settings));
@@ -79,9 +82,60 @@ struct Compiler {
     summary: Vec<String>,
     /// The config's own variables (`map`).
     scope: Scope,
+    /// `log_format`s by name, `combined` included.
+    log_formats: HashMap<String, Arc<LogFormat>>,
 }
 
 impl Compiler {
+    fn log_formats(&mut self, config: &Config) {
+        if let Ok(f) = LogFormat::parse(COMBINED, Escape::Default) {
+            self.log_formats.insert("combined".into(), Arc::new(f));
+        }
+        for f in &config.log_formats {
+            let escape = match f.escape.as_str() {
+                "default" => Escape::Default,
+                "json" => Escape::Json,
+                "none" => Escape::None,
+                other => {
+                    self.err(
+                        &f.pos,
+                        format!("invalid escape {other:?}: use default, json or none"),
+                    );
+                    continue;
+                }
+            };
+            match LogFormat::parse(&f.format, escape) {
+                Ok(parsed) => {
+                    if self
+                        .log_formats
+                        .insert(f.name.clone(), Arc::new(parsed))
+                        .is_some()
+                    {
+                        self.err(&f.pos, format!("duplicate log_format \"{}\"", f.name));
+                    }
+                }
+                Err(e) => self.err(&f.pos, format!("log_format {}: {e}", f.name)),
+            }
+        }
+    }
+
+    /// A level's access logs; files are opened (once per path) here.
+    fn access_log(&mut self, s: &Settings, server_name: &Arc<str>) -> AccessLogLayer {
+        let mut targets = Vec::new();
+        for a in s.access_log.iter().flatten() {
+            let name = a.format.as_deref().unwrap_or("combined");
+            let Some(format) = self.log_formats.get(name).cloned() else {
+                self.err(&a.pos, format!("unknown log format \"{name}\""));
+                continue;
+            };
+            match LogFile::open(std::path::Path::new(&a.path)) {
+                Ok(file) => targets.push(LogTarget { file, format }),
+                Err(e) => self.err(&a.pos, e),
+            }
+        }
+        AccessLogLayer::new(targets, server_name.clone())
+    }
+
     fn err(&mut self, pos: &SourcePos, msg: impl std::fmt::Display) {
         self.errors
             .push(ConfigError::new(pos.clone(), msg.to_string()));
@@ -688,7 +742,8 @@ fn wrap(
     pos: &SourcePos,
 ) -> LocationService {
     let limit = BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY));
-    add_headers(cx, s, server_name, pos).layer(limit.layer(action))
+    let log = cx.access_log(s, server_name);
+    log.layer(add_headers(cx, s, server_name, pos).layer(limit.layer(action)))
 }
 
 /// A level's `add_header` rules.

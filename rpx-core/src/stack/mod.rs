@@ -19,6 +19,7 @@ use tower::Service;
 
 pub use compile::compile;
 
+use crate::accesslog::AccessLog;
 use crate::action::Action;
 use crate::body::RpxBody;
 use crate::config::{Config, ConfigErrors};
@@ -28,8 +29,8 @@ use crate::host::HostRouter;
 use crate::limit::BodyLimit;
 use crate::location::LocationRouter;
 
-/// What one location runs: its response headers, its body limit, its action.
-pub type LocationService = AddHeaders<BodyLimit<Action>>;
+/// What one location runs: its access log, response headers, body limit, action.
+pub type LocationService = AccessLog<AddHeaders<BodyLimit<Action>>>;
 /// One virtual server: its location router.
 pub type ServerService = LocationRouter<LocationService>;
 

@@ -305,7 +305,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     ),
     d("ssi", HSL | LIF, 1, 1, Unsupported("server-side includes")),
     // Logging.
-    d("log_format", HTTP, 2, ANY, Silent),
+    d("log_format", HTTP, 2, ANY, Mapped),
     d("access_log", HSL | LIF, 1, ANY, Mapped),
     d("open_log_file_cache", HSL, 1, 4, Silent),
     d("rewrite_log", HSL | IFS, 1, 1, Silent),

@@ -219,6 +219,7 @@ impl Mapper {
                         self.config.maps.push(m);
                     }
                 }
+                "log_format" => self.log_format(d),
                 _ => self.setting(d, settings),
             }
         }
@@ -331,16 +332,59 @@ impl Mapper {
             }
             "root" => s.root = Some(Spanned::new(w[0].into(), pos)),
             "index" => s.index = Some(w.iter().map(|x| (*x).to_owned()).collect()),
-            "access_log" => {
-                if w[0] != "off" {
-                    self.warn(
-                        d,
-                        "\"access_log\" is not yet supported (access logging); ignored: rpx logs errors to stderr",
-                    );
-                }
-            }
+            "access_log" => self.access_log(d, &w, s),
             _ => self.err(d, format!("\"{name}\" directive is not allowed here")),
         }
+    }
+
+    /// `log_format name [escape=default|json|none] string…`: the strings
+    /// are joined, as nginx joins them.
+    fn log_format(&mut self, d: &Directive) {
+        let w = words(d);
+        let (name, mut rest) = (w[0], &w[1..]);
+        let mut escape = "default".to_owned();
+        if let Some(e) = rest.first().and_then(|a| a.strip_prefix("escape=")) {
+            escape = e.to_owned();
+            rest = &rest[1..];
+        }
+        if name == "combined" {
+            return self.err(d, "duplicate \"log_format\" name \"combined\"");
+        }
+        self.config.log_formats.push(LogFormatConfig {
+            name: name.to_owned(),
+            escape,
+            format: rest.concat(),
+            pos: at(&d.pos),
+        });
+    }
+
+    /// `access_log path [format [buffer=… flush=… gzip if=…]] | off`.
+    fn access_log(&mut self, d: &Directive, w: &[&str], s: &mut Settings) {
+        if w[0] == "off" {
+            s.access_log = Some(Vec::new());
+            return;
+        }
+        if w[0].starts_with("syslog:") {
+            return self.unsupported(d, "logging to syslog", "\"access_log syslog:\"");
+        }
+        if w.iter().skip(2).any(|p| p.starts_with("if=")) {
+            return self.unsupported(d, "conditional logging", "\"access_log … if=\"");
+        }
+        if w.iter().skip(2).any(|p| p.starts_with("gzip")) {
+            self.warn(
+                d,
+                "rpx writes access logs uncompressed; \"gzip\" is ignored",
+            );
+        }
+        // A level's first `access_log` replaces the inherited ones; more on
+        // the same level add to it.
+        s.access_log
+            .get_or_insert_with(Vec::new)
+            .push(AccessLogConfig {
+                path: w[0].to_owned(),
+                format: w.get(1).map(|f| (*f).to_owned()),
+                pos: at(&d.pos),
+            });
     }
 
     /// `on` / `off`.

@@ -246,3 +246,31 @@ fn never_panics_on_generated_input() {
         }
     }
 }
+
+#[test]
+fn access_logs_and_formats() {
+    let src = "log_format main escape=json '{\"a\":\"$remote_addr\",' '\"s\":$status}';\n\
+               access_log /var/log/rpx/access.log;\n\
+               server { listen 80;\n access_log /tmp/a.log main;\n access_log /tmp/b.log;\n\
+               location /quiet/ { access_log off; }\n\
+               location /sys/ { access_log syslog:server=unix:/dev/log; } }";
+    let l = lenient(src);
+    assert!(l.errors.is_empty(), "{:?}", errors(&l));
+    let f = &l.config.log_formats[0];
+    assert_eq!((f.name.as_str(), f.escape.as_str()), ("main", "json"));
+    assert_eq!(f.format, "{\"a\":\"$remote_addr\",\"s\":$status}");
+    assert_eq!(
+        l.config.settings.access_log.as_ref().unwrap()[0].path,
+        "/var/log/rpx/access.log"
+    );
+    let server = &l.config.servers[0];
+    let logs = server.settings.access_log.as_ref().unwrap();
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[0].format.as_deref(), Some("main"));
+    assert_eq!(server.locations[0].settings.access_log, Some(Vec::new()));
+    assert!(
+        warnings(&l).iter().any(|w| w.contains("syslog")),
+        "{:?}",
+        warnings(&l)
+    );
+}

@@ -1,0 +1,209 @@
+//! Access logs as a layer: nginx's `combined` by default, `log_format`
+//! templates with `escape=json`, per-location `access_log path [format] |
+//! off`. A line is written when the response body ends (or the client goes
+//! away), through a writer thread, so logging never blocks a request.
+
+mod format;
+mod time;
+mod writer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+pub use format::{Captured, Escape, Finished, LogFormat, COMBINED};
+pub use writer::{reopen_all, LogFile, LogFileError};
+
+use crate::body::RpxBody;
+use crate::conn::conn_info;
+use crate::error::ProxyError;
+use crate::location::request_path;
+use crate::vars::VarCtx;
+
+/// Facts about the upstream exchange, put in response extensions by the proxy.
+#[derive(Debug, Clone)]
+pub struct UpstreamTiming {
+    /// `host:port` of the upstream.
+    pub addr: http::uri::Authority,
+    /// Its status.
+    pub status: u16,
+    /// Time to its response head.
+    pub head_time: std::time::Duration,
+}
+
+/// One `access_log` destination.
+#[derive(Debug, Clone)]
+pub struct LogTarget {
+    /// The file.
+    pub file: Arc<LogFile>,
+    /// The format.
+    pub format: Arc<LogFormat>,
+}
+
+/// Layer writing access logs; see [`AccessLog`].
+#[derive(Debug, Clone)]
+pub struct AccessLogLayer {
+    targets: Arc<[LogTarget]>,
+    server_name: Arc<str>,
+}
+
+impl AccessLogLayer {
+    /// Logs every response to each target. No targets: a pass-through.
+    pub fn new(targets: Vec<LogTarget>, server_name: impl Into<Arc<str>>) -> Self {
+        AccessLogLayer {
+            targets: targets.into(),
+            server_name: server_name.into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Service of [`AccessLogLayer`].
+#[derive(Debug, Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    layer: AccessLogLayer,
+}
+
+/// What a pending log line needs once the response is done.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    targets: Arc<[LogTarget]>,
+    captured: Vec<Captured>,
+    started: Instant,
+    started_at: SystemTime,
+    status: u16,
+    header_bytes: u64,
+    upstream: Option<UpstreamTiming>,
+    pub(crate) body_bytes: u64,
+    written: bool,
+}
+
+impl Pending {
+    /// Writes the line(s); once.
+    pub(crate) fn finish(&mut self) {
+        if std::mem::replace(&mut self.written, true) {
+            return;
+        }
+        let done = Finished {
+            status: self.status,
+            body_bytes: self.body_bytes,
+            header_bytes: self.header_bytes,
+            elapsed: self.started.elapsed(),
+            started: Some(self.started_at),
+            upstream: self
+                .upstream
+                .as_ref()
+                .map(|u| (u.addr.to_string(), u.status, u.head_time)),
+        };
+        for (t, c) in self.targets.iter().zip(&self.captured) {
+            t.file.write(t.format.render(c, &done));
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // A client that went away mid-body is still logged.
+        self.finish();
+    }
+}
+
+impl<S, B> Service<Request<B>> for AccessLog<S>
+where
+    S: Service<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    type Future = AccessLogFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let targets = &self.layer.targets;
+        let pending = (!targets.is_empty()).then(|| {
+            let conn = conn_info(&req);
+            let ctx = VarCtx::new(&req, &conn, request_path(&req), &self.layer.server_name);
+            Pending {
+                captured: targets.iter().map(|t| t.format.capture(&ctx)).collect(),
+                targets: targets.clone(),
+                started: Instant::now(),
+                started_at: SystemTime::now(),
+                status: 0,
+                header_bytes: 0,
+                upstream: None,
+                body_bytes: 0,
+                written: false,
+            }
+        });
+        AccessLogFuture {
+            inner: self.inner.call(req),
+            pending,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of [`AccessLog`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct AccessLogFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F> Future for AccessLogFuture<F>
+where
+    F: Future<Output = Result<Response<RpxBody>, ProxyError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(mut pending) = this.pending.take() else {
+            return Poll::Ready(result);
+        };
+        match result {
+            Ok(res) => {
+                pending.status = res.status().as_u16();
+                pending.upstream = res.extensions().get::<UpstreamTiming>().cloned();
+                pending.header_bytes = head_size(&res);
+                Poll::Ready(Ok(res.map(|b| RpxBody::logged(b, pending))))
+            }
+            Err(e) => {
+                // The rescue layer above turns it into its error page.
+                pending.status = e.status().as_u16();
+                pending.finish();
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+/// Approximate size of the response head as sent (`$bytes_sent`).
+fn head_size<B>(res: &Response<B>) -> u64 {
+    let headers: usize = res
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (headers + 19) as u64
+}
