@@ -19,6 +19,8 @@ use tower::{Layer, Service};
 pub use format::{Captured, Escape, Finished, LogFormat, COMBINED};
 pub use writer::{reopen_all, LogFile, LogFileError};
 
+pub(crate) use time::time_iso8601;
+
 use crate::body::RpxBody;
 use crate::conn::conn_info;
 use crate::error::ProxyError;

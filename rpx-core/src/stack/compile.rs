@@ -165,6 +165,13 @@ impl Compiler {
                 .collect();
             match UpstreamGroup::new(&u.name, &addrs) {
                 Ok(g) => {
+                    let servers: Vec<String> = u
+                        .servers
+                        .iter()
+                        .map(|s| format!("{} weight={}", s.addr, s.weight))
+                        .collect();
+                    self.summary
+                        .push(format!("upstream {}: {}", u.name, servers.join(", ")));
                     if self.groups.insert(u.name.clone(), Arc::new(g)).is_some() {
                         self.err(&u.pos, format!("duplicate upstream \"{}\"", u.name));
                     }
@@ -389,6 +396,12 @@ impl Compiler {
                 if expiry < std::time::SystemTime::now() {
                     tracing::warn!("{}: the certificate {} has expired", cert.pos, cert.value);
                 }
+                self.summary.push(format!(
+                    "certificate {} for {} expires {}",
+                    cert.value,
+                    names.join(" "),
+                    crate::accesslog::time_iso8601(expiry)
+                ));
             }
         }
         let s = config.servers[default_id]

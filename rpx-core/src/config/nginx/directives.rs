@@ -156,7 +156,13 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         Ignored("rpx does not switch users; start it as the user it should run as"),
     ),
     d("worker_processes", MAIN, 1, 1, Support::Fixed(workers)),
-    d("pid", MAIN, 1, 1, Ignored("rpx writes no pid file")),
+    d(
+        "pid",
+        MAIN,
+        1,
+        1,
+        Ignored("give the pid file on the command line: `rpx run --pid-file FILE`"),
+    ),
     d(
         "error_log",
         MAIN | HSL,
