@@ -52,6 +52,16 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
     if !ups.is_empty() {
         root.insert("upstream".into(), Value::Table(ups));
     }
+    let mut formats = Table::new();
+    for f in &config.log_formats {
+        let mut t = Table::new();
+        t.insert("format".into(), text(&f.format));
+        t.insert("escape".into(), text(&f.escape));
+        formats.insert(f.name.clone(), Value::Table(t));
+    }
+    if !formats.is_empty() {
+        root.insert("log_format".into(), Value::Table(formats));
+    }
     if !w.errors.is_empty() {
         return Err(ConfigErrors(w.errors));
     }
@@ -242,6 +252,59 @@ impl Writer {
                 "index".into(),
                 Value::Array(i.iter().map(|x| text(x)).collect()),
             );
+        }
+        for (key, v) in [
+            ("ssl_certificate", &s.ssl_certificate),
+            ("ssl_certificate_key", &s.ssl_certificate_key),
+            ("ssl_client_certificate", &s.ssl_client_certificate),
+            ("ssl_verify_client", &s.ssl_verify_client),
+            (
+                "proxy_ssl_trusted_certificate",
+                &s.proxy_ssl_trusted_certificate,
+            ),
+            ("proxy_ssl_certificate", &s.proxy_ssl_certificate),
+            ("proxy_ssl_certificate_key", &s.proxy_ssl_certificate_key),
+        ] {
+            if let Some(v) = v {
+                t.insert(key.into(), text(&v.value));
+            }
+        }
+        if let Some(p) = &s.ssl_protocols {
+            t.insert(
+                "ssl_protocols".into(),
+                Value::Array(p.value.iter().map(|x| text(x)).collect()),
+            );
+        }
+        if let Some(n) = &s.proxy_ssl_name {
+            t.insert("proxy_ssl_name".into(), text(n));
+        }
+        for (key, v) in [
+            ("proxy_ssl_verify", s.proxy_ssl_verify),
+            ("proxy_ssl_server_name", s.proxy_ssl_server_name),
+            ("proxy_ssl_session_reuse", s.proxy_ssl_session_reuse),
+        ] {
+            if let Some(v) = v {
+                t.insert(key.into(), Value::Boolean(v));
+            }
+        }
+        if let Some(logs) = &s.access_log {
+            let v = if logs.is_empty() {
+                text("off")
+            } else {
+                Value::Array(
+                    logs.iter()
+                        .map(|l| {
+                            let mut e = Table::new();
+                            e.insert("path".into(), text(&l.path));
+                            if let Some(f) = &l.format {
+                                e.insert("format".into(), text(f));
+                            }
+                            Value::Table(e)
+                        })
+                        .collect(),
+                )
+            };
+            t.insert("access_log".into(), v);
         }
     }
 }

@@ -274,3 +274,57 @@ fn access_logs_and_formats() {
         warnings(&l)
     );
 }
+
+#[test]
+fn convert_keeps_tls_and_logging_settings() {
+    let src = "log_format main escape=json '{\"s\":$status}';\n\
+               server { listen 443 ssl http2; server_name a;\n\
+               ssl_certificate /c.pem; ssl_certificate_key /k.pem; ssl_protocols TLSv1.2 TLSv1.3;\n\
+               ssl_client_certificate /ca.pem; ssl_verify_client optional;\n\
+               access_log /tmp/a.log main;\n\
+               location / { proxy_pass https://b:8443; proxy_ssl_verify on; proxy_ssl_name b.internal;\n\
+               proxy_ssl_trusted_certificate /ca.pem; access_log off; } }";
+    let l = load(src);
+    assert!(l.errors.is_empty(), "{:?}", errors(&l));
+    let text = crate::config::to_toml(&l.config).unwrap();
+    let back = crate::config::parse_toml(&text, "converted.toml").unwrap();
+    let (a, b) = (&l.config, &back);
+    let strip = |s: &Settings| {
+        let mut s = s.clone();
+        for f in [
+            &mut s.ssl_certificate,
+            &mut s.ssl_certificate_key,
+            &mut s.ssl_client_certificate,
+            &mut s.ssl_verify_client,
+            &mut s.proxy_ssl_trusted_certificate,
+        ] {
+            if let Some(v) = f {
+                v.pos = SourcePos::default();
+            }
+        }
+        if let Some(p) = &mut s.ssl_protocols {
+            p.pos = SourcePos::default();
+        }
+        for l in s.access_log.iter_mut().flatten() {
+            l.pos = SourcePos::default();
+        }
+        s
+    };
+    assert_eq!(
+        strip(&a.servers[0].settings),
+        strip(&b.servers[0].settings),
+        "{text}"
+    );
+    assert_eq!(
+        strip(&a.servers[0].locations[0].settings),
+        strip(&b.servers[0].locations[0].settings),
+        "{text}"
+    );
+    assert_eq!(
+        a.settings.proxy_ssl_verify, b.settings.proxy_ssl_verify,
+        "nginx's default travels along"
+    );
+    assert_eq!(a.log_formats[0].format, b.log_formats[0].format);
+    assert_eq!(b.log_formats[0].escape, "json");
+    assert!(b.servers[0].listen[0].ssl && b.servers[0].listen[0].http2);
+}
