@@ -297,10 +297,11 @@ fn convert_keeps_tls_and_logging_settings() {
             &mut s.ssl_client_certificate,
             &mut s.ssl_verify_client,
             &mut s.proxy_ssl_trusted_certificate,
-        ] {
-            if let Some(v) = f {
-                v.pos = SourcePos::default();
-            }
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f.pos = SourcePos::default();
         }
         if let Some(p) = &mut s.ssl_protocols {
             p.pos = SourcePos::default();
