@@ -278,6 +278,10 @@ async fn run(
     shutdown_timeout: Duration,
     pid_file: Option<&Path>,
 ) -> ExitCode {
+    // Before the config is compiled: its metric handles register here.
+    if let Err(e) = rpx_core::metrics::install() {
+        tracing::warn!("metrics are off: {e}");
+    }
     let Some(snapshot) = build(path, opts) else {
         return ExitCode::FAILURE;
     };
@@ -335,6 +339,7 @@ async fn reload(
     listeners: &mut ListenerSet<Rpx>,
 ) {
     let Some(snapshot) = build(path, opts) else {
+        rpx_core::metrics::reload_done(false);
         println!("rpx: reload failed: the running configuration stays");
         return;
     };
@@ -350,10 +355,12 @@ async fn reload(
                 .collect();
             announce(&new, &specs);
             tracing::info!("configuration reloaded");
+            rpx_core::metrics::reload_done(true);
             println!("rpx: reloaded");
         }
         Err(e) => {
             rpx.restore(previous);
+            rpx_core::metrics::reload_done(false);
             eprintln!("rpx: error: {e}");
             println!("rpx: reload failed: the running configuration stays");
         }

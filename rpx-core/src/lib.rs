@@ -10,6 +10,7 @@
 //! | [`location`] | `location` matching: `=`, `^~`, longest prefix, `~`/`~*` in order, nesting |
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`vars`] | nginx variables compiled into segments |
+//! | [`metrics`] | Prometheus metrics: handles made at compile time, atomics per request |
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
 //! | [`accesslog`] | access logs: `combined`, `log_format`, a writer thread per file |
@@ -51,6 +52,7 @@ pub mod headers;
 pub mod host;
 pub mod limit;
 pub mod location;
+pub mod metrics;
 pub mod proxy;
 pub mod rewrite;
 pub mod server;

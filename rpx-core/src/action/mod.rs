@@ -30,6 +30,8 @@ pub enum Action {
     Return(ReturnService),
     /// `root` / `alias`.
     Files(FileService),
+    /// Prometheus metrics text.
+    Metrics,
     /// Nothing configured: 404.
     NotFound,
 }
@@ -61,6 +63,7 @@ where
             Action::Proxy(p) => Either::Right(p.call(req)),
             Action::Return(r) => Either::Left(ready(Ok(r.respond(&req)))),
             Action::Files(f) => Either::Right(Box::pin(f.clone().serve(req))),
+            Action::Metrics => Either::Left(ready(Ok(crate::metrics::response()))),
             Action::NotFound => Either::Left(ready(Err(ProxyError::NoRoute))),
         }
     }

@@ -205,6 +205,8 @@ pub enum Handler {
     Proxy(Spanned<String>),
     /// `return code [text]`.
     Return(ReturnConfig),
+    /// Prometheus metrics (`rpx_metrics;`, TOML `metrics = true`).
+    Metrics(SourcePos),
 }
 
 /// `return code [text|URL]`.

@@ -315,6 +315,7 @@ with_settings! {
         #[serde(rename = "return")]
         ret: Option<Spanned<NumOrText>>,
         alias: Option<Spanned<String>>,
+        metrics: Option<Spanned<bool>>,
         location: Vec<Spanned<RawLocation>>,
     }
 }
@@ -446,6 +447,18 @@ impl Cx<'_> {
                 );
             }
             handler = self.ret(r).map(Handler::Return);
+        }
+        if let Some(m) = raw.metrics.take() {
+            let p = self.at(&m);
+            if handler.is_some() {
+                self.err(
+                    p.clone(),
+                    "a location has one of `proxy_pass`, `return` or `metrics`",
+                );
+            }
+            if m.into_inner() {
+                handler = Some(Handler::Metrics(p));
+            }
         }
         let mut settings = settings;
         if let Some(alias) = raw.alias.take() {

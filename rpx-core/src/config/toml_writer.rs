@@ -164,6 +164,9 @@ impl Writer {
             Some(Handler::Return(r)) => {
                 t.insert("return".into(), ret_text(r));
             }
+            Some(Handler::Metrics(_)) => {
+                t.insert("metrics".into(), Value::Boolean(true));
+            }
             None => {}
         }
         if let Some(a) = &l.settings.alias {

@@ -168,6 +168,7 @@ where
             Scheme::Http
         };
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
+        metrics::counter!("rpx_connections_total", "scheme" => scheme.as_str()).increment(1);
         let conn = Conn {
             builder: builder.clone(),
             watcher: graceful.watcher(),
@@ -212,6 +213,9 @@ impl Conn {
             + 'static,
         S::Future: Send + 'static,
     {
+        // Per connection, not per request: the registry lookup is fine here.
+        let active = metrics::gauge!("rpx_connections_active");
+        active.increment(1.0);
         let svc = TowerToHyperService::new(self.layer.layer(service));
         let conn = self
             .builder
@@ -220,6 +224,7 @@ impl Conn {
         if let Err(e) = self.watcher.watch(conn).await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+        active.decrement(1.0);
     }
 }
 

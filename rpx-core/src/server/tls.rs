@@ -69,8 +69,16 @@ impl TlsListener {
     {
         let acceptor = TlsAcceptor::from(self.config.clone());
         let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => s,
+            Ok(Ok(s)) => {
+                let kind = match s.get_ref().1.handshake_kind() {
+                    Some(rustls::HandshakeKind::Resumed) => "resumed",
+                    _ => "full",
+                };
+                metrics::counter!("rpx_tls_handshakes_total", "kind" => kind).increment(1);
+                s
+            }
             Ok(Err(e)) => {
+                metrics::counter!("rpx_tls_handshakes_total", "kind" => "failed").increment(1);
                 tracing::debug!(error = %e, "TLS handshake failed");
                 return;
             }

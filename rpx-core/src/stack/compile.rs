@@ -20,6 +20,7 @@ use crate::host::{HostRouter, HostTable};
 use crate::limit::{BodyLimitLayer, DEFAULT_MAX_BODY};
 use crate::location::Rewrites;
 use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind};
+use crate::metrics::RequestMetricsLayer;
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup};
 use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
 use crate::server::TlsListener;
@@ -396,6 +397,13 @@ impl Compiler {
                 if expiry < std::time::SystemTime::now() {
                     tracing::warn!("{}: the certificate {} has expired", cert.pos, cert.value);
                 }
+                let expires = expiry
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                for n in &names {
+                    metrics::gauge!("rpx_certificate_expiry_timestamp_seconds", "name" => n.to_string())
+                        .set(expires);
+                }
                 self.summary.push(format!(
                     "certificate {} for {} expires {}",
                     cert.value,
@@ -527,7 +535,8 @@ impl Compiler {
             server: server_program,
             locations: programs,
         };
-        match LocationTable::build(&specs) {
+        let metrics = RequestMetricsLayer::new(if name.is_empty() { "_" } else { &name });
+        let router = match LocationTable::build(&specs) {
             Ok(table) => {
                 LocationRouter::from_parts(table, services, fallback).with_rewrites(rewrites)
             }
@@ -539,7 +548,8 @@ impl Compiler {
                 let empty = LocationTable::build(&[]).expect("an empty table always builds");
                 LocationRouter::from_parts(empty, Vec::new(), fallback)
             }
-        }
+        };
+        metrics.layer(router)
     }
 
     fn locations(
@@ -595,6 +605,7 @@ impl Compiler {
         match &loc.handler {
             Some(Handler::Proxy(url)) => self.proxy(loc, url, s, server_name),
             Some(Handler::Return(ret)) => self.return_action(ret, server_name),
+            Some(Handler::Metrics(_)) => Action::Metrics,
             None => {
                 let index = s.index.clone().unwrap_or_else(|| vec!["index.html".into()]);
                 if let Some(t) = &loc.try_files {
@@ -783,6 +794,7 @@ fn describe(loc: &LocationConfig, s: &Settings) -> String {
     match &loc.handler {
         Some(Handler::Proxy(url)) => format!("proxy_pass {}", url.value),
         Some(Handler::Return(r)) => format!("return {}", describe_return(r)),
+        Some(Handler::Metrics(_)) => "metrics".into(),
         None => match (&s.alias, &s.root) {
             (Some(a), _) => format!("alias {}", a.value),
             (None, Some(r)) => format!("root {}", r.value),

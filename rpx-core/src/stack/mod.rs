@@ -28,11 +28,12 @@ use crate::headers::AddHeaders;
 use crate::host::HostRouter;
 use crate::limit::BodyLimit;
 use crate::location::LocationRouter;
+use crate::metrics::RequestMetrics;
 
 /// What one location runs: its access log, response headers, body limit, action.
 pub type LocationService = AccessLog<AddHeaders<BodyLimit<Action>>>;
-/// One virtual server: its location router.
-pub type ServerService = LocationRouter<LocationService>;
+/// One virtual server: its request metrics around its location router.
+pub type ServerService = RequestMetrics<LocationRouter<LocationService>>;
 
 /// A compiled configuration: immutable, cheap to share.
 #[derive(Debug)]

@@ -589,6 +589,7 @@ impl Mapper {
                 "alias" => {
                     loc.settings.alias = Some(Spanned::new(c.args[0].value.clone(), at(&c.pos)))
                 }
+                "rpx_metrics" => proxy = Some((c, Handler::Metrics(at(&c.pos)))),
                 "try_files" => {
                     let files: Vec<String> = words(c).iter().map(|w| (*w).to_owned()).collect();
                     if files.last().is_some_and(|f| f.starts_with('@')) {

@@ -1,0 +1,170 @@
+//! Prometheus metrics. Handles are created when a config is compiled, so
+//! a request only bumps atomics; the text is served by a location whose
+//! handler is `metrics` (on a listener the config chooses — keep it on
+//! loopback or an admin network).
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `rpx_requests_total` | `server`, `class` (`2xx`…) |
+//! | `rpx_request_duration_seconds` (histogram, to the response head) | `server` |
+//! | `rpx_connections_active`, `rpx_connections_total` | `scheme` on the total |
+//! | `rpx_tls_handshakes_total` | `kind` (`full`, `resumed`, `failed`) |
+//! | `rpx_reloads_total` | `result` (`ok`, `failed`) |
+//! | `rpx_certificate_expiry_timestamp_seconds` | `name` |
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use http::{header, HeaderValue, Request, Response};
+use metrics::{Counter, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::{Layer, Service};
+
+use crate::body::RpxBody;
+use crate::error::ProxyError;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder for this process (once; later calls
+/// return the same handle). Without it, metrics cost next to nothing and the
+/// `metrics` handler says they are off.
+///
+/// # Errors
+/// Another `metrics` recorder is already installed.
+pub fn install() -> Result<&'static PrometheusHandle, String> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h);
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .map_err(|e| e.to_string())?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    Ok(HANDLE.get_or_init(|| handle))
+}
+
+/// The current metrics as Prometheus text.
+pub fn render() -> String {
+    match HANDLE.get() {
+        Some(h) => h.render(),
+        None => "# metrics are off: the recorder is not installed\n".into(),
+    }
+}
+
+/// The response of a `metrics` location.
+pub fn response() -> Response<RpxBody> {
+    let mut res = Response::new(RpxBody::from(render()));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
+/// A reload finished (`ok`) or kept the old config (`failed`).
+pub fn reload_done(ok: bool) {
+    metrics::counter!("rpx_reloads_total", "result" => if ok { "ok" } else { "failed" })
+        .increment(1);
+}
+
+/// Per-server request metrics; see [`RequestMetrics`].
+#[derive(Debug, Clone)]
+pub struct RequestMetricsLayer {
+    classes: [Counter; 5],
+    duration: Histogram,
+}
+
+impl RequestMetricsLayer {
+    /// Handles for the server named `server` (created now, once).
+    pub fn new(server: &str) -> Self {
+        let server = server.to_owned();
+        let class = |c: &'static str| metrics::counter!("rpx_requests_total", "server" => server.clone(), "class" => c);
+        RequestMetricsLayer {
+            classes: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            duration: metrics::histogram!("rpx_request_duration_seconds", "server" => server.clone()),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+    fn layer(&self, inner: S) -> RequestMetrics<S> {
+        RequestMetrics {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Counts requests by status class and records their time to the response head.
+#[derive(Debug, Clone)]
+pub struct RequestMetrics<S> {
+    inner: S,
+    layer: RequestMetricsLayer,
+}
+
+impl<S, B> Service<Request<B>> for RequestMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    type Future = RequestMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        RequestMetricsFuture {
+            inner: self.inner.call(req),
+            layer: self.layer.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of [`RequestMetrics`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RequestMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        layer: RequestMetricsLayer,
+        started: Instant,
+    }
+}
+
+impl<F> Future for RequestMetricsFuture<F>
+where
+    F: Future<Output = Result<Response<RpxBody>, ProxyError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let status = match &result {
+            Ok(res) => res.status(),
+            Err(e) => e.status(),
+        };
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        this.layer.classes[class].increment(1);
+        this.layer
+            .duration
+            .record(this.started.elapsed().as_secs_f64());
+        Poll::Ready(result)
+    }
+}

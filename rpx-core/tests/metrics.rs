@@ -1,0 +1,87 @@
+//! Prometheus metrics through real requests. One test per process: the
+//! recorder is global.
+
+mod common;
+
+use common::*;
+
+fn value(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start:?} in\n{text}"))
+}
+
+#[tokio::test]
+async fn requests_connections_and_reloads_are_counted() {
+    rpx_core::metrics::install().unwrap();
+    let up = Upstream::ok().await;
+    let config = format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        server_name = "app.test"
+          [[server.location]]
+          path = "/app/"
+          proxy_pass = "{}"
+        [[server]]
+        listen = "127.0.0.2:0"
+        server_name = "admin"
+          [[server.location]]
+          path = "= /metrics"
+          metrics = true
+        "#,
+        up.url()
+    );
+    let p = Proxy::start(&config).await;
+    let app = p
+        .listeners
+        .iter()
+        .find(|l| l.0.ip().to_string() == "127.0.0.1")
+        .unwrap()
+        .1;
+    let admin = p
+        .listeners
+        .iter()
+        .find(|l| l.0.ip().to_string() == "127.0.0.2")
+        .unwrap()
+        .1;
+    for _ in 0..3 {
+        assert_eq!(get(&format!("http://{app}/app/x"), &[]).await.0, 200);
+    }
+    assert_eq!(get(&format!("http://{app}/nope"), &[]).await.0, 404);
+    rpx_core::metrics::reload_done(true);
+
+    let (status, headers, body) = get(&format!("http://{admin}/metrics"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(
+        value(
+            &text,
+            "rpx_requests_total{server=\"app.test\",class=\"2xx\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "rpx_requests_total{server=\"app.test\",class=\"4xx\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "rpx_request_duration_seconds_count{server=\"app.test\"}"
+        ),
+        4.0
+    );
+    assert!(value(&text, "rpx_connections_total{scheme=\"http\"}") >= 5.0);
+    assert!(text.contains("rpx_connections_active"), "{text}");
+    assert_eq!(value(&text, "rpx_reloads_total{result=\"ok\"}"), 1.0);
+}
