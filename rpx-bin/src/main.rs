@@ -291,13 +291,14 @@ async fn run(
     let specs = snapshot.listeners().to_vec();
     let rpx = Rpx::new(snapshot);
     let mut listeners = ListenerSet::new(rpx.clone(), shutdown_timeout);
-    match listeners.apply(&specs).await {
-        Ok(bound) => announce(&bound, &specs),
+    let bound = match listeners.apply(&specs).await {
+        Ok(bound) => bound,
         Err(e) => {
             eprintln!("rpx: error: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
+    // The pid file first: once rpx says it listens, `rpx reload` must work.
     if let Some(file) = pid_file {
         if let Err(e) = std::fs::write(file, format!("{}\n", std::process::id())) {
             eprintln!(
@@ -307,6 +308,7 @@ async fn run(
             return ExitCode::FAILURE;
         }
     }
+    announce(&bound, &specs);
     let Ok(mut signals) = Signals::new() else {
         eprintln!("rpx: error: cannot install signal handlers");
         return ExitCode::FAILURE;
