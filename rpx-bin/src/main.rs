@@ -278,6 +278,12 @@ async fn run(
     shutdown_timeout: Duration,
     pid_file: Option<&Path>,
 ) -> ExitCode {
+    // Before anything can announce readiness: a HUP that arrives early must
+    // reload, not kill (the default action).
+    let Ok(mut signals) = Signals::new() else {
+        eprintln!("rpx: error: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
     // Before the config is compiled: its metric handles register here.
     if let Err(e) = rpx_core::metrics::install() {
         tracing::warn!("metrics are off: {e}");
@@ -309,10 +315,6 @@ async fn run(
         }
     }
     announce(&bound, &specs);
-    let Ok(mut signals) = Signals::new() else {
-        eprintln!("rpx: error: cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
     loop {
         match signals.next().await {
             Sig::Reload => reload(path, opts, &rpx, &mut listeners).await,
