@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Load comparison of rpx against nginx, one core each, same origin, same run.
 #
-# Builds rpx and the bench origin in release, starts the origin, then in
-# turn rpx (--threads 1) and nginx (worker_processes 1), each pinned to
-# PROXY_CPU, proxying to the origin with keep-alive on both sides. wrk,
-# pinned to CLIENT_CPU, loads each with a 12-byte body (/small) and a
-# 1 MiB body (/big). Prints one table: requests/s, p99 latency, MiB/s and
-# the proxy's CPU time per request for both proxies and the rpx/nginx
-# ratio, with the targets of issue 2.
+# Builds rpx, the bench origin and the handshake client in release, starts
+# the origin, then in turn rpx (--threads 1) and nginx (worker_processes 1),
+# each pinned to PROXY_CPU, proxying to the origin with keep-alive on both
+# sides. Two scenarios, each with its own rpx and nginx processes:
+#   plain  wrk, pinned to CLIENT_CPU, loads each over plain HTTP with a
+#          12-byte body (/small) and a 1 MiB body (/big).
+#   tls    the same proxies terminating TLS (same ECDSA P-256 certificate,
+#          made with openssl in the temp dir): wrk over https with
+#          keep-alive on /small (tls-small), then src/bin/handshake.rs, one
+#          new connection per request with resumption off, so that each is
+#          a full handshake (tls-handshake). wrk -H "Connection: close" is
+#          no substitute: it resumes its session on every reconnect.
+# Prints one table: requests/s (handshakes/s), p99 latency, MiB/s and the
+# proxy's CPU time per request (per handshake) for both proxies and the
+# rpx/nginx ratio, with the targets of issues 2 and 4.
 #
 # Everything listens on 127.0.0.1 on free ports; everything started is
 # stopped on exit. Settings (environment):
@@ -23,6 +31,10 @@
 #                    more, else CLIENT_CPU (shared with wrk)
 #   NGINX_BUFFERING=on  nginx's proxy_buffering (on is nginx's default; rpx
 #                    always streams, which is nginx's `off`)
+#   SCENARIOS=plain,tls  which scenarios to run, in this order
+#   HS_CONNECTIONS=16  concurrent connections of the handshake client
+#   HS_TLS=any       TLS version of the handshake client: 1.2, 1.3 or any
+#                    (any: both offered, 1.3 negotiated)
 #   NGINX=nginx WRK=wrk  the programs to use
 #   SKIP_BUILD=1     use the binaries already built
 set -euo pipefail
@@ -44,24 +56,47 @@ fi
 NGINX_BUFFERING=${NGINX_BUFFERING:-on}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 WRK=${WRK:-wrk}
+SCENARIOS=${SCENARIOS:-plain,tls}
+HS_CONNECTIONS=${HS_CONNECTIONS:-16}
+HS_TLS=${HS_TLS:-any}
+scenarios=()
+IFS=, read -r -a wanted <<<"$SCENARIOS"
+for sc in "${wanted[@]}"; do
+    case $sc in
+        plain | tls) scenarios+=("$sc") ;;
+        *)
+            echo "load.sh: unknown scenario '$sc' in SCENARIOS (plain, tls)" >&2
+            exit 1
+            ;;
+    esac
+done
+((${#scenarios[@]})) || {
+    echo "load.sh: SCENARIOS is empty" >&2
+    exit 1
+}
+has_tls=
+[[ ,$SCENARIOS, != *,tls,* ]] || has_tls=1
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 [[ $target == /* ]] || target=$root/$target
 
-for tool in "$NGINX" "$WRK" taskset; do
+tools=("$NGINX" "$WRK" taskset)
+[[ -z $has_tls ]] || tools+=(openssl)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || {
-        echo "load.sh: $tool not found (Debian: apt-get install nginx-light wrk util-linux)" >&2
+        echo "load.sh: $tool not found (Debian: apt-get install nginx-light wrk util-linux openssl)" >&2
         exit 1
     }
 done
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
-    echo "building rpx and the origin (release)..." >&2
-    (cd "$root" && cargo build --release --quiet --bin rpx --bin origin)
+    echo "building rpx, the origin and the handshake client (release)..." >&2
+    (cd "$root" && cargo build --release --quiet --bin rpx --bin origin --bin handshake)
 fi
 rpx_bin=$target/release/rpx
 origin_bin=$target/release/origin
+handshake_bin=$target/release/handshake
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rpx-load.XXXXXX")
 pids=()
@@ -141,7 +176,7 @@ pids+=($!)
 origin=$(wait_line "$tmp/origin.out" "${pids[-1]}")
 
 # --- configs --------------------------------------------------------------
-cat >"$tmp/rpx.toml" <<EOF
+cat >"$tmp/rpx.plain.toml" <<EOF
 [[server]]
 listen = "127.0.0.1:0"
 
@@ -150,9 +185,40 @@ listen = "127.0.0.1:0"
   proxy_pass = "http://$origin"
 EOF
 
-nginx_port=$(free_port)
-mkdir -p "$tmp/nginx/logs"
-cat >"$tmp/nginx/nginx.conf" <<EOF
+if [[ -n $has_tls ]]; then
+    # One self-signed ECDSA P-256 certificate for both proxies.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>"$tmp/openssl.err" || {
+        echo "load.sh: openssl could not make the certificate:" >&2
+        cat "$tmp/openssl.err" >&2
+        exit 1
+    }
+    cat >"$tmp/rpx.tls.toml" <<EOF
+[[server]]
+listen = "127.0.0.1:0 ssl"
+ssl_certificate = "$tmp/cert.pem"
+ssl_certificate_key = "$tmp/key.pem"
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "http://$origin"
+EOF
+fi
+
+# nginx_conf SCENARIO PORT: nginx's config for SCENARIO, listening on PORT,
+# in $tmp/nginx/nginx.SCENARIO.conf.
+nginx_conf() {
+    local listen="listen 127.0.0.1:$2;" tls=""
+    if [[ $1 == tls ]]; then
+        listen="listen 127.0.0.1:$2 ssl;"
+        tls="ssl_certificate $tmp/cert.pem;
+        ssl_certificate_key $tmp/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;"
+    fi
+    cat >"$tmp/nginx/nginx.$1.conf" <<EOF
 worker_processes 1;
 daemon off;
 pid $tmp/nginx/nginx.pid;
@@ -173,7 +239,8 @@ http {
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$nginx_port;
+        $listen
+        $tls
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -183,6 +250,14 @@ http {
     }
 }
 EOF
+}
+
+mkdir -p "$tmp/nginx/logs"
+declare -A nginx_port
+for sc in "${scenarios[@]}"; do
+    nginx_port[$sc]=$(free_port)
+    nginx_conf "$sc" "${nginx_port[$sc]}"
+done
 
 # --- measuring ------------------------------------------------------------
 clk_tck=$(getconf CLK_TCK)
@@ -216,40 +291,86 @@ run_wrk() {
     fi
 }
 
-# measure PROXY ROUND BASE_URL PID: warm-up, then the small and the big body.
-measure() {
-    echo "round $2: loading $1 ($3): warm-up $WARMUP, then /small and /big for $DURATION each..." >&2
+# run_hs NAME URL PID: one handshake-client run, output in $tmp/NAME.wrk
+# (same format as wrk's), and the proxy's CPU ticks during it in
+# $tmp/NAME.cpu. A resumed handshake would make the run meaningless.
+run_hs() {
+    local before after
+    before=$(cpu_ticks "$3")
+    if ! taskset -c "$CLIENT_CPU" "$handshake_bin" "$2" --duration "$DURATION" \
+        --connections "$HS_CONNECTIONS" --tls "$HS_TLS" >"$tmp/$1.wrk" 2>&1; then
+        echo "load.sh: the handshake client failed on $2:" >&2
+        cat "$tmp/$1.wrk" >&2
+        exit 1
+    fi
+    after=$(cpu_ticks "$3")
+    echo $((after - before)) >"$tmp/$1.cpu"
+    if ! grep -q '^resumed: 0$' "$tmp/$1.wrk"; then
+        echo "load.sh: $1: resumed handshakes, so not all were full:" >&2
+        cat "$tmp/$1.wrk" >&2
+        exit 1
+    fi
+    if ! grep -q '^errors: 0$' "$tmp/$1.wrk"; then
+        echo "load.sh: warning: $1: $(grep -E '^(errors|first error):' "$tmp/$1.wrk" | tr '\n' ' ')" >&2
+    fi
+    sed -n 's/^negotiated: /negotiated: /p' "$tmp/$1.wrk" | head -1 >"$tmp/$1.negotiated"
+}
+
+# warm_up URL: an unmeasured wrk run.
+warm_up() {
     taskset -c "$CLIENT_CPU" "$WRK" -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
-        "$3/small" >"$tmp/warmup.wrk" || {
-        echo "load.sh: wrk failed on $3/small:" >&2
+        "$1" >"$tmp/warmup.wrk" || {
+        echo "load.sh: wrk failed on $1:" >&2
         cat "$tmp/warmup.wrk" >&2
         exit 1
     }
+}
+
+# measure_plain PROXY ROUND BASE_URL PID: warm-up, then the small and the
+# big body.
+measure_plain() {
+    echo "round $2: loading $1 ($3): warm-up $WARMUP, then /small and /big for $DURATION each..." >&2
+    warm_up "$3/small"
     run_wrk "$1.small.$2" "$3/small" "$4"
     run_wrk "$1.big.$2" "$3/big" "$4"
 }
 
-for ((round = 1; round <= ROUNDS; round++)); do
-    # A new output file each round: the readiness wait must not read the
-    # line of the previous round's rpx.
-    RUST_LOG=warn taskset -c "$PROXY_CPU" "$rpx_bin" run --config "$tmp/rpx.toml" --threads 1 \
-        >"$tmp/rpx.$round.out" 2>"$tmp/rpx.$round.out.err" &
-    pids+=($!)
-    rpx_pid=${pids[-1]}
-    rpx_addr=$(wait_line "$tmp/rpx.$round.out" "$rpx_pid")
-    measure rpx "$round" "http://$rpx_addr" "$rpx_pid"
-    stop "$rpx_pid"
+# measure_tls PROXY ROUND BASE_URL PID: warm-up, then /small with
+# keep-alive, then full handshakes, for DURATION each.
+measure_tls() {
+    echo "round $2: loading $1 ($3): warm-up $WARMUP, then /small with keep-alive and" \
+        "full handshakes for $DURATION each..." >&2
+    warm_up "$3/small"
+    run_wrk "$1.tls-small.$2" "$3/small" "$4"
+    run_hs "$1.tls-handshake.$2" "$3/small" "$4"
+}
 
-    taskset -c "$PROXY_CPU" "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" \
-        -e "$tmp/nginx/error.log" >"$tmp/nginx.out" 2>&1 &
-    pids+=($!)
-    nginx_pid=${pids[-1]}
-    wait_port "$nginx_port" "$nginx_pid" || {
-        cat "$tmp/nginx.out" "$tmp/nginx/error.log" >&2 2>/dev/null || true
-        exit 1
-    }
-    measure nginx "$round" "http://127.0.0.1:$nginx_port" "$nginx_pid"
-    stop "$nginx_pid"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for sc in "${scenarios[@]}"; do
+        scheme=http
+        [[ $sc == plain ]] || scheme=https
+        # A new output file each round and scenario: the readiness wait
+        # must not read the line of a previous rpx.
+        out=$tmp/rpx.$sc.$round.out
+        RUST_LOG=warn taskset -c "$PROXY_CPU" "$rpx_bin" run --config "$tmp/rpx.$sc.toml" \
+            --threads 1 >"$out" 2>"$out.err" &
+        pids+=($!)
+        rpx_pid=${pids[-1]}
+        rpx_addr=$(wait_line "$out" "$rpx_pid")
+        "measure_$sc" rpx "$round" "$scheme://$rpx_addr" "$rpx_pid"
+        stop "$rpx_pid"
+
+        taskset -c "$PROXY_CPU" "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.$sc.conf" \
+            -e "$tmp/nginx/error.log" >"$tmp/nginx.out" 2>&1 &
+        pids+=($!)
+        nginx_pid=${pids[-1]}
+        wait_port "${nginx_port[$sc]}" "$nginx_pid" || {
+            cat "$tmp/nginx.out" "$tmp/nginx/error.log" >&2 2>/dev/null || true
+            exit 1
+        }
+        "measure_$sc" nginx "$round" "$scheme://127.0.0.1:${nginx_port[$sc]}" "$nginx_pid"
+        stop "$nginx_pid"
+    done
 done
 
 # --- report ---------------------------------------------------------------
@@ -298,34 +419,50 @@ echo
 echo "rpx vs nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'): one core each (proxy cpu $PROXY_CPU," \
     "wrk cpu $CLIENT_CPU, origin cpu $ORIGIN_CPU), wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION," \
     "nginx proxy_buffering $NGINX_BUFFERING, median of $ROUNDS round(s)"
-printf '%-6s %-18s %11s %11s %9s  %-18s %s\n' body metric rpx nginx rpx/nginx "target (issue 2)" \
+if [[ -n $has_tls ]]; then
+    echo "tls: ECDSA P-256 certificate; tls-small: wrk as above over https;" \
+        "tls-handshake: src/bin/handshake.rs -c$HS_CONNECTIONS -d$DURATION --tls $HS_TLS," \
+        "a new connection per request, resumption off;" \
+        "rpx $(cat "$tmp/rpx.tls-handshake.1.negotiated" 2>/dev/null | sed 's/negotiated: //')," \
+        "nginx $(cat "$tmp/nginx.tls-handshake.1.negotiated" 2>/dev/null | sed 's/negotiated: //')"
+fi
+printf '%-13s %-20s %11s %11s %9s  %-20s %s\n' body metric rpx nginx rpx/nginx "target (issue 2/4)" \
     "spread rpx/nginx"
-for body in small big; do
-    for m in rps p99 mibs cpu; do
-        read -r r r_spread < <(median rpx "$body" "$m")
-        read -r n n_spread < <(median nginx "$body" "$m")
-        case $body/$m in
-            small/rps) target=">= 1.00" ;;
-            big/mibs) target=">= 1.50" ;;
-            */p99) target="<= 1.00" ;;
-            *) target="" ;;
-        esac
-        awk -v body="$body" -v m="$m" -v r="$r" -v n="$n" -v target="$target" \
-            -v spread="$r_spread%/$n_spread%" 'BEGIN {
-            if (m == "rps") label = "requests/s"
-            else if (m == "p99") label = "p99 latency ms"
-            else if (m == "mibs") label = "transfer MiB/s"
-            else label = "proxy CPU us/req"
-            ratio = (n > 0) ? r / n : 0
-            verdict = ""
-            if (target != "") {
-                split(target, t, " ")
-                ok = (t[1] == ">=") ? (ratio >= t[2]) : (ratio <= t[2])
-                verdict = target (ok ? "  ok" : "  MISSED")
-            }
-            fmt = (m == "rps") ? "%11.0f" : (m == "cpu") ? "%11.1f" : "%11.2f"
-            if (target == "") verdict = "-"
-            printf "%-6s %-18s " fmt " " fmt " %9.2f  %-18s %s\n", body, label, r, n, ratio, verdict, spread
-        }'
-    done
+rows=()
+for sc in "${scenarios[@]}"; do
+    case $sc in
+        plain) rows+=(small/rps small/p99 small/mibs small/cpu big/rps big/p99 big/mibs big/cpu) ;;
+        tls) rows+=(tls-small/rps tls-small/p99 tls-small/cpu tls-handshake/rps tls-handshake/p99
+            tls-handshake/cpu) ;;
+    esac
+done
+for row in "${rows[@]}"; do
+    body=${row%/*} m=${row#*/}
+    read -r r r_spread < <(median rpx "$body" "$m")
+    read -r n n_spread < <(median nginx "$body" "$m")
+    case $body/$m in
+        small/rps | tls-small/rps | tls-handshake/rps) target=">= 1.00" ;;
+        tls-handshake/cpu) target="<= 1.00" ;;
+        big/mibs) target=">= 1.50" ;;
+        small/p99 | big/p99) target="<= 1.00" ;;
+        *) target="" ;;
+    esac
+    awk -v body="$body" -v m="$m" -v r="$r" -v n="$n" -v target="$target" \
+        -v spread="$r_spread%/$n_spread%" 'BEGIN {
+        hs = (body == "tls-handshake")
+        if (m == "rps") label = hs ? "handshakes/s" : "requests/s"
+        else if (m == "p99") label = hs ? "p99 connection ms" : "p99 latency ms"
+        else if (m == "mibs") label = "transfer MiB/s"
+        else label = hs ? "proxy CPU us/hs" : "proxy CPU us/req"
+        ratio = (n > 0) ? r / n : 0
+        verdict = ""
+        if (target != "") {
+            split(target, t, " ")
+            ok = (t[1] == ">=") ? (ratio >= t[2]) : (ratio <= t[2])
+            verdict = target (ok ? "  ok" : "  MISSED")
+        }
+        fmt = (m == "rps") ? "%11.0f" : (m == "cpu") ? "%11.1f" : "%11.2f"
+        if (target == "") verdict = "-"
+        printf "%-13s %-20s " fmt " " fmt " %9.2f  %-20s %s\n", body, label, r, n, ratio, verdict, spread
+    }'
 done
