@@ -24,8 +24,8 @@ use crate::body::RpxBody;
 use crate::conn::conn_info;
 use crate::error::error_page;
 use crate::rewrite::{set_uri, Outcome, Program, MAX_URI_CHANGES};
-use try_files::Tried;
 use crate::vars::request_host;
+use try_files::Tried;
 
 /// The normalised path of a request whose path needed normalising, put in
 /// the extensions by [`LocationRouter`]. Read it with [`request_path`].
@@ -271,14 +271,13 @@ impl Phases<'_> {
             };
             match tf.resolve(req) {
                 Tried::Found(uri) => {
-                    if uri != request_path(req) {
-                        let target = match req.uri().query() {
-                            Some(q) => format!("{uri}?{q}"),
-                            None => uri,
-                        };
-                        if !set_uri(req, &target) {
-                            return Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)));
-                        }
+                    set_path(req, &uri)?;
+                    return Ok(found);
+                }
+                Tried::Dir(uri) => {
+                    set_path(req, &uri)?;
+                    if !uri.ends_with('/') {
+                        req.extensions_mut().insert(AddSlash);
                     }
                     return Ok(found);
                 }
@@ -305,6 +304,22 @@ impl Phases<'_> {
             }
         }
         tracing::warn!(uri = %req.uri(), "rewrite or internal redirection cycle");
+        Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
+    }
+}
+
+/// Sets the URI path to `path` when it differs, keeping the query.
+fn set_path<B>(req: &mut Request<B>, path: &str) -> Result<(), Box<Response<RpxBody>>> {
+    if path == request_path(req) {
+        return Ok(());
+    }
+    let target = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    if set_uri(req, &target) {
+        Ok(())
+    } else {
         Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
     }
 }

@@ -330,7 +330,12 @@ fn build_level(
         let nested = if spec.nested.is_empty() {
             None
         } else {
-            Some(Box::new(build_level(&spec.nested, Some(spec), next, named)?))
+            Some(Box::new(build_level(
+                &spec.nested,
+                Some(spec),
+                next,
+                named,
+            )?))
         };
         let dup = || TableError::Duplicate(format!("{} {}", spec.kind.modifier(), spec.pattern));
         match spec.kind {

@@ -33,7 +33,9 @@ use super::request_path;
 /// ```
 #[derive(Debug)]
 pub struct TryFiles {
-    candidates: Box<[Template]>,
+    /// Each candidate, and whether it names a directory: written with a
+    /// final `/` (decided on the text, as nginx does, not on the value).
+    candidates: Box<[(Template, bool)]>,
     fallback: Fallback,
     dir: PathBuf,
     mode: FilesMode,
@@ -54,8 +56,12 @@ enum Fallback {
 /// What `try_files` decided for one request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Tried<'t> {
-    /// A candidate exists: its URI path (possibly the request's own).
+    /// A file candidate exists: its URI path (possibly the request's own).
     Found(String),
+    /// A directory candidate (`…/`) exists: its URI path without the
+    /// final `/`, as nginx sets it (its static module then answers a path
+    /// without `/` with a 301 to the directory).
+    Dir(String),
     /// `=code`.
     Code(StatusCode),
     /// `@name` (without `@`).
@@ -116,8 +122,8 @@ impl TryFiles {
         Ok(TryFiles {
             candidates: candidates
                 .iter()
-                .map(|c| Template::parse_in(c, scope))
-                .collect::<Result<_, _>>()?,
+                .map(|c| Ok((Template::parse_in(c, scope)?, c.ends_with('/'))))
+                .collect::<Result<_, TemplateError>>()?,
             fallback,
             dir: dir.into(),
             mode,
@@ -142,31 +148,31 @@ impl TryFiles {
     pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Tried<'_> {
         let conn = conn_info(req);
         let ctx = VarCtx::new(req, &conn, request_path(req), &self.server_name);
-        for c in self.candidates.iter() {
+        for (c, dir) in self.candidates.iter() {
             let uri = c.render_to_string(&ctx);
             let rel = self.mode.relative(&uri);
             let full = self.dir.join(rel.trim_start_matches('/'));
-            let exists = if uri.ends_with('/') {
-                is_dir(&full)
-            } else {
-                is_file(&full)
-            };
+            let exists = if *dir { is_dir(&full) } else { is_file(&full) };
             if exists {
-                return Tried::Found(uri);
+                return if *dir {
+                    let mut uri = uri;
+                    uri.pop();
+                    Tried::Dir(uri)
+                } else {
+                    Tried::Found(uri)
+                };
             }
         }
         match &self.fallback {
             Fallback::Code(c) => Tried::Code(*c),
             Fallback::Named(n) => Tried::Named(n),
             Fallback::Uri(t) => {
+                // The fallback's own query replaces the request's, and no
+                // query drops it (hence the `/index.php?$args` idiom); an
+                // empty one leaves no `?`. Both as nginx.
                 let mut target = t.render_to_string(&ctx);
-                // Without a query of its own the fallback keeps the
-                // request's arguments, as nginx's internal redirect does.
-                if !target.contains('?') {
-                    if let Some(q) = req.uri().query().filter(|q| !q.is_empty()) {
-                        target.push('?');
-                        target.push_str(q);
-                    }
+                if target.ends_with('?') {
+                    target.pop();
                 }
                 Tried::Redirect(target)
             }
@@ -200,13 +206,26 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rpx-try-files-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("docs")).unwrap();
         std::fs::write(dir.join("a.html"), "a").unwrap();
-        let t = try_files(&["$uri", "$uri.html", "$uri/", "@app"], &dir, FilesMode::Root);
+        let t = try_files(
+            &["$uri", "$uri.html", "$uri/", "@app"],
+            &dir,
+            FilesMode::Root,
+        );
         assert_eq!(t.resolve(&req("/a.html")), Tried::Found("/a.html".into()));
         assert_eq!(t.resolve(&req("/a?x=1")), Tried::Found("/a.html".into()));
-        assert_eq!(t.resolve(&req("/docs")), Tried::Found("/docs/".into()));
+        assert_eq!(t.resolve(&req("/docs")), Tried::Dir("/docs".into()));
+        // `$uri` names a file even when the value ends in `/`.
+        let t3 = try_files(&["$uri", "=404"], &dir, FilesMode::Root);
+        assert_eq!(
+            t3.resolve(&req("/docs/")),
+            Tried::Code(StatusCode::NOT_FOUND)
+        );
         // A directory is not a file, a file is not a directory.
         let t2 = try_files(&["$uri", "/a.html/", "=418"], &dir, FilesMode::Root);
-        assert_eq!(t2.resolve(&req("/docs")), Tried::Code(StatusCode::IM_A_TEAPOT));
+        assert_eq!(
+            t2.resolve(&req("/docs")),
+            Tried::Code(StatusCode::IM_A_TEAPOT)
+        );
         assert_eq!(t.resolve(&req("/nothing")), Tried::Named("app"));
 
         let t = try_files(&["$uri", "/index.php?$args&p=1"], &dir, FilesMode::Root);
@@ -214,12 +233,13 @@ mod tests {
             t.resolve(&req("/x?q=2")),
             Tried::Redirect("/index.php?q=2&p=1".into())
         );
+        let t = try_files(&["$uri", "/index.php?$args"], &dir, FilesMode::Root);
+        assert_eq!(t.resolve(&req("/x")), Tried::Redirect("/index.php".into()));
         let t = try_files(&["$uri", "/index.html"], &dir, FilesMode::Root);
         assert_eq!(
             t.resolve(&req("/x?q=2")),
-            Tried::Redirect("/index.html?q=2".into())
+            Tried::Redirect("/index.html".into())
         );
-        assert_eq!(t.resolve(&req("/x")), Tried::Redirect("/index.html".into()));
 
         let alias = FilesMode::Alias {
             prefix: "/static/".into(),
@@ -229,7 +249,10 @@ mod tests {
             t.resolve(&req("/static/a.html")),
             Tried::Found("/static/a.html".into())
         );
-        assert_eq!(t.resolve(&req("/a.html")), Tried::Code(StatusCode::NOT_FOUND));
+        assert_eq!(
+            t.resolve(&req("/a.html")),
+            Tried::Code(StatusCode::NOT_FOUND)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -622,7 +622,10 @@ impl Compiler {
             // nginx's rule: a named location has no path to replace.
             self.err(
                 &url.pos,
-                format!("proxy_pass cannot have a URI part in a named location: {:?}", url.value),
+                format!(
+                    "proxy_pass cannot have a URI part in a named location: {:?}",
+                    url.value
+                ),
             );
             return Action::NotFound;
         }

@@ -539,7 +539,10 @@ impl Mapper {
                     if kind == MatchKind::Named {
                         self.err(
                             c,
-                            format!("location \"{}\" cannot be inside the named location \"{spec}\"", words(c).join(" ")),
+                            format!(
+                                "location \"{}\" cannot be inside the named location \"{spec}\"",
+                                words(c).join(" ")
+                            ),
                         );
                     } else if let Some(l) = self.location_in(c, true) {
                         loc.locations.push(l);
