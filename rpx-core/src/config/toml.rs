@@ -28,6 +28,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::model::*;
+use super::toml_steps::{read_map, read_steps, RawMap, RawStep};
 use super::{parse_duration, parse_listen, parse_return, parse_size};
 use crate::location::MatchKind;
 
@@ -151,6 +152,31 @@ enum RawAddHeader {
     },
 }
 
+/// `name = …` pairs as a table, or `[{ name = …, value = … }, …]` where a
+/// name repeats or the order matters.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawHeaders<T, L> {
+    Table(BTreeMap<String, T>),
+    List(Vec<L>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamedHeader {
+    name: String,
+    value: String,
+    #[serde(default)]
+    always: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamedPair {
+    name: String,
+    value: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum RawRedirect {
@@ -166,8 +192,8 @@ macro_rules! with_settings {
         #[serde(deny_unknown_fields)]
         struct $name {
             $($(#[$fm])* #[serde(default)] $field: $ty,)*
-            #[serde(default)] proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
-            #[serde(default)] add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
+            #[serde(default)] proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
+            #[serde(default)] add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
             #[serde(default)] proxy_hide_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_pass_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -234,8 +260,8 @@ trait HasSettings {
 }
 
 struct RawSettings {
-    proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
-    add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
+    proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
+    add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
     proxy_hide_header: Option<Vec<Spanned<String>>>,
     proxy_pass_header: Option<Vec<Spanned<String>>>,
     proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -264,6 +290,7 @@ struct RawSettings {
 
 with_settings! {
     struct RawFile {
+        map: Vec<Spanned<RawMap>>,
         server: Vec<Spanned<RawServer>>,
         upstream: BTreeMap<String, Spanned<RawUpstream>>,
     }
@@ -275,6 +302,7 @@ with_settings! {
         server_name: Option<Spanned<OneOrMany<String>>>,
         #[serde(rename = "return")]
         ret: Option<Spanned<NumOrText>>,
+        rewrite: Vec<Spanned<RawStep>>,
         location: Vec<Spanned<RawLocation>>,
     }
 }
@@ -282,6 +310,8 @@ with_settings! {
 with_settings! {
     struct RawLocation {
         path: Option<Spanned<String>>,
+        rewrite: Vec<Spanned<RawStep>>,
+        try_files: Option<Spanned<Vec<String>>>,
         proxy_pass: Option<Spanned<String>>,
         #[serde(rename = "return")]
         ret: Option<Spanned<NumOrText>>,
@@ -312,6 +342,13 @@ impl Cx<'_> {
 
     fn file(&mut self, mut raw: RawFile) -> Config {
         let settings = raw.take_settings(self);
+        let maps = std::mem::take(&mut raw.map)
+            .into_iter()
+            .filter_map(|m| {
+                let pos = self.at(&m);
+                read_map(m.into_inner(), pos, &mut self.errors)
+            })
+            .collect();
         let servers = std::mem::take(&mut raw.server)
             .into_iter()
             .map(|s| self.server(s))
@@ -324,7 +361,7 @@ impl Cx<'_> {
             settings,
             servers,
             upstreams,
-            maps: Vec::new(),
+            maps,
         }
     }
 
@@ -355,6 +392,7 @@ impl Cx<'_> {
             .map(|(pos, n)| pos.with(n))
             .collect();
         let ret = raw.ret.take().and_then(|r| self.ret(r));
+        let rewrites = self.steps(std::mem::take(&mut raw.rewrite));
         let locations = std::mem::take(&mut raw.location)
             .into_iter()
             .filter_map(|l| self.location(l))
@@ -364,7 +402,7 @@ impl Cx<'_> {
             listen,
             names,
             settings,
-            rewrites: Vec::new(),
+            rewrites,
             ret,
             locations,
         }
@@ -382,11 +420,12 @@ impl Cx<'_> {
             return None;
         };
         let (kind, pattern) = MatchKind::split(path.get_ref());
-        if pattern.is_empty() || (!kind.is_regex() && !pattern.starts_with('/')) {
+        let named = kind == MatchKind::Named;
+        if pattern.is_empty() || (!kind.is_regex() && !named && !pattern.starts_with('/')) {
             let p = self.at(&path);
             self.errors.push(
                 ConfigError::new(p, format!("invalid location path {:?}", path.get_ref()))
-                    .hint("a path starts with `/`; regexes start with `~` or `~*`"),
+                    .hint("a path starts with `/`; regexes start with `~` or `~*`; names with `@`"),
             );
         }
         let pattern = pattern.to_owned();
@@ -408,6 +447,11 @@ impl Cx<'_> {
         if let Some(alias) = raw.alias.take() {
             settings.alias = Some(self.at(&alias).with(alias.into_inner()));
         }
+        let rewrites = self.steps(std::mem::take(&mut raw.rewrite));
+        let try_files = raw.try_files.take().map(|t| {
+            let pos = self.at(&t);
+            pos.with(t.into_inner())
+        });
         let locations = std::mem::take(&mut raw.location)
             .into_iter()
             .filter_map(|l| self.location(l))
@@ -416,12 +460,21 @@ impl Cx<'_> {
             pos,
             kind,
             pattern,
-            rewrites: Vec::new(),
+            rewrites,
             handler,
-            try_files: None,
+            try_files,
             settings,
             locations,
         })
+    }
+
+    /// `[[…rewrite]]` steps, in order.
+    fn steps(&mut self, raw: Vec<Spanned<RawStep>>) -> Vec<RewriteStep> {
+        let raw = raw
+            .into_iter()
+            .map(|s| (self.at(&s), s.into_inner()))
+            .collect();
+        read_steps(raw, &mut self.errors)
     }
 
     /// A string-or-list value; every item gets the value's position.
@@ -495,7 +548,11 @@ impl Cx<'_> {
         Settings {
             proxy_set_header: raw.proxy_set_header.map(|m| {
                 let pos = self.at(&m);
-                m.into_inner()
+                let pairs: Vec<(String, String)> = match m.into_inner() {
+                    RawHeaders::Table(t) => t.into_iter().collect(),
+                    RawHeaders::List(l) => l.into_iter().map(|p| (p.name, p.value)).collect(),
+                };
+                pairs
                     .into_iter()
                     .map(|(name, value)| HeaderPair {
                         name,
@@ -506,19 +563,25 @@ impl Cx<'_> {
             }),
             add_header: raw.add_header.map(|m| {
                 let pos = self.at(&m);
-                m.into_inner()
+                let rules: Vec<(String, String, bool)> = match m.into_inner() {
+                    RawHeaders::Table(t) => t
+                        .into_iter()
+                        .map(|(name, v)| match v {
+                            RawAddHeader::Value(value) => (name, value, false),
+                            RawAddHeader::Full { value, always } => (name, value, always),
+                        })
+                        .collect(),
+                    RawHeaders::List(l) => {
+                        l.into_iter().map(|h| (h.name, h.value, h.always)).collect()
+                    }
+                };
+                rules
                     .into_iter()
-                    .map(|(name, v)| {
-                        let (value, always) = match v {
-                            RawAddHeader::Value(value) => (value, false),
-                            RawAddHeader::Full { value, always } => (value, always),
-                        };
-                        AddHeaderConfig {
-                            name,
-                            value,
-                            always,
-                            pos: pos.clone(),
-                        }
+                    .map(|(name, value, always)| AddHeaderConfig {
+                        name,
+                        value,
+                        always,
+                        pos: pos.clone(),
                     })
                     .collect()
             }),
