@@ -14,9 +14,33 @@
 //!   proxy_set_header = { Host = "$host", "X-Forwarded-For" = "$proxy_add_x_forwarded_for" }
 //!   proxy_read_timeout = "1h"
 //!
+//!   [[server.location]]
+//!   path = "/"
+//!   root = "/srv/www"
+//!   try_files = ["$uri", "$uri/", "@app"]   # or a "=404" / "/index.html" fallback
+//!
+//!   [[server.location]]
+//!   path = "@app"                           # named: reached by try_files only
+//!   proxy_pass = "http://app"
+//!
+//!   [[server.location.rewrite]]             # rewrite / if / return / break, in order
+//!   if = "$request_method = TRACE"
+//!   return = 405
+//!
+//! [[map]]                                   # `map $http_upgrade $connection_upgrade`
+//! source = "$http_upgrade"
+//! variable = "$connection_upgrade"
+//! default = "upgrade"
+//! entries = [["", "close"]]
+//!
 //! [upstream.app]
 //! servers = ["127.0.0.1:3001", "127.0.0.1:3002 weight=2"]
 //! ```
+//!
+//! `add_header` and `proxy_set_header` also take a list,
+//! `[{ name = "X", value = "1" }, …]`, where names repeat or order matters.
+//! The shape of rewrite steps and maps is in `toml_steps`; `docs/config.md`
+//! is the full reference.
 
 use std::collections::BTreeMap;
 use std::path::Path;
