@@ -193,3 +193,33 @@ server {
         Some(config::Handler::Return(_))
     ));
 }
+
+/// Named-location mistakes are config errors with positions, not 500s.
+#[test]
+fn named_location_errors() {
+    let cases = [
+        (
+            "[[server]]\n[[server.location]]\npath = \"/\"\nroot = \"/srv\"\ntry_files = [\"$uri\", \"@nope\"]\n",
+            "c.toml:5:13: try_files: there is no named location \"@nope\" in this server",
+        ),
+        (
+            "[[server]]\n[[server.location]]\npath = \"@app\"\nproxy_pass = \"http://127.0.0.1:9/x/\"\n",
+            "c.toml:4:14: proxy_pass cannot have a URI part in a named location: \"http://127.0.0.1:9/x/\"",
+        ),
+        (
+            "[[server]]\n[[server.location]]\npath = \"/\"\ntry_files = [\"$uri\", \"=404\"]\n",
+            "c.toml:4:13: try_files needs `root` or `alias`",
+        ),
+    ];
+    for (src, want) in cases {
+        let cfg = config::parse_toml(src, "c.toml").expect("parses");
+        let errors: Vec<String> = rpx_core::stack::compile(&cfg)
+            .err()
+            .expect("does not compile")
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.first().map(String::as_str), Some(want), "{src}");
+    }
+}
