@@ -213,13 +213,10 @@ fn named_location_errors() {
     ];
     for (src, want) in cases {
         let cfg = config::parse_toml(src, "c.toml").expect("parses");
-        let errors: Vec<String> = rpx_core::stack::compile(&cfg)
-            .err()
-            .expect("does not compile")
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let Err(errors) = rpx_core::stack::compile(&cfg) else {
+            panic!("{src} compiled");
+        };
+        let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         assert_eq!(errors.first().map(String::as_str), Some(want), "{src}");
     }
 }
