@@ -152,6 +152,8 @@ impl<'a> Loc<'a> {
             MatchKind::Regex | MatchKind::RegexCaseless => {
                 self.regex.as_ref().is_some_and(|r| r.is_match(path))
             }
+            // Reached by name only, never by path.
+            MatchKind::Named => false,
         }
     }
 }

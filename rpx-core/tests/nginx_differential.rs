@@ -97,11 +97,42 @@ const SERVERS: &str = r#"
         }
         location / { proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
     }
+
+    server {
+        listen 127.0.0.1:LISTEN_PORT;
+        server_name files.example.com;
+        root FILES_ROOT;
+        add_header X-Frame-Options SAMEORIGIN;
+        rewrite ^/moved/(.*)$ /$1 last;
+
+        location / { try_files $uri $uri.html $uri/ @app; }
+        location @app {
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+            proxy_set_header Host $host;
+        }
+        location /spa/ { try_files $uri /index.html; }
+        location /php/ { try_files $uri $uri/ /backend/index.php?$args; }
+        location /args/ { try_files $uri /backend/fallback; }
+        location /backend/ { proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
+        location /gone/ { try_files $uri =410; }
+        location /loop/ { try_files $uri /loop/again; }
+    }
 "#;
 
 fn write_config(dir: &Path, listen: u16, upstream: u16) -> PathBuf {
     let d = dir.display();
+    let www = dir.join("www");
+    std::fs::create_dir_all(www.join("docs")).expect("mkdir www");
+    for (file, text) in [
+        ("index.html", "the index"),
+        ("about.html", "about page"),
+        ("docs/index.html", "docs index"),
+        ("spa.txt", "root file"),
+    ] {
+        std::fs::write(www.join(file), text).expect("write www");
+    }
     let servers = SERVERS
+        .replace("FILES_ROOT", &www.display().to_string())
         .replace("LISTEN_PORT", &listen.to_string())
         .replace("UPSTREAM_PORT", &upstream.to_string());
     let text = format!(
@@ -234,6 +265,20 @@ async fn routing_and_rewriting_match_nginx() {
         ("GET", "/anything/else", "example.com", &[]),
         ("GET", "/x?y", "unknown.example.org", &[]),
         ("GET", "/a/../b/./c", "example.com", &[]),
+        // try_files and named locations.
+        ("GET", "/index.html", "files.example.com", &[]),
+        ("GET", "/about?x=1", "files.example.com", &[]),
+        ("GET", "/docs", "files.example.com", &[]),
+        ("GET", "/nothing/here?x=1", "files.example.com", &[]),
+        ("POST", "/form", "files.example.com", &[]),
+        ("GET", "/moved/about.html", "files.example.com", &[]),
+        ("GET", "/moved/missing?q=2", "files.example.com", &[]),
+        ("GET", "/spa/deep/route?a=1", "files.example.com", &[]),
+        ("GET", "/php/x?a=1&b=2", "files.example.com", &[]),
+        ("GET", "/php/y", "files.example.com", &[]),
+        ("GET", "/args/z?keep=1", "files.example.com", &[]),
+        ("GET", "/gone/a", "files.example.com", &[]),
+        ("GET", "/loop/a", "files.example.com", &[]),
     ];
     let mut diffs = Vec::new();
     for r in requests {

@@ -8,10 +8,8 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::RpxBody;
-use crate::conn::conn_info;
 use crate::error::ProxyError;
 use crate::location::request_path;
-use crate::vars::{Scope, Template, TemplateError, VarCtx};
 
 /// How the request path maps onto the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +23,20 @@ pub enum FilesMode {
     },
 }
 
-/// Serves files below one directory.
+impl FilesMode {
+    /// The path below the directory for a URI path.
+    pub fn relative(&self, path: &str) -> String {
+        match self {
+            FilesMode::Root => path.to_owned(),
+            FilesMode::Alias { prefix } => {
+                format!("/{}", path.strip_prefix(prefix.as_str()).unwrap_or(""))
+            }
+        }
+    }
+}
+
+/// Serves files below one directory (`try_files` is the location router's
+/// step: see [`crate::location::TryFiles`]).
 #[derive(Debug, Clone)]
 pub struct FileService {
     inner: Arc<Inner>,
@@ -37,69 +48,6 @@ struct Inner {
     mode: FilesMode,
     index: Vec<String>,
     serve: ServeDir,
-    try_files: Option<TryFiles>,
-    server_name: Arc<str>,
-}
-
-/// `try_files candidate… fallback`.
-#[derive(Debug)]
-pub struct TryFiles {
-    candidates: Vec<Template>,
-    fallback: TryFallback,
-}
-
-/// The last argument of `try_files`.
-#[derive(Debug)]
-enum TryFallback {
-    /// `=404`: answer with the status.
-    Code(StatusCode),
-    /// A URI: served from the same directory (see [`TryFiles::new`]).
-    Uri(Template),
-}
-
-impl TryFiles {
-    /// Compiles `try_files` arguments. The last is `=code` or a URI; rpx
-    /// serves a fallback URI as a file below the same directory rather than
-    /// searching the locations again (the single-page-app idiom
-    /// `try_files $uri $uri/ /index.html` behaves as in nginx).
-    ///
-    /// # Errors
-    /// Fewer than two arguments, a bad `=code`, an unknown variable.
-    pub fn new(args: &[String], scope: &Scope) -> Result<Self, TryFilesError> {
-        let Some((last, candidates)) = args.split_last().filter(|(_, c)| !c.is_empty()) else {
-            return Err(TryFilesError::Arguments);
-        };
-        let fallback = match last.strip_prefix('=') {
-            Some(code) => TryFallback::Code(
-                code.parse::<u16>()
-                    .ok()
-                    .and_then(|c| StatusCode::from_u16(c).ok())
-                    .ok_or_else(|| TryFilesError::Code(last.clone()))?,
-            ),
-            None => TryFallback::Uri(Template::parse_in(last, scope)?),
-        };
-        Ok(TryFiles {
-            candidates: candidates
-                .iter()
-                .map(|c| Template::parse_in(c, scope))
-                .collect::<Result<_, _>>()?,
-            fallback,
-        })
-    }
-}
-
-/// Why `try_files` did not compile.
-#[derive(Debug, thiserror::Error)]
-pub enum TryFilesError {
-    /// Needs a file and a fallback.
-    #[error("try_files needs at least one file and a fallback")]
-    Arguments,
-    /// `=code` that is not a status.
-    #[error("invalid try_files code {0:?}")]
-    Code(String),
-    /// A variable.
-    #[error(transparent)]
-    Template(#[from] TemplateError),
 }
 
 impl FileService {
@@ -112,94 +60,12 @@ impl FileService {
                 dir,
                 mode,
                 index,
-                try_files: None,
-                server_name: "".into(),
             }),
         }
-    }
-
-    /// Files below `dir` chosen by `try_files`; `server_name` is what
-    /// `$server_name` renders in its arguments.
-    pub fn with_try_files(
-        dir: impl Into<PathBuf>,
-        mode: FilesMode,
-        index: Vec<String>,
-        try_files: TryFiles,
-        server_name: Arc<str>,
-    ) -> Self {
-        let dir = dir.into();
-        FileService {
-            inner: Arc::new(Inner {
-                serve: ServeDir::new(&dir).append_index_html_on_directories(false),
-                dir,
-                mode,
-                index,
-                try_files: Some(try_files),
-                server_name,
-            }),
-        }
-    }
-
-    /// `try_files` arguments rendered for one request.
-    fn render_try<B>(
-        &self,
-        t: &TryFiles,
-        req: &Request<B>,
-    ) -> (Vec<String>, Result<String, StatusCode>) {
-        let conn = conn_info(req);
-        let ctx = VarCtx::new(req, &conn, request_path(req), &self.inner.server_name);
-        let c = t
-            .candidates
-            .iter()
-            .map(|c| c.render_to_string(&ctx))
-            .collect();
-        let f = match &t.fallback {
-            TryFallback::Code(code) => Err(*code),
-            TryFallback::Uri(u) => Ok(u.render_to_string(&ctx)),
-        };
-        (c, f)
-    }
-
-    /// The path below the directory for a URI path.
-    fn relative(&self, path: &str) -> String {
-        match &self.inner.mode {
-            FilesMode::Root => path.to_owned(),
-            FilesMode::Alias { prefix } => {
-                format!("/{}", path.strip_prefix(prefix.as_str()).unwrap_or(""))
-            }
-        }
-    }
-
-    /// The first `try_files` candidate that exists, as a path below the
-    /// directory; `Err` is the fallback status.
-    async fn try_candidates(
-        &self,
-        (candidates, fallback): (Vec<String>, Result<String, StatusCode>),
-    ) -> Result<String, StatusCode> {
-        for c in candidates {
-            let rel = self.relative(&c);
-            let full = self.inner.dir.join(rel.trim_start_matches('/'));
-            let exists = if rel.ends_with('/') {
-                tokio::fs::metadata(&full).await.is_ok_and(|m| m.is_dir())
-            } else {
-                is_file(&full).await
-            };
-            if exists {
-                return Ok(rel);
-            }
-        }
-        fallback.map(|uri| self.relative(uri.split('?').next().unwrap_or("")))
     }
 
     pub(crate) async fn serve<B>(self, req: Request<B>) -> Result<Response<RpxBody>, ProxyError> {
-        let mut rel = match &self.inner.try_files {
-            Some(t) => match self.try_candidates(self.render_try(t, &req)).await {
-                Ok(rel) => rel,
-                Err(StatusCode::NOT_FOUND) => return Err(ProxyError::NoRoute),
-                Err(code) => return Ok(crate::error::error_page(code)),
-            },
-            None => self.relative(request_path(&req)),
-        };
+        let mut rel = self.inner.mode.relative(request_path(&req));
         if rel.ends_with('/') {
             match self.find_index(&rel).await {
                 Some(name) => rel.push_str(name),

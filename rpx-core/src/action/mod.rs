@@ -14,7 +14,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower::Service;
 
-pub use files::{FileService, FilesMode, TryFiles, TryFilesError};
+pub use files::{FileService, FilesMode};
 pub use ret::{ReturnError, ReturnService};
 
 use crate::body::RpxBody;
@@ -58,6 +58,14 @@ where
             .is_some()
         {
             return Either::Left(ready(Ok(crate::location::add_slash(&req))));
+        }
+        if let Some(status) = req.extensions().get::<crate::location::TryFilesStatus>() {
+            // `try_files … =404` goes through the rescue layer like any
+            // missing file; other codes are answered here.
+            return Either::Left(ready(match status.0 {
+                http::StatusCode::NOT_FOUND => Err(ProxyError::NoRoute),
+                code => Ok(crate::error::error_page(code)),
+            }));
         }
         match self {
             Action::Proxy(p) => Either::Right(p.call(req)),

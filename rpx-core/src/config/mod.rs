@@ -5,6 +5,7 @@ mod error;
 pub mod model;
 pub mod nginx;
 mod toml;
+mod toml_steps;
 mod toml_writer;
 mod units;
 

@@ -14,9 +14,33 @@
 //!   proxy_set_header = { Host = "$host", "X-Forwarded-For" = "$proxy_add_x_forwarded_for" }
 //!   proxy_read_timeout = "1h"
 //!
+//!   [[server.location]]
+//!   path = "/"
+//!   root = "/srv/www"
+//!   try_files = ["$uri", "$uri/", "@app"]   # or a "=404" / "/index.html" fallback
+//!
+//!   [[server.location]]
+//!   path = "@app"                           # named: reached by try_files only
+//!   proxy_pass = "http://app"
+//!
+//!   [[server.location.rewrite]]             # rewrite / if / return / break, in order
+//!   if = "$request_method = TRACE"
+//!   return = 405
+//!
+//! [[map]]                                   # `map $http_upgrade $connection_upgrade`
+//! source = "$http_upgrade"
+//! variable = "$connection_upgrade"
+//! default = "upgrade"
+//! entries = [["", "close"]]
+//!
 //! [upstream.app]
 //! servers = ["127.0.0.1:3001", "127.0.0.1:3002 weight=2"]
 //! ```
+//!
+//! `add_header` and `proxy_set_header` also take a list,
+//! `[{ name = "X", value = "1" }, …]`, where names repeat or order matters.
+//! The shape of rewrite steps and maps is in `toml_steps`; `docs/config.md`
+//! is the full reference.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +52,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::model::*;
+use super::toml_steps::{read_map, read_steps, RawMap, RawStep};
 use super::{parse_duration, parse_listen, parse_return, parse_size};
 use crate::location::MatchKind;
 
@@ -151,6 +176,31 @@ enum RawAddHeader {
     },
 }
 
+/// `name = …` pairs as a table, or `[{ name = …, value = … }, …]` where a
+/// name repeats or the order matters.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawHeaders<T, L> {
+    Table(BTreeMap<String, T>),
+    List(Vec<L>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamedHeader {
+    name: String,
+    value: String,
+    #[serde(default)]
+    always: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamedPair {
+    name: String,
+    value: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum RawRedirect {
@@ -192,8 +242,8 @@ macro_rules! with_settings {
         struct $name {
             $($(#[$fm])* #[serde(default)] $field: $ty,)*
             #[serde(default)] access_log: Option<Spanned<RawAccessLog>>,
-            #[serde(default)] proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
-            #[serde(default)] add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
+            #[serde(default)] proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
+            #[serde(default)] add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
             #[serde(default)] proxy_hide_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_pass_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -262,8 +312,8 @@ trait HasSettings {
 
 struct RawSettings {
     access_log: Option<Spanned<RawAccessLog>>,
-    proxy_set_header: Option<Spanned<BTreeMap<String, String>>>,
-    add_header: Option<Spanned<BTreeMap<String, RawAddHeader>>>,
+    proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
+    add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
     proxy_hide_header: Option<Vec<Spanned<String>>>,
     proxy_pass_header: Option<Vec<Spanned<String>>>,
     proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -293,6 +343,7 @@ struct RawSettings {
 with_settings! {
     struct RawFile {
         log_format: BTreeMap<String, Spanned<RawLogFormat>>,
+        map: Vec<Spanned<RawMap>>,
         server: Vec<Spanned<RawServer>>,
         upstream: BTreeMap<String, Spanned<RawUpstream>>,
     }
@@ -304,6 +355,7 @@ with_settings! {
         server_name: Option<Spanned<OneOrMany<String>>>,
         #[serde(rename = "return")]
         ret: Option<Spanned<NumOrText>>,
+        rewrite: Vec<Spanned<RawStep>>,
         location: Vec<Spanned<RawLocation>>,
     }
 }
@@ -311,6 +363,8 @@ with_settings! {
 with_settings! {
     struct RawLocation {
         path: Option<Spanned<String>>,
+        rewrite: Vec<Spanned<RawStep>>,
+        try_files: Option<Spanned<Vec<String>>>,
         proxy_pass: Option<Spanned<String>>,
         #[serde(rename = "return")]
         ret: Option<Spanned<NumOrText>>,
@@ -342,6 +396,13 @@ impl Cx<'_> {
 
     fn file(&mut self, mut raw: RawFile) -> Config {
         let settings = raw.take_settings(self);
+        let maps = std::mem::take(&mut raw.map)
+            .into_iter()
+            .filter_map(|m| {
+                let pos = self.at(&m);
+                read_map(m.into_inner(), pos, &mut self.errors)
+            })
+            .collect();
         let servers = std::mem::take(&mut raw.server)
             .into_iter()
             .map(|s| self.server(s))
@@ -367,7 +428,7 @@ impl Cx<'_> {
             settings,
             servers,
             upstreams,
-            maps: Vec::new(),
+            maps,
             log_formats,
         }
     }
@@ -399,6 +460,7 @@ impl Cx<'_> {
             .map(|(pos, n)| pos.with(n))
             .collect();
         let ret = raw.ret.take().and_then(|r| self.ret(r));
+        let rewrites = self.steps(std::mem::take(&mut raw.rewrite));
         let locations = std::mem::take(&mut raw.location)
             .into_iter()
             .filter_map(|l| self.location(l))
@@ -408,7 +470,7 @@ impl Cx<'_> {
             listen,
             names,
             settings,
-            rewrites: Vec::new(),
+            rewrites,
             ret,
             locations,
         }
@@ -426,11 +488,12 @@ impl Cx<'_> {
             return None;
         };
         let (kind, pattern) = MatchKind::split(path.get_ref());
-        if pattern.is_empty() || (!kind.is_regex() && !pattern.starts_with('/')) {
+        let named = kind == MatchKind::Named;
+        if pattern.is_empty() || (!kind.is_regex() && !named && !pattern.starts_with('/')) {
             let p = self.at(&path);
             self.errors.push(
                 ConfigError::new(p, format!("invalid location path {:?}", path.get_ref()))
-                    .hint("a path starts with `/`; regexes start with `~` or `~*`"),
+                    .hint("a path starts with `/`; regexes start with `~` or `~*`; names with `@`"),
             );
         }
         let pattern = pattern.to_owned();
@@ -464,6 +527,11 @@ impl Cx<'_> {
         if let Some(alias) = raw.alias.take() {
             settings.alias = Some(self.at(&alias).with(alias.into_inner()));
         }
+        let rewrites = self.steps(std::mem::take(&mut raw.rewrite));
+        let try_files = raw.try_files.take().map(|t| {
+            let pos = self.at(&t);
+            pos.with(t.into_inner())
+        });
         let locations = std::mem::take(&mut raw.location)
             .into_iter()
             .filter_map(|l| self.location(l))
@@ -472,12 +540,21 @@ impl Cx<'_> {
             pos,
             kind,
             pattern,
-            rewrites: Vec::new(),
+            rewrites,
             handler,
-            try_files: None,
+            try_files,
             settings,
             locations,
         })
+    }
+
+    /// `[[…rewrite]]` steps, in order.
+    fn steps(&mut self, raw: Vec<Spanned<RawStep>>) -> Vec<RewriteStep> {
+        let raw = raw
+            .into_iter()
+            .map(|s| (self.at(&s), s.into_inner()))
+            .collect();
+        read_steps(raw, &mut self.errors)
     }
 
     /// A string-or-list value; every item gets the value's position.
@@ -574,7 +651,11 @@ impl Cx<'_> {
             }),
             proxy_set_header: raw.proxy_set_header.map(|m| {
                 let pos = self.at(&m);
-                m.into_inner()
+                let pairs: Vec<(String, String)> = match m.into_inner() {
+                    RawHeaders::Table(t) => t.into_iter().collect(),
+                    RawHeaders::List(l) => l.into_iter().map(|p| (p.name, p.value)).collect(),
+                };
+                pairs
                     .into_iter()
                     .map(|(name, value)| HeaderPair {
                         name,
@@ -585,19 +666,25 @@ impl Cx<'_> {
             }),
             add_header: raw.add_header.map(|m| {
                 let pos = self.at(&m);
-                m.into_inner()
+                let rules: Vec<(String, String, bool)> = match m.into_inner() {
+                    RawHeaders::Table(t) => t
+                        .into_iter()
+                        .map(|(name, v)| match v {
+                            RawAddHeader::Value(value) => (name, value, false),
+                            RawAddHeader::Full { value, always } => (name, value, always),
+                        })
+                        .collect(),
+                    RawHeaders::List(l) => {
+                        l.into_iter().map(|h| (h.name, h.value, h.always)).collect()
+                    }
+                };
+                rules
                     .into_iter()
-                    .map(|(name, v)| {
-                        let (value, always) = match v {
-                            RawAddHeader::Value(value) => (value, false),
-                            RawAddHeader::Full { value, always } => (value, always),
-                        };
-                        AddHeaderConfig {
-                            name,
-                            value,
-                            always,
-                            pos: pos.clone(),
-                        }
+                    .map(|(name, value, always)| AddHeaderConfig {
+                        name,
+                        value,
+                        always,
+                        pos: pos.clone(),
                     })
                     .collect()
             }),

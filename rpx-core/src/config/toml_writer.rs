@@ -1,9 +1,9 @@
 //! Writes a [`Config`] as the native TOML format (`rpx convert`).
 //!
-//! Everything the TOML front-end reads is written; what it cannot express
-//! yet (`map`, `rewrite`/`if`, `try_files`, repeated `add_header` names) is
-//! an error naming where it was written, so a conversion never silently
-//! changes behaviour.
+//! Everything the model holds is written, in a shape the TOML front-end
+//! reads back into the same model (positions aside): rewrite steps keep
+//! their order, `map` entries theirs, and header lists whose names repeat
+//! or whose order a table would change are written as lists.
 
 use std::time::Duration;
 
@@ -11,18 +11,19 @@ use toml::{Table, Value};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::model::*;
-use crate::location::MatchKind;
+use super::toml_steps::{map_table, return_value, step_table};
 
 /// The TOML text for `config`.
 ///
 /// # Errors
-/// Every part of the config TOML cannot express yet.
+/// Only when the TOML serializer fails.
 pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
-    let mut w = Writer { errors: Vec::new() };
+    let mut w = Writer;
     let mut root = Table::new();
     w.settings(&config.settings, &mut root);
-    for m in &config.maps {
-        w.cannot(&m.pos, format!("map ${}", m.name));
+    if !config.maps.is_empty() {
+        let maps = config.maps.iter().map(|m| Value::Table(map_table(m)));
+        root.insert("map".into(), Value::Array(maps.collect()));
     }
     let servers: Vec<Value> = config
         .servers
@@ -62,16 +63,11 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
     if !formats.is_empty() {
         root.insert("log_format".into(), Value::Table(formats));
     }
-    if !w.errors.is_empty() {
-        return Err(ConfigErrors(w.errors));
-    }
     toml::to_string(&root)
         .map_err(|e| ConfigError::new(SourcePos::code(), format!("cannot write TOML: {e}")).into())
 }
 
-struct Writer {
-    errors: Vec<ConfigError>,
-}
+struct Writer;
 
 fn text(s: &str) -> Value {
     Value::String(s.to_owned())
@@ -85,21 +81,24 @@ fn duration(d: Duration) -> Value {
     }
 }
 
-fn ret_text(r: &ReturnConfig) -> Value {
-    match &r.text {
-        None => Value::Integer(i64::from(r.code)),
-        Some(t) => Value::String(format!("{} {t}", r.code)),
-    }
+fn steps(list: &[RewriteStep]) -> Value {
+    Value::Array(list.iter().map(|s| Value::Table(step_table(s))).collect())
+}
+
+/// Whether `names` read back from a TOML table (sorted, unique keys) in
+/// the same order.
+fn table_keeps_order<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
+    let Some(mut prev) = names.next() else {
+        return true;
+    };
+    names.all(|n| {
+        let ok = prev < n;
+        prev = n;
+        ok
+    })
 }
 
 impl Writer {
-    fn cannot(&mut self, pos: &SourcePos, what: String) {
-        self.errors.push(
-            ConfigError::new(pos.clone(), format!("{what} cannot be written as TOML yet"))
-                .hint("keep the nginx file for this config"),
-        );
-    }
-
     fn server(&mut self, s: &ServerConfig) -> Table {
         let mut t = Table::new();
         let listen: Vec<Value> = s
@@ -127,10 +126,10 @@ impl Writer {
             t.insert("server_name".into(), Value::Array(names));
         }
         if !s.rewrites.is_empty() {
-            self.cannot(&s.pos, "server-level rewrite/if/break".into());
+            t.insert("rewrite".into(), steps(&s.rewrites));
         }
         if let Some(r) = &s.ret {
-            t.insert("return".into(), ret_text(r));
+            t.insert("return".into(), return_value(r));
         }
         self.settings(&s.settings, &mut t);
         let locs: Vec<Value> = s
@@ -146,23 +145,20 @@ impl Writer {
 
     fn location(&mut self, l: &LocationConfig) -> Table {
         let mut t = Table::new();
-        let path = match l.kind {
-            MatchKind::Prefix => l.pattern.clone(),
-            k => format!("{} {}", k.modifier(), l.pattern),
-        };
-        t.insert("path".into(), Value::String(path));
+        t.insert("path".into(), Value::String(l.kind.display(&l.pattern)));
         if !l.rewrites.is_empty() {
-            self.cannot(&l.pos, "rewrite/if/break".into());
+            t.insert("rewrite".into(), steps(&l.rewrites));
         }
         if let Some(tf) = &l.try_files {
-            self.cannot(&tf.pos, "try_files".into());
+            let files = tf.value.iter().map(|f| text(f)).collect();
+            t.insert("try_files".into(), Value::Array(files));
         }
         match &l.handler {
             Some(Handler::Proxy(url)) => {
                 t.insert("proxy_pass".into(), text(&url.value));
             }
             Some(Handler::Return(r)) => {
-                t.insert("return".into(), ret_text(r));
+                t.insert("return".into(), return_value(r));
             }
             Some(Handler::Metrics(_)) => {
                 t.insert("metrics".into(), Value::Boolean(true));
@@ -186,24 +182,42 @@ impl Writer {
 
     fn settings(&mut self, s: &Settings, t: &mut Table) {
         if let Some(list) = &s.proxy_set_header {
-            let mut m = Table::new();
-            for h in list {
-                // rpx applies them in order, so a later one for a name wins.
-                m.insert(h.name.clone(), text(&h.value));
-            }
-            t.insert("proxy_set_header".into(), Value::Table(m));
+            let v = if table_keeps_order(list.iter().map(|h| h.name.as_str())) {
+                let m = list.iter().map(|h| (h.name.clone(), text(&h.value)));
+                Value::Table(m.collect())
+            } else {
+                let items = list.iter().map(|h| {
+                    let mut i = Table::new();
+                    i.insert("name".into(), text(&h.name));
+                    i.insert("value".into(), text(&h.value));
+                    Value::Table(i)
+                });
+                Value::Array(items.collect())
+            };
+            t.insert("proxy_set_header".into(), v);
         }
         if let Some(list) = &s.add_header {
-            let mut m = Table::new();
-            for h in list {
+            let rule = |h: &AddHeaderConfig| {
                 let mut v = Table::new();
                 v.insert("value".into(), text(&h.value));
-                v.insert("always".into(), Value::Boolean(h.always));
-                if m.insert(h.name.clone(), Value::Table(v)).is_some() {
-                    self.cannot(&h.pos, format!("a second add_header {}", h.name));
+                if h.always {
+                    v.insert("always".into(), Value::Boolean(true));
                 }
-            }
-            t.insert("add_header".into(), Value::Table(m));
+                v
+            };
+            let v = if table_keeps_order(list.iter().map(|h| h.name.as_str())) {
+                let m = list.iter().map(|h| (h.name.clone(), Value::Table(rule(h))));
+                Value::Table(m.collect())
+            } else {
+                let items = list.iter().map(|h| {
+                    let mut i = Table::new();
+                    i.insert("name".into(), text(&h.name));
+                    i.extend(rule(h));
+                    Value::Table(i)
+                });
+                Value::Array(items.collect())
+            };
+            t.insert("add_header".into(), v);
         }
         for (key, list) in [
             ("proxy_hide_header", &s.proxy_hide_header),
@@ -273,10 +287,8 @@ impl Writer {
             }
         }
         if let Some(p) = &s.ssl_protocols {
-            t.insert(
-                "ssl_protocols".into(),
-                Value::Array(p.value.iter().map(|x| text(x)).collect()),
-            );
+            let list = p.value.iter().map(|x| text(x)).collect();
+            t.insert("ssl_protocols".into(), Value::Array(list));
         }
         if let Some(n) = &s.proxy_ssl_name {
             t.insert("proxy_ssl_name".into(), text(n));

@@ -1,10 +1,12 @@
 //! Location matching with nginx semantics, as a routing service.
 //!
 //! [`LocationTable`] is the compiled matcher; [`LocationRouter`] normalises
-//! the path, asks the table and dispatches to the service of the location.
+//! the path, asks the table, runs the rewrite and [`TryFiles`] steps (which
+//! may search again) and dispatches to the service of the location.
 
 mod normalize;
 mod table;
+mod try_files;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,12 +18,14 @@ use tower::{Service, ServiceExt};
 
 pub use normalize::{normalize, PathError};
 pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableError};
+pub use try_files::{TryFiles, TryFilesError};
 
 use crate::body::RpxBody;
 use crate::conn::conn_info;
 use crate::error::error_page;
-use crate::rewrite::{Outcome, Program, MAX_URI_CHANGES};
+use crate::rewrite::{set_uri, Outcome, Program, MAX_URI_CHANGES};
 use crate::vars::request_host;
+use try_files::Tried;
 
 /// The normalised path of a request whose path needed normalising, put in
 /// the extensions by [`LocationRouter`]. Read it with [`request_path`].
@@ -63,6 +67,8 @@ pub struct LocationRouter<S> {
     services: Arc<[S]>,
     fallback: S,
     rewrites: Option<Arc<Rewrites>>,
+    /// `try_files` per location id.
+    try_files: Option<Arc<[Option<TryFiles>]>>,
 }
 
 impl<S: Clone> Clone for LocationRouter<S> {
@@ -72,9 +78,15 @@ impl<S: Clone> Clone for LocationRouter<S> {
             services: self.services.clone(),
             fallback: self.fallback.clone(),
             rewrites: self.rewrites.clone(),
+            try_files: self.try_files.clone(),
         }
     }
 }
+
+/// Marks a request that `try_files … =code` answers: the location's
+/// service responds with `code` (through its own `add_header`s).
+#[derive(Debug, Clone, Copy)]
+pub struct TryFilesStatus(pub StatusCode);
 
 /// The rewrite programs of one server: its own (run before locations are
 /// searched) and one per location id (run once the location is chosen).
@@ -103,6 +115,7 @@ impl<S> LocationRouter<S> {
             services: services.into(),
             fallback,
             rewrites: None,
+            try_files: None,
         }
     }
 
@@ -111,6 +124,16 @@ impl<S> LocationRouter<S> {
     pub fn with_rewrites(mut self, rewrites: Rewrites) -> Self {
         let empty = rewrites.server.is_none() && rewrites.locations.iter().all(Option::is_none);
         self.rewrites = (!empty).then(|| Arc::new(rewrites));
+        self
+    }
+
+    /// Runs `try_files` (one per location id) once a location is chosen
+    /// and its rewrites ran: see [`TryFiles`]. A URI fallback searches the
+    /// locations again, and counts against [`MAX_URI_CHANGES`] as a
+    /// `rewrite … last` does.
+    pub fn with_try_files(mut self, try_files: Vec<Option<TryFiles>>) -> Self {
+        let empty = try_files.iter().all(Option::is_none);
+        self.try_files = (!empty).then(|| try_files.into());
         self
     }
 }
@@ -169,12 +192,18 @@ where
         if let Some(p) = owned {
             req.extensions_mut().insert(NormalizedPath(p));
         }
-        let found = match &self.rewrites {
-            None => found,
-            Some(rw) => match run_rewrites(rw, &self.table, found, &mut req) {
+        let found = if self.rewrites.is_none() && self.try_files.is_none() {
+            found
+        } else {
+            let phases = Phases {
+                table: &self.table,
+                rewrites: self.rewrites.as_deref(),
+                try_files: self.try_files.as_deref().unwrap_or_default(),
+            };
+            match phases.run(found, &mut req) {
                 Ok(found) => found,
                 Err(res) => return Either::Left(ready(Ok(*res))),
-            },
+            }
         };
         match found {
             LocationMatch::Location(id) => Either::Right(self.services[id].clone().oneshot(req)),
@@ -189,39 +218,110 @@ where
     }
 }
 
-/// The server's program, then the chosen location's, searching again on
-/// `last`. `Err` is a response the rewrite module answered with.
-fn run_rewrites<B>(
-    rw: &Rewrites,
-    table: &LocationTable,
-    mut found: LocationMatch,
-    req: &mut Request<B>,
-) -> Result<LocationMatch, Box<Response<RpxBody>>> {
-    let mut search_again = false;
-    if let Some(p) = &rw.server {
-        match p.run(req) {
-            Outcome::Respond(r) => return Err(r),
-            Outcome::Last | Outcome::Continue => search_again = true,
+/// What runs between finding a location and calling its service.
+struct Phases<'r> {
+    table: &'r LocationTable,
+    rewrites: Option<&'r Rewrites>,
+    try_files: &'r [Option<TryFiles>],
+}
+
+impl Phases<'_> {
+    /// The server's program, then the chosen location's, then its
+    /// `try_files`, as nginx's phases: `rewrite … last` searches the
+    /// locations again; a `try_files` URI fallback is an internal redirect
+    /// (the server's program runs again too, as nginx restarts at the
+    /// server rewrite phase); `@name` goes to the named location's
+    /// rewrites. Each counts against [`MAX_URI_CHANGES`]. `Err` is a
+    /// response to send at once.
+    fn run<B>(
+        &self,
+        mut found: LocationMatch,
+        req: &mut Request<B>,
+    ) -> Result<LocationMatch, Box<Response<RpxBody>>> {
+        let server = self.rewrites.and_then(|r| r.server.as_ref());
+        let mut server_phase = true;
+        let mut search = false;
+        for _ in 0..=MAX_URI_CHANGES {
+            if std::mem::take(&mut server_phase) {
+                if let Some(p) = server {
+                    match p.run(req) {
+                        Outcome::Respond(r) => return Err(r),
+                        Outcome::Last | Outcome::Continue => search = true,
+                    }
+                }
+            }
+            if std::mem::take(&mut search) {
+                found = self.table.find(request_path(req));
+            }
+            let LocationMatch::Location(id) = found else {
+                return Ok(found);
+            };
+            if let Some(p) = self.rewrites.and_then(|r| r.locations.get(id)?.as_ref()) {
+                match p.run(req) {
+                    Outcome::Respond(r) => return Err(r),
+                    Outcome::Last => {
+                        search = true;
+                        continue;
+                    }
+                    Outcome::Continue => {}
+                }
+            }
+            let Some(Some(tf)) = self.try_files.get(id) else {
+                return Ok(found);
+            };
+            match tf.resolve(req) {
+                Tried::Found(uri) => {
+                    set_path(req, &uri)?;
+                    return Ok(found);
+                }
+                Tried::Dir(uri) => {
+                    set_path(req, &uri)?;
+                    if !uri.ends_with('/') {
+                        req.extensions_mut().insert(AddSlash);
+                    }
+                    return Ok(found);
+                }
+                Tried::Code(code) => {
+                    req.extensions_mut().insert(TryFilesStatus(code));
+                    return Ok(found);
+                }
+                Tried::Named(name) => match self.table.named(name) {
+                    Some(named) => found = LocationMatch::Location(named),
+                    None => {
+                        // The compiler checks names; a router built by
+                        // hand may still miss one (nginx answers 500 too).
+                        tracing::error!(name, "could not find named location");
+                        return Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)));
+                    }
+                },
+                Tried::Redirect(target) => {
+                    if !set_uri(req, &target) {
+                        return Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)));
+                    }
+                    server_phase = true;
+                    search = true;
+                }
+            }
         }
+        tracing::warn!(uri = %req.uri(), "rewrite or internal redirection cycle");
+        Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
     }
-    for _ in 0..=MAX_URI_CHANGES {
-        if search_again {
-            found = table.find(request_path(req));
-        }
-        let LocationMatch::Location(id) = found else {
-            return Ok(found);
-        };
-        let Some(Some(p)) = rw.locations.get(id) else {
-            return Ok(found);
-        };
-        match p.run(req) {
-            Outcome::Respond(r) => return Err(r),
-            Outcome::Continue => return Ok(found),
-            Outcome::Last => search_again = true,
-        }
+}
+
+/// Sets the URI path to `path` when it differs, keeping the query.
+fn set_path<B>(req: &mut Request<B>, path: &str) -> Result<(), Box<Response<RpxBody>>> {
+    if path == request_path(req) {
+        return Ok(());
     }
-    tracing::warn!(uri = %req.uri(), "rewrite or internal redirection cycle");
-    Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
+    let target = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    if set_uri(req, &target) {
+        Ok(())
+    } else {
+        Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
+    }
 }
 
 /// Marks a request the location answers with a `301` to its path plus `/`

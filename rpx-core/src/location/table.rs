@@ -23,6 +23,9 @@ pub enum MatchKind {
     Regex,
     /// `location ~* regex` (case-insensitive).
     RegexCaseless,
+    /// `location @name`: never matched by path, only reached by name
+    /// (`try_files … @name`). The pattern is the name without `@`.
+    Named,
 }
 
 impl MatchKind {
@@ -34,13 +37,16 @@ impl MatchKind {
             MatchKind::PrefixNoRegex => "^~",
             MatchKind::Regex => "~",
             MatchKind::RegexCaseless => "~*",
+            MatchKind::Named => "@",
         }
     }
 
-    /// Splits nginx's `location` arguments: `"= /x"`, `"~* \.png$"`, `"/x/"`.
+    /// Splits nginx's `location` arguments: `"= /x"`, `"~* \.png$"`, `"/x/"`,
+    /// `"@name"`.
     pub fn split(spec: &str) -> (MatchKind, &str) {
         let spec = spec.trim();
         for (m, kind) in [
+            ("@", MatchKind::Named),
             ("^~", MatchKind::PrefixNoRegex),
             ("~*", MatchKind::RegexCaseless),
             ("=", MatchKind::Exact),
@@ -56,6 +62,15 @@ impl MatchKind {
     /// True for `~` and `~*`.
     pub fn is_regex(self) -> bool {
         matches!(self, MatchKind::Regex | MatchKind::RegexCaseless)
+    }
+
+    /// The location as nginx writes it: `"/x/"`, `"= /x"`, `"~* \.png$"`, `"@app"`.
+    pub fn display(self, pattern: &str) -> String {
+        match self {
+            MatchKind::Prefix => pattern.to_owned(),
+            MatchKind::Named => format!("@{pattern}"),
+            k => format!("{} {pattern}", k.modifier()),
+        }
     }
 }
 
@@ -100,6 +115,18 @@ pub enum TableError {
     /// Two locations with the same kind and pattern on one level.
     #[error("duplicate location \"{0}\"")]
     Duplicate(String),
+    /// A named location (`location @x`) inside another location; nginx
+    /// allows them at the server level only.
+    #[error("named location \"@{0}\" can be on the server level only")]
+    NamedNested(String),
+    /// A location inside a named location.
+    #[error("location \"{inner}\" cannot be inside the named location \"@{name}\"")]
+    InsideNamed {
+        /// The named location, without `@`.
+        name: String,
+        /// The nested location as written.
+        inner: String,
+    },
     /// A nested location that its parent can never reach.
     #[error("location \"{inner}\" is outside location \"{outer}\"")]
     NotNested {
@@ -163,6 +190,8 @@ struct Level {
 pub struct LocationTable {
     root: Level,
     len: usize,
+    /// `location @name` ids by name: reached only through [`LocationTable::named`].
+    named: HashMap<Box<str>, usize>,
 }
 
 impl LocationTable {
@@ -172,8 +201,18 @@ impl LocationTable {
     /// Bad regexes, duplicates and nested locations outside their parent.
     pub fn build(specs: &[LocationSpec]) -> Result<Self, TableError> {
         let mut next = 0;
-        let root = build_level(specs, None, &mut next)?;
-        Ok(LocationTable { root, len: next })
+        let mut named = HashMap::new();
+        let root = build_level(specs, None, &mut next, &mut named)?;
+        Ok(LocationTable {
+            root,
+            len: next,
+            named,
+        })
+    }
+
+    /// The id of `location @name` (`name` without `@`).
+    pub fn named(&self, name: &str) -> Option<usize> {
+        self.named.get(name).copied()
     }
 
     /// Number of locations (ids are `0..len`).
@@ -257,12 +296,29 @@ fn build_level(
     specs: &[LocationSpec],
     parent: Option<&LocationSpec>,
     next: &mut usize,
+    named: &mut HashMap<Box<str>, usize>,
 ) -> Result<Level, TableError> {
     let mut level = Level::default();
     let mut patterns = Vec::new();
     for spec in specs {
         let id = *next;
         *next += 1;
+        if spec.kind == MatchKind::Named {
+            if parent.is_some() {
+                return Err(TableError::NamedNested(spec.pattern.clone()));
+            }
+            if named.insert(spec.pattern.as_str().into(), id).is_some() {
+                return Err(TableError::Duplicate(format!("@{}", spec.pattern)));
+            }
+            // nginx rejects locations inside a named one too.
+            if let Some(inner) = spec.nested.first() {
+                return Err(TableError::InsideNamed {
+                    name: spec.pattern.clone(),
+                    inner: inner.kind.display(&inner.pattern),
+                });
+            }
+            continue;
+        }
         if let Some(outer) = parent.filter(|o| !o.kind.is_regex() && !spec.kind.is_regex()) {
             if !spec.pattern.starts_with(&outer.pattern) {
                 return Err(TableError::NotNested {
@@ -274,7 +330,12 @@ fn build_level(
         let nested = if spec.nested.is_empty() {
             None
         } else {
-            Some(Box::new(build_level(&spec.nested, Some(spec), next)?))
+            Some(Box::new(build_level(
+                &spec.nested,
+                Some(spec),
+                next,
+                named,
+            )?))
         };
         let dup = || TableError::Duplicate(format!("{} {}", spec.kind.modifier(), spec.pattern));
         match spec.kind {
@@ -299,6 +360,8 @@ fn build_level(
                     nested,
                 });
             }
+            // Stored in `named` above, never matched by path.
+            MatchKind::Named => {}
             MatchKind::Regex | MatchKind::RegexCaseless => {
                 let caseless = spec.kind == MatchKind::RegexCaseless;
                 let regex = RegexBuilder::new(&spec.pattern)
@@ -472,6 +535,35 @@ mod tests {
     }
 
     #[test]
+    fn named_locations_are_never_matched_by_path() {
+        let t = LocationTable::build(&[spec("@app"), spec("/"), spec("~ app")]).unwrap();
+        assert_eq!(t.named("app"), Some(0));
+        assert_eq!(t.named("other"), None);
+        assert_eq!(t.find("/@app"), Location(2));
+        assert_eq!(t.find("@app"), Location(2));
+        assert_eq!(t.find("/x"), Location(1));
+        let t = LocationTable::build(&[spec("@app")]).unwrap();
+        assert_eq!(t.find("/"), NoMatch);
+        assert_eq!(t.len(), 1);
+        assert!(matches!(
+            LocationTable::build(&[spec("@a"), spec("@a")]),
+            Err(TableError::Duplicate(d)) if d == "@a"
+        ));
+        let mut outer = spec("/x/");
+        outer.nested = vec![spec("@a")];
+        assert!(matches!(
+            LocationTable::build(&[outer]),
+            Err(TableError::NamedNested(_))
+        ));
+        let mut named = spec("@a");
+        named.nested = vec![spec("/x/")];
+        assert_eq!(
+            LocationTable::build(&[named]).unwrap_err().to_string(),
+            "location \"/x/\" cannot be inside the named location \"@a\""
+        );
+    }
+
+    #[test]
     fn build_errors() {
         assert!(matches!(
             LocationTable::build(&[spec("~ ([a-z]")]),
@@ -497,5 +589,8 @@ mod tests {
         );
         assert_eq!(MatchKind::split(r"~\.png$"), (MatchKind::Regex, r"\.png$"));
         assert_eq!(MatchKind::split("/p"), (MatchKind::Prefix, "/p"));
+        assert_eq!(MatchKind::split("@app"), (MatchKind::Named, "app"));
+        assert_eq!(MatchKind::Named.display("app"), "@app");
+        assert_eq!(MatchKind::RegexCaseless.display("x"), "~* x");
     }
 }

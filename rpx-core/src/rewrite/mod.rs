@@ -315,7 +315,8 @@ impl Program {
 
 /// Replaces the request's path and query, keeping the original for
 /// `$request_uri` and for the proxy (which then sends the new URI as is).
-fn set_uri<B>(req: &mut Request<B>, target: &str) -> bool {
+/// False when `target` is not a path (and query).
+pub(crate) fn set_uri<B>(req: &mut Request<B>, target: &str) -> bool {
     let Ok(pq) = PathAndQuery::try_from(target) else {
         return false;
     };

@@ -9,7 +9,7 @@ use tower::Layer;
 
 use super::{ListenerSpec, LocationService, ServerService, Snapshot};
 use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, COMBINED};
-use crate::action::{Action, FileService, FilesMode, ReturnService, TryFiles};
+use crate::action::{Action, FileService, FilesMode, ReturnService};
 use crate::config::Config;
 use crate::config::{
     Condition as IfCondition, ConfigError, ConfigErrors, Handler, LocationConfig, MapKey,
@@ -19,7 +19,7 @@ use crate::headers::{AddHeader, AddHeadersLayer, ProxyRedirect, RedirectRule};
 use crate::host::{HostRouter, HostTable};
 use crate::limit::{BodyLimitLayer, DEFAULT_MAX_BODY};
 use crate::location::Rewrites;
-use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind};
+use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind, TryFiles};
 use crate::metrics::RequestMetricsLayer;
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup};
 use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
@@ -511,6 +511,7 @@ impl Compiler {
         let mut specs = Vec::new();
         let mut services = Vec::new();
         let mut programs = Vec::new();
+        let mut try_files = Vec::new();
         let server_program = self.program(&server.rewrites, &settings, &name, &server.pos);
         let fallback_action = match &server.ret {
             // A server-level `return` answers before locations are looked at.
@@ -525,8 +526,9 @@ impl Compiler {
                     &settings,
                     &name,
                     &mut specs,
-                    &mut (&mut services, &mut programs),
+                    &mut (&mut services, &mut programs, &mut try_files),
                 );
+                self.named_fallbacks(&server.locations);
                 Action::NotFound
             }
         };
@@ -537,9 +539,9 @@ impl Compiler {
         };
         let metrics = RequestMetricsLayer::new(if name.is_empty() { "_" } else { &name });
         let router = match LocationTable::build(&specs) {
-            Ok(table) => {
-                LocationRouter::from_parts(table, services, fallback).with_rewrites(rewrites)
-            }
+            Ok(table) => LocationRouter::from_parts(table, services, fallback)
+                .with_rewrites(rewrites)
+                .with_try_files(try_files),
             Err(e) => {
                 // Regex errors were reported with their location above.
                 if !matches!(e, crate::location::TableError::Regex { .. }) {
@@ -558,7 +560,11 @@ impl Compiler {
         parent: &Settings,
         server_name: &Arc<str>,
         specs: &mut Vec<LocationSpec>,
-        out: &mut (&mut Vec<LocationService>, &mut Vec<Option<Program>>),
+        out: &mut (
+            &mut Vec<LocationService>,
+            &mut Vec<Option<Program>>,
+            &mut Vec<Option<TryFiles>>,
+        ),
     ) {
         for loc in locations {
             if loc.kind.is_regex() {
@@ -573,14 +579,8 @@ impl Compiler {
             let settings = loc.settings.inherit(parent);
             let action = self.action(loc, &settings, server_name);
             self.summary.push(format!(
-                "  location {}{}{} -> {}",
-                loc.kind.modifier(),
-                if loc.kind == MatchKind::Prefix {
-                    ""
-                } else {
-                    " "
-                },
-                loc.pattern,
+                "  location {} -> {}",
+                loc.kind.display(&loc.pattern),
                 describe(loc, &settings)
             ));
             let proxies = matches!(action, Action::Proxy(_));
@@ -588,6 +588,8 @@ impl Compiler {
                 .push(wrap(self, action, &settings, server_name, &loc.pos));
             let program = self.program(&loc.rewrites, &settings, server_name, &loc.pos);
             out.1.push(program);
+            let try_files = self.try_files(loc, &settings, server_name);
+            out.2.push(try_files);
             let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
             spec.auto_redirect = proxies
                 && loc.pattern.ends_with('/')
@@ -608,34 +610,6 @@ impl Compiler {
             Some(Handler::Metrics(_)) => Action::Metrics,
             None => {
                 let index = s.index.clone().unwrap_or_else(|| vec!["index.html".into()]);
-                if let Some(t) = &loc.try_files {
-                    let (dir, mode) = match (&s.alias, &s.root) {
-                        (Some(a), _) => (
-                            &a.value,
-                            FilesMode::Alias {
-                                prefix: loc.pattern.clone(),
-                            },
-                        ),
-                        (None, Some(r)) => (&r.value, FilesMode::Root),
-                        (None, None) => {
-                            self.err(&t.pos, "try_files needs `root` or `alias`");
-                            return Action::NotFound;
-                        }
-                    };
-                    return match TryFiles::new(&t.value, &self.scope) {
-                        Ok(tf) => Action::Files(FileService::with_try_files(
-                            dir,
-                            mode,
-                            index,
-                            tf,
-                            server_name.clone(),
-                        )),
-                        Err(e) => {
-                            self.err(&t.pos, e);
-                            Action::NotFound
-                        }
-                    };
-                }
                 if let Some(alias) = &s.alias {
                     Action::Files(FileService::new(
                         &alias.value,
@@ -653,6 +627,63 @@ impl Compiler {
         }
     }
 
+    /// A location's `try_files`, run by the router before its handler.
+    fn try_files(
+        &mut self,
+        loc: &LocationConfig,
+        s: &Settings,
+        server_name: &Arc<str>,
+    ) -> Option<TryFiles> {
+        let t = loc.try_files.as_ref()?;
+        let (dir, mode) = match (&s.alias, &s.root) {
+            (Some(a), _) => (
+                &a.value,
+                FilesMode::Alias {
+                    prefix: loc.pattern.clone(),
+                },
+            ),
+            (None, Some(r)) => (&r.value, FilesMode::Root),
+            (None, None) => {
+                self.err(&t.pos, "try_files needs `root` or `alias`");
+                return None;
+            }
+        };
+        match TryFiles::new(&t.value, dir, mode, server_name.clone(), &self.scope) {
+            Ok(tf) => Some(tf),
+            Err(e) => {
+                self.err(&t.pos, e);
+                None
+            }
+        }
+    }
+
+    /// Every `try_files … @name` names a server-level `location @name`.
+    fn named_fallbacks(&mut self, locations: &[LocationConfig]) {
+        fn walk<'l>(locs: &'l [LocationConfig], out: &mut Vec<&'l LocationConfig>) {
+            for l in locs {
+                out.push(l);
+                walk(&l.locations, out);
+            }
+        }
+        let mut all = Vec::new();
+        walk(locations, &mut all);
+        for l in &all {
+            let Some(t) = &l.try_files else { continue };
+            let Some(name) = t.value.last().and_then(|f| f.strip_prefix('@')) else {
+                continue;
+            };
+            let exists = locations
+                .iter()
+                .any(|n| n.kind == MatchKind::Named && n.pattern == name);
+            if !name.is_empty() && !exists {
+                self.err(
+                    &t.pos,
+                    format!("try_files: there is no named location \"@{name}\" in this server"),
+                );
+            }
+        }
+    }
+
     fn proxy(
         &mut self,
         loc: &LocationConfig,
@@ -660,6 +691,22 @@ impl Compiler {
         s: &Settings,
         server_name: &Arc<str>,
     ) -> Action {
+        if loc.kind == MatchKind::Named
+            && url
+                .value
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('/'))
+        {
+            // nginx's rule: a named location has no path to replace.
+            self.err(
+                &url.pos,
+                format!(
+                    "proxy_pass cannot have a URI part in a named location: {:?}",
+                    url.value
+                ),
+            );
+            return Action::NotFound;
+        }
         let defaults = Timeouts::default();
         let mut b = ProxyService::builder(url.value.clone())
             .location(loc.kind, loc.pattern.clone())

@@ -549,13 +549,24 @@ impl Mapper {
     }
 
     fn location(&mut self, d: &Directive) -> Option<LocationConfig> {
+        self.location_in(d, false)
+    }
+
+    /// A `location` block; `nested` when it sits inside another location.
+    fn location_in(&mut self, d: &Directive, nested: bool) -> Option<LocationConfig> {
         let spec = words(d).join(" ");
-        if spec.starts_with('@') {
-            self.unsupported(d, "named locations", &format!("\"location {spec}\""));
-            return None;
-        }
         let (kind, pattern) = MatchKind::split(&spec);
-        if pattern.is_empty() || (!kind.is_regex() && !pattern.starts_with('/')) {
+        if kind == MatchKind::Named {
+            if nested || d.args.len() != 1 || pattern.is_empty() {
+                let msg = if nested {
+                    format!("named location \"{spec}\" can be on the server level only")
+                } else {
+                    format!("invalid location \"{spec}\"")
+                };
+                self.err(d, msg);
+                return None;
+            }
+        } else if pattern.is_empty() || (!kind.is_regex() && !pattern.starts_with('/')) {
             self.err(d, format!("invalid location \"{spec}\""));
             return None;
         }
@@ -569,7 +580,15 @@ impl Mapper {
             }
             match c.name.as_str() {
                 "location" => {
-                    if let Some(l) = self.location(c) {
+                    if kind == MatchKind::Named {
+                        self.err(
+                            c,
+                            format!(
+                                "location \"{}\" cannot be inside the named location \"{spec}\"",
+                                words(c).join(" ")
+                            ),
+                        );
+                    } else if let Some(l) = self.location_in(c, true) {
                         loc.locations.push(l);
                     }
                 }
@@ -592,11 +611,7 @@ impl Mapper {
                 "rpx_metrics" => proxy = Some((c, Handler::Metrics(at(&c.pos)))),
                 "try_files" => {
                     let files: Vec<String> = words(c).iter().map(|w| (*w).to_owned()).collect();
-                    if files.last().is_some_and(|f| f.starts_with('@')) {
-                        self.unsupported(c, "named locations", "\"try_files … @name\"");
-                    } else {
-                        loc.try_files = Some(Spanned::new(files, at(&c.pos)));
-                    }
+                    loc.try_files = Some(Spanned::new(files, at(&c.pos)));
                 }
                 _ => self.setting(c, &mut loc.settings),
             }
@@ -615,14 +630,6 @@ impl Mapper {
             (None, Some((_, h))) => Some(h),
             (None, None) => None,
         };
-        if loc.try_files.is_some() && matches!(loc.handler, Some(Handler::Proxy(_))) {
-            self.unsupported(
-                d,
-                "try_files with proxy_pass",
-                "\"try_files\" with \"proxy_pass\"",
-            );
-            loc.try_files = None;
-        }
         Some(loc)
     }
 

@@ -34,6 +34,14 @@ fn debian_nginx_conf_loads() {
 fn errors_with_positions() {
     let cases = [
         (
+            "server {\n location / {\n  location @app { return 200; }\n }\n}",
+            "t.conf:3: named location \"@app\" can be on the server level only",
+        ),
+        (
+            "server {\n location @app {\n  location /x { return 200; }\n }\n}",
+            "t.conf:3: location \"/x\" cannot be inside the named location \"@app\"",
+        ),
+        (
             "server { proxy_cahce off; }",
             "t.conf:1: unknown directive \"proxy_cahce\" (did you mean \"proxy_cache\"?)",
         ),
