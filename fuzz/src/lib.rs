@@ -306,3 +306,37 @@ fn fixed_requests() -> &'static [(http::Request<()>, ConnInfo, &'static str)] {
         ]
     })
 }
+
+/// Parses the input as nginx configuration text (lexer, parser), maps it
+/// onto the model (strict and lenient) and compiles what loads. Errors are
+/// fine; panics are not. Every error names a position in the input file.
+pub fn nginx_config(data: &[u8]) {
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = std::path::Path::new("fuzz.conf");
+    if let Err(e) = rpx_core::config::nginx::parse_str(src, path) {
+        assert!(e.to_string().starts_with("fuzz.conf"), "{e}");
+    }
+    for lenient in [false, true] {
+        let loaded = rpx_core::config::nginx::config_from_str(
+            src,
+            path,
+            rpx_core::config::LoadOptions { lenient },
+        );
+        for e in &loaded.errors {
+            let _ = e.to_string();
+        }
+        if loaded.errors.is_empty() && !loaded.config.servers.is_empty() {
+            // Only configs without files on disk: no access logs or
+            // certificates are opened from fuzz input.
+            let touches_files =
+                loaded.config.servers.iter().any(|s| {
+                    s.settings.access_log.is_some() || s.settings.ssl_certificate.is_some()
+                }) || loaded.config.settings.access_log.is_some();
+            if !touches_files {
+                let _ = rpx_core::stack::compile(&loaded.config);
+            }
+        }
+    }
+}

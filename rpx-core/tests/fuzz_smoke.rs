@@ -243,3 +243,58 @@ fn vars_template() {
     ];
     run("vars_template", fuzz_bodies::vars_template, &tokens, 12);
 }
+
+#[test]
+fn nginx_config() {
+    let tokens = [
+        "server",
+        "location",
+        "listen",
+        "80",
+        "server_name",
+        "proxy_pass",
+        "http://127.0.0.1:1",
+        "return",
+        "301",
+        "rewrite",
+        "^/(.*)$",
+        "/$1",
+        "last",
+        "if",
+        "($host",
+        "=",
+        "x)",
+        "map",
+        "$http_upgrade",
+        "$connection_upgrade",
+        "default",
+        "upgrade",
+        "''",
+        "close",
+        "upstream",
+        "include",
+        "try_files",
+        "$uri",
+        "@app",
+        "~*",
+        "^~",
+        "=",
+        "{",
+        "}",
+        ";",
+        "\"",
+        "'",
+        "\\",
+        "#",
+        "\n",
+        " ",
+        "$",
+        "${",
+        "http",
+        "events",
+        "add_header",
+        "always",
+        "proxy_set_header",
+    ];
+    run("nginx_config", fuzz_bodies::nginx_config, &tokens, 40);
+}
