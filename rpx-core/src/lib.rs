@@ -11,6 +11,7 @@
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
+//! | [`upstream`] | upstream groups: balancing, passive and active health, retries, DNS |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
 //! | [`action`] | `return` and static files |
 //! | [`limit`] | `client_max_body_size` |
@@ -54,6 +55,7 @@ pub mod rewrite;
 pub mod server;
 pub mod stack;
 pub mod tls;
+pub mod upstream;
 pub mod vars;
 
 pub use body::RpxBody;

@@ -7,6 +7,7 @@ pub mod nginx;
 mod toml;
 mod toml_writer;
 mod units;
+pub mod upstream;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
