@@ -211,6 +211,8 @@ async fn run(path: Option<&Path>, opts: LoadOptions, shutdown_timeout: Duration)
         tracing::info!("{line}");
     }
     let specs = snapshot.listeners().to_vec();
+    // Upstream health checks and DNS re-resolution.
+    snapshot.start_background();
     let rpx = Rpx::new(snapshot);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();

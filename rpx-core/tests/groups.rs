@@ -512,3 +512,238 @@ async fn nginx_dialect_upstream_block() {
     );
     drop(rpx);
 }
+
+#[tokio::test]
+async fn active_health_check_marks_a_server_down_and_up() {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let h = healthy.clone();
+    let handler: Handler = Arc::new(move |req, name| {
+        let up = h.load(Ordering::SeqCst);
+        Box::pin(async move {
+            let status = match req.uri().path() {
+                "/healthz" if !up => 503,
+                _ => 200,
+            };
+            Response::builder()
+                .status(status)
+                .body(Full::from(name))
+                .unwrap()
+        })
+    });
+    let a = Backend::with("a", "127.0.0.1:0".parse().unwrap(), handler).await;
+    let b = Backend::start("b").await;
+    let p = proxy(
+        &[a.addr.to_string(), b.addr.to_string()],
+        r#"health_check = "interval=50ms path=/healthz status=200 rise=2 fall=2 timeout=1s""#,
+        "",
+    )
+    .await;
+    let snapshot = p.rpx.snapshot();
+    let peer_a = snapshot.groups()[0].peers().next().unwrap().clone();
+    let wait_for = |up: bool| {
+        let peer = peer_a.clone();
+        bounded(async move {
+            while peer.is_healthy() != up {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        first.push(who(&p, "/").await.1);
+    }
+    assert_eq!(count(&first).len(), 2, "both serve: {first:?}");
+
+    healthy.store(false, Ordering::SeqCst);
+    wait_for(false).await;
+    let before = a.hits();
+    for _ in 0..10 {
+        assert_eq!(who(&p, "/").await, (200, "b".into()));
+    }
+    assert_eq!(a.hits(), before, "a server marked down gets no requests");
+
+    healthy.store(true, Ordering::SeqCst);
+    wait_for(true).await;
+    let mut after = Vec::new();
+    for _ in 0..4 {
+        after.push(who(&p, "/").await.1);
+    }
+    assert_eq!(count(&after)["a"], 2, "back in rotation: {after:?}");
+}
+
+#[tokio::test]
+async fn dns_re_resolution_follows_a_moved_name() {
+    use rpx_core::upstream::dns::{clear_override, override_host};
+    // Two "containers" on one port: the old address and the new one.
+    let old = Backend::start("old").await;
+    let port = old.addr.port();
+    let new = Backend::with("new", SocketAddr::from(([127, 0, 0, 2], port)), answer()).await;
+    let name = "svc-moves.rpx.test";
+    override_host(name, &["127.0.0.1".parse().unwrap()]);
+    let p = proxy(
+        &[format!("{name}:{port}")],
+        r#"resolve_interval = "100ms""#,
+        "",
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(who(&p, "/").await, (200, "old".into()));
+    }
+    // The container restarts elsewhere: its old address goes away.
+    override_host(name, &["127.0.0.2".parse().unwrap()]);
+    old.kill();
+    bounded(async {
+        loop {
+            if who(&p, "/").await == (200, "new".into()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(who(&p, "/").await, (200, "new".into()));
+    }
+    assert!(new.hits() >= 4);
+    clear_override(name);
+}
+
+#[tokio::test]
+async fn unresolvable_names_warn_unless_strict() {
+    let group = |strict: bool| {
+        format!(
+            r#"
+            [[server]]
+            listen = "127.0.0.1:0"
+              [[server.location]]
+              path = "/"
+              proxy_pass = "http://app"
+            [upstream.app]
+            servers = ["not-yet-there.invalid:80"]
+            resolve_strict = {strict}
+            "#
+        )
+    };
+    let lenient = rpx_core::Rpx::from_toml(&group(false)).expect("a warning only");
+    let err = rpx_core::Rpx::from_toml(&group(true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not resolve"), "{err}");
+    // Serving it: 502 (nothing to connect to), then fine once it resolves.
+    let up = Backend::start("late").await;
+    let p = Proxy::start(&group(false).replace(":80", &format!(":{}", up.addr.port()))).await;
+    assert_eq!(who(&p, "/").await.0, 502);
+    rpx_core::upstream::dns::override_host("not-yet-there.invalid", &[up.addr.ip()]);
+    bounded(async {
+        while who(&p, "/").await != (200, "late".into()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    rpx_core::upstream::dns::clear_override("not-yet-there.invalid");
+    drop(lenient);
+}
+
+mod tls_group {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    use std::path::PathBuf;
+
+    /// A CA issuing one leaf certificate into a temp directory.
+    fn pki(names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("rpx-groups-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "rpx groups test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let mut leaf =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, names[0]);
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &ca).unwrap();
+        let paths = (
+            dir.join("ca.pem"),
+            dir.join("leaf.pem"),
+            dir.join("leaf.key"),
+        );
+        std::fs::write(&paths.0, ca.pem()).unwrap();
+        std::fs::write(&paths.1, cert.pem()).unwrap();
+        std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+        paths
+    }
+
+    /// A TLS upstream answering with its name.
+    async fn tls_backend(
+        name: &'static str,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> SocketAddr {
+        use rustls::pki_types::pem::PemObject;
+        let ck = rpx_core::tls::load_certified_key(cert, key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(rpx_core::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                ck.cert.clone(),
+                rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |_req| async move {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::from(name)))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn two_tls_backends_behind_one_https_group() {
+        let (ca, cert, key) = pki(&["backend.test"]);
+        let a = tls_backend("tls-a", &cert, &key).await;
+        let b = tls_backend("tls-b", &cert, &key).await;
+        let p = Proxy::start(&format!(
+            r#"
+            [[server]]
+            listen = "127.0.0.1:0"
+              [[server.location]]
+              path = "/"
+              proxy_pass = "https://secure"
+              proxy_ssl_name = "backend.test"
+              proxy_ssl_trusted_certificate = "{}"
+            [upstream.secure]
+            servers = ["{a}", "{b}"]
+            "#,
+            ca.display()
+        ))
+        .await;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let (status, name) = who(&p, "/").await;
+            assert_eq!(status, 200, "{name}");
+            seen.push(name);
+        }
+        let want: Vec<String> = (0..10)
+            .map(|i| if i % 2 == 0 { "tls-a" } else { "tls-b" }.to_owned())
+            .collect();
+        assert_eq!(seen, want);
+    }
+}

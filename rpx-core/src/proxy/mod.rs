@@ -268,7 +268,16 @@ impl ProxyServiceBuilder {
             ProxyRedirect::Rules(rules) => rules,
             ProxyRedirect::Default => default_redirect(&target, &self.location),
         };
-        let mut connector = UpstreamConnector::new(self.timeouts.connect, self.timeouts.send);
+        let resolve_interval = target
+            .group()
+            .map_or(crate::upstream::dns::DEFAULT_INTERVAL, |g| {
+                g.resolve_interval()
+            });
+        let mut connector = UpstreamConnector::resolving(
+            self.timeouts.connect,
+            self.timeouts.send,
+            resolve_interval,
+        );
         if target.is_https() {
             let config = crate::tls::client_config(&self.tls)?;
             let name = match &self.tls.name {

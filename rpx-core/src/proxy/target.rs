@@ -143,7 +143,10 @@ impl ProxyTarget {
     pub(crate) fn pick(&self, input: &PickInput<'_>, tried: &Tried) -> Option<Pick> {
         match &self.dest {
             Dest::Fixed(a) => Some(Pick::Fixed(a.clone())),
-            Dest::Group(g) => g.pick(input, tried).map(Pick::Group),
+            Dest::Group(g) => {
+                g.ensure_started();
+                g.pick(input, tried).map(Pick::Group)
+            }
         }
     }
 

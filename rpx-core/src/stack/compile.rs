@@ -140,7 +140,31 @@ impl Compiler {
                 idle_per_server: u.keepalive.map_or(defaults.idle_per_server, |n| n as usize),
                 timeout: u.keepalive_timeout.unwrap_or(defaults.timeout),
             });
+        if let Some(h) = &u.health_check {
+            let h = &h.value;
+            b = b.health_check(crate::upstream::HealthCheck {
+                interval: h.interval,
+                path: h.path.clone(),
+                status: h.status.0..=h.status.1,
+                rise: h.rise,
+                fall: h.fall,
+                timeout: h.timeout,
+                port: h.port,
+            });
+        }
+        if let Some(d) = u.resolve_interval {
+            b = b.resolve_interval(d.max(Duration::from_millis(10)));
+        }
         for s in &u.servers {
+            if u.resolve_strict {
+                let host = s.addr.rsplit_once(':').map_or(s.addr.as_str(), |h| h.0);
+                if let Err(e) = crate::upstream::dns::resolve_blocking(host) {
+                    self.err(
+                        &s.pos,
+                        format!("upstream server {host:?} does not resolve: {e} (resolve_strict)"),
+                    );
+                }
+            }
             b = b.server(ServerSpec {
                 addr: s.addr.clone(),
                 weight: s.weight.clamp(1, MAX_WEIGHT),

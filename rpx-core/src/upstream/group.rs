@@ -1,11 +1,14 @@
 //! A named group of servers: primaries and backups, a balancing method,
 //! and the pick that hands out a server for one request attempt.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::Authority;
 
 use super::balance::{Eligible, Method, PickInput, Tier};
+use super::health::HealthCheck;
 use super::peer::{now_ms, Peer, ServerSpec};
 use crate::vars::Template;
 
@@ -122,6 +125,9 @@ pub struct UpstreamGroup {
     /// A group of one primary and no backup ignores `max_fails`, as nginx.
     single: bool,
     keepalive: KeepAlive,
+    health: Option<HealthCheck>,
+    resolve_interval: Duration,
+    started: AtomicBool,
 }
 
 /// Idle connection keeping towards a group's servers (`keepalive`,
@@ -151,6 +157,8 @@ pub struct UpstreamGroupBuilder {
     servers: Vec<ServerSpec>,
     method: Method,
     keepalive: KeepAlive,
+    health: Option<HealthCheck>,
+    resolve_interval: Duration,
 }
 
 impl UpstreamGroup {
@@ -161,6 +169,8 @@ impl UpstreamGroup {
             servers: Vec::new(),
             method: Method::RoundRobin,
             keepalive: KeepAlive::default(),
+            health: None,
+            resolve_interval: super::dns::DEFAULT_INTERVAL,
         }
     }
 
@@ -192,9 +202,40 @@ impl UpstreamGroup {
         self.keepalive
     }
 
-    /// Starts the group's background tasks (active health checks, DNS);
-    /// see [`crate::Snapshot::start_background`]. Idempotent.
-    pub fn start_background(self: &Arc<Self>) {}
+    /// How long resolved server addresses are used.
+    pub fn resolve_interval(&self) -> Duration {
+        self.resolve_interval
+    }
+
+    /// Starts the group's background tasks (active health checks, DNS
+    /// re-resolution) on the current tokio runtime; see
+    /// [`crate::Snapshot::start_background`]. Idempotent. The tasks hold the
+    /// group weakly and end once it is dropped.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start_background(self: &Arc<Self>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(check) = &self.health {
+            tokio::spawn(super::health::run(Arc::downgrade(self), check.clone()));
+        }
+        if self
+            .peers()
+            .any(|p| p.authority().host().parse::<std::net::IpAddr>().is_err())
+        {
+            tokio::spawn(super::dns::run(Arc::downgrade(self), self.resolve_interval));
+        }
+    }
+
+    /// Starts the background tasks on first use when nobody did (one
+    /// relaxed load per request once started).
+    pub(crate) fn ensure_started(self: &Arc<Self>) {
+        if !self.started.load(Ordering::Relaxed) && tokio::runtime::Handle::try_current().is_ok() {
+            self.start_background();
+        }
+    }
 
     /// Number of servers, backups included.
     pub fn len(&self) -> usize {
@@ -256,6 +297,19 @@ impl UpstreamGroupBuilder {
         self
     }
 
+    /// Active health checks. Default none.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check);
+        self
+    }
+
+    /// How long resolved addresses of server names are used before they
+    /// are resolved again. Default 10 s.
+    pub fn resolve_interval(mut self, interval: Duration) -> Self {
+        self.resolve_interval = interval;
+        self
+    }
+
     /// Builds the group.
     ///
     /// # Errors
@@ -294,6 +348,9 @@ impl UpstreamGroupBuilder {
             method: self.method,
             single,
             keepalive: self.keepalive,
+            health: self.health,
+            resolve_interval: self.resolve_interval,
+            started: AtomicBool::new(false),
         })
     }
 }

@@ -148,6 +148,11 @@ impl Peer {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Sets the active-check state; true when it changed.
+    pub(crate) fn set_healthy(&self, up: bool) -> bool {
+        self.healthy.swap(up, Ordering::Relaxed) != up
+    }
+
     /// Whether a request may go to it now. `single` groups ignore
     /// `max_fails`, as nginx does for a group of one.
     pub(crate) fn usable(&self, now: u64, single: bool) -> bool {
