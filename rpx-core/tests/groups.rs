@@ -747,3 +747,72 @@ mod tls_group {
         assert_eq!(seen, want);
     }
 }
+
+/// Answers `<name>:<body length>` once it has the whole body.
+fn echo_len() -> Handler {
+    Arc::new(|req, name| {
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            let n = req
+                .into_body()
+                .collect()
+                .await
+                .map_or(0, |b| b.to_bytes().len());
+            Response::new(Full::from(format!("{name}:{n}")))
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_body_goes_to_the_next_server_only_if_never_sent() {
+    // Nothing listens here: connecting fails before the body is read.
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    // This one reads the request, body included, then drops the connection.
+    let breaker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let breaker_addr = breaker.local_addr().unwrap();
+    let broke = Arc::new(AtomicUsize::new(0));
+    let b = broke.clone();
+    let breaking = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut s, _)) = breaker.accept().await {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains("END") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            b.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let ok = Backend::with("ok", "127.0.0.1:0".parse().unwrap(), echo_len()).await;
+    let put = |p: &Proxy| {
+        let url = p.url("/");
+        async move {
+            let req = Request::put(url).body(full("0123456789END")).unwrap();
+            let (status, _, body) = send(req).await;
+            (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+
+    let p = proxy(&[dead_addr.to_string(), ok.addr.to_string()], "", "").await;
+    assert_eq!(
+        put(&p).await,
+        (200, "ok:13".into()),
+        "the unread body went on"
+    );
+
+    let p = proxy(&[breaker_addr.to_string(), ok.addr.to_string()], "", "").await;
+    let before = ok.hits();
+    assert_eq!(
+        put(&p).await.0,
+        502,
+        "a body already sent is not sent again"
+    );
+    assert_eq!(broke.load(Ordering::SeqCst), 1);
+    assert_eq!(ok.hits(), before);
+    breaking.abort();
+}

@@ -693,7 +693,18 @@ impl Mapper {
                         format!("{}:80", w[0])
                     };
                     let mut line = vec![addr.as_str()];
-                    line.extend(&w[1..]);
+                    for p in &w[1..] {
+                        let name = p.split('=').next().unwrap_or(p);
+                        match name {
+                            // rpx re-resolves every name (resolve_interval).
+                            "resolve" => {}
+                            "slow_start" | "drain" | "route" | "service" => self.warn(
+                                c,
+                                format!("upstream server parameter \"{p}\" is not supported by rpx; ignored"),
+                            ),
+                            _ => line.push(p),
+                        }
+                    }
                     match crate::config::upstream::server_line(&line) {
                         Ok(server) => up.servers.push(UpstreamServerConfig {
                             pos: at(&c.pos),
