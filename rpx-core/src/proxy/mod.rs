@@ -413,8 +413,9 @@ where
         )
     };
 
-    // A group may send the request again, so the head is kept; a fixed
-    // target sends it once and never copies it.
+    // A group may send the request again, so its head is kept and each
+    // attempt but the last sends a copy (the price nginx pays by keeping its
+    // request buffer); a fixed target or a group of one never copies it.
     let retries = group.is_some() && inner.retry.next != NextUpstream::OFF;
     let max_tries = match (group, inner.retry.tries) {
         (None, _) => 1,
@@ -446,11 +447,11 @@ where
         let more = retries
             && attempt < max_tries
             && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
-        let head = match (&mut parts, more) {
+        // The last possible attempt takes the head instead of a copy.
+        let mut head = match (&mut parts, more) {
             (Some(p), true) => head_copy(p),
             (p, _) => p.take().expect("the head is kept while attempts remain"),
         };
-        let mut head = head;
         head.uri = inner
             .target
             .uri_to(upstream.clone(), pq.clone())

@@ -79,7 +79,9 @@ pub(crate) async fn run(group: Weak<UpstreamGroup>, check: HealthCheck) {
         let Some(group) = group.upgrade() else { return };
         let peers: Vec<Arc<Peer>> = group.peers().cloned().collect();
         streaks.resize(peers.len(), (0, 0));
-        let results = futures_util::future::join_all(peers.iter().map(|p| probe(p, &check))).await;
+        let dns = group.resolve_interval();
+        let results =
+            futures_util::future::join_all(peers.iter().map(|p| probe(p, &check, dns))).await;
         for ((peer, result), (ok, bad)) in peers.iter().zip(results).zip(streaks.iter_mut()) {
             match result {
                 Ok(()) => {
@@ -111,14 +113,14 @@ pub(crate) async fn run(group: Weak<UpstreamGroup>, check: HealthCheck) {
     }
 }
 
-async fn probe(peer: &Peer, check: &HealthCheck) -> Result<(), ProbeError> {
+async fn probe(peer: &Peer, check: &HealthCheck, dns: Duration) -> Result<(), ProbeError> {
     let host = peer.authority().host();
     let port = check
         .port
         .or_else(|| peer.authority().port_u16())
         .unwrap_or(80);
     let attempt = async {
-        let ips = super::dns::lookup(host, super::dns::DEFAULT_INTERVAL).await?;
+        let ips = super::dns::lookup(host, dns).await?;
         let addrs: Vec<std::net::SocketAddr> = ips.iter().map(|ip| (*ip, port).into()).collect();
         let tcp = tokio::net::TcpStream::connect(&addrs[..]).await?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
