@@ -176,6 +176,10 @@ pids+=($!)
 origin=$(wait_line "$tmp/origin.out" "${pids[-1]}")
 
 # --- configs --------------------------------------------------------------
+# The failover scenario: a group of two servers, one of them down (nothing
+# listens on its port), behind /fo/. Both proxies take the dead one out after
+# its first failure (max_fails=1) and retry that request on the live one.
+dead=127.0.0.1:$(free_port)
 cat >"$tmp/rpx.plain.toml" <<EOF
 [[server]]
 listen = "127.0.0.1:0"
@@ -183,6 +187,14 @@ listen = "127.0.0.1:0"
   [[server.location]]
   path = "/"
   proxy_pass = "http://$origin"
+
+  [[server.location]]
+  path = "/fo/"
+  proxy_pass = "http://failover/"
+
+[upstream.failover]
+servers = ["$origin max_fails=1 fail_timeout=10s", "$dead max_fails=1 fail_timeout=10s"]
+keepalive = 32
 EOF
 
 if [[ -n $has_tls ]]; then
@@ -238,11 +250,23 @@ http {
         keepalive 32;
         keepalive_requests 1000000;
     }
+    upstream failover {
+        server $origin max_fails=1 fail_timeout=10s;
+        server $dead max_fails=1 fail_timeout=10s;
+        keepalive 32;
+        keepalive_requests 1000000;
+    }
     server {
         $listen
         $tls
         location / {
             proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering $NGINX_BUFFERING;
+        }
+        location /fo/ {
+            proxy_pass http://failover/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering $NGINX_BUFFERING;
@@ -327,12 +351,13 @@ warm_up() {
 }
 
 # measure_plain PROXY ROUND BASE_URL PID: warm-up, then the small and the
-# big body.
+# big body, then the small body through the group with one server down.
 measure_plain() {
-    echo "round $2: loading $1 ($3): warm-up $WARMUP, then /small and /big for $DURATION each..." >&2
+    echo "round $2: loading $1 ($3): warm-up $WARMUP, then /small, /big and /fo/small for $DURATION each..." >&2
     warm_up "$3/small"
     run_wrk "$1.small.$2" "$3/small" "$4"
     run_wrk "$1.big.$2" "$3/big" "$4"
+    run_wrk "$1.failover.$2" "$3/fo/small" "$4"
 }
 
 # measure_tls PROXY ROUND BASE_URL PID: warm-up, then /small with
@@ -431,7 +456,8 @@ printf '%-13s %-20s %11s %11s %9s  %-20s %s\n' body metric rpx nginx rpx/nginx "
 rows=()
 for sc in "${scenarios[@]}"; do
     case $sc in
-        plain) rows+=(small/rps small/p99 small/mibs small/cpu big/rps big/p99 big/mibs big/cpu) ;;
+        plain) rows+=(small/rps small/p99 small/mibs small/cpu big/rps big/p99 big/mibs big/cpu
+            failover/rps failover/p99 failover/cpu) ;;
         tls) rows+=(tls-small/rps tls-small/p99 tls-small/cpu tls-handshake/rps tls-handshake/p99
             tls-handshake/cpu) ;;
     esac

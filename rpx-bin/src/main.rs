@@ -296,6 +296,8 @@ async fn run(
         tracing::info!("{line}");
     }
     let specs = snapshot.listeners().to_vec();
+    // Upstream health checks and DNS re-resolution.
+    snapshot.start_background();
     let rpx = Rpx::new(snapshot);
     let mut listeners = ListenerSet::new(rpx.clone(), shutdown_timeout);
     let bound = match listeners.apply(&specs).await {

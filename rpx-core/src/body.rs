@@ -26,7 +26,9 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind {
         Full { data: Option<Bytes> },
-        Upstream { #[pin] body: UpstreamBody },
+        // The guard keeps the group's server counted active (least_conn,
+        // max_conns) for as long as its response streams.
+        Upstream { #[pin] body: UpstreamBody, guard: Option<crate::upstream::Picked> },
         File { #[pin] body: ServeFileSystemResponseBody },
         // Boxed: only responses with an access log pay for it.
         Logged { body: Pin<Box<RpxBody>>, pending: crate::accesslog::Pending },
@@ -49,9 +51,9 @@ impl RpxBody {
         }
     }
 
-    pub(crate) fn upstream(body: UpstreamBody) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody, guard: Option<crate::upstream::Picked>) -> Self {
         RpxBody {
-            kind: Kind::Upstream { body },
+            kind: Kind::Upstream { body, guard },
         }
     }
 
@@ -117,7 +119,7 @@ impl Body for RpxBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream { body } => body.poll_frame(cx),
+            KindProj::Upstream { body, .. } => body.poll_frame(cx),
             KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
             KindProj::Logged { body, pending } => {
                 let res = body.as_mut().poll_frame(cx);
@@ -136,7 +138,7 @@ impl Body for RpxBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
-            Kind::Upstream { body } => body.is_end_stream(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
             Kind::File { body } => body.is_end_stream(),
             Kind::Logged { body, .. } => body.is_end_stream(),
         }
@@ -147,7 +149,7 @@ impl Body for RpxBody {
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Upstream { body } => body.size_hint(),
+            Kind::Upstream { body, .. } => body.size_hint(),
             Kind::File { body } => body.size_hint(),
             Kind::Logged { body, .. } => body.size_hint(),
         }

@@ -12,6 +12,7 @@
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`metrics`] | Prometheus metrics: handles made at compile time, atomics per request |
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
+//! | [`upstream`] | upstream groups: balancing, passive and active health, retries, DNS |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
 //! | [`accesslog`] | access logs: `combined`, `log_format`, a writer thread per file |
 //! | [`action`] | `return` and static files |
@@ -58,6 +59,7 @@ pub mod rewrite;
 pub mod server;
 pub mod stack;
 pub mod tls;
+pub mod upstream;
 pub mod vars;
 
 pub use body::RpxBody;

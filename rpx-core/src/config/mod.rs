@@ -8,6 +8,7 @@ mod toml;
 mod toml_steps;
 mod toml_writer;
 mod units;
+pub mod upstream;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -432,6 +432,12 @@ pub struct Settings {
     pub proxy_ssl_session_reuse: Option<bool>,
     /// `access_log` destinations of this level (`off` is an empty list).
     pub access_log: Option<Vec<AccessLogConfig>>,
+    /// `proxy_next_upstream` words. Default `error timeout`.
+    pub proxy_next_upstream: Option<Spanned<Vec<String>>>,
+    /// `proxy_next_upstream_tries`; 0 is unlimited. Default 0.
+    pub proxy_next_upstream_tries: Option<u32>,
+    /// `proxy_next_upstream_timeout`; zero is unlimited. Default unlimited.
+    pub proxy_next_upstream_timeout: Option<Duration>,
 }
 
 /// `access_log path [format]`.
@@ -505,6 +511,15 @@ impl Settings {
                 &parent.proxy_ssl_session_reuse,
             ),
             access_log: pick(&self.access_log, &parent.access_log),
+            proxy_next_upstream: pick(&self.proxy_next_upstream, &parent.proxy_next_upstream),
+            proxy_next_upstream_tries: pick(
+                &self.proxy_next_upstream_tries,
+                &parent.proxy_next_upstream_tries,
+            ),
+            proxy_next_upstream_timeout: pick(
+                &self.proxy_next_upstream_timeout,
+                &parent.proxy_next_upstream_timeout,
+            ),
         }
     }
 }
@@ -516,6 +531,23 @@ pub struct UpstreamConfig {
     pub name: String,
     /// Its servers.
     pub servers: Vec<UpstreamServerConfig>,
+    /// `least_conn`, `ip_hash`, `hash`, `random`; round robin when `None`.
+    pub balance: Option<Spanned<BalanceConfig>>,
+    /// `keepalive N`: idle connections kept per server. Default 256.
+    pub keepalive: Option<u32>,
+    /// `keepalive_timeout T`: how long they are kept idle. Default 60 s.
+    pub keepalive_timeout: Option<Duration>,
+    /// `keepalive_requests N` (accepted; rpx does not cap requests per
+    /// upstream connection).
+    pub keepalive_requests: Option<u32>,
+    /// `health_check …` (rpx): active HTTP probes.
+    pub health_check: Option<Spanned<HealthCheckConfig>>,
+    /// `resolve_interval T` (rpx): how often server names are resolved
+    /// again. Default 10 s.
+    pub resolve_interval: Option<Duration>,
+    /// `resolve_strict on` (rpx): a server name that does not resolve is an
+    /// error at startup, as nginx; by default it is a warning and retried.
+    pub resolve_strict: bool,
     /// Where it was written.
     pub pos: SourcePos,
 }
@@ -527,26 +559,111 @@ impl UpstreamConfig {
             name: name.into(),
             servers: servers
                 .iter()
-                .map(|s| UpstreamServerConfig {
-                    addr: (*s).into(),
-                    weight: 1,
-                    pos: SourcePos::code(),
-                })
+                .map(|s| UpstreamServerConfig::new(s))
                 .collect(),
+            balance: None,
+            keepalive: None,
+            keepalive_timeout: None,
+            keepalive_requests: None,
+            health_check: None,
+            resolve_interval: None,
+            resolve_strict: false,
             pos: SourcePos::code(),
         }
     }
 }
 
-/// `server host:port [weight=N]` inside an upstream group.
+/// `server host:port [weight=N] [max_fails=N] [fail_timeout=T] [backup]
+/// [down] [max_conns=N]` inside an upstream group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamServerConfig {
     /// `host:port`.
     pub addr: String,
     /// `weight=N`. Default 1.
     pub weight: u32,
+    /// `max_fails=N`; 0 disables the accounting. Default 1.
+    pub max_fails: u32,
+    /// `fail_timeout=T`. Default 10 s.
+    pub fail_timeout: Duration,
+    /// `backup`.
+    pub backup: bool,
+    /// `down`.
+    pub down: bool,
+    /// `max_conns=N`; 0 is unlimited. Default 0.
+    pub max_conns: u32,
     /// Where it was written.
     pub pos: SourcePos,
+}
+
+impl UpstreamServerConfig {
+    /// A server with nginx's defaults.
+    pub fn new(addr: &str) -> Self {
+        UpstreamServerConfig {
+            addr: addr.into(),
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            max_conns: 0,
+            pos: SourcePos::code(),
+        }
+    }
+}
+
+/// A group's balancing method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BalanceConfig {
+    /// `least_conn`.
+    LeastConn,
+    /// `ip_hash`.
+    IpHash,
+    /// `hash KEY [consistent]`.
+    Hash {
+        /// The key, with variables.
+        key: String,
+        /// `consistent`: ketama.
+        consistent: bool,
+    },
+    /// `random [two [least_conn]]`.
+    Random {
+        /// `two`: the less loaded of two.
+        two: bool,
+    },
+}
+
+/// `health_check [interval=T] [path=/p] [status=200|200-399] [rise=N]
+/// [fall=N] [timeout=T] [port=N]` (rpx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// Time between two probes of a server. Default 5 s.
+    pub interval: Duration,
+    /// The path probed with `GET`. Default `/`.
+    pub path: String,
+    /// Statuses counted healthy, inclusive. Default 200–399.
+    pub status: (u16, u16),
+    /// Successes in a row that bring a server back. Default 2.
+    pub rise: u32,
+    /// Failures in a row that take it out. Default 3.
+    pub fall: u32,
+    /// How long one probe may take. Default 2 s.
+    pub timeout: Duration,
+    /// Probe this port instead of the server's.
+    pub port: Option<u16>,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            interval: Duration::from_secs(5),
+            path: "/".into(),
+            status: (200, 399),
+            rise: 2,
+            fall: 3,
+            timeout: Duration::from_secs(2),
+            port: None,
+        }
+    }
 }
 
 /// One step of nginx's rewrite module, in config order.

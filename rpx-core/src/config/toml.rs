@@ -268,6 +268,9 @@ macro_rules! with_settings {
             #[serde(default)] proxy_ssl_verify: Option<bool>,
             #[serde(default)] proxy_ssl_server_name: Option<bool>,
             #[serde(default)] proxy_ssl_session_reuse: Option<bool>,
+            #[serde(default)] proxy_next_upstream: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] proxy_next_upstream_tries: Option<u32>,
+            #[serde(default)] proxy_next_upstream_timeout: Option<Spanned<NumOrText>>,
         }
 
         impl HasSettings for $name {
@@ -300,6 +303,9 @@ macro_rules! with_settings {
                     proxy_ssl_verify: self.proxy_ssl_verify.take(),
                     proxy_ssl_server_name: self.proxy_ssl_server_name.take(),
                     proxy_ssl_session_reuse: self.proxy_ssl_session_reuse.take(),
+                    proxy_next_upstream: self.proxy_next_upstream.take(),
+                    proxy_next_upstream_tries: self.proxy_next_upstream_tries.take(),
+                    proxy_next_upstream_timeout: self.proxy_next_upstream_timeout.take(),
                 })
             }
         }
@@ -338,6 +344,9 @@ struct RawSettings {
     proxy_ssl_verify: Option<bool>,
     proxy_ssl_server_name: Option<bool>,
     proxy_ssl_session_reuse: Option<bool>,
+    proxy_next_upstream: Option<Spanned<OneOrMany<String>>>,
+    proxy_next_upstream_tries: Option<u32>,
+    proxy_next_upstream_timeout: Option<Spanned<NumOrText>>,
 }
 
 with_settings! {
@@ -378,6 +387,20 @@ with_settings! {
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     servers: Vec<Spanned<String>>,
+    #[serde(default)]
+    balance: Option<Spanned<String>>,
+    #[serde(default)]
+    keepalive: Option<u32>,
+    #[serde(default)]
+    keepalive_timeout: Option<Spanned<NumOrText>>,
+    #[serde(default)]
+    keepalive_requests: Option<u32>,
+    #[serde(default)]
+    health_check: Option<Spanned<String>>,
+    #[serde(default)]
+    resolve_interval: Option<Spanned<NumOrText>>,
+    #[serde(default)]
+    resolve_strict: bool,
 }
 
 struct Cx<'a> {
@@ -594,34 +617,57 @@ impl Cx<'_> {
 
     fn upstream(&mut self, name: String, raw: Spanned<RawUpstream>) -> UpstreamConfig {
         let pos = self.at(&raw);
+        let raw = raw.into_inner();
         let servers = raw
-            .into_inner()
             .servers
             .into_iter()
             .filter_map(|s| {
                 let pos = self.at(&s);
-                let mut words = s.get_ref().split_whitespace();
-                let addr = words.next().unwrap_or("").to_owned();
-                let mut weight = 1;
-                for w in words {
-                    match w
-                        .strip_prefix("weight=")
-                        .and_then(|n| n.parse::<u32>().ok())
-                    {
-                        Some(n) if n > 0 => weight = n,
-                        _ => {
-                            self.err(
-                                pos.clone(),
-                                format!("invalid upstream server parameter {w:?}"),
-                            );
-                            return None;
-                        }
+                let words: Vec<&str> = s.get_ref().split_whitespace().collect();
+                match super::upstream::server_line(&words) {
+                    Ok(server) => Some(UpstreamServerConfig { pos, ..server }),
+                    Err(msg) => {
+                        self.err(pos, msg);
+                        None
                     }
                 }
-                Some(UpstreamServerConfig { addr, weight, pos })
             })
             .collect();
-        UpstreamConfig { name, servers, pos }
+        let balance = raw.balance.and_then(|b| {
+            let pos = self.at(&b);
+            let words: Vec<&str> = b.get_ref().split_whitespace().collect();
+            let (name, args) = words.split_first().unwrap_or((&"", &[]));
+            match super::upstream::balance(name, args) {
+                Ok(m) => Some(pos.with(m)),
+                Err(msg) => {
+                    self.err(pos, msg);
+                    None
+                }
+            }
+        });
+        let health_check = raw.health_check.and_then(|h| {
+            let pos = self.at(&h);
+            let words: Vec<&str> = h.get_ref().split_whitespace().collect();
+            match super::upstream::health_check(&words) {
+                Ok(h) => Some(pos.with(h)),
+                Err(msg) => {
+                    self.err(pos, msg);
+                    None
+                }
+            }
+        });
+        UpstreamConfig {
+            name,
+            servers,
+            balance,
+            keepalive: raw.keepalive,
+            keepalive_timeout: raw.keepalive_timeout.and_then(|d| self.duration(d)),
+            keepalive_requests: raw.keepalive_requests,
+            health_check,
+            resolve_interval: raw.resolve_interval.and_then(|d| self.duration(d)),
+            resolve_strict: raw.resolve_strict,
+            pos,
+        }
     }
 
     fn settings(&mut self, raw: RawSettings) -> Settings {
@@ -742,6 +788,21 @@ impl Cx<'_> {
             proxy_ssl_verify: raw.proxy_ssl_verify,
             proxy_ssl_server_name: raw.proxy_ssl_server_name,
             proxy_ssl_session_reuse: raw.proxy_ssl_session_reuse,
+            proxy_next_upstream: raw.proxy_next_upstream.map(|v| {
+                let pos = self.at(&v);
+                // "error timeout" or ["error", "timeout"].
+                let words = v
+                    .into_inner()
+                    .into_vec()
+                    .iter()
+                    .flat_map(|w| w.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                    .collect();
+                pos.with(words)
+            }),
+            proxy_next_upstream_tries: raw.proxy_next_upstream_tries,
+            proxy_next_upstream_timeout: raw
+                .proxy_next_upstream_timeout
+                .and_then(|d| self.duration(d)),
         }
     }
 

@@ -38,16 +38,11 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
         let servers = u
             .servers
             .iter()
-            .map(|s| {
-                Value::String(if s.weight == 1 {
-                    s.addr.clone()
-                } else {
-                    format!("{} weight={}", s.addr, s.weight)
-                })
-            })
+            .map(|s| Value::String(upstream_server(s)))
             .collect();
         let mut t = Table::new();
         t.insert("servers".into(), Value::Array(servers));
+        upstream_settings(u, &mut t);
         ups.insert(u.name.clone(), Value::Table(t));
     }
     if !ups.is_empty() {
@@ -68,6 +63,85 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
 }
 
 struct Writer;
+
+/// A `servers` entry: the address and the parameters that differ from
+/// nginx's defaults.
+fn upstream_server(s: &UpstreamServerConfig) -> String {
+    let d = UpstreamServerConfig::new(&s.addr);
+    let mut out = s.addr.clone();
+    if s.weight != d.weight {
+        out.push_str(&format!(" weight={}", s.weight));
+    }
+    if s.max_fails != d.max_fails {
+        out.push_str(&format!(" max_fails={}", s.max_fails));
+    }
+    if s.fail_timeout != d.fail_timeout {
+        out.push_str(&format!(" fail_timeout={}ms", s.fail_timeout.as_millis()));
+    }
+    if s.max_conns != d.max_conns {
+        out.push_str(&format!(" max_conns={}", s.max_conns));
+    }
+    if s.backup {
+        out.push_str(" backup");
+    }
+    if s.down {
+        out.push_str(" down");
+    }
+    out
+}
+
+/// An upstream's own keys besides `servers`.
+fn upstream_settings(u: &UpstreamConfig, t: &mut Table) {
+    if let Some(b) = &u.balance {
+        let v = match &b.value {
+            BalanceConfig::LeastConn => "least_conn".to_owned(),
+            BalanceConfig::IpHash => "ip_hash".to_owned(),
+            BalanceConfig::Hash { key, consistent } => {
+                format!("hash {key}{}", if *consistent { " consistent" } else { "" })
+            }
+            BalanceConfig::Random { two } => {
+                format!("random{}", if *two { " two least_conn" } else { "" })
+            }
+        };
+        t.insert("balance".into(), Value::String(v));
+    }
+    for (key, n) in [
+        ("keepalive", u.keepalive),
+        ("keepalive_requests", u.keepalive_requests),
+    ] {
+        if let Some(n) = n {
+            t.insert(key.into(), Value::Integer(i64::from(n)));
+        }
+    }
+    for (key, d) in [
+        ("keepalive_timeout", u.keepalive_timeout),
+        ("resolve_interval", u.resolve_interval),
+    ] {
+        if let Some(d) = d {
+            t.insert(key.into(), duration(d));
+        }
+    }
+    if u.resolve_strict {
+        t.insert("resolve_strict".into(), Value::Boolean(true));
+    }
+    if let Some(h) = &u.health_check {
+        let h = &h.value;
+        let mut v = format!(
+            "interval={}ms path={} status={}-{} rise={} fall={} timeout={}ms",
+            h.interval.as_millis(),
+            h.path,
+            h.status.0,
+            h.status.1,
+            h.rise,
+            h.fall,
+            h.timeout.as_millis()
+        );
+        if let Some(p) = h.port {
+            v.push_str(&format!(" port={p}"));
+        }
+        t.insert("health_check".into(), Value::String(v));
+    }
+}
 
 fn text(s: &str) -> Value {
     Value::String(s.to_owned())
@@ -260,6 +334,21 @@ impl Writer {
             if let Some(d) = d {
                 t.insert(key.into(), duration(d));
             }
+        }
+        if let Some(n) = &s.proxy_next_upstream {
+            t.insert(
+                "proxy_next_upstream".into(),
+                Value::Array(n.value.iter().map(|w| text(w)).collect()),
+            );
+        }
+        if let Some(n) = s.proxy_next_upstream_tries {
+            t.insert(
+                "proxy_next_upstream_tries".into(),
+                Value::Integer(i64::from(n)),
+            );
+        }
+        if let Some(d) = s.proxy_next_upstream_timeout {
+            t.insert("proxy_next_upstream_timeout".into(), duration(d));
         }
         if let Some(r) = &s.root {
             t.insert("root".into(), text(&r.value));

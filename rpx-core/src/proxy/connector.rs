@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 use tower::Service;
 
 use crate::error::BoxError;
+use crate::upstream::dns::{CachedResolver, DEFAULT_INTERVAL};
 
 /// A write to the upstream stayed blocked for longer than `proxy_send_timeout`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -44,16 +45,27 @@ impl std::fmt::Debug for TlsSide {
 /// URIs, TLS, with the connect and send timeouts of one location.
 #[derive(Debug, Clone)]
 pub struct UpstreamConnector {
-    http: HttpConnector,
+    http: HttpConnector<CachedResolver>,
     connect_timeout: Option<Duration>,
     send_timeout: Option<Duration>,
     tls: Option<TlsSide>,
 }
 
 impl UpstreamConnector {
-    /// A plain-TCP connector; `None` disables a timeout.
+    /// A plain-TCP connector; `None` disables a timeout. Names are
+    /// resolved through [`crate::upstream::dns`], reused for 10 s.
     pub fn new(connect_timeout: Option<Duration>, send_timeout: Option<Duration>) -> Self {
-        let mut http = HttpConnector::new();
+        Self::resolving(connect_timeout, send_timeout, DEFAULT_INTERVAL)
+    }
+
+    /// [`UpstreamConnector::new`] with resolved addresses reused for
+    /// `resolve_interval`.
+    pub fn resolving(
+        connect_timeout: Option<Duration>,
+        send_timeout: Option<Duration>,
+        resolve_interval: Duration,
+    ) -> Self {
+        let mut http = HttpConnector::new_with_resolver(CachedResolver::new(resolve_interval));
         http.set_nodelay(true);
         http.set_connect_timeout(connect_timeout);
         http.enforce_http(false);

@@ -6,6 +6,7 @@
 
 mod body;
 mod connector;
+mod reuse;
 mod target;
 mod upgrade;
 
@@ -27,9 +28,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
+/// Groups moved to [`crate::upstream`]; re-exported for existing users.
+pub use crate::upstream::UpstreamGroup;
 pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, UpstreamBody};
 pub use connector::{SendTimedOut, TimedIo, UpstreamConnector, UpstreamIo};
-pub use target::{ProxyTarget, TargetError, UpstreamGroup};
+pub use target::{ProxyTarget, TargetError};
+
+use crate::upstream::{retry, NextUpstream, PickInput, RetryPolicy, Tried};
+use target::Pick;
 
 use crate::body::RpxBody;
 use crate::conn::conn_info;
@@ -113,6 +119,7 @@ struct Inner {
     request_headers: RequestHeaders,
     response_headers: ResponseHeaders,
     timeouts: Timeouts,
+    retry: RetryPolicy,
     client: Client<UpstreamConnector, UpstreamReqBody>,
     server_name: Arc<str>,
 }
@@ -127,6 +134,7 @@ pub struct ProxyServiceBuilder {
     pass: Vec<String>,
     redirect: ProxyRedirect,
     timeouts: Timeouts,
+    retry: RetryPolicy,
     groups: HashMap<String, Arc<UpstreamGroup>>,
     server_name: Arc<str>,
     max_idle_per_host: usize,
@@ -145,6 +153,7 @@ impl ProxyService {
             pass: Vec::new(),
             redirect: ProxyRedirect::Default,
             timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
             groups: HashMap::new(),
             server_name: "".into(),
             max_idle_per_host: 256,
@@ -189,6 +198,15 @@ impl ProxyServiceBuilder {
     /// The per-phase timeouts. Default is [`Timeouts::default`] (60 s each).
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// When a failed attempt goes on to the next server of a group
+    /// (`proxy_next_upstream*`). Default [`RetryPolicy::default`]: on
+    /// connection errors and timeouts, idempotent requests only, as many
+    /// attempts as servers.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -250,7 +268,16 @@ impl ProxyServiceBuilder {
             ProxyRedirect::Rules(rules) => rules,
             ProxyRedirect::Default => default_redirect(&target, &self.location),
         };
-        let mut connector = UpstreamConnector::new(self.timeouts.connect, self.timeouts.send);
+        let resolve_interval = target
+            .group()
+            .map_or(crate::upstream::dns::DEFAULT_INTERVAL, |g| {
+                g.resolve_interval()
+            });
+        let mut connector = UpstreamConnector::resolving(
+            self.timeouts.connect,
+            self.timeouts.send,
+            resolve_interval,
+        );
         if target.is_https() {
             let config = crate::tls::client_config(&self.tls)?;
             let name = match &self.tls.name {
@@ -262,11 +289,16 @@ impl ProxyServiceBuilder {
             };
             connector = connector.with_tls(config, name);
         }
+        // A group's `keepalive` settings decide the pool towards its servers.
+        let (idle, idle_timeout) = match target.group() {
+            Some(g) => (g.keepalive().idle_per_server, g.keepalive().timeout),
+            None => (self.max_idle_per_host, Duration::from_secs(60)),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(self.max_idle_per_host)
+            .pool_idle_timeout(idle_timeout)
+            .pool_max_idle_per_host(idle)
             .build(connector);
         Ok(ProxyService {
             inner: Arc::new(Inner {
@@ -275,6 +307,7 @@ impl ProxyServiceBuilder {
                 request_headers: RequestHeaders::new(set),
                 response_headers: ResponseHeaders::new(hidden, redirects),
                 timeouts: self.timeouts,
+                retry: self.retry,
                 client,
                 server_name: self.server_name,
             }),
@@ -327,17 +360,14 @@ where
     let conn = conn_info(&req);
     let upgrading = req.version() != Version::HTTP_2 && is_upgrade_request(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
-    let authority = inner.target.pick();
-    // Cheap to clone (shared bytes); turned into text only for an error.
-    let upstream = authority.clone();
 
     // Everything derived from the original request is computed before it is
-    // taken apart: the URI, the rendered header values, redirect targets.
+    // taken apart: the path, the rendered header values, redirect targets,
+    // the balancing key.
     let path = request_path(&req);
-    let uri = inner
+    let pq = inner
         .target
-        .upstream_uri(
-            authority,
+        .upstream_path(
             req.uri(),
             path,
             (inner.location.0, &inner.location.1),
@@ -351,38 +381,193 @@ where
         .request_headers
         .prepare(&ctx, inner.target.host_header());
     let redirect_targets = inner.response_headers.prepare(&ctx);
+    let group = inner.target.group();
+    let key = group
+        .and_then(|g| g.key())
+        .map(|t| t.render_to_string(&ctx));
+    let input = PickInput {
+        client_ip: Some(conn.peer.ip()),
+        key: key.as_deref(),
+    };
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrading);
     set_headers.apply(&mut parts.headers);
-    parts.uri = uri;
     parts.version = Version::HTTP_11;
     // Extensions belong to the downstream connection.
     parts.extensions = http::Extensions::new();
 
     // A request without a body (most of them) needs no timers or flags;
     // boxing the zero-sized empty body does not allocate.
-    let (up_body, body_done) = if body.is_end_stream() {
-        let empty = http_body_util::Empty::new().map_err(|e: std::convert::Infallible| match e {});
-        (UnsyncBoxBody::new(empty), None)
+    let (mut up_body, body_done) = if body.is_end_stream() {
+        (None, None)
     } else {
         let done = Arc::new(AtomicBool::new(false));
         let body = body::DoneFlag::new(
             IdleTimeout::new(body, inner.timeouts.client_body),
             done.clone(),
         );
-        (UnsyncBoxBody::new(body), Some(done))
-    };
-    let up_req = Request::from_parts(parts, up_body);
-
-    let sent_at = std::time::Instant::now();
-    let mut res = await_head(&inner, up_req, body_done.as_deref(), &upstream).await?;
-    let timing = crate::accesslog::UpstreamTiming {
-        addr: upstream.clone(),
-        status: res.status().as_u16(),
-        head_time: sent_at.elapsed(),
+        (
+            Some(reuse::Reusable::new(UnsyncBoxBody::new(body))),
+            Some(done),
+        )
     };
 
+    // A group may send the request again, so its head is kept and each
+    // attempt but the last sends a copy (the price nginx pays by keeping its
+    // request buffer); a fixed target or a group of one never copies it.
+    let retries = group.is_some() && inner.retry.next != NextUpstream::OFF;
+    let max_tries = match (group, inner.retry.tries) {
+        (None, _) => 1,
+        (Some(g), 0) => g.len(),
+        (Some(_), n) => n as usize,
+    };
+    let deadline = inner.retry.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut tried = Tried::default();
+    let mut parts = Some(parts);
+    let mut last: Option<Result<Answered, ProxyError>> = None;
+    for attempt in 1.. {
+        let Some(pick) = inner.target.pick(&input, &tried) else {
+            return match last {
+                Some(Ok((res, pick, head_time))) => respond(
+                    &inner,
+                    res,
+                    pick,
+                    head_time,
+                    &redirect_targets,
+                    client_upgrade,
+                ),
+                Some(Err(e)) => Err(e),
+                None => Err(ProxyError::NoLiveUpstream {
+                    group: inner.target.proxy_host().to_owned(),
+                }),
+            };
+        };
+        // An earlier attempt's response is only kept for when no server is left.
+        drop(last.take());
+        if let Pick::Group(p) = &pick {
+            tried.insert(p.index());
+        }
+        let upstream = pick.authority().clone();
+        let more = retries
+            && attempt < max_tries
+            && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
+        // The last possible attempt takes the head instead of a copy.
+        let mut head = match (&mut parts, more) {
+            (Some(p), true) => head_copy(p),
+            (p, _) => p.take().expect("the head is kept while attempts remain"),
+        };
+        head.uri = inner
+            .target
+            .uri_to(upstream.clone(), pq.clone())
+            .map_err(|_| ProxyError::BadRequest("request URI cannot be rewritten"))?;
+        let (req_body, handle) = match up_body.take() {
+            None => (empty_body(), None),
+            Some((b, h)) => (UnsyncBoxBody::new(b), Some(h)),
+        };
+        let up_req = Request::from_parts(head, req_body);
+        let sent_at = std::time::Instant::now();
+        let result = await_head(&inner, up_req, body_done.as_deref(), &upstream).await;
+        let head_time = sent_at.elapsed();
+        // A body read by this attempt cannot be sent again.
+        let body_again = match handle {
+            None => true,
+            Some(h) => match h.take_back() {
+                Some(b) => {
+                    up_body = Some(b);
+                    true
+                }
+                None => false,
+            },
+        };
+        let method = parts.as_ref().map(|p| &p.method);
+        match result {
+            Ok(res) => {
+                let status = res.status();
+                if let Pick::Group(p) = &pick {
+                    if inner.retry.status_is_failure(status) {
+                        took_out(p, &inner, &status);
+                    } else {
+                        p.success();
+                    }
+                }
+                let again = more
+                    && body_again
+                    && method.is_some_and(|m| inner.retry.retries_status(status, m));
+                if !again {
+                    return respond(
+                        &inner,
+                        res,
+                        pick,
+                        head_time,
+                        &redirect_targets,
+                        client_upgrade,
+                    );
+                }
+                tracing::info!(upstream = %upstream, status = status.as_u16(), "trying the next server");
+                last = Some(Ok((res, pick, head_time)));
+            }
+            Err(err) => {
+                let failure = retry::Failure::of(&err);
+                if let (Pick::Group(p), Some(_)) = (&pick, failure) {
+                    took_out(p, &inner, &err);
+                }
+                let again = more
+                    && body_again
+                    && failure
+                        .zip(method)
+                        .is_some_and(|(f, m)| inner.retry.retries_failure(f, m));
+                if !again {
+                    return Err(err);
+                }
+                tracing::info!(upstream = %upstream, error = %err, "trying the next server");
+                last = Some(Err(err));
+            }
+        }
+    }
+    unreachable!("the attempt loop returns")
+}
+
+/// Records a failed attempt and logs when it took the server out.
+fn took_out(p: &crate::upstream::Picked, inner: &Inner, why: &dyn std::fmt::Display) {
+    if p.failure() {
+        tracing::warn!(
+            group = inner.target.proxy_host(),
+            upstream = %p.authority(),
+            "server temporarily disabled after failures ({why})"
+        );
+    }
+}
+
+fn empty_body() -> UpstreamReqBody {
+    let empty = http_body_util::Empty::new().map_err(|e: std::convert::Infallible| match e {});
+    UnsyncBoxBody::new(empty)
+}
+
+/// A copy of a request head for one attempt (extensions are empty by then).
+fn head_copy(p: &http::request::Parts) -> http::request::Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = p.method.clone();
+    head.version = p.version;
+    head.headers = p.headers.clone();
+    head
+}
+
+/// The client's response from an upstream's: hop-by-hop headers out,
+/// response rules applied, upgrades bridged.
+/// An upstream's answer kept while another server is tried: the response,
+/// whose server it is, and its time to the response head.
+type Answered = (Response<hyper::body::Incoming>, Pick, Duration);
+
+fn respond(
+    inner: &Inner,
+    mut res: Response<hyper::body::Incoming>,
+    pick: Pick,
+    head_time: Duration,
+    redirect_targets: &[String],
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<RpxBody>, ProxyError> {
+    let upstream = pick.authority();
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
             return Err(ProxyError::UnexpectedUpgrade {
@@ -399,18 +584,27 @@ where
         strip_hop_by_hop(&mut parts.headers, true);
         inner
             .response_headers
-            .apply(&redirect_targets, &mut parts.headers);
+            .apply(redirect_targets, &mut parts.headers);
         return Ok(Response::from_parts(parts, RpxBody::empty()));
     }
 
+    let timing = crate::accesslog::UpstreamTiming {
+        addr: upstream.clone(),
+        status: res.status().as_u16(),
+        head_time,
+    };
     let (mut parts, body) = res.into_parts();
     parts.extensions.insert(timing);
     strip_hop_by_hop(&mut parts.headers, false);
     inner
         .response_headers
-        .apply(&redirect_targets, &mut parts.headers);
+        .apply(redirect_targets, &mut parts.headers);
     let body = IdleTimeout::new(body, inner.timeouts.read);
-    Ok(Response::from_parts(parts, RpxBody::upstream(body)))
+    let guard = match pick {
+        Pick::Group(p) => Some(p),
+        Pick::Fixed(_) => None,
+    };
+    Ok(Response::from_parts(parts, RpxBody::upstream(body, guard)))
 }
 
 /// Sends the request and waits for the response head. `proxy_read_timeout`

@@ -1,13 +1,13 @@
 //! Where a `proxy_pass` goes and how the request URI is rewritten for it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
 
 use crate::location::MatchKind;
+use crate::upstream::{PickInput, Picked, Tried, UpstreamGroup};
 
 /// Why a `proxy_pass` target is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,51 +27,6 @@ pub enum TargetError {
     /// A bad `host:port` in a group.
     #[error("invalid upstream server address {0:?}")]
     Server(String),
-}
-
-/// A named group of upstream servers, picked round-robin.
-///
-/// Load-balancing algorithms, health and retries come with the upstream
-/// groups work; this is the plain round robin nginx uses by default.
-#[derive(Debug)]
-pub struct UpstreamGroup {
-    name: Box<str>,
-    servers: Box<[Authority]>,
-    next: AtomicUsize,
-}
-
-impl UpstreamGroup {
-    /// A group of `host:port` servers.
-    ///
-    /// # Errors
-    /// No servers, or an address that is not `host[:port]`.
-    pub fn new(name: &str, servers: &[String]) -> Result<Self, TargetError> {
-        if servers.is_empty() {
-            return Err(TargetError::EmptyGroup(name.into()));
-        }
-        let servers = servers
-            .iter()
-            .map(|s| {
-                s.parse::<Authority>()
-                    .map_err(|_| TargetError::Server(s.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(UpstreamGroup {
-            name: name.into(),
-            servers: servers.into(),
-            next: AtomicUsize::new(0),
-        })
-    }
-
-    /// The group's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn pick(&self) -> &Authority {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.servers[i % self.servers.len()]
-    }
 }
 
 #[derive(Debug)]
@@ -175,11 +130,23 @@ impl ProxyTarget {
         self.uri.is_some()
     }
 
-    /// The authority to connect to for one request.
-    pub(crate) fn pick(&self) -> Authority {
+    /// The group this target balances over, if any.
+    pub fn group(&self) -> Option<&Arc<UpstreamGroup>> {
         match &self.dest {
-            Dest::Fixed(a) => a.clone(),
-            Dest::Group(g) => g.pick().clone(),
+            Dest::Fixed(_) => None,
+            Dest::Group(g) => Some(g),
+        }
+    }
+
+    /// The server for one attempt: the fixed address (first attempt only),
+    /// or a group's pick; `None` when there is none left.
+    pub(crate) fn pick(&self, input: &PickInput<'_>, tried: &Tried) -> Option<Pick> {
+        match &self.dest {
+            Dest::Fixed(a) => Some(Pick::Fixed(a.clone())),
+            Dest::Group(g) => {
+                g.ensure_started();
+                g.pick(input, tried).map(Pick::Group)
+            }
         }
     }
 
@@ -187,7 +154,8 @@ impl ProxyTarget {
     /// request URI goes as the client sent it; with one, the part of the
     /// normalised path matched by the location is replaced by it; a URI a
     /// `rewrite` changed goes as is either way.
-    pub(crate) fn upstream_uri(
+    #[cfg(test)]
+    fn upstream_uri(
         &self,
         authority: Authority,
         original: &Uri,
@@ -195,6 +163,31 @@ impl ProxyTarget {
         location: (MatchKind, &str),
         rewritten: bool,
     ) -> Result<Uri, http::Error> {
+        let pq = self.upstream_path(original, path, location, rewritten)?;
+        self.uri_to(authority, pq)
+    }
+
+    /// The absolute URI of one attempt.
+    pub(crate) fn uri_to(
+        &self,
+        authority: Authority,
+        pq: PathAndQuery,
+    ) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+    }
+
+    /// The path and query sent upstream; see [`ProxyTarget::upstream_uri`].
+    pub(crate) fn upstream_path(
+        &self,
+        original: &Uri,
+        path: &str,
+        location: (MatchKind, &str),
+        rewritten: bool,
+    ) -> Result<PathAndQuery, http::Error> {
         let pq = match &self.uri {
             _ if rewritten => original
                 .path_and_query()
@@ -219,11 +212,25 @@ impl ProxyTarget {
                 PathAndQuery::from_maybe_shared(bytes::Bytes::from(s))?
             }
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(authority)
-            .path_and_query(pq)
-            .build()
+        Ok(pq)
+    }
+}
+
+/// The server of one attempt.
+#[derive(Debug)]
+pub(crate) enum Pick {
+    /// A `proxy_pass` to one address.
+    Fixed(Authority),
+    /// A group's server, counted active while this lives.
+    Group(Picked),
+}
+
+impl Pick {
+    pub(crate) fn authority(&self) -> &Authority {
+        match self {
+            Pick::Fixed(a) => a,
+            Pick::Group(p) => p.authority(),
+        }
     }
 }
 
@@ -235,8 +242,9 @@ mod tests {
         let t = ProxyTarget::parse(pass, &HashMap::new()).unwrap();
         let original: Uri = req.parse().unwrap();
         let path = crate::location::normalize(original.path()).unwrap();
+        let a = t.pick(&PickInput::default(), &Tried::default()).unwrap();
         let uri = t
-            .upstream_uri(t.pick(), &original, &path, location, false)
+            .upstream_uri(a.authority().clone(), &original, &path, location, false)
             .unwrap();
         uri.path_and_query().unwrap().to_string()
     }
@@ -289,18 +297,27 @@ mod tests {
         let groups: HashMap<_, _> = [(
             "backend".to_string(),
             Arc::new(
-                UpstreamGroup::new("backend", &["127.0.0.1:1".into(), "127.0.0.1:2".into()])
+                UpstreamGroup::builder("backend")
+                    .server(crate::upstream::ServerSpec::new("127.0.0.1:1"))
+                    .server(crate::upstream::ServerSpec::new("127.0.0.1:2"))
+                    .build()
                     .unwrap(),
             ),
         )]
         .into();
+        let pick = |t: &ProxyTarget| {
+            t.pick(&PickInput::default(), &Tried::default())
+                .unwrap()
+                .authority()
+                .to_string()
+        };
         let t = ProxyTarget::parse("http://backend", &groups).unwrap();
         assert_eq!(t.proxy_host(), "backend");
-        assert_eq!(t.pick().as_str(), "127.0.0.1:1");
-        assert_eq!(t.pick().as_str(), "127.0.0.1:2");
-        assert_eq!(t.pick().as_str(), "127.0.0.1:1");
+        assert_eq!(pick(&t), "127.0.0.1:1");
+        assert_eq!(pick(&t), "127.0.0.1:2");
+        assert_eq!(pick(&t), "127.0.0.1:1");
         let t = ProxyTarget::parse("http://backend:8080", &groups).unwrap();
-        assert_eq!(t.pick().as_str(), "backend:8080");
+        assert_eq!(pick(&t), "backend:8080");
         assert_eq!(t.proxy_port(), 8080);
         assert!(matches!(
             ProxyTarget::parse("ftp://x", &groups),
@@ -317,6 +334,5 @@ mod tests {
         let t = ProxyTarget::parse("https://backend", &groups).unwrap();
         assert!(t.is_https());
         assert_eq!(t.proxy_port(), 443);
-        assert!(UpstreamGroup::new("e", &[]).is_err());
     }
 }

@@ -49,9 +49,10 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         scope: Scope::new(),
         log_formats: HashMap::new(),
     };
-    cx.groups(config);
+    // Maps first: a group's `hash` key may use them.
     cx.maps(config);
     cx.log_formats(config);
+    cx.groups(config);
     let mut servers = Vec::with_capacity(config.servers.len());
     for server in &config.servers {
         servers.push(cx.server(server, &config.settings));
@@ -67,10 +68,13 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         return Err(ConfigErrors(cx.errors));
     }
     let (tables, specs): (Vec<_>, Vec<_>) = listeners.into_iter().unzip();
+    let mut groups: Vec<_> = cx.groups.into_values().collect();
+    groups.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(Snapshot {
         router: HostRouter::per_listener(tables, servers),
         listeners: specs,
         summary: cx.summary,
+        groups,
     })
 }
 
@@ -155,29 +159,98 @@ impl Compiler {
                     );
                 }
             }
-            // Weighted round robin by repetition until the upstream-groups
-            // work brings nginx's smooth algorithm.
-            let addrs: Vec<String> = u
-                .servers
-                .iter()
-                .flat_map(|s| {
-                    std::iter::repeat_n(s.addr.clone(), s.weight.clamp(1, MAX_WEIGHT) as usize)
-                })
-                .collect();
-            match UpstreamGroup::new(&u.name, &addrs) {
-                Ok(g) => {
-                    let servers: Vec<String> = u
-                        .servers
-                        .iter()
-                        .map(|s| format!("{} weight={}", s.addr, s.weight))
-                        .collect();
-                    self.summary
-                        .push(format!("upstream {}: {}", u.name, servers.join(", ")));
-                    if self.groups.insert(u.name.clone(), Arc::new(g)).is_some() {
-                        self.err(&u.pos, format!("duplicate upstream \"{}\"", u.name));
+            if let Some(g) = self.group(u) {
+                let servers: Vec<String> = u
+                    .servers
+                    .iter()
+                    .map(|s| format!("{} weight={}", s.addr, s.weight))
+                    .collect();
+                self.summary
+                    .push(format!("upstream {}: {}", u.name, servers.join(", ")));
+                if self.groups.insert(u.name.clone(), Arc::new(g)).is_some() {
+                    self.err(&u.pos, format!("duplicate upstream \"{}\"", u.name));
+                }
+            }
+        }
+    }
+
+    /// One group: its servers, method and connection settings.
+    fn group(&mut self, u: &crate::config::UpstreamConfig) -> Option<UpstreamGroup> {
+        use crate::config::BalanceConfig;
+        use crate::upstream::{KeepAlive, Method, ServerSpec};
+        let method = match u.balance.as_ref().map(|b| (&b.value, &b.pos)) {
+            None => Method::RoundRobin,
+            Some((BalanceConfig::LeastConn, _)) => Method::LeastConn,
+            Some((BalanceConfig::IpHash, _)) => Method::IpHash,
+            Some((BalanceConfig::Random { two: false }, _)) => Method::Random,
+            Some((BalanceConfig::Random { two: true }, _)) => Method::RandomTwo,
+            Some((BalanceConfig::Hash { key, consistent }, pos)) => {
+                match Template::parse_in(key, &self.scope) {
+                    Ok(t) if *consistent => Method::Consistent(t),
+                    Ok(t) => Method::Hash(t),
+                    Err(e) => {
+                        self.err(pos, format!("hash: {e}"));
+                        return None;
                     }
                 }
-                Err(e) => self.err(&u.pos, e),
+            }
+        };
+        let defaults = KeepAlive::default();
+        let mut b = UpstreamGroup::builder(u.name.clone())
+            .method(method)
+            .keepalive(KeepAlive {
+                idle_per_server: u.keepalive.map_or(defaults.idle_per_server, |n| n as usize),
+                timeout: u.keepalive_timeout.unwrap_or(defaults.timeout),
+            });
+        if let Some(h) = &u.health_check {
+            let h = &h.value;
+            b = b.health_check(crate::upstream::HealthCheck {
+                interval: h.interval,
+                path: h.path.clone(),
+                status: h.status.0..=h.status.1,
+                rise: h.rise,
+                fall: h.fall,
+                timeout: h.timeout,
+                port: h.port,
+            });
+        }
+        if let Some(d) = u.resolve_interval {
+            b = b.resolve_interval(d.max(Duration::from_millis(10)));
+        }
+        for s in &u.servers {
+            if u.resolve_strict {
+                let host = s.addr.rsplit_once(':').map_or(s.addr.as_str(), |h| h.0);
+                if let Err(e) = crate::upstream::dns::resolve_blocking(host) {
+                    self.err(
+                        &s.pos,
+                        format!("upstream server {host:?} does not resolve: {e} (resolve_strict)"),
+                    );
+                }
+            }
+            b = b.server(ServerSpec {
+                addr: s.addr.clone(),
+                weight: s.weight.clamp(1, MAX_WEIGHT),
+                max_fails: s.max_fails,
+                fail_timeout: s.fail_timeout,
+                backup: s.backup,
+                down: s.down,
+                max_conns: s.max_conns,
+            });
+        }
+        match b.build() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                let pos = match &e {
+                    crate::upstream::GroupError::Server(a) => u
+                        .servers
+                        .iter()
+                        .find(|s| &s.addr == a)
+                        .map_or(&u.pos, |s| &s.pos),
+                    _ => &u.pos,
+                };
+                let pos = pos.clone();
+                self.err(&pos, e);
+                None
             }
         }
     }
@@ -719,6 +792,7 @@ impl Compiler {
                 send: s.proxy_send_timeout.or(defaults.send),
                 client_body: s.client_body_timeout.or(defaults.client_body),
             });
+        b = b.retry(self.retry_policy(s));
         for h in s.proxy_set_header.iter().flatten() {
             b = b.set_header(h.name.clone(), h.value.clone());
         }
@@ -790,6 +864,23 @@ impl Compiler {
                 self.err(&pos, e);
                 Action::NotFound
             }
+        }
+    }
+
+    /// `proxy_next_upstream*` of a location.
+    fn retry_policy(&mut self, s: &Settings) -> crate::upstream::RetryPolicy {
+        use crate::upstream::{NextUpstream, RetryPolicy};
+        let next = match &s.proxy_next_upstream {
+            None => NextUpstream::default(),
+            Some(n) => NextUpstream::parse(&n.value).unwrap_or_else(|e| {
+                self.err(&n.pos, e);
+                NextUpstream::default()
+            }),
+        };
+        RetryPolicy {
+            next,
+            tries: s.proxy_next_upstream_tries.unwrap_or(0),
+            timeout: s.proxy_next_upstream_timeout.filter(|t| !t.is_zero()),
         }
     }
 

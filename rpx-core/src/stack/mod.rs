@@ -41,6 +41,8 @@ pub struct Snapshot {
     router: HostRouter<ServerService>,
     listeners: Vec<ListenerSpec>,
     summary: Vec<String>,
+    /// Upstream groups, for their background tasks.
+    groups: Vec<Arc<crate::upstream::UpstreamGroup>>,
 }
 
 /// An address the snapshot wants bound.
@@ -65,6 +67,26 @@ impl Snapshot {
     /// One line per server and location, for the startup log.
     pub fn summary(&self) -> &[String] {
         &self.summary
+    }
+
+    /// The upstream groups of the config.
+    pub fn groups(&self) -> &[Arc<crate::upstream::UpstreamGroup>] {
+        &self.groups
+    }
+
+    /// Starts the background work of every upstream group (active health
+    /// checks, DNS re-resolution) on the current tokio runtime. Call it once
+    /// the snapshot is going to serve; calling it again does nothing. The
+    /// tasks stop by themselves once the snapshot is dropped (after a
+    /// reload). A group also starts them on its first request, so a
+    /// snapshot served without this call still gets them, only later.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start_background(&self) {
+        for g in &self.groups {
+            g.start_background();
+        }
     }
 }
 

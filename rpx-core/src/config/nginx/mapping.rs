@@ -318,6 +318,20 @@ impl Mapper {
                 ));
             }
             "proxy_ssl_verify" => s.proxy_ssl_verify = self.flag(d),
+            "proxy_next_upstream" => match crate::upstream::NextUpstream::parse(&w) {
+                Ok(_) => {
+                    s.proxy_next_upstream = Some(Spanned::new(
+                        w.iter().map(|x| (*x).to_owned()).collect(),
+                        pos,
+                    ))
+                }
+                Err(e) => self.err(d, e.to_string()),
+            },
+            "proxy_next_upstream_tries" => match w[0].parse::<u32>() {
+                Ok(n) => s.proxy_next_upstream_tries = Some(n),
+                Err(_) => self.invalid_value(d),
+            },
+            "proxy_next_upstream_timeout" => s.proxy_next_upstream_timeout = self.time(d),
             "proxy_ssl_server_name" => s.proxy_ssl_server_name = self.flag(d),
             "proxy_ssl_session_reuse" => s.proxy_ssl_session_reuse = self.flag(d),
             "proxy_ssl_name" => s.proxy_ssl_name = Some(w[0].into()),
@@ -712,43 +726,69 @@ impl Mapper {
     }
 
     fn upstream(&mut self, d: &Directive) -> UpstreamConfig {
-        let mut up = UpstreamConfig {
-            name: d.args[0].value.clone(),
-            servers: Vec::new(),
-            pos: at(&d.pos),
-        };
+        let mut up = UpstreamConfig::new(&d.args[0].value, &[]);
+        up.pos = at(&d.pos);
         for c in d.block.as_deref().unwrap_or_default() {
-            if self.check(c, UPS).is_none() || c.name != "server" {
+            if self.check(c, UPS).is_none() {
                 continue;
             }
             let w = words(c);
-            if w[0].starts_with("unix:") {
-                self.unsupported(c, "unix socket upstreams", "\"server unix:…\"");
-                continue;
-            }
-            let addr = if w[0].contains(':') && !w[0].ends_with(']') {
-                w[0].to_owned()
-            } else {
-                format!("{}:80", w[0])
-            };
-            let mut weight = 1;
-            for p in &w[1..] {
-                match p.strip_prefix("weight=").map(str::parse::<u32>) {
-                    Some(Ok(n)) if n > 0 => weight = n,
-                    Some(_) => {
-                        self.err(c, format!("invalid parameter \"{p}\""));
+            match c.name.as_str() {
+                "server" => {
+                    if w[0].starts_with("unix:") {
+                        self.unsupported(c, "unix socket upstreams", "\"server unix:…\"");
+                        continue;
                     }
-                    None => self.warn(
-                        c,
-                        format!("upstream server parameter \"{p}\" is ignored until the upstream-groups work: rpx balances round robin by weight"),
-                    ),
+                    let addr = if w[0].contains(':') && !w[0].ends_with(']') {
+                        w[0].to_owned()
+                    } else {
+                        format!("{}:80", w[0])
+                    };
+                    let mut line = vec![addr.as_str()];
+                    for p in &w[1..] {
+                        let name = p.split('=').next().unwrap_or(p);
+                        match name {
+                            // rpx re-resolves every name (resolve_interval).
+                            "resolve" => {}
+                            "slow_start" | "drain" | "route" | "service" => self.warn(
+                                c,
+                                format!("upstream server parameter \"{p}\" is not supported by rpx; ignored"),
+                            ),
+                            _ => line.push(p),
+                        }
+                    }
+                    match crate::config::upstream::server_line(&line) {
+                        Ok(server) => up.servers.push(UpstreamServerConfig {
+                            pos: at(&c.pos),
+                            ..server
+                        }),
+                        Err(msg) => self.err(c, msg),
+                    }
                 }
+                "least_conn" | "ip_hash" | "hash" | "random" => {
+                    if up.balance.is_some() {
+                        self.err(c, "load balancing method redefined");
+                        continue;
+                    }
+                    match crate::config::upstream::balance(&c.name, &w) {
+                        Ok(b) => up.balance = Some(Spanned::new(b, at(&c.pos))),
+                        Err(msg) => self.err(c, msg),
+                    }
+                }
+                "health_check" => match crate::config::upstream::health_check(&w) {
+                    Ok(h) => up.health_check = Some(Spanned::new(h, at(&c.pos))),
+                    Err(msg) => self.err(c, msg),
+                },
+                "keepalive" | "keepalive_requests" => match w[0].parse::<u32>() {
+                    Ok(n) if c.name == "keepalive" => up.keepalive = Some(n),
+                    Ok(n) => up.keepalive_requests = Some(n),
+                    Err(_) => self.invalid_value(c),
+                },
+                "keepalive_timeout" => up.keepalive_timeout = self.time(c),
+                "resolve_interval" => up.resolve_interval = self.time(c),
+                "resolve_strict" => up.resolve_strict = self.flag(c).unwrap_or(false),
+                _ => {}
             }
-            up.servers.push(UpstreamServerConfig {
-                addr,
-                weight,
-                pos: at(&c.pos),
-            });
         }
         up
     }

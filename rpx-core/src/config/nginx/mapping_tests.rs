@@ -177,8 +177,9 @@ server {
 }"#;
     let l = load(src);
     assert!(l.errors.is_empty(), "{:?}", errors(&l));
-    assert_eq!(warnings(&l).len(), 1, "{:?}", warnings(&l));
+    assert!(warnings(&l).is_empty(), "{:?}", warnings(&l));
     let c = &l.config;
+    assert_eq!(c.upstreams[0].servers[1].max_fails, 3);
     assert_eq!(c.maps[0].name, "connection_upgrade");
     assert_eq!(c.maps[0].entries[0].key, MapKey::Exact(String::new()));
     assert_eq!(c.upstreams[0].servers[0].weight, 2);
