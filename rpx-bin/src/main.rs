@@ -351,6 +351,9 @@ async fn reload(
         return;
     };
     let specs = snapshot.listeners().to_vec();
+    // Health checks and DNS refresh of the new groups; the old snapshot's
+    // tasks end when it is dropped.
+    snapshot.start_background();
     // The snapshot goes first so that new listeners route with it; a bind
     // failure puts the previous one back.
     let previous = rpx.swap(snapshot);
