@@ -17,11 +17,17 @@ fn value(text: &str, line_start: &str) -> f64 {
 async fn requests_connections_and_reloads_are_counted() {
     rpx_core::metrics::install().unwrap();
     let up = Upstream::ok().await;
+    let (a, b) = (Upstream::ok().await, Upstream::ok().await);
     let config = format!(
         r#"
+        [upstream.pool]
+        servers = ["{a}", "{b}"]
         [[server]]
         listen = "127.0.0.1:0"
         server_name = "app.test"
+          [[server.location]]
+          path = "/grp/"
+          proxy_pass = "http://pool"
           [[server.location]]
           path = "/app/"
           proxy_pass = "{}"
@@ -32,7 +38,9 @@ async fn requests_connections_and_reloads_are_counted() {
           path = "= /metrics"
           metrics = true
         "#,
-        up.url()
+        up.url(),
+        a = a.addr,
+        b = b.addr
     );
     let p = Proxy::start(&config).await;
     let app = p
@@ -51,6 +59,9 @@ async fn requests_connections_and_reloads_are_counted() {
         assert_eq!(get(&format!("http://{app}/app/x"), &[]).await.0, 200);
     }
     assert_eq!(get(&format!("http://{app}/nope"), &[]).await.0, 404);
+    for _ in 0..6 {
+        assert_eq!(get(&format!("http://{app}/grp/"), &[]).await.0, 200);
+    }
     rpx_core::metrics::reload_done(true);
 
     let (status, headers, body) = get(&format!("http://{admin}/metrics"), &[]).await;
@@ -65,8 +76,17 @@ async fn requests_connections_and_reloads_are_counted() {
             &text,
             "rpx_requests_total{server=\"app.test\",class=\"2xx\"}"
         ),
-        3.0
+        9.0
     );
+    // Selection counts per server, and reuse: one connection each for three requests.
+    for server in [a.addr, b.addr] {
+        let sel = format!("rpx_upstream_selected_total{{upstream=\"pool\",server=\"{server}\"}}");
+        assert_eq!(value(&text, &sel), 3.0);
+        let conns = format!("rpx_upstream_connections_total{{server=\"{server}\"}}");
+        assert_eq!(value(&text, &conns), 1.0);
+        let health = format!("rpx_upstream_healthy{{upstream=\"pool\",server=\"{server}\"}}");
+        assert_eq!(value(&text, &health), 1.0);
+    }
     assert_eq!(
         value(
             &text,
@@ -79,7 +99,7 @@ async fn requests_connections_and_reloads_are_counted() {
             &text,
             "rpx_request_duration_seconds_count{server=\"app.test\"}"
         ),
-        4.0
+        10.0
     );
     assert!(value(&text, "rpx_connections_total{scheme=\"http\"}") >= 5.0);
     assert!(text.contains("rpx_connections_active"), "{text}");

@@ -11,6 +11,8 @@
 //! | `rpx_tls_handshakes_total` | `kind` (`full`, `resumed`, `failed`) |
 //! | `rpx_reloads_total` | `result` (`ok`, `failed`) |
 //! | `rpx_certificate_expiry_timestamp_seconds` | `name` |
+//! | `rpx_upstream_selected_total`, `rpx_upstream_healthy` | `upstream`, `server` |
+//! | `rpx_upstream_connections_total` (new connections: reuse = selected − connections) | `server` |
 
 use std::future::Future;
 use std::pin::Pin;

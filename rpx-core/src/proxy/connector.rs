@@ -110,6 +110,10 @@ impl Service<Uri> for UpstreamConnector {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
+        // New connections per server; with the selection counts this gives
+        // the reuse of pooled connections. Per connection, not per request.
+        let label = uri.authority().map_or_else(String::new, |a| a.to_string());
+        metrics::counter!("rpx_upstream_connections_total", "server" => label).increment(1);
         let connecting = self.http.call(uri);
         let send_timeout = self.send_timeout;
         let connect_timeout = self.connect_timeout;

@@ -328,7 +328,7 @@ impl UpstreamGroupBuilder {
             if authority.port().is_none() {
                 return Err(GroupError::Server(s.addr.clone()));
             }
-            let peer = Arc::new(Peer::new(s, authority));
+            let peer = Arc::new(Peer::new(s, authority).with_metrics(&self.name));
             if s.backup {
                 backup.push(peer);
             } else {

@@ -114,6 +114,10 @@ pub struct Peer {
     accessed: AtomicU64,
     /// Cleared by active health checks.
     healthy: AtomicBool,
+    /// `rpx_upstream_selected_total`: made once, bumped per request.
+    selected: metrics::Counter,
+    /// `rpx_upstream_healthy`: 1 or 0 as active checks see it.
+    health_gauge: metrics::Gauge,
 }
 
 impl Peer {
@@ -130,7 +134,21 @@ impl Peer {
             checked: AtomicU64::new(0),
             accessed: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            selected: metrics::Counter::noop(),
+            health_gauge: metrics::Gauge::noop(),
         }
+    }
+
+    /// Registers its metrics under `group` (once, when the group is built).
+    pub(crate) fn with_metrics(mut self, group: &str) -> Self {
+        let labels = [
+            ("upstream", group.to_owned()),
+            ("server", self.authority.to_string()),
+        ];
+        self.selected = metrics::counter!("rpx_upstream_selected_total", &labels);
+        self.health_gauge = metrics::gauge!("rpx_upstream_healthy", &labels);
+        self.health_gauge.set(1.0);
+        self
     }
 
     /// `host:port` as configured.
@@ -150,6 +168,7 @@ impl Peer {
 
     /// Sets the active-check state; true when it changed.
     pub(crate) fn set_healthy(&self, up: bool) -> bool {
+        self.health_gauge.set(if up { 1.0 } else { 0.0 });
         self.healthy.swap(up, Ordering::Relaxed) != up
     }
 
@@ -175,6 +194,7 @@ impl Peer {
     /// Called when chosen: counts the request and re-opens an expired
     /// failure window.
     pub(crate) fn acquire(&self, now: u64) {
+        self.selected.increment(1);
         self.active.fetch_add(1, Ordering::Relaxed);
         let checked = self.checked.load(Ordering::Relaxed);
         if now.saturating_sub(checked) > self.fail_timeout_ms {
