@@ -173,6 +173,9 @@ fn check(path: &Path, opts: LoadOptions) -> ExitCode {
     let errors = if loaded.errors.is_empty() {
         match stack::compile(&loaded.config) {
             Ok(snapshot) => {
+                for w in snapshot.warnings() {
+                    eprintln!("rpx: warning: {w}");
+                }
                 for line in snapshot.summary() {
                     println!("{line}");
                 }
@@ -207,6 +210,9 @@ async fn run(path: Option<&Path>, opts: LoadOptions, shutdown_timeout: Duration)
             return ExitCode::FAILURE;
         }
     };
+    for w in snapshot.warnings() {
+        eprintln!("rpx: warning: {w}");
+    }
     for line in snapshot.summary() {
         tracing::info!("{line}");
     }

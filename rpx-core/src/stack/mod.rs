@@ -21,7 +21,7 @@ pub use compile::compile;
 
 use crate::action::Action;
 use crate::body::RpxBody;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::error::{BoxError, Rescue, RescueFuture};
 use crate::headers::AddHeaders;
 use crate::host::HostRouter;
@@ -39,6 +39,7 @@ pub struct Snapshot {
     router: HostRouter<ServerService>,
     listeners: Vec<ListenerSpec>,
     summary: Vec<String>,
+    warnings: Vec<ConfigError>,
 }
 
 /// An address the snapshot wants bound.
@@ -63,6 +64,13 @@ impl Snapshot {
     /// One line per server and location, for the startup log.
     pub fn summary(&self) -> &[String] {
         &self.summary
+    }
+
+    /// What the compiler found that works differently from what the config
+    /// asks (an expired certificate, a cipher rustls lacks…): the snapshot
+    /// runs, but a user should hear about these, as `rpx check` says them.
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
     }
 }
 

@@ -92,7 +92,11 @@ fn tls_directives_map_onto_the_model() {
         "/etc/letsencrypt/live/a/fullchain.pem"
     );
     assert_eq!(set.ssl_verify_client.as_ref().unwrap().value, "optional");
-    assert_eq!(set.ssl_protocols.as_ref().unwrap().value.len(), 4);
+    // TLSv1 and TLSv1.1 are warned about and dropped.
+    assert_eq!(
+        set.ssl_protocols.as_ref().unwrap().value,
+        ["TLSv1.2", "TLSv1.3"]
+    );
     let checked = &s.locations[1].settings;
     assert_eq!(checked.proxy_ssl_verify, Some(true));
     assert_eq!(checked.proxy_ssl_server_name, Some(true));
