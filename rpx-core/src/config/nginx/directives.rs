@@ -112,7 +112,7 @@ fn tls_tuning(_: &[&str]) -> Option<&'static str> {
 }
 
 fn session_timeout(_: &[&str]) -> Option<&'static str> {
-    Some("rpx uses rustls' session lifetime (tickets are valid for 12 hours); ignored")
+    Some("rpx keeps rustls' session lifetimes (tickets are valid for 12 hours); ignored")
 }
 
 fn dhparam(_: &[&str]) -> Option<&'static str> {
