@@ -190,6 +190,9 @@ fn check(path: &Path, opts: LoadOptions) -> ExitCode {
     let errors = if loaded.errors.is_empty() {
         match stack::compile(&loaded.config) {
             Ok(snapshot) => {
+                for w in snapshot.warnings() {
+                    eprintln!("rpx: warning: {w}");
+                }
                 for line in snapshot.summary() {
                     println!("{line}");
                 }
@@ -253,7 +256,12 @@ fn send_signal(name: &str, pid_file: Option<&Path>) -> ExitCode {
 /// Loads and compiles the config, printing warnings and errors.
 fn build(path: Option<&Path>, opts: LoadOptions) -> Option<Snapshot> {
     match load(path, opts).and_then(|c| stack::compile(&c)) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            for w in s.warnings() {
+                eprintln!("rpx: warning: {w}");
+            }
+            Some(s)
+        }
         Err(errors) => {
             report(&errors);
             None

@@ -256,6 +256,69 @@ proxy_read_timeout = "10q"
     );
 }
 
+/// An expired certificate is served (as nginx does) but both `rpx check`
+/// and `rpx run` say so, naming the file.
+#[test]
+fn check_and_run_warn_about_an_expired_certificate() {
+    let dir = std::env::temp_dir().join(format!("rpx-bin-expired-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["old.test".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("old.pem"), dir.join("old.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let config = write_config(
+        "expired.toml",
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:0 ssl\"\nserver_name = \"old.test\"\n\
+             ssl_certificate = \"{}\"\nssl_certificate_key = \"{}\"\n\
+             [[server.location]]\npath = \"/\"\nreturn = \"200 ok\"\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+    );
+    let want = format!(
+        "rpx: warning: {}:4:19: the certificate in {} has expired",
+        config.display(),
+        cert_path.display()
+    );
+    let out = rpx()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
+
+    let mut child = rpx()
+        .args(["run", "--threads", "1", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Warnings are printed before the readiness line.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("rpx: listening on ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let ready = rx.recv_timeout(LIMIT);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(ready.is_ok(), "rpx did not report listening");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
+}
+
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish() {
     let up = upstream(|_req| async {

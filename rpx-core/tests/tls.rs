@@ -43,10 +43,21 @@ impl Pki {
 
     /// Issues a certificate for `names`; returns (cert path, key path, DER).
     fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf, CertificateDer<'static>) {
+        self.issue_with(file, names, |_| {})
+    }
+
+    /// Like [`Pki::issue`], with the parameters adjusted by `edit`.
+    fn issue_with(
+        &self,
+        file: &str,
+        names: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf, CertificateDer<'static>) {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, names[0]);
+        edit(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let (c, k) = (
@@ -534,6 +545,196 @@ fn startup_errors_name_the_file() {
         let err = rpx_core::Rpx::from_toml(&config).unwrap_err().to_string();
         assert!(err.contains(&want), "want {want:?} in {err}");
     }
+}
+
+/// A client offering only `suites` and `versions`, trusting `pki`.
+fn client_offering(
+    pki: &Pki,
+    suites: &[rustls::SupportedCipherSuite],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites.to_vec(),
+        ..rustls::crypto::ring::default_provider()
+    };
+    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+#[tokio::test]
+async fn ssl_ciphers_choose_the_tls12_suites() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let pki = Pki::new("ciphers");
+    // rcgen's keys are ECDSA: the ECDSA suites are the ones that can be used.
+    let (c, k, _) = pki.issue("site", &["c.test"]);
+    let p = Proxy::start(&server_block(
+        "c.test",
+        &c,
+        &k,
+        r#"ssl_ciphers = "HIGH:!aNULL:!MD5:!AES256:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256""#,
+    ))
+    .await;
+    let tls12 = [&rustls::version::TLS12];
+    for included in [
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let client = client_offering(&pki, &[included], &tls12);
+        let tls = handshake(p.addr(), client, "c.test").await;
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(included.suite())
+        );
+        let (status, _, body) = get_over(tls, "/", "c.test").await;
+        assert_eq!(
+            (status, &body[..]),
+            (200, &b"https c.test c.test TLSv1.2"[..])
+        );
+    }
+    // `!AES256` removed this one: a client offering only it is refused.
+    let excluded = client_offering(&pki, &[cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384], &tls12);
+    let tcp = TcpStream::connect(p.addr()).await.unwrap();
+    let refused = bounded(
+        tokio_rustls::TlsConnector::from(excluded.clone())
+            .connect(ServerName::try_from("c.test").unwrap(), tcp),
+    )
+    .await;
+    assert!(refused.is_err(), "the excluded suite was negotiated");
+    // …which rustls would otherwise have agreed to.
+    let open = Proxy::start(&server_block("c.test", &c, &k, "")).await;
+    handshake(open.addr(), excluded, "c.test").await;
+    // TLS 1.3 suites are not chosen by ssl_ciphers.
+    let tls13 = client_offering(
+        &pki,
+        &[cs::TLS13_AES_256_GCM_SHA384],
+        &[&rustls::version::TLS13],
+    );
+    handshake(p.addr(), tls13, "c.test").await;
+    // The one name rustls lacks is a warning naming it.
+    let warnings: Vec<String> = p
+        .rpx
+        .snapshot()
+        .warnings()
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("no rustls equivalent for DHE-RSA-AES128-GCM-SHA256;"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn ssl_ciphers_leaving_no_tls12_suite_is_an_error_unless_tls12_is_off() {
+    let pki = Pki::new("nociphers");
+    let (c, k, _) = pki.issue("site", &["n.test"]);
+    let only_old = r#"ssl_ciphers = "DHE-RSA-AES256-SHA:AES128-SHA""#;
+    let err = rpx_core::Rpx::from_toml(&server_block("n.test", &c, &k, only_old))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ssl_ciphers leaves no TLS 1.2 suite rustls has, and TLSv1.2 is enabled"),
+        "{err}"
+    );
+    let tls13_only = format!("{only_old}\nssl_protocols = [\"TLSv1.3\"]");
+    rpx_core::Rpx::from_toml(&server_block("n.test", &c, &k, &tls13_only)).unwrap();
+}
+
+/// Two handshakes with one client config (one resumption store): how the
+/// second one went.
+async fn second_handshake(
+    p: &Proxy,
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::HandshakeKind {
+    let suites = rustls::crypto::ring::default_provider().cipher_suites;
+    let client = client_offering(pki, &suites, versions);
+    let first = handshake(p.addr(), client.clone(), "s.test").await;
+    // A request and its answer: TLS 1.3 tickets arrive after the handshake
+    // and are taken in while reading.
+    assert_eq!(get_over(first, "/", "s.test").await.0, 200);
+    let second = handshake(p.addr(), client, "s.test").await;
+    second.get_ref().1.handshake_kind().unwrap()
+}
+
+#[tokio::test]
+async fn front_side_sessions_resume_by_ticket_or_cache() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let pki = Pki::new("sessions");
+    let (c, k, _) = pki.issue("site", &["s.test"]);
+    for (settings, want) in [
+        ("", Resumed),
+        // Stateless tickets alone.
+        ("ssl_session_cache = \"off\"", Resumed),
+        // The cache alone (TLS 1.2 session IDs, TLS 1.3 stateful tickets).
+        ("ssl_session_tickets = false", Resumed),
+        (
+            "ssl_session_tickets = false\nssl_session_cache = \"none\"",
+            Full,
+        ),
+    ] {
+        let p = Proxy::start(&server_block("s.test", &c, &k, settings)).await;
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let kind = second_handshake(&p, &pki, &[version]).await;
+            assert_eq!(kind, want, "{settings:?} with {version:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn alpn_offers_h2_only_when_http2_is_enabled() {
+    let pki = Pki::new("alpn");
+    let (c, k, _) = pki.issue("site", &["a.test"]);
+    let plain = server_block("a.test", &c, &k, "");
+    let cases = [
+        (plain.clone(), &b"http/1.1"[..]),
+        (plain.replace(" ssl\"", " ssl http2\""), &b"h2"[..]),
+        // nginx >= 1.25's `http2 on;`.
+        (server_block("a.test", &c, &k, "http2 = true"), &b"h2"[..]),
+        (
+            server_block("a.test", &c, &k, "http2 = false"),
+            &b"http/1.1"[..],
+        ),
+    ];
+    for (config, want) in cases {
+        let p = Proxy::start(&config).await;
+        let tls = handshake(
+            p.addr(),
+            pki.client_config(None, &[b"h2", b"http/1.1"]),
+            "a.test",
+        )
+        .await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(want), "{config}");
+    }
+}
+
+#[test]
+fn an_expired_certificate_is_a_warning_naming_the_file() {
+    let pki = Pki::new("expired");
+    let (c, k, _) = pki.issue_with("old", &["old.test"], |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let (fresh_c, fresh_k, _) = pki.issue("fresh", &["fresh.test"]);
+    let config = [
+        server_block("old.test", &c, &k, ""),
+        server_block("fresh.test", &fresh_c, &fresh_k, ""),
+    ]
+    .concat();
+    let config = rpx_core::config::parse_toml(&config, "t.toml").unwrap();
+    // Not an error: the certificate is still served (a renewal may follow).
+    let snapshot = rpx_core::stack::compile(&config).unwrap();
+    let warnings: Vec<String> = snapshot.warnings().iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let want = format!("the certificate in {} has expired (", c.display());
+    assert!(warnings[0].contains(&want), "{warnings:?}");
+    assert!(warnings[0].starts_with("t.toml:5:27: "), "{warnings:?}");
 }
 
 fn insecure_client() -> Arc<rustls::ClientConfig> {

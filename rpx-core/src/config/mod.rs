@@ -17,7 +17,7 @@ pub use self::toml::{load_toml_file, parse_toml, parse_toml_partial};
 pub use error::{suggest, ConfigError, ConfigErrors};
 pub use model::*;
 pub use toml_writer::to_toml;
-pub use units::{parse_duration, parse_size};
+pub use units::{parse_duration, parse_session_cache, parse_size, MAX_SESSION_CACHE};
 
 /// How a config is loaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

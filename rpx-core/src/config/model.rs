@@ -412,6 +412,18 @@ pub struct Settings {
     pub ssl_certificate_key: Option<Spanned<String>>,
     /// `ssl_protocols`: `TLSv1.2`, `TLSv1.3` (older ones are never offered).
     pub ssl_protocols: Option<Spanned<Vec<String>>>,
+    /// `ssl_ciphers`: an OpenSSL cipher string choosing the TLS 1.2 suites
+    /// (TLS 1.3 suites are not affected). Default: all of rustls' suites.
+    pub ssl_ciphers: Option<Spanned<String>>,
+    /// `ssl_prefer_server_ciphers`: the server's suite order wins. Default off.
+    pub ssl_prefer_server_ciphers: Option<bool>,
+    /// `ssl_session_tickets`. Default on.
+    pub ssl_session_tickets: Option<bool>,
+    /// `ssl_session_cache` as a number of sessions; 0 is `off`. Default 16384.
+    pub ssl_session_cache: Option<usize>,
+    /// `http2 on`: offer HTTP/2 by ALPN on this server's TLS listener, like
+    /// `listen … http2`. Default off.
+    pub http2: Option<bool>,
     /// `ssl_client_certificate`: CAs for client certificates.
     pub ssl_client_certificate: Option<Spanned<String>>,
     /// `ssl_verify_client`: `on`, `optional`, `optional_no_ca`, `off`.
@@ -489,6 +501,14 @@ impl Settings {
             ssl_certificate: pick(&self.ssl_certificate, &parent.ssl_certificate),
             ssl_certificate_key: pick(&self.ssl_certificate_key, &parent.ssl_certificate_key),
             ssl_protocols: pick(&self.ssl_protocols, &parent.ssl_protocols),
+            ssl_ciphers: pick(&self.ssl_ciphers, &parent.ssl_ciphers),
+            ssl_prefer_server_ciphers: pick(
+                &self.ssl_prefer_server_ciphers,
+                &parent.ssl_prefer_server_ciphers,
+            ),
+            ssl_session_tickets: pick(&self.ssl_session_tickets, &parent.ssl_session_tickets),
+            ssl_session_cache: pick(&self.ssl_session_cache, &parent.ssl_session_cache),
+            http2: pick(&self.http2, &parent.http2),
             ssl_client_certificate: pick(
                 &self.ssl_client_certificate,
                 &parent.ssl_client_certificate,

@@ -264,6 +264,11 @@ macro_rules! with_settings {
             #[serde(default)] proxy_ssl_certificate: Option<Spanned<String>>,
             #[serde(default)] proxy_ssl_certificate_key: Option<Spanned<String>>,
             #[serde(default)] ssl_protocols: Option<Spanned<Vec<String>>>,
+            #[serde(default)] ssl_ciphers: Option<Spanned<String>>,
+            #[serde(default)] ssl_prefer_server_ciphers: Option<bool>,
+            #[serde(default)] ssl_session_tickets: Option<bool>,
+            #[serde(default)] ssl_session_cache: Option<Spanned<NumOrText>>,
+            #[serde(default)] http2: Option<bool>,
             #[serde(default)] proxy_ssl_name: Option<String>,
             #[serde(default)] proxy_ssl_verify: Option<bool>,
             #[serde(default)] proxy_ssl_server_name: Option<bool>,
@@ -299,6 +304,11 @@ macro_rules! with_settings {
                     proxy_ssl_certificate: self.proxy_ssl_certificate.take(),
                     proxy_ssl_certificate_key: self.proxy_ssl_certificate_key.take(),
                     ssl_protocols: self.ssl_protocols.take(),
+                    ssl_ciphers: self.ssl_ciphers.take(),
+                    ssl_prefer_server_ciphers: self.ssl_prefer_server_ciphers.take(),
+                    ssl_session_tickets: self.ssl_session_tickets.take(),
+                    ssl_session_cache: self.ssl_session_cache.take(),
+                    http2: self.http2.take(),
                     proxy_ssl_name: self.proxy_ssl_name.take(),
                     proxy_ssl_verify: self.proxy_ssl_verify.take(),
                     proxy_ssl_server_name: self.proxy_ssl_server_name.take(),
@@ -340,6 +350,11 @@ struct RawSettings {
     proxy_ssl_certificate: Option<Spanned<String>>,
     proxy_ssl_certificate_key: Option<Spanned<String>>,
     ssl_protocols: Option<Spanned<Vec<String>>>,
+    ssl_ciphers: Option<Spanned<String>>,
+    ssl_prefer_server_ciphers: Option<bool>,
+    ssl_session_tickets: Option<bool>,
+    ssl_session_cache: Option<Spanned<NumOrText>>,
+    http2: Option<bool>,
     proxy_ssl_name: Option<String>,
     proxy_ssl_verify: Option<bool>,
     proxy_ssl_server_name: Option<bool>,
@@ -784,6 +799,11 @@ impl Cx<'_> {
                 .proxy_ssl_certificate_key
                 .map(|v| self.at(&v).with(v.into_inner())),
             ssl_protocols: raw.ssl_protocols.map(|v| self.at(&v).with(v.into_inner())),
+            ssl_ciphers: raw.ssl_ciphers.map(|v| self.at(&v).with(v.into_inner())),
+            ssl_prefer_server_ciphers: raw.ssl_prefer_server_ciphers,
+            ssl_session_tickets: raw.ssl_session_tickets,
+            ssl_session_cache: raw.ssl_session_cache.and_then(|c| self.session_cache(c)),
+            http2: raw.http2,
             proxy_ssl_name: raw.proxy_ssl_name,
             proxy_ssl_verify: raw.proxy_ssl_verify,
             proxy_ssl_server_name: raw.proxy_ssl_server_name,
@@ -823,6 +843,30 @@ impl Cx<'_> {
                 );
                 None
             }),
+        }
+    }
+
+    /// A number of sessions, or nginx's words (`"off"`, `"shared:SSL:10m"`).
+    fn session_cache(&mut self, s: Spanned<NumOrText>) -> Option<usize> {
+        match s.get_ref() {
+            NumOrText::Num(n) => Some(usize::try_from(*n).map_or(super::MAX_SESSION_CACHE, |n| {
+                n.min(super::MAX_SESSION_CACHE)
+            })),
+            NumOrText::Text(t) => {
+                let words: Vec<&str> = t.split_whitespace().collect();
+                match super::parse_session_cache(&words) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        let pos = self.at(&s);
+                        self.errors.push(
+                            ConfigError::new(pos, e).hint(
+                                "a number of sessions, \"off\", or nginx's \"shared:SSL:10m\"",
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
         }
     }
 

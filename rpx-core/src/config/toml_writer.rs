@@ -379,6 +379,24 @@ impl Writer {
             let list = p.value.iter().map(|x| text(x)).collect();
             t.insert("ssl_protocols".into(), Value::Array(list));
         }
+        if let Some(c) = &s.ssl_ciphers {
+            t.insert("ssl_ciphers".into(), text(&c.value));
+        }
+        if let Some(n) = s.ssl_session_cache {
+            t.insert(
+                "ssl_session_cache".into(),
+                Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            );
+        }
+        for (key, v) in [
+            ("ssl_prefer_server_ciphers", s.ssl_prefer_server_ciphers),
+            ("ssl_session_tickets", s.ssl_session_tickets),
+            ("http2", s.http2),
+        ] {
+            if let Some(v) = v {
+                t.insert(key.into(), Value::Boolean(v));
+            }
+        }
         if let Some(n) = &s.proxy_ssl_name {
             t.insert("proxy_ssl_name".into(), text(n));
         }

@@ -22,6 +22,50 @@ pub fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Most sessions a cache is given: rustls allocates the whole cache up
+/// front, so a `shared:SSL:1g` must not reserve gigabytes.
+pub const MAX_SESSION_CACHE: usize = 1 << 20;
+
+/// Parses `ssl_session_cache` words into a number of sessions (0: no
+/// cache): `off` and `none` (nginx keeps nothing either way),
+/// `builtin[:sessions]` (20480 by default, as OpenSSL), and
+/// `shared:name:size` at nginx's "about 4000 sessions per megabyte". Both
+/// kinds together add up; the total is capped at [`MAX_SESSION_CACHE`].
+///
+/// ```
+/// use rpx_core::config::parse_session_cache;
+/// assert_eq!(parse_session_cache(&["shared:SSL:10m"]), Ok(40_000));
+/// assert_eq!(parse_session_cache(&["off"]), Ok(0));
+/// assert!(parse_session_cache(&["shared:SSL"]).is_err());
+/// ```
+///
+/// # Errors
+/// The word that is not one of these forms.
+pub fn parse_session_cache(words: &[&str]) -> Result<usize, String> {
+    if let [one] = words {
+        if matches!(*one, "off" | "none") {
+            return Ok(0);
+        }
+    }
+    let mut total: usize = 0;
+    for w in words {
+        let n = match w.split(':').collect::<Vec<_>>().as_slice() {
+            ["builtin"] => Some(20_480),
+            ["builtin", n] => n.parse::<usize>().ok().filter(|n| *n > 0),
+            ["shared", name, size] if !name.is_empty() => parse_size(size)
+                .filter(|s| *s > 0)
+                .map(|s| usize::try_from(s / 1024 * 4000 / 1024).unwrap_or(usize::MAX)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("invalid session cache \"{w}\""))?;
+        total = total.saturating_add(n);
+    }
+    if total == 0 {
+        return Err("invalid session cache: nothing given".into());
+    }
+    Ok(total.min(MAX_SESSION_CACHE))
+}
+
 /// Parses an nginx time: a bare number is seconds; otherwise a sequence of
 /// `<n><unit>` with units `ms s m h d w M y`.
 ///

@@ -24,7 +24,10 @@ use crate::metrics::RequestMetricsLayer;
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup};
 use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
 use crate::server::TlsListener;
-use crate::tls::{CertResolver, ClientAuth, ClientAuthMode, TlsVersions, UpstreamTls};
+use crate::tls::{
+    CertResolver, CipherList, ClientAuth, ClientAuthMode, ServerTlsOptions, TlsVersions,
+    UpstreamTls, DEFAULT_SESSION_CACHE,
+};
 use crate::vars::Template;
 use crate::vars::{MapKeySpec, MapVar, Scope};
 
@@ -44,6 +47,7 @@ const DEFAULT_LISTEN: SocketAddr =
 pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
     let mut cx = Compiler {
         errors: Vec::new(),
+        warnings: Vec::new(),
         groups: HashMap::new(),
         summary: Vec::new(),
         scope: Scope::new(),
@@ -75,6 +79,7 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         listeners: specs,
         summary: cx.summary,
         groups,
+        warnings: cx.warnings,
     })
 }
 
@@ -83,6 +88,9 @@ type Member<'c> = (usize, &'c [crate::config::Spanned<String>], bool);
 
 struct Compiler {
     errors: Vec<ConfigError>,
+    /// Things that work differently from what the config asks; the config
+    /// still runs.
+    warnings: Vec<ConfigError>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
     summary: Vec<String>,
     /// The config's own variables (`map`).
@@ -144,6 +152,15 @@ impl Compiler {
     fn err(&mut self, pos: &SourcePos, msg: impl std::fmt::Display) {
         self.errors
             .push(ConfigError::new(pos.clone(), msg.to_string()));
+    }
+
+    /// A warning, once: settings inherited by several servers or listeners
+    /// are compiled once per use, but said once.
+    fn warn(&mut self, pos: &SourcePos, msg: impl std::fmt::Display) {
+        let w = ConfigError::new(pos.clone(), msg.to_string());
+        if !self.warnings.contains(&w) {
+            self.warnings.push(w);
+        }
     }
 
     fn groups(&mut self, config: &Config) {
@@ -415,7 +432,7 @@ impl Compiler {
                 .collect();
             let mut spec = specs[&addr].clone();
             if ssl_of.get(&addr).copied().unwrap_or(false) {
-                spec.tls = self.tls_listener(config, &members[&addr]);
+                spec.tls = self.tls_listener(config, addr, &members[&addr]);
             }
             match HostTable::build_with_ids(&borrowed) {
                 Ok(table) => out.push(((addr, table), spec)),
@@ -430,8 +447,14 @@ impl Compiler {
 
     /// Certificates, versions and client-certificate checking of one TLS
     /// listener, from the servers on it (the default server's settings
-    /// decide versions and client certificates).
-    fn tls_listener(&mut self, config: &Config, members: &[Member<'_>]) -> Option<TlsListener> {
+    /// decide versions, suites, sessions and client certificates, as in
+    /// nginx, where SNI only switches the certificate).
+    fn tls_listener(
+        &mut self,
+        config: &Config,
+        addr: SocketAddr,
+        members: &[Member<'_>],
+    ) -> Option<TlsListener> {
         let resolver = std::sync::Arc::new(CertResolver::new());
         let default_id = members.iter().find(|m| m.2).unwrap_or(&members[0]).0;
         for (id, names, default) in members {
@@ -463,13 +486,12 @@ impl Compiler {
                     &cert.pos
                 };
                 self.err(pos, e);
-            } else if let Some(expiry) = crate::tls::load_certs(std::path::Path::new(&cert.value))
-                .ok()
-                .and_then(|c| c.first().and_then(crate::tls::cert_not_after))
-            {
-                if expiry < std::time::SystemTime::now() {
-                    tracing::warn!("{}: the certificate {} has expired", cert.pos, cert.value);
-                }
+            } else if let Some(expiry) = {
+                self.expiry(cert);
+                crate::tls::load_certs(std::path::Path::new(&cert.value))
+                    .ok()
+                    .and_then(|c| c.first().and_then(crate::tls::cert_not_after))
+            } {
                 let expires = expiry
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
@@ -495,14 +517,19 @@ impl Compiler {
                     tls12: p.value.iter().any(|x| x == "TLSv1.2"),
                     tls13: p.value.iter().any(|x| x == "TLSv1.3"),
                 };
-                for old in p
+                let old: Vec<&str> = p
                     .value
                     .iter()
-                    .filter(|x| !matches!(x.as_str(), "TLSv1.2" | "TLSv1.3"))
-                {
-                    tracing::warn!(
-                        "{}: {old} is not offered: rpx speaks TLSv1.2 and TLSv1.3 only",
-                        p.pos
+                    .map(String::as_str)
+                    .filter(|x| !matches!(*x, "TLSv1.2" | "TLSv1.3"))
+                    .collect();
+                if !old.is_empty() {
+                    self.warn(
+                        &p.pos,
+                        format!(
+                            "{} not offered: rpx speaks TLSv1.2 and TLSv1.3 only",
+                            old.join(", ")
+                        ),
                     );
                 }
                 if !v.tls12 && !v.tls13 {
@@ -548,8 +575,15 @@ impl Compiler {
         if resolver.is_empty() {
             return None;
         }
-        let http2 = true;
-        match crate::tls::server_config(resolver.clone(), versions, client_auth.as_ref(), http2) {
+        let options = ServerTlsOptions {
+            versions,
+            tls12_suites: self.ciphers(&s, versions),
+            prefer_server_ciphers: s.ssl_prefer_server_ciphers.unwrap_or(false),
+            http2: self.http2(config, addr, members),
+            session_tickets: s.ssl_session_tickets.unwrap_or(true),
+            session_cache: s.ssl_session_cache.unwrap_or(DEFAULT_SESSION_CACHE),
+        };
+        match crate::tls::server_config(resolver.clone(), &options, client_auth.as_ref()) {
             Ok(config) => Some(TlsListener {
                 config,
                 resolver,
@@ -560,6 +594,98 @@ impl Compiler {
                 self.err(&config.servers[default_id].pos, e);
                 None
             }
+        }
+    }
+
+    /// The TLS 1.2 suites `ssl_ciphers` keeps; `None` for rustls' defaults
+    /// (also after an error, which is reported here).
+    fn ciphers(
+        &mut self,
+        s: &Settings,
+        versions: TlsVersions,
+    ) -> Option<Vec<rustls::SupportedCipherSuite>> {
+        let spec = s.ssl_ciphers.as_ref()?;
+        let list = CipherList::parse(&spec.value);
+        if !list.unmatched.is_empty() {
+            self.warn(
+                &spec.pos,
+                format!(
+                    "ssl_ciphers: no rustls equivalent for {}; ignored (rustls has ECDHE with AES-GCM or ChaCha20-Poly1305 for TLS 1.2; TLS 1.3 suites are not chosen by ssl_ciphers)",
+                    list.unmatched.join(", ")
+                ),
+            );
+        }
+        if list.tls12.is_empty() && versions.tls12 {
+            self.errors.push(
+                ConfigError::new(
+                    spec.pos.clone(),
+                    "ssl_ciphers leaves no TLS 1.2 suite rustls has, and TLSv1.2 is enabled",
+                )
+                .hint("add ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256, or offer TLSv1.3 only"),
+            );
+            return None;
+        }
+        Some(list.tls12)
+    }
+
+    /// Whether a TLS listener offers `h2`: `listen … http2` on the address
+    /// (for every server on it, as nginx), or `http2 on` in a server on it.
+    /// rustls chooses ALPN per listener, not per SNI name, so `http2 on` in
+    /// one server offers HTTP/2 to all of them; that is said.
+    fn http2(&mut self, config: &Config, addr: SocketAddr, members: &[Member<'_>]) -> bool {
+        let by_listen = members.iter().any(|(id, _, _)| {
+            config.servers[*id]
+                .listen
+                .iter()
+                .any(|l| l.addr == addr && l.http2)
+        });
+        if by_listen {
+            return true;
+        }
+        let on: Vec<bool> = members
+            .iter()
+            .map(|(id, _, _)| {
+                let server = &config.servers[*id];
+                server.settings.inherit(&config.settings).http2 == Some(true)
+            })
+            .collect();
+        if !on.contains(&true) {
+            return false;
+        }
+        for ((id, _, _), _) in members.iter().zip(&on).filter(|(_, on)| !**on) {
+            let pos = config.servers[*id].pos.clone();
+            self.warn(
+                &pos,
+                format!("HTTP/2 is offered to this server too: another server on {addr} has `http2 on`, and rpx negotiates HTTP/2 per listener"),
+            );
+        }
+        true
+    }
+
+    /// An expired certificate is served anyway, as nginx does (a renewal
+    /// may be on its way and the reloader picks it up), but said.
+    fn expiry(&mut self, cert: &crate::config::Spanned<String>) {
+        let path = std::path::Path::new(&cert.value);
+        let Some(expiry) = crate::tls::load_certs(path)
+            .ok()
+            .and_then(|c| c.first().and_then(crate::tls::cert_not_after))
+        else {
+            return;
+        };
+        if let Ok(ago) = std::time::SystemTime::now().duration_since(expiry) {
+            let days = ago.as_secs() / 86_400;
+            self.warn(
+                &cert.pos,
+                format!(
+                    "the certificate in {} has expired ({}); it is served anyway and clients will refuse it",
+                    cert.value,
+                    match days {
+                        0 => "today".to_owned(),
+                        1 => "1 day ago".to_owned(),
+                        n => format!("{n} days ago"),
+                    }
+                ),
+            );
         }
     }
 

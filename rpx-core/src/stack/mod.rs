@@ -22,7 +22,7 @@ pub use compile::compile;
 use crate::accesslog::AccessLog;
 use crate::action::Action;
 use crate::body::RpxBody;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::error::{BoxError, Rescue, RescueFuture};
 use crate::headers::AddHeaders;
 use crate::host::HostRouter;
@@ -43,6 +43,7 @@ pub struct Snapshot {
     summary: Vec<String>,
     /// Upstream groups, for their background tasks.
     groups: Vec<Arc<crate::upstream::UpstreamGroup>>,
+    warnings: Vec<ConfigError>,
 }
 
 /// An address the snapshot wants bound.
@@ -87,6 +88,13 @@ impl Snapshot {
         for g in &self.groups {
             g.start_background();
         }
+    }
+
+    /// What the compiler found that works differently from what the config
+    /// asks (an expired certificate, a cipher rustls lacks…): the snapshot
+    /// runs, but a user should hear about these, as `rpx check` says them.
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
     }
 }
 

@@ -2,6 +2,7 @@
 //! is), SNI selection that can change at runtime, hot reload of renewed
 //! files, nginx-style client certificates, and the upstream client side.
 
+mod ciphers;
 mod client_auth;
 mod info;
 mod pem;
@@ -9,9 +10,10 @@ mod resolver;
 mod server;
 mod upstream;
 
+pub use ciphers::CipherList;
 pub use client_auth::{ClientAuth, ClientAuthMode};
 pub use info::{ClientVerify, TlsInfo};
 pub use pem::{cert_not_after, load_certified_key, load_certs, provider, TlsError};
 pub use resolver::CertResolver;
-pub use server::{server_config, TlsVersions};
+pub use server::{server_config, ServerTlsOptions, TlsVersions, DEFAULT_SESSION_CACHE};
 pub use upstream::{client_config, UpstreamTls};

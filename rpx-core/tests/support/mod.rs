@@ -142,10 +142,12 @@ pub async fn serve_file(path: &Path, lenient: bool) -> Result<Running, Vec<Strin
 
 pub async fn serve_config(
     cfg: &config::Config,
-    warnings: Vec<String>,
+    mut warnings: Vec<String>,
 ) -> Result<Running, Vec<String>> {
     let snapshot = rpx_core::stack::compile(cfg)
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    // Everything `rpx check` would say: the front-end's and the compiler's.
+    warnings.extend(snapshot.warnings().iter().map(ToString::to_string));
     let specs = snapshot.listeners().to_vec();
     let rpx = Rpx::new(snapshot);
     let (stop, rx) = tokio::sync::watch::channel(false);

@@ -108,7 +108,29 @@ fn server_tokens(a: &[&str]) -> Option<&'static str> {
 }
 
 fn tls_tuning(_: &[&str]) -> Option<&'static str> {
-    Some("rpx uses rustls' cipher suites and session settings (tickets and a session cache are on); ignored")
+    Some("rpx uses rustls' setting for this; ignored")
+}
+
+fn session_timeout(_: &[&str]) -> Option<&'static str> {
+    Some("rpx keeps rustls' session lifetimes (tickets are valid for 12 hours); ignored")
+}
+
+fn dhparam(_: &[&str]) -> Option<&'static str> {
+    Some("rustls has no finite-field DHE suites, so rpx needs no DH parameters; ignored")
+}
+
+fn ecdh_curve(a: &[&str]) -> Option<&'static str> {
+    (a.first() != Some(&"auto"))
+        .then_some("rpx offers rustls' key exchange groups (X25519, P-256, P-384); ignored")
+}
+
+fn early_data(a: &[&str]) -> Option<&'static str> {
+    (a.first() != Some(&"off")).then_some("rpx does not accept TLS 1.3 early data; ignored")
+}
+
+fn stapling_on(a: &[&str]) -> Option<&'static str> {
+    (a.first() != Some(&"off"))
+        .then_some("rpx does no OCSP stapling; clients check revocation themselves")
 }
 
 fn upstream_tls_tuning(_: &[&str]) -> Option<&'static str> {
@@ -260,7 +282,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         Ignored("rpx resolves upstream names with the system resolver"),
     ),
     d("resolver_timeout", HSL, 1, 1, Silent),
-    d("http2", HTTP | SRV, 1, 1, Silent),
+    d("http2", HTTP | SRV, 1, 1, Mapped),
     d("http2_max_concurrent_streams", HTTP | SRV, 1, 1, Silent),
     d("gzip", HSL | LIF, 1, 1, Support::Fixed(gzip)),
     d("gzip_vary", HSL, 1, 1, Silent),
@@ -338,42 +360,24 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     ),
     d("ssl", HTTP | SRV, 1, 1, Unsupported(TLS)),
     d("ssl_protocols", HTTP | SRV, 1, ANY, Mapped),
-    d("ssl_ciphers", HTTP | SRV, 1, 1, Support::Fixed(tls_tuning)),
-    d(
-        "ssl_prefer_server_ciphers",
-        HTTP | SRV,
-        1,
-        1,
-        Support::Fixed(tls_tuning),
-    ),
-    d(
-        "ssl_session_cache",
-        HTTP | SRV,
-        1,
-        2,
-        Support::Fixed(tls_tuning),
-    ),
+    d("ssl_ciphers", HTTP | SRV, 1, 1, Mapped),
+    d("ssl_prefer_server_ciphers", HTTP | SRV, 1, 1, Mapped),
+    d("ssl_session_cache", HTTP | SRV, 1, 2, Mapped),
     d(
         "ssl_session_timeout",
         HTTP | SRV,
         1,
         1,
-        Support::Fixed(tls_tuning),
+        Support::Fixed(session_timeout),
     ),
-    d(
-        "ssl_session_tickets",
-        HTTP | SRV,
-        1,
-        1,
-        Support::Fixed(tls_tuning),
-    ),
-    d("ssl_dhparam", HTTP | SRV, 1, 1, Support::Fixed(tls_tuning)),
+    d("ssl_session_tickets", HTTP | SRV, 1, 1, Mapped),
+    d("ssl_dhparam", HTTP | SRV, 1, 1, Support::Fixed(dhparam)),
     d(
         "ssl_ecdh_curve",
         HTTP | SRV,
         1,
         1,
-        Support::Fixed(tls_tuning),
+        Support::Fixed(ecdh_curve),
     ),
     d(
         "ssl_buffer_size",
@@ -387,15 +391,21 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         HTTP | SRV,
         1,
         1,
-        Support::Fixed(tls_tuning),
+        Support::Fixed(early_data),
     ),
-    d("ssl_stapling", HTTP | SRV, 1, 1, Support::Fixed(tls_tuning)),
+    d(
+        "ssl_stapling",
+        HTTP | SRV,
+        1,
+        1,
+        Support::Fixed(stapling_on),
+    ),
     d(
         "ssl_stapling_verify",
         HTTP | SRV,
         1,
         1,
-        Support::Fixed(tls_tuning),
+        Support::Fixed(stapling_on),
     ),
     d(
         "acme_certificate",

@@ -8,8 +8,8 @@ use super::directives::{self, Ctx, Spec, Support, EVENTS, HTTP, LIF, LOC, MAIN, 
 use super::{Directive, Pos};
 use crate::config::model::*;
 use crate::config::{
-    parse_duration, parse_listen, parse_return, parse_size, suggest, ConfigError, LoadOptions,
-    Loaded,
+    parse_duration, parse_listen, parse_return, parse_session_cache, parse_size, suggest,
+    ConfigError, LoadOptions, Loaded,
 };
 use crate::location::MatchKind;
 
@@ -312,11 +312,24 @@ impl Mapper {
                 if !w.iter().any(|p| *p == "TLSv1.2" || *p == "TLSv1.3") {
                     return self.err(d, "\"ssl_protocols\" lists only versions rpx does not offer (TLSv1.2, TLSv1.3)");
                 }
+                // Only what rpx offers reaches the model: the rest was said
+                // above, and the compiler would say it again.
                 s.ssl_protocols = Some(Spanned::new(
-                    w.iter().map(|x| (*x).to_owned()).collect(),
+                    w.iter()
+                        .filter(|p| matches!(**p, "TLSv1.2" | "TLSv1.3"))
+                        .map(|x| (*x).to_owned())
+                        .collect(),
                     pos,
                 ));
             }
+            "ssl_ciphers" => s.ssl_ciphers = Some(Spanned::new(w[0].into(), pos)),
+            "ssl_prefer_server_ciphers" => s.ssl_prefer_server_ciphers = self.flag(d),
+            "ssl_session_tickets" => s.ssl_session_tickets = self.flag(d),
+            "ssl_session_cache" => match parse_session_cache(&w) {
+                Ok(n) => s.ssl_session_cache = Some(n),
+                Err(e) => self.err(d, e),
+            },
+            "http2" => s.http2 = self.flag(d),
             "proxy_ssl_verify" => s.proxy_ssl_verify = self.flag(d),
             "proxy_next_upstream" => match crate::upstream::NextUpstream::parse(&w) {
                 Ok(_) => {

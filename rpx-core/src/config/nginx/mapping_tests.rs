@@ -100,7 +100,11 @@ fn tls_directives_map_onto_the_model() {
         "/etc/letsencrypt/live/a/fullchain.pem"
     );
     assert_eq!(set.ssl_verify_client.as_ref().unwrap().value, "optional");
-    assert_eq!(set.ssl_protocols.as_ref().unwrap().value.len(), 4);
+    // TLSv1 and TLSv1.1 are warned about and dropped.
+    assert_eq!(
+        set.ssl_protocols.as_ref().unwrap().value,
+        ["TLSv1.2", "TLSv1.3"]
+    );
     let checked = &s.locations[1].settings;
     assert_eq!(checked.proxy_ssl_verify, Some(true));
     assert_eq!(checked.proxy_ssl_server_name, Some(true));
@@ -337,4 +341,37 @@ fn convert_keeps_tls_and_logging_settings() {
     assert_eq!(a.log_formats[0].format, b.log_formats[0].format);
     assert_eq!(b.log_formats[0].escape, "json");
     assert!(b.servers[0].listen[0].ssl && b.servers[0].listen[0].http2);
+}
+
+#[test]
+fn tls_session_cipher_and_http2_directives_map_onto_the_model() {
+    let src = "ssl_session_cache shared:SSL:10m;\nssl_session_tickets off;\n\
+               ssl_ciphers HIGH:!aNULL:!MD5;\nssl_prefer_server_ciphers on;\n\
+               ssl_session_timeout 1d;\n\
+               server {\n listen 443 ssl;\n http2 on;\n ssl_session_cache off;\n}\n\
+               server {\n listen 8443 ssl;\n ssl_session_cache builtin:1000 shared:a:1m;\n}";
+    let l = load(src);
+    assert!(l.errors.is_empty(), "{:?}", errors(&l));
+    let http = &l.config.settings;
+    assert_eq!(http.ssl_session_cache, Some(40_000));
+    assert_eq!(http.ssl_session_tickets, Some(false));
+    assert_eq!(http.ssl_ciphers.as_ref().unwrap().value, "HIGH:!aNULL:!MD5");
+    assert_eq!(http.ssl_prefer_server_ciphers, Some(true));
+    let first = &l.config.servers[0].settings;
+    assert_eq!(first.http2, Some(true));
+    assert_eq!(first.ssl_session_cache, Some(0));
+    assert_eq!(l.config.servers[1].settings.ssl_session_cache, Some(5_000));
+    // Only the timeout is not rpx's to choose.
+    assert_eq!(
+        warnings(&l),
+        ["t.conf:5: \"ssl_session_timeout 1d\": rpx keeps rustls' session lifetimes (tickets are valid for 12 hours); ignored"]
+    );
+    let bad = load("ssl_session_cache shared:SSL;\nhttp2 maybe;");
+    assert_eq!(
+        errors(&bad),
+        [
+            "t.conf:1: invalid session cache \"shared:SSL\"",
+            "t.conf:2: invalid value in \"http2\" directive, it must be \"on\" or \"off\""
+        ]
+    );
 }
