@@ -133,6 +133,14 @@ fn stapling_on(a: &[&str]) -> Option<&'static str> {
         .then_some("rpx does no OCSP stapling; clients check revocation themselves")
 }
 
+fn upstream_ciphers(_: &[&str]) -> Option<&'static str> {
+    Some("rpx offers rustls' cipher suites to upstreams; ignored")
+}
+
+fn upstream_verify_depth(_: &[&str]) -> Option<&'static str> {
+    Some("rpx verifies upstream certificate chains of any depth up to a trusted CA; ignored")
+}
+
 fn upstream_tls_tuning(_: &[&str]) -> Option<&'static str> {
     Some("rpx offers TLSv1.2 and TLSv1.3 to upstreams; ignored")
 }
@@ -646,6 +654,20 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         Support::Fixed(upstream_tls_tuning),
     ),
     d("proxy_ssl_session_reuse", HSL, 1, 1, Mapped),
+    d(
+        "proxy_ssl_ciphers",
+        HSL,
+        1,
+        1,
+        Support::Fixed(upstream_ciphers),
+    ),
+    d(
+        "proxy_ssl_verify_depth",
+        HSL,
+        1,
+        1,
+        Support::Fixed(upstream_verify_depth),
+    ),
     // Upstream groups: `server` is the block-less form, handled with `server {}`.
     d("keepalive", UPS, 1, 1, Mapped),
     d("keepalive_timeout", UPS, 1, 1, Mapped),

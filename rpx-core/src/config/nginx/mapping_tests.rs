@@ -375,3 +375,21 @@ fn tls_session_cipher_and_http2_directives_map_onto_the_model() {
         ]
     );
 }
+
+#[test]
+fn upstream_tls_tuning_directives_warn() {
+    let l = load("server { listen 80; location / { proxy_pass https://b:443; proxy_ssl_verify on;\n\
+                  proxy_ssl_ciphers HIGH:!aNULL; proxy_ssl_verify_depth 2; proxy_ssl_protocols TLSv1.2; } }");
+    assert!(l.errors.is_empty(), "{:?}", errors(&l));
+    let w = warnings(&l);
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("proxy_ssl_ciphers HIGH:!aNULL")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|w| w.contains("proxy_ssl_verify_depth 2")),
+        "{w:?}"
+    );
+}
