@@ -56,7 +56,7 @@ pub fn client_config(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate))
     };
     let mut config = match &tls.client_cert {
         Some((cert, key)) => {
@@ -108,12 +108,13 @@ fn roots(tls: &UpstreamTls) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// `proxy_ssl_verify off`: any certificate is accepted; signatures are
-/// still checked so the handshake itself is sound.
-#[derive(Debug)]
-struct NoVerify;
+/// Accepts any server certificate (`proxy_ssl_verify off`, and load
+/// generators on loopback); handshake signatures are still checked, so the
+/// peer must own the key of the certificate it shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAnyCertificate;
 
-impl ServerCertVerifier for NoVerify {
+impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,
