@@ -16,7 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
@@ -78,6 +78,12 @@ pub fn reload_done(ok: bool) {
 /// Per-server request metrics; see [`RequestMetrics`].
 #[derive(Debug, Clone)]
 pub struct RequestMetricsLayer {
+    // Shared: a request's future holds one reference, not six handles.
+    handles: Arc<Handles>,
+}
+
+#[derive(Debug)]
+struct Handles {
     classes: [Counter; 5],
     duration: Histogram,
 }
@@ -87,15 +93,17 @@ impl RequestMetricsLayer {
     pub fn new(server: &str) -> Self {
         let server = server.to_owned();
         let class = |c: &'static str| metrics::counter!("rpx_requests_total", "server" => server.clone(), "class" => c);
+        let classes = [
+            class("1xx"),
+            class("2xx"),
+            class("3xx"),
+            class("4xx"),
+            class("5xx"),
+        ];
+        let duration =
+            metrics::histogram!("rpx_request_duration_seconds", "server" => server.clone());
         RequestMetricsLayer {
-            classes: [
-                class("1xx"),
-                class("2xx"),
-                class("3xx"),
-                class("4xx"),
-                class("5xx"),
-            ],
-            duration: metrics::histogram!("rpx_request_duration_seconds", "server" => server.clone()),
+            handles: Arc::new(Handles { classes, duration }),
         }
     }
 }
@@ -132,7 +140,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         RequestMetricsFuture {
             inner: self.inner.call(req),
-            layer: self.layer.clone(),
+            handles: self.layer.handles.clone(),
             started: Instant::now(),
         }
     }
@@ -144,7 +152,7 @@ pin_project_lite::pin_project! {
     pub struct RequestMetricsFuture<F> {
         #[pin]
         inner: F,
-        layer: RequestMetricsLayer,
+        handles: Arc<Handles>,
         started: Instant,
     }
 }
@@ -163,8 +171,8 @@ where
             Err(e) => e.status(),
         };
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        this.layer.classes[class].increment(1);
-        this.layer
+        this.handles.classes[class].increment(1);
+        this.handles
             .duration
             .record(this.started.elapsed().as_secs_f64());
         Poll::Ready(result)
