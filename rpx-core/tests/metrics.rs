@@ -104,4 +104,22 @@ async fn requests_connections_and_reloads_are_counted() {
     assert!(value(&text, "rpx_connections_total{scheme=\"http\"}") >= 5.0);
     assert!(text.contains("rpx_connections_active"), "{text}");
     assert_eq!(value(&text, "rpx_reloads_total{result=\"ok\"}"), 1.0);
+    // Bytes on the wire per listener: 10 requests in, 10 responses out.
+    let listen = p.listeners.iter().find(|l| l.1 == app).unwrap().0;
+    let received = value(
+        &text,
+        &format!("rpx_bytes_received_total{{listen=\"{listen}\"}}"),
+    );
+    let sent = value(
+        &text,
+        &format!("rpx_bytes_sent_total{{listen=\"{listen}\"}}"),
+    );
+    assert!(received >= 10.0 * 30.0, "received {received}");
+    assert!(sent >= 10.0 * 60.0, "sent {sent}");
+    // Nothing in flight once every answer is in (the metrics request itself
+    // is served by the admin server).
+    assert_eq!(
+        value(&text, "rpx_requests_in_flight{server=\"app.test\"}"),
+        0.0
+    );
 }

@@ -8,6 +8,8 @@
 //! | `rpx_requests_total` | `server`, `class` (`2xx`…) |
 //! | `rpx_request_duration_seconds` (histogram, to the response head) | `server` |
 //! | `rpx_connections_active`, `rpx_connections_total` | `scheme` on the total |
+//! | `rpx_requests_in_flight` (requests and HTTP/2 streams being answered) | `server` |
+//! | `rpx_bytes_received_total`, `rpx_bytes_sent_total` (on the wire) | `listen` |
 //! | `rpx_tls_handshakes_total` | `kind` (`full`, `resumed`, `failed`) |
 //! | `rpx_reloads_total` | `result` (`ok`, `failed`) |
 //! | `rpx_certificate_expiry_timestamp_seconds` | `name` |
@@ -21,7 +23,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response};
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
 
@@ -86,6 +88,18 @@ pub struct RequestMetricsLayer {
 struct Handles {
     classes: [Counter; 5],
     duration: Histogram,
+    in_flight: Gauge,
+}
+
+/// Counts a request in flight until its future is dropped (answered or
+/// abandoned by the client).
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 impl RequestMetricsLayer {
@@ -102,8 +116,13 @@ impl RequestMetricsLayer {
         ];
         let duration =
             metrics::histogram!("rpx_request_duration_seconds", "server" => server.clone());
+        let in_flight = metrics::gauge!("rpx_requests_in_flight", "server" => server.clone());
         RequestMetricsLayer {
-            handles: Arc::new(Handles { classes, duration }),
+            handles: Arc::new(Handles {
+                classes,
+                duration,
+                in_flight,
+            }),
         }
     }
 }
@@ -138,8 +157,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.layer.handles.in_flight.increment(1.0);
         RequestMetricsFuture {
             inner: self.inner.call(req),
+            _in_flight: InFlight(self.layer.handles.in_flight.clone()),
             handles: self.layer.handles.clone(),
             started: Instant::now(),
         }
@@ -153,6 +174,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         handles: Arc<Handles>,
+        _in_flight: InFlight,
         started: Instant,
     }
 }

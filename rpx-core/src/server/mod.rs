@@ -2,6 +2,7 @@
 //! TLS) on a TCP listener, upgrades on, connection info stamped on every
 //! request, and a graceful stop that lets requests in flight finish.
 
+mod counted;
 mod listeners;
 mod tls;
 
@@ -146,6 +147,7 @@ where
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let reloader = tls::spawn_reloader(tls.clone());
+    let bytes = counted::ByteCounters::new(listen);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -169,6 +171,7 @@ where
         };
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
         metrics::counter!("rpx_connections_total", "scheme" => scheme.as_str()).increment(1);
+        let stream = counted::Counted::new(stream, bytes.clone());
         let conn = Conn {
             builder: builder.clone(),
             watcher: graceful.watcher(),
@@ -228,5 +231,5 @@ impl Conn {
     }
 }
 
-/// The stream type of plain connections, named for the TLS module.
-type Plain = TcpStream;
+/// The stream type of accepted connections, named for the TLS module.
+type Plain = counted::Counted<TcpStream>;
