@@ -56,9 +56,10 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
-        /// How long a stop waits for requests in flight, in seconds.
-        #[arg(long, default_value_t = 30)]
-        shutdown_timeout: u64,
+        /// How long a stop waits for requests in flight, in seconds
+        /// (default: the config's `worker_shutdown_timeout`, else 30).
+        #[arg(long)]
+        shutdown_timeout: Option<u64>,
     },
     /// Validate a config: exit 0 when it is valid, 1 listing every error.
     Check {
@@ -134,7 +135,7 @@ fn main() -> ExitCode {
             rt.block_on(run(
                 config.as_deref(),
                 opts,
-                Duration::from_secs(shutdown_timeout),
+                shutdown_timeout.map(Duration::from_secs),
                 cli.pid_file.as_deref(),
             ))
         }
@@ -284,7 +285,7 @@ fn announce(bound: &[(std::net::SocketAddr, std::net::SocketAddr)], specs: &[Lis
 async fn run(
     path: Option<&Path>,
     opts: LoadOptions,
-    shutdown_timeout: Duration,
+    shutdown_timeout: Option<Duration>,
     pid_file: Option<&Path>,
 ) -> ExitCode {
     // Before anything can announce readiness: a HUP that arrives early must
@@ -307,6 +308,11 @@ async fn run(
     // Upstream health checks and DNS re-resolution.
     snapshot.start_background();
     let rpx = Rpx::new(snapshot);
+    // The command line wins over the config; nginx's default is no limit,
+    // rpx's 30 s. Read at startup: a reload does not change it.
+    let shutdown_timeout = shutdown_timeout
+        .or(rpx.snapshot().shutdown_timeout())
+        .unwrap_or(Duration::from_secs(30));
     let mut listeners = ListenerSet::new(rpx.clone(), shutdown_timeout);
     let bound = match listeners.apply(&specs).await {
         Ok(bound) => bound,

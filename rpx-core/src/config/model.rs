@@ -82,6 +82,9 @@ pub struct Config {
     pub maps: Vec<MapConfig>,
     /// `log_format` definitions (`combined` is predefined).
     pub log_formats: Vec<LogFormatConfig>,
+    /// How long a graceful stop waits for requests in flight (nginx's
+    /// `worker_shutdown_timeout`). Default 30 s; `rpx run --shutdown-timeout` wins.
+    pub shutdown_timeout: Option<Duration>,
 }
 
 impl Config {

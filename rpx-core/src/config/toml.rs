@@ -366,6 +366,7 @@ struct RawSettings {
 
 with_settings! {
     struct RawFile {
+        shutdown_timeout: Option<Spanned<NumOrText>>,
         log_format: BTreeMap<String, Spanned<RawLogFormat>>,
         map: Vec<Spanned<RawMap>>,
         server: Vec<Spanned<RawServer>>,
@@ -462,12 +463,14 @@ impl Cx<'_> {
                 }
             })
             .collect();
+        let shutdown_timeout = raw.shutdown_timeout.take().and_then(|d| self.duration(d));
         Config {
             settings,
             servers,
             upstreams,
             maps,
             log_formats,
+            shutdown_timeout,
         }
     }
 

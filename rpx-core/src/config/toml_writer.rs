@@ -48,6 +48,9 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
     if !ups.is_empty() {
         root.insert("upstream".into(), Value::Table(ups));
     }
+    if let Some(d) = config.shutdown_timeout {
+        root.insert("shutdown_timeout".into(), duration(d));
+    }
     let mut formats = Table::new();
     for f in &config.log_formats {
         let mut t = Table::new();

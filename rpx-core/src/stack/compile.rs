@@ -80,6 +80,7 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         summary: cx.summary,
         groups,
         warnings: cx.warnings,
+        shutdown_timeout: config.shutdown_timeout,
     })
 }
 

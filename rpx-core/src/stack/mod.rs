@@ -44,6 +44,7 @@ pub struct Snapshot {
     /// Upstream groups, for their background tasks.
     groups: Vec<Arc<crate::upstream::UpstreamGroup>>,
     warnings: Vec<ConfigError>,
+    shutdown_timeout: Option<std::time::Duration>,
 }
 
 /// An address the snapshot wants bound.
@@ -68,6 +69,11 @@ impl Snapshot {
     /// One line per server and location, for the startup log.
     pub fn summary(&self) -> &[String] {
         &self.summary
+    }
+
+    /// `worker_shutdown_timeout` / `shutdown_timeout`, when the config sets it.
+    pub fn shutdown_timeout(&self) -> Option<std::time::Duration> {
+        self.shutdown_timeout
     }
 
     /// The upstream groups of the config.

@@ -210,7 +210,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("worker_rlimit_nofile", MAIN, 1, 1, Silent),
     d("worker_cpu_affinity", MAIN, 1, ANY, Silent),
     d("worker_priority", MAIN, 1, 1, Silent),
-    d("worker_shutdown_timeout", MAIN, 1, 1, Silent),
+    d("worker_shutdown_timeout", MAIN, 1, 1, Mapped),
     d("daemon", MAIN, 1, 1, Silent),
     d("master_process", MAIN, 1, 1, Silent),
     d("pcre_jit", MAIN, 1, 1, Silent),

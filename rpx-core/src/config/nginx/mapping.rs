@@ -194,6 +194,7 @@ impl Mapper {
                     self.http(block, &mut settings);
                     self.config.settings = settings;
                 }
+                "worker_shutdown_timeout" => self.config.shutdown_timeout = self.time(d),
                 _ => {}
             }
         }

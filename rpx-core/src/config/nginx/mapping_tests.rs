@@ -393,3 +393,25 @@ fn upstream_tls_tuning_directives_warn() {
         "{w:?}"
     );
 }
+
+#[test]
+fn worker_shutdown_timeout_maps_and_converts() {
+    let l = load("worker_shutdown_timeout 10s;\nevents {}\nhttp { server { listen 80; } }");
+    assert!(l.errors.is_empty(), "{:?}", errors(&l));
+    assert_eq!(
+        l.config.shutdown_timeout,
+        Some(std::time::Duration::from_secs(10))
+    );
+    let text = crate::config::to_toml(&l.config).unwrap();
+    let back = crate::config::parse_toml(&text, "c.toml").unwrap();
+    assert_eq!(
+        back.shutdown_timeout,
+        Some(std::time::Duration::from_secs(10)),
+        "{text}"
+    );
+    let snapshot = crate::stack::compile(&back).unwrap();
+    assert_eq!(
+        snapshot.shutdown_timeout(),
+        Some(std::time::Duration::from_secs(10))
+    );
+}
