@@ -321,10 +321,7 @@ impl Writer {
             t.insert("proxy_redirect".into(), v);
         }
         if let Some(n) = s.client_max_body_size {
-            t.insert(
-                "client_max_body_size".into(),
-                Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-            );
+            t.insert("client_max_body_size".into(), integer(n));
         }
         for (key, d) in [
             ("proxy_connect_timeout", s.proxy_connect_timeout),
@@ -386,24 +383,15 @@ impl Writer {
             t.insert("ssl_ciphers".into(), text(&c.value));
         }
         if let Some(n) = s.ssl_session_cache {
-            t.insert(
-                "ssl_session_cache".into(),
-                Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-            );
-        }
-        for (key, v) in [
-            ("ssl_prefer_server_ciphers", s.ssl_prefer_server_ciphers),
-            ("ssl_session_tickets", s.ssl_session_tickets),
-            ("http2", s.http2),
-        ] {
-            if let Some(v) = v {
-                t.insert(key.into(), Value::Boolean(v));
-            }
+            t.insert("ssl_session_cache".into(), integer(n as u64));
         }
         if let Some(n) = &s.proxy_ssl_name {
             t.insert("proxy_ssl_name".into(), text(n));
         }
         for (key, v) in [
+            ("ssl_prefer_server_ciphers", s.ssl_prefer_server_ciphers),
+            ("ssl_session_tickets", s.ssl_session_tickets),
+            ("http2", s.http2),
             ("proxy_ssl_verify", s.proxy_ssl_verify),
             ("proxy_ssl_server_name", s.proxy_ssl_server_name),
             ("proxy_ssl_session_reuse", s.proxy_ssl_session_reuse),
@@ -432,4 +420,9 @@ impl Writer {
             t.insert("access_log".into(), v);
         }
     }
+}
+
+/// A count as a TOML integer (saturating: TOML integers are signed).
+fn integer(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
 }
