@@ -255,8 +255,12 @@ fn send_signal(name: &str, pid_file: Option<&Path>) -> ExitCode {
 }
 
 /// Loads and compiles the config, printing warnings and errors.
-fn build(path: Option<&Path>, opts: LoadOptions) -> Option<Snapshot> {
-    match load(path, opts).and_then(|c| stack::compile(&c)) {
+fn build(path: Option<&Path>, opts: LoadOptions, previous: Option<&Snapshot>) -> Option<Snapshot> {
+    let compile = stack::CompileOptions {
+        previous,
+        ..Default::default()
+    };
+    match load(path, opts).and_then(|c| stack::compile_with(&c, &compile)) {
         Ok(s) => {
             for w in s.warnings() {
                 eprintln!("rpx: warning: {w}");
@@ -298,7 +302,7 @@ async fn run(
     if let Err(e) = rpx_core::metrics::install() {
         tracing::warn!("metrics are off: {e}");
     }
-    let Some(snapshot) = build(path, opts) else {
+    let Some(snapshot) = build(path, opts, None) else {
         return ExitCode::FAILURE;
     };
     for line in snapshot.summary() {
@@ -359,7 +363,7 @@ async fn reload(
     rpx: &Rpx,
     listeners: &mut ListenerSet<Rpx>,
 ) {
-    let Some(snapshot) = build(path, opts) else {
+    let Some(snapshot) = build(path, opts, Some(&rpx.snapshot())) else {
         rpx_core::metrics::reload_done(false);
         println!("rpx: reload failed: the running configuration stays");
         return;

@@ -44,6 +44,7 @@
 #![deny(unreachable_pub)]
 
 pub mod accesslog;
+pub mod acme;
 pub mod action;
 pub mod body;
 pub mod config;

@@ -1,10 +1,12 @@
 //! Configuration: the typed [`model`], its front-ends (TOML, nginx dialect)
 //! and the helpers both share.
 
+pub mod acme;
 mod error;
 pub mod model;
 pub mod nginx;
 mod toml;
+pub(crate) mod toml_acme;
 mod toml_steps;
 mod toml_writer;
 mod units;
@@ -14,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 pub use self::toml::{load_toml_file, parse_toml, parse_toml_partial};
+pub use acme::{AcmeCertificateConfig, AcmeChallenge, AcmeIssuerConfig, AcmeState};
 pub use error::{suggest, ConfigError, ConfigErrors};
 pub use model::*;
 pub use toml_writer::to_toml;

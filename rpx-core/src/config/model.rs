@@ -85,6 +85,8 @@ pub struct Config {
     /// How long a graceful stop waits for requests in flight (nginx's
     /// `worker_shutdown_timeout`). Default 30 s; `rpx run --shutdown-timeout` wins.
     pub shutdown_timeout: Option<Duration>,
+    /// ACME issuers (`acme_issuer` blocks, TOML `[acme]`).
+    pub acme_issuers: Vec<super::AcmeIssuerConfig>,
 }
 
 impl Config {
@@ -108,6 +110,12 @@ impl Config {
     /// Replaces the `http`-level settings.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// Adds an ACME issuer.
+    pub fn acme_issuer(mut self, issuer: super::AcmeIssuerConfig) -> Self {
+        self.acme_issuers.push(issuer);
         self
     }
 }
@@ -159,6 +167,8 @@ pub struct ServerConfig {
     pub ret: Option<ReturnConfig>,
     /// Locations in config order.
     pub locations: Vec<LocationConfig>,
+    /// `acme_certificate`: the server's certificate is obtained by ACME.
+    pub acme: Option<super::AcmeCertificateConfig>,
 }
 
 impl ServerConfig {
@@ -191,6 +201,12 @@ impl ServerConfig {
     /// Sets the server-level settings.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// Obtains the server's certificate by ACME (`acme_certificate`).
+    pub fn acme(mut self, certificate: super::AcmeCertificateConfig) -> Self {
+        self.acme = Some(certificate);
         self
     }
 

@@ -50,8 +50,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::acme::AcmeCertificateConfig;
 use super::error::{ConfigError, ConfigErrors};
 use super::model::*;
+use super::toml_acme::{read_acme, RawAcme, RawServerAcme};
 use super::toml_steps::{read_map, read_steps, RawMap, RawStep};
 use super::{parse_duration, parse_listen, parse_return, parse_size};
 use crate::location::MatchKind;
@@ -104,6 +106,7 @@ pub fn parse_toml_partial(
     let mut cx = Cx {
         lines: &lines,
         errors: Vec::new(),
+        acme_default: None,
     };
     let config = cx.file(raw);
     Ok((config, cx.errors))
@@ -371,6 +374,7 @@ with_settings! {
         map: Vec<Spanned<RawMap>>,
         server: Vec<Spanned<RawServer>>,
         upstream: BTreeMap<String, Spanned<RawUpstream>>,
+        acme: Option<Spanned<RawAcme>>,
     }
 }
 
@@ -382,6 +386,9 @@ with_settings! {
         ret: Option<Spanned<NumOrText>>,
         rewrite: Vec<Spanned<RawStep>>,
         location: Vec<Spanned<RawLocation>>,
+        acme: Option<Spanned<RawServerAcme>>,
+        acme_identifiers: Option<Vec<String>>,
+        acme_key: Option<Spanned<String>>,
     }
 }
 
@@ -422,6 +429,8 @@ struct RawUpstream {
 struct Cx<'a> {
     lines: &'a LineIndex,
     errors: Vec<ConfigError>,
+    /// The issuer `acme = true` means: the only (or first) one.
+    acme_default: Option<String>,
 }
 
 impl Cx<'_> {
@@ -435,6 +444,14 @@ impl Cx<'_> {
 
     fn file(&mut self, mut raw: RawFile) -> Config {
         let settings = raw.take_settings(self);
+        let acme_issuers = match raw.acme.take() {
+            Some(a) => {
+                let lines = self.lines;
+                read_acme(a, &|offset| lines.pos(offset), &mut self.errors)
+            }
+            None => Vec::new(),
+        };
+        self.acme_default = acme_issuers.first().map(|i| i.name.clone());
         let maps = std::mem::take(&mut raw.map)
             .into_iter()
             .filter_map(|m| {
@@ -471,6 +488,7 @@ impl Cx<'_> {
             maps,
             log_formats,
             shutdown_timeout,
+            acme_issuers,
         }
     }
 
@@ -506,6 +524,7 @@ impl Cx<'_> {
             .into_iter()
             .filter_map(|l| self.location(l))
             .collect();
+        let acme = self.server_acme(&mut raw);
         ServerConfig {
             pos,
             listen,
@@ -514,7 +533,37 @@ impl Cx<'_> {
             rewrites,
             ret,
             locations,
+            acme,
         }
+    }
+
+    /// `acme = true | "issuer"`, with `acme_identifiers` and `acme_key`.
+    fn server_acme(&mut self, raw: &mut RawServer) -> Option<AcmeCertificateConfig> {
+        let choice = raw.acme.take()?;
+        let pos = self.at(&choice);
+        let issuer = match choice.into_inner() {
+            RawServerAcme::On(false) => return None,
+            RawServerAcme::On(true) => match &self.acme_default {
+                Some(name) => name.clone(),
+                None => {
+                    self.errors.push(
+                        ConfigError::new(pos, "acme = true, but there is no [acme] table")
+                            .hint("add [acme] with email = \"you@example.com\""),
+                    );
+                    return None;
+                }
+            },
+            RawServerAcme::Issuer(name) => name,
+        };
+        Some(AcmeCertificateConfig {
+            pos,
+            issuer,
+            identifiers: raw.acme_identifiers.take().unwrap_or_default(),
+            key: raw
+                .acme_key
+                .take()
+                .map(|k| self.at(&k).with(k.into_inner())),
+        })
     }
 
     fn location(&mut self, raw: Spanned<RawLocation>) -> Option<LocationConfig> {

@@ -28,8 +28,21 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
     let servers: Vec<Value> = config
         .servers
         .iter()
-        .map(|s| Value::Table(w.server(s)))
+        .map(|s| {
+            let mut t = w.server(s);
+            if let Some(a) = &s.acme {
+                super::toml_acme::server_acme(
+                    a,
+                    config.acme_issuers.first().map(|i| i.name.as_str()),
+                    &mut t,
+                );
+            }
+            Value::Table(t)
+        })
         .collect();
+    if let Some(acme) = super::toml_acme::acme_value(&config.acme_issuers) {
+        root.insert("acme".into(), acme);
+    }
     if !servers.is_empty() {
         root.insert("server".into(), Value::Array(servers));
     }

@@ -88,6 +88,10 @@ impl TlsListener {
             }
         };
         let (_, session) = stream.get_ref();
+        if session.alpn_protocol() == Some(crate::acme::ACME_TLS_ALPN) {
+            // A tls-alpn-01 validation: the handshake was the answer (RFC 8737 §3).
+            return;
+        }
         let verify = match &self.client_auth {
             Some(auth) => auth.verify(session.peer_certificates()),
             None => ClientVerify::None,

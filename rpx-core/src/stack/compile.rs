@@ -9,6 +9,7 @@ use tower::Layer;
 
 use super::{ListenerSpec, LocationService, ServerService, Snapshot};
 use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, COMBINED};
+use crate::acme::{AcmeManager, AcmeOptions, KeyAlg};
 use crate::action::{Action, FileService, FilesMode, ReturnService};
 use crate::config::Config;
 use crate::config::{
@@ -45,6 +46,24 @@ const DEFAULT_LISTEN: SocketAddr =
 /// Bad regexes, header rules, proxy targets, duplicate locations…, each
 /// with the position it was written at.
 pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
+    compile_with(config, &CompileOptions::default())
+}
+
+/// What [`compile_with`] takes besides the config.
+#[derive(Debug, Default)]
+pub struct CompileOptions<'a> {
+    /// The snapshot being replaced (a reload): ACME accounts, certificates
+    /// and their renewal tasks carry over from it where unchanged.
+    pub previous: Option<&'a Snapshot>,
+    /// Waits and directories of automatic certificates.
+    pub acme: AcmeOptions,
+}
+
+/// [`compile`] with options.
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapshot, ConfigErrors> {
     let mut cx = Compiler {
         errors: Vec::new(),
         warnings: Vec::new(),
@@ -52,7 +71,9 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         summary: Vec::new(),
         scope: Scope::new(),
         log_formats: HashMap::new(),
+        acme: None,
     };
+    cx.acme = cx.acme_manager(config, opts);
     // Maps first: a group's `hash` key may use them.
     cx.maps(config);
     cx.log_formats(config);
@@ -81,6 +102,7 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
         groups,
         warnings: cx.warnings,
         shutdown_timeout: config.shutdown_timeout,
+        acme: cx.acme,
     })
 }
 
@@ -98,6 +120,8 @@ struct Compiler {
     scope: Scope,
     /// `log_format`s by name, `combined` included.
     log_formats: HashMap<String, Arc<LogFormat>>,
+    /// Automatic certificates, when the config has ACME issuers.
+    acme: Option<Arc<AcmeManager>>,
 }
 
 impl Compiler {
@@ -461,6 +485,11 @@ impl Compiler {
         for (id, names, default) in members {
             let server = &config.servers[*id];
             let s = server.settings.inherit(&config.settings);
+            let is_default = *default || *id == default_id;
+            if let Some(acme) = &server.acme {
+                self.acme_certificate(server, acme, &s, &resolver, is_default);
+                continue;
+            }
             let (Some(cert), Some(key)) = (&s.ssl_certificate, &s.ssl_certificate_key) else {
                 let pos = server
                     .listen
@@ -473,8 +502,17 @@ impl Compiler {
                 );
                 continue;
             };
+            if cert.value.starts_with("$acme_") {
+                self.errors.push(
+                    ConfigError::new(
+                        cert.pos.clone(),
+                        format!("{} needs acme_certificate in the server", cert.value),
+                    )
+                    .hint("add acme_certificate ISSUER; naming an acme_issuer block"),
+                );
+                continue;
+            }
             let names: Vec<&str> = names.iter().map(|n| n.value.as_str()).collect();
-            let is_default = *default || *id == default_id;
             if let Err(e) = resolver.add_files(
                 &names,
                 std::path::Path::new(&cert.value),
@@ -661,6 +699,105 @@ impl Compiler {
             );
         }
         true
+    }
+
+    /// The ACME manager of the config: issuers carried over from the
+    /// previous snapshot where unchanged.
+    fn acme_manager(
+        &mut self,
+        config: &Config,
+        opts: &CompileOptions<'_>,
+    ) -> Option<Arc<AcmeManager>> {
+        if config.acme_issuers.is_empty() {
+            for s in &config.servers {
+                if let Some(a) = &s.acme {
+                    self.errors.push(
+                        ConfigError::new(
+                            a.pos.clone(),
+                            format!("no acme_issuer named \"{}\"", a.issuer),
+                        )
+                        .hint("define it: acme_issuer NAME { uri …; contact …; } (TOML: [acme])"),
+                    );
+                }
+            }
+            return None;
+        }
+        let previous = opts.previous.and_then(|p| p.acme.as_deref());
+        match AcmeManager::new(&config.acme_issuers, opts.acme.clone(), previous) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(errors) => {
+                for (pos, e) in errors {
+                    self.err(&pos, e);
+                }
+                None
+            }
+        }
+    }
+
+    /// A server whose certificate comes from ACME: its slot goes into the
+    /// listener's resolver, which also answers tls-alpn-01 validations.
+    fn acme_certificate(
+        &mut self,
+        server: &ServerConfig,
+        acme: &crate::config::AcmeCertificateConfig,
+        s: &Settings,
+        resolver: &CertResolver,
+        default: bool,
+    ) {
+        let Some(manager) = self.acme.clone() else {
+            return;
+        };
+        if let Some(cert) = s
+            .ssl_certificate
+            .as_ref()
+            .filter(|c| !c.value.starts_with('$'))
+        {
+            self.warn(
+                &cert.pos,
+                format!("ssl_certificate {} is not used: the server's certificate comes from acme_certificate", cert.value),
+            );
+        }
+        let names: Vec<String> = if acme.identifiers.is_empty() {
+            server
+                .names
+                .iter()
+                .map(|n| n.value.trim_start_matches('.').to_owned())
+                .filter(|n| !n.is_empty() && n != "_" && !n.starts_with('~'))
+                .collect()
+        } else {
+            acme.identifiers.clone()
+        };
+        let key = match acme.key.as_ref().map(|k| (KeyAlg::parse(&k.value), &k.pos)) {
+            None => KeyAlg::default(),
+            Some((Ok(k), _)) => k,
+            Some((Err(e), pos)) => {
+                self.err(pos, e);
+                return;
+            }
+        };
+        match manager.certificate(&acme.issuer, &names, key) {
+            Ok(slot) => {
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                resolver.add_slot(&refs, &slot, default);
+                resolver.answer_tls_alpn01(manager.challenges().clone());
+                let state = match slot.load() {
+                    Some(k) => k
+                        .end_entity_cert()
+                        .ok()
+                        .and_then(crate::tls::cert_not_after)
+                        .map_or_else(String::new, |t| {
+                            format!("stored, expires {}", crate::accesslog::time_iso8601(t))
+                        }),
+                    None => "to be ordered".to_owned(),
+                };
+                self.summary.push(format!(
+                    "certificate (acme {}) for {}: {state}",
+                    acme.issuer,
+                    names.join(" ")
+                ));
+            }
+            Err(e) => self.err(&acme.pos, e),
+        }
     }
 
     /// An expired certificate is served anyway, as nginx does (a renewal

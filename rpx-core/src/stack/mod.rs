@@ -12,12 +12,13 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::future::{ready, Either, Ready};
 use http::{Request, Response};
 use http_body::Body;
 use tower::util::Oneshot;
 use tower::Service;
 
-pub use compile::compile;
+pub use compile::{compile, compile_with, CompileOptions};
 
 use crate::accesslog::AccessLog;
 use crate::action::Action;
@@ -45,6 +46,8 @@ pub struct Snapshot {
     groups: Vec<Arc<crate::upstream::UpstreamGroup>>,
     warnings: Vec<ConfigError>,
     shutdown_timeout: Option<std::time::Duration>,
+    /// Automatic certificates; also answers http-01 challenges.
+    acme: Option<Arc<crate::acme::AcmeManager>>,
 }
 
 /// An address the snapshot wants bound.
@@ -94,6 +97,14 @@ impl Snapshot {
         for g in &self.groups {
             g.start_background();
         }
+        if let Some(acme) = &self.acme {
+            acme.start();
+        }
+    }
+
+    /// The ACME manager, when the config has automatic certificates.
+    pub fn acme(&self) -> Option<&Arc<crate::acme::AcmeManager>> {
+        self.acme.as_ref()
     }
 
     /// What the compiler found that works differently from what the config
@@ -178,7 +189,10 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = std::convert::Infallible;
-    type Future = RescueFuture<Oneshot<ServerService, Request<B>>>;
+    type Future = Either<
+        Ready<Result<Response<RpxBody>, std::convert::Infallible>>,
+        RescueFuture<Oneshot<ServerService, Request<B>>>,
+    >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -188,7 +202,14 @@ where
         // The guard is dropped before returning: the chosen server's router
         // (and through it the snapshot parts it needs) is owned by the future.
         let snapshot = self.current.load();
+        // http-01 answers come before routing: a server that only
+        // redirects to HTTPS must still pass the challenge.
+        if let Some(acme) = &snapshot.acme {
+            if let Some(res) = acme.challenges().http01_response(req.uri().path()) {
+                return Either::Left(ready(Ok(res)));
+            }
+        }
         let mut rescue = Rescue::new(snapshot.router.clone());
-        rescue.call(req)
+        Either::Right(rescue.call(req))
     }
 }

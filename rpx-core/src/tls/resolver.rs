@@ -4,19 +4,21 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::pem::{load_certified_key, TlsError};
+use crate::acme::{Challenges, ACME_TLS_ALPN};
 
-/// One certificate, possibly shared by several names.
-#[derive(Debug)]
+/// One certificate, possibly shared by several names; empty while an
+/// automatic (ACME) certificate has not been issued yet.
+#[derive(Debug, Default)]
 struct Entry {
-    key: ArcSwap<CertifiedKey>,
+    key: ArcSwapOption<CertifiedKey>,
     files: Option<(PathBuf, PathBuf)>,
     /// Modification times the loaded files had; a change triggers a reload.
     seen: Mutex<Option<(SystemTime, SystemTime)>>,
@@ -42,6 +44,40 @@ struct Table {
 #[derive(Debug, Default)]
 pub struct CertResolver {
     table: ArcSwap<Table>,
+    /// tls-alpn-01 answers, when ACME certificates are served here.
+    acme: OnceLock<Arc<Challenges>>,
+}
+
+/// A certificate that can be filled or replaced while serving: what an
+/// ACME manager hands to resolvers. Names served from an empty slot fail
+/// their handshakes instead of falling back to another certificate.
+///
+/// ```
+/// use rpx_core::tls::{CertResolver, CertSlot};
+/// let slot = CertSlot::new();
+/// let resolver = CertResolver::new();
+/// resolver.add_slot(&["app.example.com"], &slot, true);
+/// assert!(resolver.resolve_name(Some("app.example.com")).is_none()); // not issued yet
+/// // slot.store(certified_key) makes new handshakes use it.
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CertSlot(Arc<Entry>);
+
+impl CertSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `key` to new handshakes from now on.
+    pub fn store(&self, key: Arc<CertifiedKey>) {
+        self.0.key.store(Some(key));
+    }
+
+    /// The certificate, once there is one.
+    pub fn load(&self) -> Option<Arc<CertifiedKey>> {
+        self.0.key.load_full()
+    }
 }
 
 impl CertResolver {
@@ -55,11 +91,27 @@ impl CertResolver {
     /// certificate added is the default until one is marked.
     pub fn add(&self, names: &[&str], key: Arc<CertifiedKey>, default: bool) {
         let entry = Arc::new(Entry {
-            key: ArcSwap::new(key),
+            key: ArcSwapOption::new(Some(key)),
             files: None,
             seen: Mutex::new(None),
         });
         self.insert(names, entry, default);
+    }
+
+    /// Serves whatever `slot` holds for `names`; see [`CertSlot`].
+    pub fn add_slot(&self, names: &[&str], slot: &CertSlot, default: bool) {
+        self.insert(names, slot.0.clone(), default);
+    }
+
+    /// Answers tls-alpn-01 validation handshakes (ALPN `acme-tls/1`) with
+    /// the certificates `challenges` holds; the first call wins.
+    pub fn answer_tls_alpn01(&self, challenges: Arc<Challenges>) {
+        let _ = self.acme.set(challenges);
+    }
+
+    /// Whether tls-alpn-01 validations are answered here.
+    pub fn answers_tls_alpn01(&self) -> bool {
+        self.acme.get().is_some()
     }
 
     /// Loads `cert` and `key` and serves them for `names`; the files are
@@ -82,7 +134,7 @@ impl CertResolver {
         }
         let certified = load_certified_key(cert, key)?;
         let entry = Arc::new(Entry {
-            key: ArcSwap::from_pointee(certified),
+            key: ArcSwapOption::from_pointee(certified),
             seen: Mutex::new(mtimes(cert, key)),
             files: Some(files),
         });
@@ -125,7 +177,7 @@ impl CertResolver {
                 })
             })
             .or(t.default.as_ref())?;
-        Some(entry.key.load_full())
+        entry.key.load_full()
     }
 
     /// Reloads every file-backed certificate whose files changed since they
@@ -147,7 +199,7 @@ impl CertResolver {
             // retried when the other file changes too.
             *seen = now;
             drop(seen);
-            let result = load_certified_key(cert, key).map(|k| entry.key.store(Arc::new(k)));
+            let result = load_certified_key(cert, key).map(|k| entry.key.store(Some(Arc::new(k))));
             match &result {
                 Ok(()) => tracing::info!(cert = %cert.display(), "certificate reloaded"),
                 Err(e) => {
@@ -174,6 +226,14 @@ fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(challenges) = self.acme.get() {
+            if hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+            {
+                return challenges.tls_alpn01(hello.server_name()?);
+            }
+        }
         self.resolve_name(hello.server_name())
     }
 }

@@ -119,12 +119,20 @@ pub fn server_config(
         Some(auth) => builder.with_client_cert_verifier(auth.handshake_verifier()),
         None => builder.with_client_cert_verifier(WebPkiClientVerifier::no_client_auth()),
     };
+    let acme = resolver.answers_tls_alpn01();
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = if options.http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
         vec![b"http/1.1".to_vec()]
     };
+    if acme {
+        // Last: rustls picks the first of ours the client offers, so only
+        // a validation client, which offers nothing else, gets it.
+        config
+            .alpn_protocols
+            .push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     config.ignore_client_order = options.prefer_server_ciphers;
     config.session_storage = if options.session_cache == 0 {
         Arc::new(NoServerSessionStorage {})

@@ -15,6 +15,8 @@ pub(super) const SIF: Ctx = 1 << 6;
 /// `if` inside `location`.
 pub(super) const LIF: Ctx = 1 << 7;
 pub(super) const LMT: Ctx = 1 << 9;
+/// `acme_issuer {}`.
+pub(super) const ACME: Ctx = 1 << 10;
 
 const HSL: Ctx = HTTP | SRV | LOC;
 const SL: Ctx = SRV | LOC;
@@ -415,21 +417,34 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         1,
         Support::Fixed(stapling_on),
     ),
+    // ACME (nginx's ngx_http_acme_module).
+    blk("acme_issuer", HTTP, 1, 1, Mapped),
+    d("uri", ACME, 1, 1, Mapped),
+    d("account_key", ACME, 1, 1, Mapped),
+    d("challenge", ACME, 1, 1, Mapped),
+    d("contact", ACME, 1, 1, Mapped),
+    d("external_account_key", ACME, 2, 2, Mapped),
+    d("ssl_trusted_certificate", ACME, 1, 1, Mapped),
+    d("ssl_verify", ACME, 1, 1, Mapped),
+    d("state_path", ACME, 1, 1, Mapped),
+    d("accept_terms_of_service", ACME, 0, 0, Mapped),
+    d("dns_hook", ACME, 1, 1, Mapped),
     d(
-        "acme_certificate",
-        SRV,
+        "preferred_chain",
+        ACME,
         1,
-        ANY,
-        Unsupported("ACME certificates"),
+        1,
+        Ignored("rpx serves the chain the CA sends by default"),
     ),
     d(
-        "acme_issuer",
-        HTTP,
+        "profile",
+        ACME,
         1,
-        ANY,
-        Unsupported("ACME certificates"),
+        2,
+        Ignored("rpx orders with the CA's default profile"),
     ),
-    blk("acme_issuer", HTTP, 1, 1, Unsupported("ACME certificates")),
+    d("acme_shared_zone", HTTP, 1, 1, Silent),
+    d("acme_certificate", SRV, 1, ANY, Mapped),
     // Access control.
     d("allow", HSL | LMT, 1, 1, Unsupported(ACCESS)),
     d("deny", HSL | LMT, 1, 1, Unsupported(ACCESS)),

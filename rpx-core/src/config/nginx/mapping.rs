@@ -13,6 +13,8 @@ use crate::config::{
 };
 use crate::location::MatchKind;
 
+mod acme;
+
 /// Maps a parsed (include-expanded) directive tree onto the model.
 pub(super) fn to_config(dirs: &[Directive], opts: LoadOptions) -> Loaded {
     let mut m = Mapper {
@@ -221,6 +223,8 @@ impl Mapper {
                     }
                 }
                 "log_format" => self.log_format(d),
+                "acme_issuer" => self.acme_issuer(d),
+                "acme_shared_zone" => {}
                 _ => self.setting(d, settings),
             }
         }
@@ -510,6 +514,7 @@ impl Mapper {
                 "try_files" => {
                     self.unsupported(c, "try_files outside a location", "\"try_files\" here")
                 }
+                "acme_certificate" => server.acme = Some(self.acme_certificate(c)),
                 _ => self.setting(c, &mut server.settings),
             }
         }

@@ -1,0 +1,397 @@
+//! Automatic HTTPS against a real ACME server (Debian's pebble): issuance
+//! by http-01, tls-alpn-01 and dns-01 (wildcard, hook script), the stored
+//! certificate reused after a restart, renewal of a due certificate, and a
+//! CA that is down at start. Everything listens on 127.0.0.1.
+
+mod common;
+mod pebble;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::bounded;
+use pebble::{Pebble, PebbleOptions, TempDir};
+use rpx_core::acme::AcmeOptions;
+use rpx_core::server::{serve_with, ServeOptions};
+use rpx_core::stack::{compile_with, CompileOptions};
+use rpx_core::Rpx;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpListener;
+
+/// Orders may take a while on a busy machine; nothing waits longer.
+const ISSUE_LIMIT: Duration = Duration::from_secs(90);
+
+/// rpx serving a config whose `{http}` and `{https}` placeholders are the
+/// addresses of two listeners bound before (pebble must know the ports).
+struct Rpx2 {
+    rpx: Rpx,
+    http: SocketAddr,
+    https: SocketAddr,
+    _stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct Bound {
+    http: TcpListener,
+    https: TcpListener,
+}
+
+impl Bound {
+    async fn new() -> Bound {
+        Bound {
+            http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            https: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        }
+    }
+
+    fn ports(&self) -> (u16, u16) {
+        (
+            self.http.local_addr().unwrap().port(),
+            self.https.local_addr().unwrap().port(),
+        )
+    }
+}
+
+fn fast() -> AcmeOptions {
+    AcmeOptions {
+        retry_min: Duration::from_millis(300),
+        retry_max: Duration::from_secs(2),
+        ..AcmeOptions::default()
+    }
+}
+
+impl Rpx2 {
+    async fn start(bound: Bound, toml: &str) -> Rpx2 {
+        let http = bound.http.local_addr().unwrap();
+        let https = bound.https.local_addr().unwrap();
+        let toml = toml
+            .replace("{http}", &http.to_string())
+            .replace("{https}", &https.to_string());
+        let config = rpx_core::config::parse_toml(&toml, "acme.toml")
+            .unwrap_or_else(|e| panic!("config:\n{e}"));
+        let snapshot = compile_with(
+            &config,
+            &CompileOptions {
+                previous: None,
+                acme: fast(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("compile:\n{e}"));
+        let specs = snapshot.listeners().to_vec();
+        snapshot.start_background();
+        let rpx = Rpx::new(snapshot);
+        let mut stops = Vec::new();
+        for (listener, addr) in [(bound.http, http), (bound.https, https)] {
+            let Some(spec) = specs.iter().find(|s| s.addr == addr) else {
+                continue;
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            stops.push(stop);
+            let opts = ServeOptions {
+                listen: Some(addr),
+                tls: spec.tls.clone(),
+                ..ServeOptions::default()
+            };
+            tokio::spawn(serve_with(listener, rpx.clone(), opts, async move {
+                let _ = stopped.await;
+            }));
+        }
+        Rpx2 {
+            rpx,
+            http,
+            https,
+            _stops: stops,
+        }
+    }
+
+    /// Waits until the ACME manager reports every certificate issued (or
+    /// `n` events), and returns the events seen.
+    async fn issued(&self) {
+        let acme = self
+            .rpx
+            .snapshot()
+            .acme()
+            .cloned()
+            .expect("an ACME manager");
+        let mut events = acme.events();
+        tokio::time::timeout(ISSUE_LIMIT, async {
+            loop {
+                let status = acme.status();
+                if status.iter().all(|s| s.not_after.is_some()) {
+                    return;
+                }
+                events.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("not issued in time: {:?}", acme.status()));
+    }
+}
+
+/// A verified handshake to `addr` for `sni`; the leaf the server showed.
+async fn handshake(
+    addr: SocketAddr,
+    client: Arc<rustls::ClientConfig>,
+    sni: &str,
+) -> Result<CertificateDer<'static>, std::io::Error> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tls = bounded(
+        tokio_rustls::TlsConnector::from(client)
+            .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp),
+    )
+    .await?;
+    Ok(tls.get_ref().1.peer_certificates().unwrap()[0].clone())
+}
+
+fn serial(der: &CertificateDer<'_>) -> Vec<u8> {
+    let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    c.tbs_certificate.raw_serial().to_vec()
+}
+
+fn issuer_toml(p: &Pebble, state: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"
+        [acme]
+        directory = "{}"
+        email = "admin@rpx.test"
+        ca_certificate = "{}"
+        state = "{}"
+        {extra}
+        "#,
+        p.directory,
+        p.tls_ca.display(),
+        state.display()
+    )
+}
+
+/// The plain server only redirects: the challenge is answered before it.
+const REDIRECT_AND_APP: &str = r#"
+    [[server]]
+    listen = "{http}"
+    server_name = ["app.rpx.test"]
+    return = "301 https://$host$request_uri"
+
+    [[server]]
+    listen = "{https} ssl"
+    server_name = ["app.rpx.test", "www.app.rpx.test"]
+    acme = true
+      [[server.location]]
+      path = "/"
+      return = "200 secure $host"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_issues_a_certificate_and_a_restart_reuses_it() {
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    let mut pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        ..PebbleOptions::default()
+    })
+    .await;
+    let state = TempDir::new("state-http01");
+    let toml = issuer_toml(&pebble, state.path(), "") + REDIRECT_AND_APP;
+    let first = Rpx2::start(bound, &toml).await;
+    // Before issuance: the names have no certificate, handshakes fail.
+    let client = pebble.client().await;
+    assert!(handshake(first.https, client.clone(), "app.rpx.test")
+        .await
+        .is_err());
+    first.issued().await;
+
+    // Both names, one certificate, chaining to pebble's root.
+    let leaf = handshake(first.https, client.clone(), "app.rpx.test")
+        .await
+        .unwrap();
+    let other = handshake(first.https, client.clone(), "www.app.rpx.test")
+        .await
+        .unwrap();
+    assert_eq!(leaf, other);
+    // The redirect server still redirects everything else.
+    let (status, headers, _) = common::get(
+        &format!("http://{}/x", first.http),
+        &[("host", "app.rpx.test")],
+    )
+    .await;
+    assert_eq!(status, 301);
+    assert_eq!(headers["location"], "https://app.rpx.test/x");
+
+    // Stored, keys private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["app.rpx.test.key", "app.rpx.test.crt", "account.json"] {
+        let meta = std::fs::metadata(state.path().join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
+    }
+
+    // A restart with the CA down: the stored certificate is served at
+    // once, nothing is ordered.
+    drop(first);
+    pebble.stop_ca();
+    let bound = Bound::new().await;
+    let second = Rpx2::start(bound, &toml).await;
+    let acme = second.rpx.snapshot().acme().cloned().unwrap();
+    assert!(
+        acme.status()[0].not_after.is_some(),
+        "loaded from the state directory"
+    );
+    let again = handshake(second.https, client, "app.rpx.test")
+        .await
+        .unwrap();
+    assert_eq!(
+        serial(&again),
+        serial(&leaf),
+        "the same certificate, no new order"
+    );
+    assert_eq!(*acme.events().borrow(), 0, "no order was attempted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_issues_a_certificate() {
+    let bound = Bound::new().await;
+    let (_, tls_port) = bound.ports();
+    // pebble's http-01 port points nowhere: only tls-alpn-01 can pass.
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: pebble::free_port(),
+        tls_port,
+        ..PebbleOptions::default()
+    })
+    .await;
+    let state = TempDir::new("state-alpn");
+    let toml = issuer_toml(&pebble, state.path(), r#"challenge = "tls-alpn-01""#)
+        + r#"
+        [[server]]
+        listen = "{https} ssl"
+        server_name = ["alpn.rpx.test"]
+        acme = true
+        return = "200 ok"
+    "#;
+    let rpx = Rpx2::start(bound, &toml).await;
+    rpx.issued().await;
+    let client = pebble.client().await;
+    let leaf = handshake(rpx.https, client, "alpn.rpx.test").await.unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+    let san = c.subject_alternative_name().unwrap().unwrap();
+    assert_eq!(
+        format!("{:?}", san.value.general_names),
+        r#"[DNSName("alpn.rpx.test")]"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_issues_a_wildcard_through_the_hook() {
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        ..PebbleOptions::default()
+    })
+    .await;
+    let state = TempDir::new("state-dns");
+    let hook = pebble.dns_hook();
+    let toml = issuer_toml(
+        &pebble,
+        state.path(),
+        &format!("challenge = \"dns-01\"\ndns_hook = \"{}\"", hook.display()),
+    ) + r#"
+        [[server]]
+        listen = "{https} ssl"
+        server_name = ["*.wild.rpx.test"]
+        acme = true
+        return = "200 wild $host"
+    "#;
+    let rpx = Rpx2::start(bound, &toml).await;
+    rpx.issued().await;
+    let client = pebble.client().await;
+    handshake(rpx.https, client.clone(), "a.wild.rpx.test")
+        .await
+        .unwrap();
+    handshake(rpx.https, client, "b.wild.rpx.test")
+        .await
+        .unwrap();
+    assert_eq!(
+        pebble.dns_hook_log(),
+        "present wild.rpx.test\ncleanup wild.rpx.test\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_certificate_is_renewed_and_served_without_a_reload() {
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    // Short-lived certificates: renewal is due two thirds in, ~8 s.
+    let pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        validity_secs: Some(12),
+        ..PebbleOptions::default()
+    })
+    .await;
+    let state = TempDir::new("state-renew");
+    let toml = issuer_toml(&pebble, state.path(), "") + REDIRECT_AND_APP;
+    let rpx = Rpx2::start(bound, &toml).await;
+    rpx.issued().await;
+    let client = pebble.client().await;
+    let first = handshake(rpx.https, client.clone(), "app.rpx.test")
+        .await
+        .unwrap();
+    let acme = rpx.rpx.snapshot().acme().cloned().unwrap();
+    let mut events = acme.events();
+    events.borrow_and_update();
+    bounded(events.changed()).await.unwrap();
+    assert_eq!(acme.status()[0].last_error, None);
+    let second = handshake(rpx.https, client, "app.rpx.test").await.unwrap();
+    assert_ne!(
+        serial(&first),
+        serial(&second),
+        "a new certificate is served"
+    );
+    let stored = std::fs::read(state.path().join("app.rpx.test.crt")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let stored = CertificateDer::from_pem_slice(&stored).unwrap();
+    assert_eq!(stored, second, "and stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_down_at_start_delays_only_its_names() {
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    let mut pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        down: true,
+        ..PebbleOptions::default()
+    })
+    .await;
+    let state = TempDir::new("state-down");
+    let toml = issuer_toml(&pebble, state.path(), "")
+        + REDIRECT_AND_APP
+        + r#"
+        [[server]]
+        listen = "{http}"
+        server_name = ["other.rpx.test"]
+        return = "200 other site"
+    "#;
+    let rpx = Rpx2::start(bound, &toml).await;
+    let acme = rpx.rpx.snapshot().acme().cloned().unwrap();
+    // The first attempt fails (the CA is unreachable) and says why.
+    let mut events = acme.events();
+    bounded(events.changed()).await.unwrap();
+    let status = acme.status();
+    assert!(status[0].not_after.is_none());
+    let error = status[0].last_error.clone().unwrap();
+    assert!(error.contains("connecting to 127.0.0.1"), "{error}");
+    // Other sites serve meanwhile.
+    let (code, _, body) = common::get(
+        &format!("http://{}/", rpx.http),
+        &[("host", "other.rpx.test")],
+    )
+    .await;
+    assert_eq!((code.as_u16(), &body[..]), (200, &b"other site"[..]));
+    // The CA comes up; a retry succeeds.
+    pebble.start_ca().await;
+    rpx.issued().await;
+    let client = pebble.client().await;
+    handshake(rpx.https, client, "app.rpx.test").await.unwrap();
+}
