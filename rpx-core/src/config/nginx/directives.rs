@@ -444,6 +444,8 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         Ignored("rpx orders with the CA's default profile"),
     ),
     d("acme_shared_zone", HTTP, 1, 1, Silent),
+    // rpx loads a certificate once, never per handshake: nothing to cache.
+    d("ssl_certificate_cache", HTTP | SRV, 1, 3, Silent),
     d("acme_certificate", SRV, 1, ANY, Mapped),
     // Access control.
     d("allow", HSL | LMT, 1, 1, Unsupported(ACCESS)),

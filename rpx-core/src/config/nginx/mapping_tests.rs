@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::super::config_from_str;
 use crate::config::model::*;
-use crate::config::{LoadOptions, Loaded};
+use crate::config::{AcmeChallenge, AcmeState, LoadOptions, Loaded};
 
 fn load(src: &str) -> Loaded {
     config_from_str(src, Path::new("t.conf"), LoadOptions::default())
@@ -414,4 +414,49 @@ fn worker_shutdown_timeout_maps_and_converts() {
         snapshot.shutdown_timeout(),
         Some(std::time::Duration::from_secs(10))
     );
+}
+
+#[test]
+fn acme_issuer_and_certificate_as_nginx_writes_them() {
+    let l = load(
+        "acme_issuer letsencrypt {\n uri https://acme.example/dir;\n contact admin@example.com;\n state_path /var/lib/rpx/acme;\n accept_terms_of_service;\n challenge tls-alpn;\n ssl_trusted_certificate /etc/ca.pem;\n ssl_verify off;\n external_account_key kid1 data:a2V5;\n preferred_chain X;\n}\n\
+         acme_shared_zone zone=ngx_acme_shared:1M;\n\
+         server {\n listen 443 ssl;\n server_name app.example.com www.app.example.com;\n acme_certificate letsencrypt key=ecdsa:384;\n ssl_certificate $acme_certificate;\n ssl_certificate_key $acme_certificate_key;\n}\n",
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    assert_eq!(
+        warnings(&l),
+        ["t.conf:10: \"preferred_chain\" is ignored: rpx serves the chain the CA sends by default"]
+    );
+    let i = &l.config.acme_issuers[0];
+    assert_eq!(i.name, "letsencrypt");
+    assert_eq!(i.directory.value, "https://acme.example/dir");
+    assert_eq!(i.contact, ["mailto:admin@example.com"]);
+    assert_eq!(i.state, Some(AcmeState::Dir("/var/lib/rpx/acme".into())));
+    assert!(i.accept_terms_of_service && !i.ssl_verify);
+    assert_eq!(i.challenge, AcmeChallenge::TlsAlpn01);
+    assert_eq!(i.external_account_key.as_ref().unwrap().0, "kid1");
+    let c = l.config.servers[0].acme.as_ref().unwrap();
+    assert_eq!(c.issuer, "letsencrypt");
+    assert!(c.identifiers.is_empty());
+    assert_eq!(c.key.as_ref().unwrap().value, "ecdsa:384");
+}
+
+#[test]
+fn acme_errors_name_the_line() {
+    let cases = [
+        ("acme_issuer a { contact x@y; }", "t.conf:1: \"uri\" is mandatory in \"acme_issuer\""),
+        (
+            "acme_issuer a { uri https://x/d; challenge dns; }",
+            "t.conf:1: \"challenge dns\" needs \"dns_hook /path/to/command\"",
+        ),
+        (
+            "acme_issuer a { uri https://x/d; challenge smtp; }",
+            "t.conf:1: invalid challenge \"smtp\": use http-01, tls-alpn-01 or dns-01",
+        ),
+        ("server { uri x; }", "t.conf:1: \"uri\" directive is not allowed here"),
+    ];
+    for (src, want) in cases {
+        assert_eq!(errors(&load(src)), [want], "{src}");
+    }
 }
