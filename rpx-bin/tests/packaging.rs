@@ -37,6 +37,12 @@ fn compose_config_passes_rpx_check() {
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("proxy_pass http://app:80"), "{summary}");
     assert!(summary.contains("proxy_pass http://api:5678"), "{summary}");
+    // Automatic HTTPS: both names' certificates are ordered by ACME.
+    assert!(
+        summary.contains("certificate (acme acme) for app.example.com: to be ordered"),
+        "{summary}"
+    );
+    assert!(summary.contains("for api.example.com: to be ordered"), "{summary}");
 }
 
 #[test]
@@ -99,4 +105,5 @@ fn compose_file_fronts_two_apps_with_rpx() {
     }
     assert!(compose.contains("./rpx.toml:/etc/rpx/rpx.toml:ro"));
     assert!(compose.contains("dockerfile: packaging/Dockerfile"));
+    assert!(compose.contains("\"443:8443\""), "HTTPS is published");
 }
