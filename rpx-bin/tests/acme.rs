@@ -90,16 +90,21 @@ http {{
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no \"certificate issued\" line; rpx said:\n{}", seen.join("\n")));
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "no \"certificate issued\" line; rpx said:\n{}",
+                seen.join("\n")
+            )
+        });
         if line.contains("certificate issued") {
             break;
         }
         seen.push(line);
     }
     wait_listening(format!("127.0.0.1:{tls_port}").parse().unwrap(), "rpx").await;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", tls_port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", tls_port))
+        .await
+        .unwrap();
     let mut tls = tokio::time::timeout(
         LIMIT,
         tokio_rustls::TlsConnector::from(pebble.client().await)

@@ -42,7 +42,10 @@ fn compose_config_passes_rpx_check() {
         summary.contains("certificate (acme acme) for app.example.com: to be ordered"),
         "{summary}"
     );
-    assert!(summary.contains("for api.example.com: to be ordered"), "{summary}");
+    assert!(
+        summary.contains("for api.example.com: to be ordered"),
+        "{summary}"
+    );
 }
 
 #[test]

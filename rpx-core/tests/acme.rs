@@ -408,7 +408,10 @@ fn toml_acme_is_checked_and_nginx_acme_converts() {
         ["t.toml:3:8: acme = true, but there is no [acme] table (add [acme] with email = \"you@example.com\")"]
     );
     let e = errors("[acme]\nemial = \"a@b\"\n");
-    assert!(e[0].starts_with("t.toml:2:1: unknown field `emial`"), "{e:?}");
+    assert!(
+        e[0].starts_with("t.toml:2:1: unknown field `emial`"),
+        "{e:?}"
+    );
     assert_eq!(
         errors("[acme]\nchallenge = \"dns-01\"\n"),
         ["t.toml:1:1: challenge \"dns-01\" needs a dns_hook (dns_hook = \"/path/to/script\", called with present|cleanup <domain> <txt-value>)"]
@@ -420,14 +423,18 @@ fn toml_acme_is_checked_and_nginx_acme_converts() {
     )
     .unwrap();
     let e = rpx_core::stack::compile(&config).unwrap_err().to_string();
-    assert!(e.contains("t.toml:6:8: wildcard names need `challenge dns`"), "{e}");
+    assert!(
+        e.contains("t.toml:6:8: wildcard names need `challenge dns`"),
+        "{e}"
+    );
 
     // nginx → TOML → the same issuers and certificates.
     let src = "acme_issuer le {\n uri https://acme.test/dir;\n contact a@b.test;\n state_path off;\n accept_terms_of_service;\n}\n\
                acme_issuer other {\n uri https://other.test/dir;\n challenge dns;\n dns_hook /bin/hook;\n}\n\
                server {\n listen 127.0.0.1:8443 ssl;\n server_name a.test;\n acme_certificate le;\n ssl_certificate $acme_certificate;\n ssl_certificate_key $acme_certificate_key;\n}\n\
                server {\n listen 127.0.0.1:8444 ssl;\n server_name b.test;\n acme_certificate other *.b.test key=ecdsa:384;\n ssl_certificate $acme_certificate;\n ssl_certificate_key $acme_certificate_key;\n}\n";
-    let loaded = nginx::config_from_str(src, std::path::Path::new("n.conf"), LoadOptions::default());
+    let loaded =
+        nginx::config_from_str(src, std::path::Path::new("n.conf"), LoadOptions::default());
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let toml = to_toml(&loaded.config).unwrap();
     assert!(!toml.contains("$acme_certificate"), "{toml}");
@@ -436,11 +443,29 @@ fn toml_acme_is_checked_and_nginx_acme_converts() {
         (
             c.acme_issuers
                 .iter()
-                .map(|i| (i.name.clone(), i.directory.value.clone(), i.contact.clone(), i.state.clone(), i.challenge, i.accept_terms_of_service, i.dns_hook.as_ref().map(|h| h.value.clone())))
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        i.directory.value.clone(),
+                        i.contact.clone(),
+                        i.state.clone(),
+                        i.challenge,
+                        i.accept_terms_of_service,
+                        i.dns_hook.as_ref().map(|h| h.value.clone()),
+                    )
+                })
                 .collect::<Vec<_>>(),
             c.servers
                 .iter()
-                .map(|s| s.acme.as_ref().map(|a| (a.issuer.clone(), a.identifiers.clone(), a.key.as_ref().map(|k| k.value.clone()))))
+                .map(|s| {
+                    s.acme.as_ref().map(|a| {
+                        (
+                            a.issuer.clone(),
+                            a.identifiers.clone(),
+                            a.key.as_ref().map(|k| k.value.clone()),
+                        )
+                    })
+                })
                 .collect::<Vec<_>>(),
         )
     };

@@ -445,7 +445,10 @@ fn acme_issuer_and_certificate_as_nginx_writes_them() {
 #[test]
 fn acme_errors_name_the_line() {
     let cases = [
-        ("acme_issuer a { contact x@y; }", "t.conf:1: \"uri\" is mandatory in \"acme_issuer\""),
+        (
+            "acme_issuer a { contact x@y; }",
+            "t.conf:1: \"uri\" is mandatory in \"acme_issuer\"",
+        ),
         (
             "acme_issuer a { uri https://x/d; challenge dns; }",
             "t.conf:1: \"challenge dns\" needs \"dns_hook /path/to/command\"",
@@ -454,7 +457,10 @@ fn acme_errors_name_the_line() {
             "acme_issuer a { uri https://x/d; challenge smtp; }",
             "t.conf:1: invalid challenge \"smtp\": use http-01, tls-alpn-01 or dns-01",
         ),
-        ("server { uri x; }", "t.conf:1: \"uri\" directive is not allowed here"),
+        (
+            "server { uri x; }",
+            "t.conf:1: \"uri\" directive is not allowed here",
+        ),
     ];
     for (src, want) in cases {
         assert_eq!(errors(&load(src)), [want], "{src}");
