@@ -26,6 +26,8 @@ const ISSUE_LIMIT: Duration = Duration::from_secs(90);
 /// addresses of two listeners bound before (pebble must know the ports).
 struct Rpx2 {
     rpx: Rpx,
+    /// The config as served (placeholders filled in).
+    config: rpx_core::config::Config,
     http: SocketAddr,
     https: SocketAddr,
     _stops: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -98,6 +100,7 @@ impl Rpx2 {
         }
         Rpx2 {
             rpx,
+            config,
             http,
             https,
             _stops: stops,
@@ -223,6 +226,31 @@ async fn http01_issues_a_certificate_and_a_restart_reuses_it() {
         let meta = std::fs::metadata(state.path().join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
     }
+
+    // A reload carries the certificate and its task over: nothing is
+    // ordered, the new snapshot serves the same certificate.
+    let before = *first.rpx.snapshot().acme().unwrap().events().borrow();
+    let reloaded = compile_with(
+        &first.config,
+        &CompileOptions {
+            previous: Some(&first.rpx.snapshot()),
+            acme: fast(),
+        },
+    )
+    .unwrap();
+    reloaded.start_background();
+    let carried = reloaded.acme().cloned().unwrap();
+    assert!(carried.status()[0].not_after.is_some());
+    first.rpx.swap(reloaded);
+    let after_reload = handshake(first.https, client.clone(), "app.rpx.test")
+        .await
+        .unwrap();
+    assert_eq!(serial(&after_reload), serial(&leaf));
+    assert_eq!(
+        *carried.events().borrow(),
+        before,
+        "no order after the reload"
+    );
 
     // A restart with the CA down: the stored certificate is served at
     // once, nothing is ordered.
