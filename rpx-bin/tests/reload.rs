@@ -339,3 +339,108 @@ listen = "127.0.0.2:0"
     assert_eq!(get(addr).await.unwrap(), (200, "3".into()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An upstream answering with its `name` in `X-Served-By`; its `/healthz`
+/// answers `health_status`.
+async fn named_upstream(name: &'static str, health_status: u16) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                    let status = if req.uri().path() == "/healthz" {
+                        health_status
+                    } else {
+                        200
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .header("x-served-by", name)
+                            .body(full("hi"))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Who served a request to `addr`, and rpx's `X-Version`.
+async fn served_by(addr: SocketAddr) -> (String, String) {
+    let req = Request::get(format!("http://{addr}/x"))
+        .body(BodyExt::boxed(Empty::new().map_err(|e| match e {})))
+        .unwrap();
+    let res = tokio::time::timeout(LIMIT, client().request(req))
+        .await
+        .expect("rpx answers in time")
+        .unwrap();
+    let header = |n: &str| {
+        res.headers()
+            .get(n)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let seen = (header("x-served-by"), header("x-version"));
+    res.into_body().collect().await.unwrap();
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_health_of_unchanged_servers() {
+    let well = named_upstream("well", 200).await;
+    let sick = named_upstream("sick", 500).await;
+    // fall=3 at 1 s: a fresh group would take ~2 s to find `sick` again,
+    // and round-robin would send it every other request meanwhile.
+    let config = |version: usize| {
+        format!(
+            r#"
+[[server]]
+listen = "127.0.0.1:0"
+add_header = {{ "X-Version" = {{ value = "{version}", always = true }} }}
+  [[server.location]]
+  path = "/"
+  proxy_pass = "http://app"
+
+[upstream.app]
+servers = ["{well}", "{sick}"]
+health_check = "interval=1s path=/healthz rise=1 fall=3 timeout=1s"
+"#
+        )
+    };
+    let dir = temp_dir("health");
+    let (rpx, addr) = Rpx::start(&dir, &config(1));
+
+    // Wait (bounded) until the checks have taken `sick` out.
+    let out = tokio::time::timeout(LIMIT, async {
+        let mut in_a_row = 0;
+        while in_a_row < 6 {
+            if served_by(addr).await.0 == "well" {
+                in_a_row += 1;
+            } else {
+                in_a_row = 0;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    })
+    .await;
+    assert!(out.is_ok(), "active health checks take the sick server out");
+
+    assert_eq!(rpx.reload(&config(2)), "rpx: reloaded");
+    for _ in 0..10 {
+        assert_eq!(
+            served_by(addr).await,
+            ("well".to_owned(), "2".to_owned()),
+            "right after the reload the sick server is still out"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

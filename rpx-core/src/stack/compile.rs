@@ -53,7 +53,8 @@ pub fn compile(config: &Config) -> Result<Snapshot, ConfigErrors> {
 #[derive(Debug, Default)]
 pub struct CompileOptions<'a> {
     /// The snapshot being replaced (a reload): ACME accounts, certificates
-    /// and their renewal tasks carry over from it where unchanged.
+    /// and their renewal tasks, and the health of upstream servers carry
+    /// over from it where unchanged.
     pub previous: Option<&'a Snapshot>,
     /// Waits and directories of automatic certificates.
     pub acme: AcmeOptions,
@@ -77,7 +78,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
     // Maps first: a group's `hash` key may use them.
     cx.maps(config);
     cx.log_formats(config);
-    cx.groups(config);
+    cx.groups(config, opts.previous);
     let mut servers = Vec::with_capacity(config.servers.len());
     for server in &config.servers {
         servers.push(cx.server(server, &config.settings));
@@ -188,7 +189,7 @@ impl Compiler {
         }
     }
 
-    fn groups(&mut self, config: &Config) {
+    fn groups(&mut self, config: &Config, previous: Option<&Snapshot>) {
         for u in &config.upstreams {
             for s in &u.servers {
                 if !(1..=MAX_WEIGHT).contains(&s.weight) {
@@ -201,7 +202,8 @@ impl Compiler {
                     );
                 }
             }
-            if let Some(g) = self.group(u) {
+            let prev = previous.and_then(|p| p.groups.iter().find(|g| g.name() == u.name));
+            if let Some(g) = self.group(u, prev) {
                 let servers: Vec<String> = u
                     .servers
                     .iter()
@@ -217,7 +219,11 @@ impl Compiler {
     }
 
     /// One group: its servers, method and connection settings.
-    fn group(&mut self, u: &crate::config::UpstreamConfig) -> Option<UpstreamGroup> {
+    fn group(
+        &mut self,
+        u: &crate::config::UpstreamConfig,
+        previous: Option<&Arc<UpstreamGroup>>,
+    ) -> Option<UpstreamGroup> {
         use crate::config::BalanceConfig;
         use crate::upstream::{KeepAlive, Method, ServerSpec};
         let method = match u.balance.as_ref().map(|b| (&b.value, &b.pos)) {
@@ -258,6 +264,9 @@ impl Compiler {
         }
         if let Some(d) = u.resolve_interval {
             b = b.resolve_interval(d.max(Duration::from_millis(10)));
+        }
+        if let Some(prev) = previous {
+            b = b.previous(prev.clone());
         }
         for s in &u.servers {
             if u.resolve_strict {

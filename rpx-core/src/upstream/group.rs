@@ -159,6 +159,7 @@ pub struct UpstreamGroupBuilder {
     keepalive: KeepAlive,
     health: Option<HealthCheck>,
     resolve_interval: Duration,
+    previous: Option<Arc<UpstreamGroup>>,
 }
 
 impl UpstreamGroup {
@@ -171,6 +172,7 @@ impl UpstreamGroup {
             keepalive: KeepAlive::default(),
             health: None,
             resolve_interval: super::dns::DEFAULT_INTERVAL,
+            previous: None,
         }
     }
 
@@ -310,6 +312,13 @@ impl UpstreamGroupBuilder {
         self
     }
 
+    /// The group this one replaces (a reload): servers with the same
+    /// address keep their failure count and health verdict.
+    pub fn previous(mut self, group: Arc<UpstreamGroup>) -> Self {
+        self.previous = Some(group);
+        self
+    }
+
     /// Builds the group.
     ///
     /// # Errors
@@ -328,7 +337,13 @@ impl UpstreamGroupBuilder {
             if authority.port().is_none() {
                 return Err(GroupError::Server(s.addr.clone()));
             }
-            let peer = Arc::new(Peer::new(s, authority).with_metrics(&self.name));
+            let peer = Peer::new(s, authority).with_metrics(&self.name);
+            if let Some(prev) = &self.previous {
+                if let Some(old) = prev.peers().find(|p| p.authority == peer.authority) {
+                    peer.carry_from(old, self.health.is_some() && prev.health.is_some());
+                }
+            }
+            let peer = Arc::new(peer);
             if s.backup {
                 backup.push(peer);
             } else {
@@ -398,6 +413,65 @@ mod tests {
         drop(picked);
         assert_eq!(g.primary.peers[0].active(), 0);
         assert!(g.pick(&PickInput::default(), &Tried::default()).is_some());
+    }
+
+    #[test]
+    fn a_rebuilt_group_keeps_the_state_of_servers_it_keeps() {
+        let check = HealthCheck {
+            interval: Duration::from_secs(1),
+            path: "/".into(),
+            status: 200..=399,
+            rise: 1,
+            fall: 1,
+            timeout: Duration::from_secs(1),
+            port: None,
+        };
+        let build =
+            |addrs: &[&str], health: Option<&HealthCheck>, prev: Option<&Arc<UpstreamGroup>>| {
+                let mut b = UpstreamGroup::builder("g");
+                for a in addrs {
+                    b = b.server(ServerSpec::new(*a).max_fails(1));
+                }
+                if let Some(h) = health {
+                    b = b.health_check(h.clone());
+                }
+                if let Some(p) = prev {
+                    b = b.previous(p.clone());
+                }
+                Arc::new(b.build().unwrap())
+            };
+        let old = build(&["a:1", "b:1", "c:1"], Some(&check), None);
+        old.primary.peers[0].failure(now_ms());
+        old.primary.peers[1].set_healthy(false);
+        let now = now_ms();
+        assert!(old.primary.peers[0].is_failed(now));
+
+        // b:1 moved to the front, a:1 second, c:1 gone, d:1 new.
+        let new = build(&["b:1", "a:1", "d:1"], Some(&check), Some(&old));
+        let peer = |g: &UpstreamGroup, a: &str| {
+            g.peers()
+                .find(|p| p.authority().as_str() == a)
+                .unwrap()
+                .clone()
+        };
+        assert!(
+            peer(&new, "a:1").is_failed(now),
+            "passive failures carry over"
+        );
+        assert!(
+            !peer(&new, "b:1").is_healthy(),
+            "the active verdict carries over"
+        );
+        assert!(peer(&new, "d:1").is_healthy() && !peer(&new, "d:1").is_failed(now));
+        for _ in 0..6 {
+            let p = new.pick(&PickInput::default(), &Tried::default()).unwrap();
+            assert_eq!(p.authority().as_str(), "d:1");
+        }
+
+        // Without active checks any more, nothing could bring b:1 back.
+        let unchecked = build(&["b:1", "a:1"], None, Some(&new));
+        assert!(peer(&unchecked, "b:1").is_healthy());
+        assert!(peer(&unchecked, "a:1").is_failed(now));
     }
 
     #[test]

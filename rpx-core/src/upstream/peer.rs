@@ -151,6 +151,22 @@ impl Peer {
         self
     }
 
+    /// Takes over `old`'s live state on a reload, so that a server the
+    /// config keeps stays out (or in) as it was: passive failures always,
+    /// the active-check verdict only when both groups are checked (a group
+    /// that no longer checks would otherwise keep a server down for good).
+    pub(crate) fn carry_from(&self, old: &Peer, checked_both: bool) {
+        self.fails
+            .store(old.fails.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.checked
+            .store(old.checked.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.accessed
+            .store(old.accessed.load(Ordering::Relaxed), Ordering::Relaxed);
+        if checked_both {
+            self.set_healthy(old.is_healthy());
+        }
+    }
+
     /// `host:port` as configured.
     pub fn authority(&self) -> &Authority {
         &self.authority
