@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod logging;
+
 use clap::{Parser, Subcommand};
 use rpx_core::config::{self, Config, ConfigErrors, LoadOptions, Loaded};
 use rpx_core::server::ListenerSet;
@@ -79,14 +81,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // rustls warns for every client that sends an IP address as SNI.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error")),
-        )
-        .init();
+    let logging = logging::Logging::init();
     let cli = Cli::parse();
     let opts = LoadOptions {
         lenient: cli.lenient,
@@ -133,6 +128,7 @@ fn main() -> ExitCode {
                 }
             };
             rt.block_on(run(
+                &logging,
                 config.as_deref(),
                 opts,
                 shutdown_timeout.map(Duration::from_secs),
@@ -286,7 +282,24 @@ fn announce(bound: &[(std::net::SocketAddr, std::net::SocketAddr)], specs: &[Lis
     }
 }
 
+/// Points the log where the snapshot's `error_log` says; false (with the
+/// reason on stderr) when its file cannot be opened.
+fn apply_log(logging: &logging::Logging, snapshot: &Snapshot) -> bool {
+    match logging.apply(snapshot.error_log()) {
+        Ok(()) => true,
+        Err(e) => {
+            let pos = snapshot
+                .error_log()
+                .map(|c| c.pos.clone())
+                .unwrap_or_default();
+            eprintln!("rpx: error: {}", config::ConfigError::new(pos, e));
+            false
+        }
+    }
+}
+
 async fn run(
+    logging: &logging::Logging,
     path: Option<&Path>,
     opts: LoadOptions,
     shutdown_timeout: Option<Duration>,
@@ -305,6 +318,9 @@ async fn run(
     let Some(snapshot) = build(path, opts, None) else {
         return ExitCode::FAILURE;
     };
+    if !apply_log(logging, &snapshot) {
+        return ExitCode::FAILURE;
+    }
     for line in snapshot.summary() {
         tracing::info!("{line}");
     }
@@ -338,10 +354,13 @@ async fn run(
     announce(&bound, &specs);
     loop {
         match signals.next().await {
-            Sig::Reload => reload(path, opts, &rpx, &mut listeners).await,
+            Sig::Reload => reload(logging, path, opts, &rpx, &mut listeners).await,
             Sig::Reopen => {
-                tracing::info!("SIGUSR1: reopening access log files");
+                tracing::info!("SIGUSR1: reopening log files");
                 rpx_core::accesslog::reopen_all();
+                if let Err(e) = logging.reopen() {
+                    tracing::error!("{e}");
+                }
             }
             Sig::Stop => break,
         }
@@ -358,12 +377,14 @@ async fn run(
 /// Reads and compiles the config anew and swaps it in; listeners follow.
 /// Anything that fails leaves the running config as it was.
 async fn reload(
+    logging: &logging::Logging,
     path: Option<&Path>,
     opts: LoadOptions,
     rpx: &Rpx,
     listeners: &mut ListenerSet<Rpx>,
 ) {
-    let Some(snapshot) = build(path, opts, Some(&rpx.snapshot())) else {
+    let Some(snapshot) = build(path, opts, Some(&rpx.snapshot())).filter(|s| apply_log(logging, s))
+    else {
         rpx_core::metrics::reload_done(false);
         println!("rpx: reload failed: the running configuration stays");
         return;
@@ -387,6 +408,7 @@ async fn reload(
             println!("rpx: reloaded");
         }
         Err(e) => {
+            let _ = logging.apply(previous.error_log());
             rpx.restore(previous);
             rpx_core::metrics::reload_done(false);
             eprintln!("rpx: error: {e}");

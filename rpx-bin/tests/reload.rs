@@ -444,3 +444,77 @@ health_check = "interval=1s path=/healthz rise=1 fall=3 timeout=1s"
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A free port on 127.0.0.1 nothing listens on (bound, then released).
+fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `error_log`: the file gets rpx's lines from its level up, a reload
+/// re-points the level, SIGUSR1 reopens a rotated file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_log_follows_the_config_and_reopens() {
+    let dir = temp_dir("errorlog");
+    let log = dir.join("error.log");
+    let config = |level: &str| {
+        format!(
+            r#"
+error_log = {{ path = "{}", level = "{level}" }}
+[[server]]
+listen = "127.0.0.1:0"
+  [[server.location]]
+  path = "/"
+  proxy_pass = "http://{}"
+"#,
+            log.display(),
+            closed_port()
+        )
+    };
+    let (rpx, addr) = Rpx::start(&dir, &config("warn"));
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    // A refused upstream is a 502 and a warning.
+    assert_eq!(get(addr).await.unwrap().0, 502);
+    let text = tokio::time::timeout(LIMIT, async {
+        loop {
+            let text = read(&log);
+            if text.contains("WARN") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the warning reaches the error log");
+    assert!(text.contains("502"), "{text}");
+    assert!(!text.contains("INFO"), "below the level: {text}");
+
+    // A reload to `info`: the reload's own info line is there at once.
+    assert_eq!(rpx.reload(&config("info")), "rpx: reloaded");
+    assert!(read(&log).contains("configuration reloaded"));
+
+    // logrotate: move the file away, SIGUSR1, new lines go to a new file.
+    let rotated = dir.join("error.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_rpx"))
+        .args(["-s", "reopen", "--pid-file"])
+        .arg(&rpx.pid_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reopened = tokio::time::timeout(LIMIT, async {
+        loop {
+            assert_eq!(get(addr).await.unwrap().0, 502);
+            if read(&log).contains("502") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(reopened.is_ok(), "SIGUSR1 reopens the error log");
+    assert!(read(&rotated).contains("configuration reloaded"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,7 @@
 
 pub mod acme;
 mod error;
+mod error_log;
 pub mod model;
 pub mod nginx;
 mod toml;
@@ -18,6 +19,7 @@ use std::path::Path;
 pub use self::toml::{load_toml_file, parse_toml, parse_toml_partial};
 pub use acme::{AcmeCertificateConfig, AcmeChallenge, AcmeIssuerConfig, AcmeState};
 pub use error::{suggest, ConfigError, ConfigErrors};
+pub use error_log::{ErrorLogConfig, ErrorLogLevel, ErrorLogTarget};
 pub use model::*;
 pub use toml_writer::to_toml;
 pub use units::{parse_duration, parse_session_cache, parse_size, MAX_SESSION_CACHE};

@@ -87,6 +87,8 @@ pub struct Config {
     pub shutdown_timeout: Option<Duration>,
     /// ACME issuers (`acme_issuer` blocks, TOML `[acme]`).
     pub acme_issuers: Vec<super::AcmeIssuerConfig>,
+    /// Where rpx's own log goes (`error_log`). None: stderr, level `info`.
+    pub error_log: Option<super::ErrorLogConfig>,
 }
 
 impl Config {

@@ -228,6 +228,18 @@ enum RawAccessLog {
     Many(Vec<RawLogItem>),
 }
 
+/// `error_log = "path"` or `{ path = "…", level = "warn" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawErrorLog {
+    Path(String),
+    Full {
+        path: String,
+        #[serde(default)]
+        level: Option<String>,
+    },
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLogFormat {
@@ -370,6 +382,7 @@ struct RawSettings {
 with_settings! {
     struct RawFile {
         shutdown_timeout: Option<Spanned<NumOrText>>,
+        error_log: Option<Spanned<RawErrorLog>>,
         log_format: BTreeMap<String, Spanned<RawLogFormat>>,
         map: Vec<Spanned<RawMap>>,
         server: Vec<Spanned<RawServer>>,
@@ -481,6 +494,7 @@ impl Cx<'_> {
             })
             .collect();
         let shutdown_timeout = raw.shutdown_timeout.take().and_then(|d| self.duration(d));
+        let error_log = raw.error_log.take().and_then(|e| self.error_log(e));
         Config {
             settings,
             servers,
@@ -489,6 +503,27 @@ impl Cx<'_> {
             log_formats,
             shutdown_timeout,
             acme_issuers,
+            error_log,
+        }
+    }
+
+    fn error_log(&mut self, raw: Spanned<RawErrorLog>) -> Option<crate::config::ErrorLogConfig> {
+        let pos = self.at(&raw);
+        let (path, level) = match raw.into_inner() {
+            RawErrorLog::Path(p) => (p, None),
+            RawErrorLog::Full { path, level } => (path, level),
+        };
+        match crate::config::ErrorLogConfig::parse(&path, level.as_deref(), pos.clone()) {
+            // The native format has no destinations it does not support.
+            Ok((_, Some(_))) => {
+                self.err(pos, "error_log: a file path or \"stderr\"");
+                None
+            }
+            Ok((log, None)) => Some(log),
+            Err(e) => {
+                self.err(pos, e);
+                None
+            }
         }
     }
 

@@ -64,6 +64,16 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
     if let Some(d) = config.shutdown_timeout {
         root.insert("shutdown_timeout".into(), duration(d));
     }
+    if let Some(log) = &config.error_log {
+        let mut t = Table::new();
+        let path = match &log.target {
+            crate::config::ErrorLogTarget::Stderr => "stderr".to_owned(),
+            crate::config::ErrorLogTarget::File(p) => p.display().to_string(),
+        };
+        t.insert("path".into(), text(&path));
+        t.insert("level".into(), text(log.level.name()));
+        root.insert("error_log".into(), Value::Table(t));
+    }
     let mut formats = Table::new();
     for f in &config.log_formats {
         let mut t = Table::new();

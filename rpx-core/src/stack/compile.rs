@@ -104,6 +104,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         warnings: cx.warnings,
         shutdown_timeout: config.shutdown_timeout,
         acme: cx.acme,
+        error_log: config.error_log.clone(),
     })
 }
 

@@ -48,6 +48,8 @@ pub struct Snapshot {
     shutdown_timeout: Option<std::time::Duration>,
     /// Automatic certificates; also answers http-01 challenges.
     acme: Option<Arc<crate::acme::AcmeManager>>,
+    /// Where the config wants rpx's own log (the binary applies it).
+    error_log: Option<crate::config::ErrorLogConfig>,
 }
 
 /// An address the snapshot wants bound.
@@ -64,6 +66,11 @@ pub struct ListenerSpec {
 }
 
 impl Snapshot {
+    /// The config's `error_log`: None means stderr at level `info`.
+    pub fn error_log(&self) -> Option<&crate::config::ErrorLogConfig> {
+        self.error_log.as_ref()
+    }
+
     /// The addresses to listen on.
     pub fn listeners(&self) -> &[ListenerSpec] {
         &self.listeners

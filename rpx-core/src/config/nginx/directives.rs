@@ -195,13 +195,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         1,
         Ignored("give the pid file on the command line: `rpx run --pid-file FILE`"),
     ),
-    d(
-        "error_log",
-        MAIN | HSL,
-        1,
-        2,
-        Ignored("rpx logs to stderr (RUST_LOG sets the level)"),
-    ),
+    d("error_log", MAIN | HSL, 1, 2, Mapped),
     d(
         "load_module",
         MAIN,

@@ -197,6 +197,7 @@ impl Mapper {
                     self.config.settings = settings;
                 }
                 "worker_shutdown_timeout" => self.config.shutdown_timeout = self.time(d),
+                "error_log" => self.error_log(d, true),
                 _ => {}
             }
         }
@@ -225,6 +226,7 @@ impl Mapper {
                 "log_format" => self.log_format(d),
                 "acme_issuer" => self.acme_issuer(d),
                 "acme_shared_zone" => {}
+                "error_log" => self.error_log(d, true),
                 _ => self.setting(d, settings),
             }
         }
@@ -365,7 +367,37 @@ impl Mapper {
             "root" => s.root = Some(Spanned::new(w[0].into(), pos)),
             "index" => s.index = Some(w.iter().map(|x| (*x).to_owned()).collect()),
             "access_log" => self.access_log(d, &w, s),
+            "error_log" => self.error_log(d, false),
             _ => self.err(d, format!("\"{name}\" directive is not allowed here")),
+        }
+    }
+
+    /// `error_log path [level]`: rpx has one log, set at the main or `http`
+    /// level; a server's or location's own is ignored with a warning.
+    fn error_log(&mut self, d: &Directive, top: bool) {
+        if !top {
+            self.warn(
+                d,
+                "rpx writes one error log (the main or http level's): this error_log is ignored",
+            );
+            return;
+        }
+        if self.config.error_log.is_some() {
+            self.warn(
+                d,
+                "rpx writes one error log: the first error_log is used, this one is ignored",
+            );
+            return;
+        }
+        let w = words(d);
+        match crate::config::ErrorLogConfig::parse(w[0], w.get(1).copied(), at(&d.pos)) {
+            Ok((log, warning)) => {
+                if let Some(msg) = warning {
+                    self.warn(d, msg);
+                }
+                self.config.error_log = Some(log);
+            }
+            Err(e) => self.err(d, e),
         }
     }
 

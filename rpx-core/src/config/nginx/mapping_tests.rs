@@ -417,6 +417,50 @@ fn worker_shutdown_timeout_maps_and_converts() {
 }
 
 #[test]
+fn error_log_maps_warns_and_converts() {
+    use crate::config::{ErrorLogLevel, ErrorLogTarget};
+    let l = load(
+        "error_log /var/log/rpx/error.log warn;\nevents {}\nhttp {\n error_log /x.log;\n \
+         server { listen 80; error_log /y.log info; }\n}",
+    );
+    assert!(l.errors.is_empty(), "{:?}", errors(&l));
+    let log = l.config.error_log.clone().unwrap();
+    assert_eq!(
+        (log.target, log.level),
+        (
+            ErrorLogTarget::File("/var/log/rpx/error.log".into()),
+            ErrorLogLevel::Warn
+        )
+    );
+    assert_eq!(
+        warnings(&l),
+        [
+            "t.conf:4: rpx writes one error log: the first error_log is used, this one is ignored",
+            "t.conf:5: rpx writes one error log (the main or http level's): this error_log is ignored"
+        ]
+    );
+    let text = crate::config::to_toml(&l.config).unwrap();
+    let back = crate::config::parse_toml(&text, "c.toml").unwrap();
+    assert_eq!(
+        back.error_log.map(|e| e.level),
+        Some(ErrorLogLevel::Warn),
+        "{text}"
+    );
+
+    let l = load("error_log syslog:server=unix:/dev/log;\nhttp { server { listen 80; } }");
+    assert_eq!(
+        l.config.error_log.clone().unwrap().target,
+        ErrorLogTarget::Stderr
+    );
+    assert!(warnings(&l)[0].starts_with("t.conf:1: error_log to syslog is not supported"));
+    let l = load("error_log /e.log loud;\nhttp { server { listen 80; } }");
+    assert_eq!(
+        errors(&l),
+        ["t.conf:1: unknown error_log level \"loud\" (one of debug, info, notice, warn, error, crit, alert, emerg)"]
+    );
+}
+
+#[test]
 fn acme_issuer_and_certificate_as_nginx_writes_them() {
     let l = load(
         "acme_issuer letsencrypt {\n uri https://acme.example/dir;\n contact admin@example.com;\n state_path /var/lib/rpx/acme;\n accept_terms_of_service;\n challenge tls-alpn;\n ssl_trusted_certificate /etc/ca.pem;\n ssl_verify off;\n external_account_key kid1 data:a2V5;\n preferred_chain X;\n}\n\
