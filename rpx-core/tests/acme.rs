@@ -274,6 +274,72 @@ async fn http01_issues_a_certificate_and_a_restart_reuses_it() {
     assert_eq!(*acme.events().borrow(), 0, "no order was attempted");
 }
 
+/// `key=rsa:2048`: the certificate's key is RSA; a restart reuses it, and a
+/// config that now wants another key type does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_key_is_issued_stored_and_checked_on_restart() {
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    let mut pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        ..PebbleOptions::default()
+    })
+    .await;
+    let state = TempDir::new("state-rsa");
+    let app = |key: &str| {
+        format!(
+            r#"
+    [[server]]
+    listen = "{{http}}"
+    server_name = ["rsa.rpx.test"]
+    return = "301 https://$host$request_uri"
+
+    [[server]]
+    listen = "{{https}} ssl"
+    server_name = ["rsa.rpx.test"]
+    acme = true
+    acme_key = "{key}"
+"#
+        )
+    };
+    let issuer = issuer_toml(&pebble, state.path(), "");
+    let toml = |key: &str| issuer.clone() + &app(key);
+    let first = Rpx2::start(bound, &toml("rsa:2048")).await;
+    first.issued().await;
+    let client = pebble.client().await;
+    let leaf = handshake(first.https, client.clone(), "rsa.rpx.test")
+        .await
+        .unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+    match parsed.public_key().parsed().unwrap() {
+        x509_parser::public_key::PublicKey::RSA(k) => assert_eq!(k.key_size(), 2048),
+        other => panic!("not an RSA key: {other:?}"),
+    }
+    drop(first);
+    pebble.stop_ca();
+
+    // Restart, CA down: the stored RSA certificate serves at once.
+    let second = Rpx2::start(Bound::new().await, &toml("rsa:2048")).await;
+    assert!(second.rpx.snapshot().acme().unwrap().status()[0]
+        .not_after
+        .is_some());
+    let again = handshake(second.https, client.clone(), "rsa.rpx.test")
+        .await
+        .unwrap();
+    assert_eq!(serial(&again), serial(&leaf));
+    drop(second);
+
+    // The config now wants ECDSA: the stored RSA certificate is not used.
+    let third = Rpx2::start(Bound::new().await, &toml("ecdsa:256")).await;
+    assert!(third.rpx.snapshot().acme().unwrap().status()[0]
+        .not_after
+        .is_none());
+    assert!(handshake(third.https, client, "rsa.rpx.test")
+        .await
+        .is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_issues_a_certificate() {
     let bound = Bound::new().await;

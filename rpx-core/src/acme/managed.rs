@@ -202,13 +202,8 @@ impl ManagedCert {
             return Err(bad("it has expired".into()));
         }
         let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad(e.to_string()))?;
-        let wanted_alg = match self.key {
-            KeyAlg::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            KeyAlg::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        };
-        let pair = rcgen::KeyPair::try_from(&key_der).map_err(|e| bad(e.to_string()))?;
-        if !pair.is_compatible(wanted_alg) {
-            return Err(bad("its key is of another type".into()));
+        if !self.key.matches(parsed.public_key()) {
+            return Err(bad(format!("its key is not {}", self.key.name())));
         }
         let signing = crate::tls::provider()
             .key_provider

@@ -74,30 +74,80 @@ pub enum KeyAlg {
     EcdsaP256,
     /// ECDSA P-384.
     EcdsaP384,
+    /// RSA with a modulus of this many bits: 2048, 3072 or 4096.
+    Rsa(u16),
 }
 
+const KEY_NAMES: &str = "ecdsa:256, ecdsa:384, rsa:2048, rsa:3072, rsa:4096";
+
 impl KeyAlg {
-    /// Parses `ecdsa:256` / `ecdsa:384` (`ecdsa` alone is P-256).
+    /// Parses `ecdsa:256`, `ecdsa:384`, `rsa:2048`, `rsa:3072`, `rsa:4096`
+    /// (`ecdsa` alone is P-256, `rsa` alone 2048 bits).
     ///
     /// # Errors
-    /// Other algorithms: rpx makes its keys with *ring*, which generates no
-    /// RSA and no P-521 keys.
+    /// Other algorithms and sizes (P-521: *ring* has no P-521 signing).
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "ecdsa" | "ecdsa:256" => Ok(KeyAlg::EcdsaP256),
             "ecdsa:384" => Ok(KeyAlg::EcdsaP384),
+            "rsa" | "rsa:2048" => Ok(KeyAlg::Rsa(2048)),
+            "rsa:3072" => Ok(KeyAlg::Rsa(3072)),
+            "rsa:4096" => Ok(KeyAlg::Rsa(4096)),
             other => Err(format!(
-                "key={other} is not available: rpx makes ECDSA keys (ecdsa:256, ecdsa:384)"
+                "key={other} is not available: use one of {KEY_NAMES}"
             )),
         }
     }
 
-    fn generate(self) -> Result<rcgen::KeyPair, AcmeError> {
-        let alg = match self {
+    /// The name `parse` takes.
+    pub fn name(self) -> String {
+        match self {
+            KeyAlg::EcdsaP256 => "ecdsa:256".into(),
+            KeyAlg::EcdsaP384 => "ecdsa:384".into(),
+            KeyAlg::Rsa(bits) => format!("rsa:{bits}"),
+        }
+    }
+
+    /// rcgen's signature algorithm for a key of this type.
+    fn signature(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
             KeyAlg::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyAlg::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-        };
-        rcgen::KeyPair::generate_for(alg).map_err(|e| AcmeError::Key(e.to_string()))
+            KeyAlg::Rsa(_) => &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+
+    /// True when `pki` (a certificate's public key) is a key of this type.
+    fn matches(self, pki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> bool {
+        use x509_parser::public_key::PublicKey;
+        match (self, pki.parsed()) {
+            (KeyAlg::Rsa(bits), Ok(PublicKey::RSA(rsa))) => rsa.key_size() == usize::from(bits),
+            (KeyAlg::Rsa(_), _) => false,
+            (ecdsa, Ok(PublicKey::EC(point))) => {
+                point.key_size() == if ecdsa == KeyAlg::EcdsaP256 { 256 } else { 384 }
+            }
+            _ => false,
+        }
+    }
+
+    /// A new private key. RSA keys take a while (tens to hundreds of
+    /// milliseconds): call it off the async threads.
+    fn generate(self) -> Result<rcgen::KeyPair, AcmeError> {
+        let err = |e: String| AcmeError::Key(e);
+        match self {
+            KeyAlg::Rsa(bits) => {
+                // ring signs with RSA keys but cannot make them; the `rsa`
+                // crate only generates this one and hands it over as PKCS#8.
+                use rsa::pkcs8::EncodePrivateKey;
+                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, usize::from(bits))
+                    .map_err(|e| err(e.to_string()))?;
+                let der = key.to_pkcs8_der().map_err(|e| err(e.to_string()))?;
+                let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+                rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, self.signature())
+                    .map_err(|e| err(e.to_string()))
+            }
+            _ => rcgen::KeyPair::generate_for(self.signature()).map_err(|e| err(e.to_string())),
+        }
     }
 }
 
@@ -347,4 +397,53 @@ impl AcmeManager {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::KeyAlg;
+
+    #[test]
+    fn key_names() {
+        for (name, alg) in [
+            ("ecdsa", KeyAlg::EcdsaP256),
+            ("ECDSA:256", KeyAlg::EcdsaP256),
+            ("ecdsa:384", KeyAlg::EcdsaP384),
+            ("rsa", KeyAlg::Rsa(2048)),
+            ("rsa:3072", KeyAlg::Rsa(3072)),
+            ("rsa:4096", KeyAlg::Rsa(4096)),
+        ] {
+            assert_eq!(KeyAlg::parse(name), Ok(alg), "{name}");
+            assert_eq!(KeyAlg::parse(&alg.name()), Ok(alg));
+        }
+        for bad in ["ecdsa:521", "rsa:1024", "ed25519"] {
+            assert_eq!(
+                KeyAlg::parse(bad).unwrap_err(),
+                format!("key={bad} is not available: use one of ecdsa:256, ecdsa:384, rsa:2048, rsa:3072, rsa:4096")
+            );
+        }
+    }
+
+    /// A generated key signs a CSR whose public key is of the asked type.
+    #[test]
+    fn generated_keys_are_what_was_asked() {
+        for alg in [KeyAlg::EcdsaP256, KeyAlg::EcdsaP384, KeyAlg::Rsa(2048)] {
+            let key = alg.generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+            assert!(alg.matches(parsed.public_key()), "{alg:?}");
+            for other in [KeyAlg::EcdsaP256, KeyAlg::EcdsaP384, KeyAlg::Rsa(3072)] {
+                assert_eq!(other.matches(parsed.public_key()), other == alg);
+            }
+            // rustls (ring) can serve with it.
+            let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+            assert!(crate::tls::provider()
+                .key_provider
+                .load_private_key(der)
+                .is_ok());
+        }
+    }
 }

@@ -148,7 +148,10 @@ async fn run(
         return Err(AcmeError::Order(validation_errors(&mut order).await));
     }
 
-    let key = spec.key.generate()?;
+    let alg = spec.key;
+    let key = tokio::task::spawn_blocking(move || alg.generate())
+        .await
+        .map_err(|e| AcmeError::Key(e.to_string()))??;
     let mut params = rcgen::CertificateParams::new(spec.names.to_vec())
         .map_err(|e| AcmeError::Key(e.to_string()))?;
     params.distinguished_name = rcgen::DistinguishedName::new();

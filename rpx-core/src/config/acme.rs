@@ -105,7 +105,7 @@ pub struct AcmeCertificateConfig {
     pub issuer: String,
     /// Names on the certificate; empty: the server's `server_name`s.
     pub identifiers: Vec<String>,
-    /// `key=`: `ecdsa:256` (default) or `ecdsa:384`.
+    /// `key=`: `ecdsa:256` (default), `ecdsa:384`, `rsa:2048`, `rsa:3072`, `rsa:4096`.
     pub key: Option<Spanned<String>>,
 }
 
