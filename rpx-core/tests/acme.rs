@@ -107,6 +107,26 @@ impl Rpx2 {
         }
     }
 
+    /// Swaps in a snapshot of `toml` with a fresh ACME manager (no carry
+    /// over), on the same listeners: pebble validates on fixed ports.
+    fn replace(&self, toml: &str) {
+        let toml = toml
+            .replace("{http}", &self.http.to_string())
+            .replace("{https}", &self.https.to_string());
+        let config = rpx_core::config::parse_toml(&toml, "acme.toml")
+            .unwrap_or_else(|e| panic!("config:\n{e}"));
+        let snapshot = compile_with(
+            &config,
+            &CompileOptions {
+                previous: None,
+                acme: fast(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("compile:\n{e}"));
+        snapshot.start_background();
+        self.rpx.swap(snapshot);
+    }
+
     /// Waits until the ACME manager reports every certificate issued (or
     /// `n` events), and returns the events seen.
     async fn issued(&self) {
@@ -338,6 +358,87 @@ async fn an_rsa_key_is_issued_stored_and_checked_on_restart() {
     assert!(handshake(third.https, client, "rsa.rpx.test")
         .await
         .is_err());
+}
+
+/// The account id (URL) an issuer's state directory holds.
+fn account_id(state: &std::path::Path) -> String {
+    let data = std::fs::read(state.join("account.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    json["credentials"]["id"].as_str().unwrap().to_owned()
+}
+
+/// A CA that requires external account binding: without it the CA's
+/// problem is reported and nothing is issued; with it the order succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_account_binding_is_sent_when_the_ca_requires_it() {
+    const KID: &str = "kid-rpx";
+    const MAC: &str = "cnB4LXRlc3QtaG1hYy1rZXktMDEyMzQ1Njc4OWFiY2Q";
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        eab: Some((KID, MAC)),
+        ..PebbleOptions::default()
+    })
+    .await;
+
+    let unbound = TempDir::new("state-eab-none");
+    let toml = issuer_toml(&pebble, unbound.path(), "") + REDIRECT_AND_APP;
+    let rpx = Rpx2::start(bound, &toml).await;
+    let acme = rpx.rpx.snapshot().acme().cloned().unwrap();
+    let mut events = acme.events();
+    bounded(events.changed()).await.unwrap();
+    let error = acme.status()[0].last_error.clone().unwrap();
+    assert!(error.contains("externalAccountRequired"), "{error}");
+    assert!(acme.status()[0].not_after.is_none());
+
+    let state = TempDir::new("state-eab");
+    let eab = format!("external_account_key = {{ kid = \"{KID}\", key = \"{MAC}\" }}");
+    rpx.replace(&(issuer_toml(&pebble, state.path(), &eab) + REDIRECT_AND_APP));
+    rpx.issued().await;
+    assert!(state.path().join("app.rpx.test.crt").exists());
+}
+
+/// `account_key`: the account is the key's. Two state directories with
+/// the same key file get the same account from the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_key_file_is_the_account() {
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        ..PebbleOptions::default()
+    })
+    .await;
+    let keys = TempDir::new("account-key");
+    let key_file = keys.path().join("account.pem");
+    std::fs::write(
+        &key_file,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let with_key = format!("account_key = \"{}\"", key_file.display());
+
+    let first = TempDir::new("state-key-1");
+    let rpx = Rpx2::start(
+        bound,
+        &(issuer_toml(&pebble, first.path(), &with_key) + REDIRECT_AND_APP),
+    )
+    .await;
+    rpx.issued().await;
+
+    let second = TempDir::new("state-key-2");
+    rpx.replace(&(issuer_toml(&pebble, second.path(), &with_key) + REDIRECT_AND_APP));
+    rpx.issued().await;
+    assert_eq!(account_id(first.path()), account_id(second.path()));
+
+    // Without the key file a third directory is a new account.
+    let third = TempDir::new("state-key-3");
+    rpx.replace(&(issuer_toml(&pebble, third.path(), "") + REDIRECT_AND_APP));
+    rpx.issued().await;
+    assert_ne!(account_id(first.path()), account_id(third.path()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

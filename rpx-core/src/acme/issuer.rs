@@ -103,7 +103,7 @@ impl Issuer {
                 .await
                 .map_err(AcmeError::ca)?,
             None => {
-                let (account, credentials) = self.register(builder(), directory.clone()).await?;
+                let (account, credentials) = self.register(builder, directory.clone()).await?;
                 let data = serde_json::to_vec_pretty(&StoredAccount {
                     directory,
                     credentials,
@@ -120,32 +120,71 @@ impl Issuer {
         Ok(account)
     }
 
+    /// A new account, or with `account_key` the CA's account of that key.
     async fn register(
         &self,
-        builder: instant_acme::AccountBuilder,
+        builder: impl Fn() -> instant_acme::AccountBuilder,
         directory: String,
     ) -> Result<(Account, AccountCredentials), AcmeError> {
+        let contact: Vec<String> = self.config.contact.clone();
+        let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
         if let Some(key) = self
             .config
             .account_key
             .as_ref()
             .filter(|k| !is_generated_key(&k.value))
         {
-            let pkcs8 = load_account_key(Path::new(&key.value))?;
-            let signer = Key::from_pkcs8_der(PrivatePkcs8KeyDer::from(pkcs8.secret_pkcs8_der()))
-                .map_err(|e| AcmeError::Key(format!("{}: {e}", key.value)))?;
-            return builder
-                .create_from_key((signer, PrivateKeyDer::Pkcs8(pkcs8)), directory)
+            let signer = || -> Result<(Key, PrivateKeyDer<'static>), AcmeError> {
+                let pkcs8 = load_account_key(Path::new(&key.value))?;
+                let signer =
+                    Key::from_pkcs8_der(PrivatePkcs8KeyDer::from(pkcs8.secret_pkcs8_der()))
+                        .map_err(|e| AcmeError::Key(format!("{}: {e}", key.value)))?;
+                Ok((signer, PrivateKeyDer::Pkcs8(pkcs8)))
+            };
+            // The key's account when the CA has one (certbot's or an
+            // earlier rpx's): nothing is agreed or bound again.
+            match builder().from_key(signer()?, directory.clone()).await {
+                Ok(found) => return Ok(found),
+                Err(instant_acme::Error::Api(p))
+                    if p.r#type.as_deref()
+                        == Some("urn:ietf:params:acme:error:accountDoesNotExist") => {}
+                Err(e) => return Err(AcmeError::ca(e)),
+            }
+            // instant-acme registers a given key without a binding and
+            // always agrees to the terms: only do that when the config
+            // agrees and needs no binding.
+            if self.config.external_account_key.is_some() {
+                return Err(AcmeError::Config(format!(
+                    "account_key {}: the CA has no account for this key, and rpx cannot register \
+                     a given key with external_account_key; register it once with your CA's tool, \
+                     or drop account_key to let rpx make one",
+                    key.value
+                )));
+            }
+            if !self.config.accept_terms_of_service {
+                return Err(AcmeError::Config(format!(
+                    "account_key {}: the CA has no account for this key; registering one needs \
+                     accept_terms_of_service",
+                    key.value
+                )));
+            }
+            let (account, credentials) = builder()
+                .create_from_key(signer()?, directory)
                 .await
-                .map_err(AcmeError::ca);
+                .map_err(AcmeError::ca)?;
+            if !contact.is_empty() {
+                account
+                    .update_contacts(&contact)
+                    .await
+                    .map_err(AcmeError::ca)?;
+            }
+            return Ok((account, credentials));
         }
-        let contact: Vec<String> = self.config.contact.clone();
-        let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
         let eab = match &self.config.external_account_key {
             Some((kid, key)) => Some(external_key(kid, &key.value)?),
             None => None,
         };
-        builder
+        builder()
             .create(
                 &NewAccount {
                     contact: &contact,

@@ -98,6 +98,8 @@ pub struct PebbleOptions {
     /// Reserve the ports and write the config, but do not start pebble
     /// (a CA that is down); [`Pebble::start_ca`] starts it later.
     pub down: bool,
+    /// External account binding required, with this (kid, base64url MAC key).
+    pub eab: Option<(&'static str, &'static str)>,
 }
 
 impl Pebble {
@@ -145,6 +147,10 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         });
+        if let Some((kid, key)) = opts.eab {
+            pebble_cfg["externalAccountBindingRequired"] = true.into();
+            pebble_cfg["externalAccountMACKeys"] = serde_json::json!({ kid: key });
+        }
         if let Some(v) = opts.validity_secs {
             pebble_cfg["certificateValidityPeriod"] = v.into();
         }
