@@ -747,3 +747,41 @@ fn insecure_client() -> Arc<rustls::ClientConfig> {
             .with_no_client_auth(),
     )
 }
+
+/// The TLS acceptor used alone, as an embedder would: a layer over the
+/// embedder's own connection service, with a certificate added at runtime.
+#[tokio::test]
+async fn the_acceptor_layer_serves_an_embedders_connection_service() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower::{Layer, ServiceExt};
+    let pki = Pki::new("layer");
+    let (cert, key, der) = pki.issue("embed", &["embed.test"]);
+    let resolver = Arc::new(rpx_core::tls::CertResolver::new());
+    resolver
+        .add_files(&["embed.test"], &cert, &key, true)
+        .unwrap();
+    let config = rpx_core::tls::server_config(resolver, &Default::default(), None).unwrap();
+    // The connection service writes back what the session says.
+    let conn_service =
+        tower::service_fn(|mut conn: rpx_core::tls::TlsConn<TcpStream>| async move {
+            let line = format!(
+                "{} {}\n",
+                conn.info().server_name.as_deref().unwrap_or("-"),
+                conn.info().protocol
+            );
+            conn.write_all(line.as_bytes()).await?;
+            conn.shutdown().await
+        });
+    let tls = rpx_core::tls::TlsAcceptorLayer::new(config, LIMIT).layer(conn_service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let _ = tls.oneshot(stream).await;
+    });
+    let mut client = handshake(addr, pki.client_config(None, &[]), "embed.test").await;
+    assert_eq!(presented(&client), der);
+    let mut said = String::new();
+    bounded(client.read_to_string(&mut said)).await.unwrap();
+    assert_eq!(said, "embed.test TLSv1.3\n");
+}

@@ -9,15 +9,21 @@ mod tls;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
-use http::{Request, Response};
+use futures_util::future::{ready, Either, Ready};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
 use tower::{Layer, Service};
 
 pub use listeners::{BindError, ListenerSet};
@@ -29,6 +35,8 @@ pub type TlsCell = std::sync::Arc<arc_swap::ArcSwapOption<TlsListener>>;
 
 use crate::body::RpxBody;
 use crate::conn::{ConnInfo, ConnInfoLayer, Scheme};
+use crate::error::error_page_titled;
+use crate::tls::{TlsConn, TlsInfo};
 
 /// How connections are served.
 #[derive(Debug, Clone)]
@@ -172,19 +180,20 @@ where
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
         metrics::counter!("rpx_connections_total", "scheme" => scheme.as_str()).increment(1);
         let stream = counted::Counted::new(stream, bytes.clone());
-        let conn = Conn {
+        let conn = HttpConn {
             builder: builder.clone(),
-            watcher: graceful.watcher(),
-            layer: ConnInfoLayer::new(info),
+            watcher: Arc::new(Mutex::new(Some(graceful.watcher()))),
+            info,
+            service: service.clone(),
         };
-        let service = service.clone();
         match current {
             None => {
-                tokio::spawn(conn.serve(TokioIo::new(stream), service));
+                tokio::spawn(conn.oneshot(stream));
             }
             Some(tls) => {
-                let timeout = opts.header_timeout;
-                tokio::spawn(async move { tls.serve(stream, timeout, conn, service).await });
+                // The handshake is bounded by the header timeout.
+                let tls = tls.acceptor(opts.header_timeout).layer(conn);
+                tokio::spawn(tls.oneshot(stream));
             }
         }
     }
@@ -199,37 +208,116 @@ where
     Ok(())
 }
 
-/// What serving one accepted connection needs.
-struct Conn {
+/// The connection service rpx serves HTTP with: HTTP/1.1 and HTTP/2 on one
+/// accepted connection, plain or a [`TlsConn`] from the TLS layer, with
+/// the connection's facts stamped on every request.
+#[derive(Clone)]
+struct HttpConn<S> {
     builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-    layer: ConnInfoLayer,
+    /// Taken by the one call that serves the connection.
+    watcher: Arc<Mutex<Option<Watcher>>>,
+    info: ConnInfo,
+    service: S,
 }
 
-impl Conn {
-    async fn serve<I, S>(self, io: I, service: S)
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-        S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        // Per connection, not per request: the registry lookup is fine here.
-        let active = metrics::gauge!("rpx_connections_active");
-        active.increment(1.0);
-        let svc = TowerToHyperService::new(self.layer.layer(service));
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(io, svc)
-            .into_owned();
-        if let Err(e) = self.watcher.watch(conn).await {
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
-        active.decrement(1.0);
+/// What an accepted connection says about TLS.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The session's facts and nginx's 400 verdict, over TLS.
+    fn tls(&self) -> Option<(&Arc<TlsInfo>, Option<&'static str>)> {
+        None
     }
 }
 
-/// The stream type of accepted connections, named for the TLS module.
-type Plain = counted::Counted<TcpStream>;
+impl Transport for counted::Counted<TcpStream> {}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for TlsConn<IO> {
+    fn tls(&self) -> Option<(&Arc<TlsInfo>, Option<&'static str>)> {
+        Some((self.info(), self.rejection()))
+    }
+}
+
+impl<S, I> Service<I> for HttpConn<S>
+where
+    I: Transport,
+    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ();
+    type Error = Infallible;
+    // Boxed once per connection.
+    type Future = Pin<Box<dyn Future<Output = Result<(), Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, io: I) -> Self::Future {
+        let mut layer = ConnInfoLayer::new(self.info);
+        let gate = match io.tls() {
+            Some((info, rejection)) => {
+                layer = layer.with_tls(info.clone());
+                match rejection {
+                    None => Gate::Open(self.service.clone()),
+                    Some(reason) => Gate::Closed(reason),
+                }
+            }
+            None => Gate::Open(self.service.clone()),
+        };
+        let watcher = self.watcher.lock().ok().and_then(|mut w| w.take());
+        let builder = self.builder.clone();
+        Box::pin(async move {
+            // Per connection, not per request: the registry lookup is fine here.
+            let active = metrics::gauge!("rpx_connections_active");
+            active.increment(1.0);
+            let svc = TowerToHyperService::new(layer.layer(gate));
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                .into_owned();
+            let result = match watcher {
+                Some(w) => w.watch(conn).await,
+                None => conn.await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            active.decrement(1.0);
+            Ok(())
+        })
+    }
+}
+
+/// Passes requests on, or answers each with nginx's client-certificate 400.
+#[derive(Clone)]
+enum Gate<S> {
+    Open(S),
+    Closed(&'static str),
+}
+
+impl<S> Service<Request<Incoming>> for Gate<S>
+where
+    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>,
+{
+    type Response = Response<RpxBody>;
+    type Error = Infallible;
+    type Future = Either<S::Future, Ready<Result<Response<RpxBody>, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self {
+            Gate::Open(s) => s.poll_ready(cx),
+            Gate::Closed(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        match self {
+            Gate::Open(s) => Either::Left(s.call(req)),
+            Gate::Closed(reason) => Either::Right(ready(Ok(error_page_titled(
+                StatusCode::BAD_REQUEST,
+                reason,
+            )))),
+        }
+    }
+}

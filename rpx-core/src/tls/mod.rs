@@ -2,6 +2,7 @@
 //! is), SNI selection that can change at runtime, hot reload of renewed
 //! files, nginx-style client certificates, and the upstream client side.
 
+mod acceptor;
 mod ciphers;
 mod client_auth;
 mod info;
@@ -10,6 +11,7 @@ mod resolver;
 mod server;
 mod upstream;
 
+pub use acceptor::{TlsAcceptorLayer, TlsAcceptorService, TlsConn};
 pub use ciphers::CipherList;
 pub use client_auth::{ClientAuth, ClientAuthMode};
 pub use info::{ClientVerify, TlsInfo};
