@@ -333,3 +333,135 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         "no Connection: close upstream"
     );
 }
+
+/// `proxy_send_timeout`: an upstream that stops reading the upload is
+/// given up on once a write has been blocked that long (504), however
+/// long `proxy_read_timeout` is.
+#[tokio::test]
+async fn upstream_not_reading_the_upload_is_504_after_send_timeout() {
+    // Accepts and never reads; the sockets stay open until the test ends.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (keep, mut kept) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let _ = keep.send(s);
+        }
+    });
+    let p = Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        client_max_body_size = "0"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "http://{addr}"
+          proxy_send_timeout = "300ms"
+          proxy_read_timeout = "60s"
+        "#
+    ))
+    .await;
+    // 256 MiB, far beyond what loopback socket buffers hold.
+    let chunks = futures_util::stream::iter((0..4096).map(|_| {
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(vec![
+            7u8;
+            64 << 10
+        ])))
+    }));
+    let req = Request::post(p.url("/"))
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap();
+    let (status, _, _) = send(req).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(kept.try_recv().is_ok(), "the upstream was connected to");
+}
+
+/// `proxy_connect_timeout`: a server whose accept queue is full drops new
+/// SYNs (Linux), so connecting hangs; rpx gives up after the timeout (504).
+#[tokio::test]
+async fn upstream_not_accepting_is_504_after_connect_timeout() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(1).unwrap();
+    // Fill the accept queue until a connect hangs (bounded).
+    let mut queued = Vec::new();
+    let mut full = false;
+    for _ in 0..64 {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => queued.push(s),
+            Ok(Err(e)) => panic!("connect failed instead of hanging: {e}"),
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "the accept queue never filled");
+    let p = Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "http://{addr}"
+          proxy_connect_timeout = "300ms"
+        "#
+    ))
+    .await;
+    // Without the timeout the kernel would retry the SYN for minutes, far
+    // beyond the bound `get` puts on the request.
+    let (status, _, _) = get(&p.url("/"), &[]).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    drop(queued);
+}
+
+/// An upstream that closes every connection after one response (without
+/// saying so): the pooled connection is stale by the next request, which
+/// goes out on a new one instead of failing.
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    let p = Proxy::start(&format!(
+        "[[server]]\nlisten = \"127.0.0.1:0\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"http://{addr}\"\n"
+    ))
+    .await;
+    for i in 0..10 {
+        let (status, _, body) = get(&p.url("/"), &[]).await;
+        assert_eq!(
+            (status.as_u16(), &body[..]),
+            (200, &b"ok"[..]),
+            "request {i}"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 10);
+}

@@ -97,7 +97,7 @@ where
 }
 
 /// What the client's response body is: the upstream's, with `proxy_read_timeout`.
-pub type UpstreamBody = IdleTimeout<hyper::body::Incoming>;
+pub type UpstreamBody = IdleTimeout<super::PooledBody>;
 
 pin_project_lite::pin_project! {
     /// Errors once more than `limit` bytes have passed.

@@ -6,6 +6,7 @@
 
 mod body;
 mod connector;
+mod pool;
 mod reuse;
 mod target;
 mod upgrade;
@@ -24,14 +25,14 @@ use http::{HeaderName, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
 /// Groups moved to [`crate::upstream`]; re-exported for existing users.
 pub use crate::upstream::UpstreamGroup;
 pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, UpstreamBody};
 pub use connector::{SendTimedOut, TimedIo, UpstreamConnector, UpstreamIo};
+pub use pool::PooledBody;
+use pool::{Pool, SendError};
 pub use target::{ProxyTarget, TargetError};
 
 use crate::upstream::{retry, NextUpstream, PickInput, RetryPolicy, Tried};
@@ -49,7 +50,7 @@ use crate::tls::UpstreamTls;
 use crate::vars::{Template, VarCtx};
 
 /// The body type sent upstream. Boxed once per proxied request: the proxy
-/// accepts any downstream body type, and the pooled client needs one.
+/// accepts any downstream body type, and pooled connections need one.
 type UpstreamReqBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Per-phase timeouts, nginx's defaults.
@@ -120,7 +121,7 @@ struct Inner {
     response_headers: ResponseHeaders,
     timeouts: Timeouts,
     retry: RetryPolicy,
-    client: Client<UpstreamConnector, UpstreamReqBody>,
+    pool: Pool,
     server_name: Arc<str>,
 }
 
@@ -294,12 +295,12 @@ impl ProxyServiceBuilder {
             Some(g) => (g.keepalive().idle_per_server, g.keepalive().timeout),
             None => (self.max_idle_per_host, Duration::from_secs(60)),
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(idle_timeout)
-            .pool_max_idle_per_host(idle)
-            .build(connector);
+        let scheme = if target.is_https() {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        let pool = Pool::new(connector, scheme, idle, idle_timeout);
         Ok(ProxyService {
             inner: Arc::new(Inner {
                 target,
@@ -308,7 +309,7 @@ impl ProxyServiceBuilder {
                 response_headers: ResponseHeaders::new(hidden, redirects),
                 timeouts: self.timeouts,
                 retry: self.retry,
-                client,
+                pool,
                 server_name: self.server_name,
             }),
         })
@@ -457,10 +458,8 @@ where
             (Some(p), true) => head_copy(p),
             (p, _) => p.take().expect("the head is kept while attempts remain"),
         };
-        head.uri = inner
-            .target
-            .uri_to(upstream.clone(), pq.clone())
-            .map_err(|_| ProxyError::BadRequest("request URI cannot be rewritten"))?;
+        // Origin-form: the server is the pool's business.
+        head.uri = http::Uri::from(pq.clone());
         let (req_body, handle) = match up_body.take() {
             None => (empty_body(), None),
             Some((b, h)) => (UnsyncBoxBody::new(b), Some(h)),
@@ -557,11 +556,11 @@ fn head_copy(p: &http::request::Parts) -> http::request::Parts {
 /// response rules applied, upgrades bridged.
 /// An upstream's answer kept while another server is tried: the response,
 /// whose server it is, and its time to the response head.
-type Answered = (Response<hyper::body::Incoming>, Pick, Duration);
+type Answered = (Response<PooledBody>, Pick, Duration);
 
 fn respond(
     inner: &Inner,
-    mut res: Response<hyper::body::Incoming>,
+    mut res: Response<PooledBody>,
     pick: Pick,
     head_time: Duration,
     redirect_targets: &[String],
@@ -615,8 +614,8 @@ async fn await_head(
     req: Request<UpstreamReqBody>,
     body_done: Option<&AtomicBool>,
     upstream: &Authority,
-) -> Result<Response<hyper::body::Incoming>, ProxyError> {
-    let sent = inner.client.request(req);
+) -> Result<Response<PooledBody>, ProxyError> {
+    let sent = inner.pool.send(upstream, req);
     let Some(timeout) = inner.timeouts.read else {
         return sent.await.map_err(|e| classify(e, upstream));
     };
@@ -643,9 +642,13 @@ async fn await_head(
 
 /// Names the cause of a client error: our own body and IO errors travel
 /// inside hyper's, so the source chain is searched for them.
-fn classify(err: hyper_util::client::legacy::Error, upstream: &Authority) -> ProxyError {
+fn classify(err: SendError, upstream: &Authority) -> ProxyError {
     let upstream = upstream.to_string();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let (is_connect, err): (bool, BoxError) = match err {
+        SendError::Connect(e) => (true, e),
+        SendError::Http(e) => (false, e.into()),
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
     while let Some(e) = source {
         if let Some(t) = e.downcast_ref::<BodyTooLarge>() {
             return ProxyError::BodyTooLarge { limit: t.limit };
@@ -660,7 +663,7 @@ fn classify(err: hyper_util::client::legacy::Error, upstream: &Authority) -> Pro
                     phase: TimeoutPhase::Send,
                 };
             }
-            if io.kind() == std::io::ErrorKind::TimedOut && err.is_connect() {
+            if io.kind() == std::io::ErrorKind::TimedOut && is_connect {
                 return ProxyError::UpstreamTimeout {
                     upstream,
                     phase: TimeoutPhase::Connect,
@@ -669,15 +672,15 @@ fn classify(err: hyper_util::client::legacy::Error, upstream: &Authority) -> Pro
         }
         source = e.source();
     }
-    if err.is_connect() {
+    if is_connect {
         ProxyError::UpstreamConnect {
             upstream,
-            source: err.into(),
+            source: err,
         }
     } else {
         ProxyError::UpstreamProtocol {
             upstream,
-            source: err.into(),
+            source: err,
         }
     }
 }

@@ -164,15 +164,6 @@ impl ProxyTarget {
         rewritten: bool,
     ) -> Result<Uri, http::Error> {
         let pq = self.upstream_path(original, path, location, rewritten)?;
-        self.uri_to(authority, pq)
-    }
-
-    /// The absolute URI of one attempt.
-    pub(crate) fn uri_to(
-        &self,
-        authority: Authority,
-        pq: PathAndQuery,
-    ) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(authority)
