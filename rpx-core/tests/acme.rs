@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::bounded;
 use pebble::{Pebble, PebbleOptions, TempDir};
 use rpx_core::acme::AcmeOptions;
-use rpx_core::server::{serve_with, ServeOptions};
+use rpx_core::server::{serve_with_cell, ServeOptions, TlsCell};
 use rpx_core::stack::{compile_with, CompileOptions};
 use rpx_core::Rpx;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -30,6 +30,8 @@ struct Rpx2 {
     config: rpx_core::config::Config,
     http: SocketAddr,
     https: SocketAddr,
+    /// Each listener's TLS settings, swapped by [`Rpx2::replace`].
+    tls: Vec<(SocketAddr, TlsCell)>,
     _stops: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -83,6 +85,7 @@ impl Rpx2 {
         snapshot.start_background();
         let rpx = Rpx::new(snapshot);
         let mut stops = Vec::new();
+        let mut tls = Vec::new();
         for (listener, addr) in [(bound.http, http), (bound.https, https)] {
             let Some(spec) = specs.iter().find(|s| s.addr == addr) else {
                 continue;
@@ -91,24 +94,35 @@ impl Rpx2 {
             stops.push(stop);
             let opts = ServeOptions {
                 listen: Some(addr),
-                tls: spec.tls.clone(),
                 ..ServeOptions::default()
             };
-            tokio::spawn(serve_with(listener, rpx.clone(), opts, async move {
-                let _ = stopped.await;
-            }));
+            // What `ListenerSet` does: the TLS settings are swapped on reload.
+            let cell: TlsCell =
+                Arc::new(arc_swap::ArcSwapOption::new(spec.tls.clone().map(Arc::new)));
+            tls.push((addr, cell.clone()));
+            tokio::spawn(serve_with_cell(
+                listener,
+                rpx.clone(),
+                opts,
+                cell,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
         }
         Rpx2 {
             rpx,
             config,
             http,
             https,
+            tls,
             _stops: stops,
         }
     }
 
     /// Swaps in a snapshot of `toml` with a fresh ACME manager (no carry
-    /// over), on the same listeners: pebble validates on fixed ports.
+    /// over), on the same listeners (pebble validates on fixed ports),
+    /// whose TLS settings become the new snapshot's.
     fn replace(&self, toml: &str) {
         let toml = toml
             .replace("{http}", &self.http.to_string())
@@ -123,6 +137,10 @@ impl Rpx2 {
             },
         )
         .unwrap_or_else(|e| panic!("compile:\n{e}"));
+        for (addr, cell) in &self.tls {
+            let spec = snapshot.listeners().iter().find(|l| l.addr == *addr);
+            cell.store(spec.and_then(|l| l.tls.clone()).map(Arc::new));
+        }
         snapshot.start_background();
         self.rpx.swap(snapshot);
     }
@@ -294,8 +312,22 @@ async fn http01_issues_a_certificate_and_a_restart_reuses_it() {
     assert_eq!(*acme.events().borrow(), 0, "no order was attempted");
 }
 
-/// `key=rsa:2048`: the certificate's key is RSA; a restart reuses it, and a
-/// config that now wants another key type does not.
+/// The key of a certificate: `("RSA", bits)` or `("EC", bits)`.
+fn key_of(der: &CertificateDer<'_>) -> (&'static str, usize) {
+    use x509_parser::public_key::PublicKey;
+    let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    match c.public_key().parsed().unwrap() {
+        PublicKey::RSA(k) => ("RSA", k.key_size()),
+        PublicKey::EC(p) => ("EC", p.key_size()),
+        other => panic!("unexpected key {other:?}"),
+    }
+}
+
+/// `key=rsa:2048`: a stored ECDSA certificate is not used when the config
+/// now wants RSA, and the new one is ordered at once; its key is RSA, a
+/// verified handshake (chaining to pebble's root) presents it; a restart
+/// reuses it without an order; a config that wants another key type or
+/// RSA size does not use it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rsa_key_is_issued_stored_and_checked_on_restart() {
     let bound = Bound::new().await;
@@ -325,39 +357,61 @@ async fn an_rsa_key_is_issued_stored_and_checked_on_restart() {
     };
     let issuer = issuer_toml(&pebble, state.path(), "");
     let toml = |key: &str| issuer.clone() + &app(key);
-    let first = Rpx2::start(bound, &toml("rsa:2048")).await;
-    first.issued().await;
     let client = pebble.client().await;
-    let leaf = handshake(first.https, client.clone(), "rsa.rpx.test")
+
+    // An ECDSA certificate first.
+    let first = Rpx2::start(bound, &toml("ecdsa:256")).await;
+    first.issued().await;
+    let ecdsa = handshake(first.https, client.clone(), "rsa.rpx.test")
         .await
         .unwrap();
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
-    match parsed.public_key().parsed().unwrap() {
-        x509_parser::public_key::PublicKey::RSA(k) => assert_eq!(k.key_size(), 2048),
-        other => panic!("not an RSA key: {other:?}"),
-    }
-    drop(first);
+    assert_eq!(key_of(&ecdsa), ("EC", 256));
+
+    // A new manager over the same state directory, wanting RSA: the
+    // stored ECDSA certificate is not served; an RSA one is ordered.
+    first.replace(&toml("rsa:2048"));
+    let second = first;
+    second.issued().await;
+    let acme = second.rpx.snapshot().acme().cloned().unwrap();
+    assert_eq!(acme.status()[0].last_error, None);
+    assert!(*acme.events().borrow() >= 1, "an order was made");
+    let leaf = handshake(second.https, client.clone(), "rsa.rpx.test")
+        .await
+        .unwrap();
+    assert_eq!(key_of(&leaf), ("RSA", 2048));
+    assert_ne!(serial(&leaf), serial(&ecdsa));
+    drop(acme);
+    drop(second);
     pebble.stop_ca();
 
-    // Restart, CA down: the stored RSA certificate serves at once.
-    let second = Rpx2::start(Bound::new().await, &toml("rsa:2048")).await;
-    assert!(second.rpx.snapshot().acme().unwrap().status()[0]
-        .not_after
-        .is_some());
-    let again = handshake(second.https, client.clone(), "rsa.rpx.test")
+    // Restart with the CA down: the stored RSA certificate serves at once,
+    // nothing is ordered.
+    let third = Rpx2::start(Bound::new().await, &toml("rsa:2048")).await;
+    let acme = third.rpx.snapshot().acme().cloned().unwrap();
+    assert!(
+        acme.status()[0].not_after.is_some(),
+        "loaded from the state directory"
+    );
+    let again = handshake(third.https, client.clone(), "rsa.rpx.test")
         .await
         .unwrap();
     assert_eq!(serial(&again), serial(&leaf));
-    drop(second);
+    assert_eq!(*acme.events().borrow(), 0, "no order was attempted");
+    drop(acme);
+    drop(third);
 
-    // The config now wants ECDSA: the stored RSA certificate is not used.
-    let third = Rpx2::start(Bound::new().await, &toml("ecdsa:256")).await;
-    assert!(third.rpx.snapshot().acme().unwrap().status()[0]
-        .not_after
-        .is_none());
-    assert!(handshake(third.https, client, "rsa.rpx.test")
-        .await
-        .is_err());
+    // A config that wants another key type or RSA size does not use it.
+    for other in ["ecdsa:256", "rsa:3072"] {
+        let rpx = Rpx2::start(Bound::new().await, &toml(other)).await;
+        let acme = rpx.rpx.snapshot().acme().cloned().unwrap();
+        assert!(acme.status()[0].not_after.is_none(), "{other}");
+        assert!(
+            handshake(rpx.https, client.clone(), "rsa.rpx.test")
+                .await
+                .is_err(),
+            "{other}"
+        );
+    }
 }
 
 /// The account id (URL) an issuer's state directory holds.
@@ -367,12 +421,14 @@ fn account_id(state: &std::path::Path) -> String {
     json["credentials"]["id"].as_str().unwrap().to_owned()
 }
 
-/// A CA that requires external account binding: without it the CA's
-/// problem is reported and nothing is issued; with it the order succeeds.
+/// A CA that requires external account binding: without it, or with a
+/// wrong MAC key or kid, the CA's problem is reported and nothing is
+/// issued; with it the order succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_account_binding_is_sent_when_the_ca_requires_it() {
     const KID: &str = "kid-rpx";
     const MAC: &str = "cnB4LXRlc3QtaG1hYy1rZXktMDEyMzQ1Njc4OWFiY2Q";
+    const WRONG_MAC: &str = "d3JvbmctaG1hYy1rZXktZm9yLXJweC10ZXN0cy0wMTI";
     let bound = Bound::new().await;
     let (http_port, tls_port) = bound.ports();
     let pebble = Pebble::start(PebbleOptions {
@@ -383,21 +439,58 @@ async fn external_account_binding_is_sent_when_the_ca_requires_it() {
     })
     .await;
 
-    let unbound = TempDir::new("state-eab-none");
-    let toml = issuer_toml(&pebble, unbound.path(), "") + REDIRECT_AND_APP;
-    let rpx = Rpx2::start(bound, &toml).await;
-    let acme = rpx.rpx.snapshot().acme().cloned().unwrap();
-    let mut events = acme.events();
-    bounded(events.changed()).await.unwrap();
-    let error = acme.status()[0].last_error.clone().unwrap();
-    assert!(error.contains("externalAccountRequired"), "{error}");
-    assert!(acme.status()[0].not_after.is_none());
+    /// The first order attempt's error; nothing issued, no account stored.
+    async fn refused(rpx: &Rpx2, state: &std::path::Path) -> String {
+        let acme = rpx.rpx.snapshot().acme().cloned().unwrap();
+        let mut events = acme.events();
+        while acme.status()[0].last_error.is_none() {
+            bounded(events.changed()).await.unwrap();
+        }
+        let status = &acme.status()[0];
+        assert!(status.not_after.is_none());
+        assert!(!state.join("app.rpx.test.crt").exists());
+        assert!(!state.join("account.json").exists());
+        status.last_error.clone().unwrap()
+    }
 
+    // No binding.
+    let none = TempDir::new("state-eab-none");
+    let rpx = Rpx2::start(
+        bound,
+        &(issuer_toml(&pebble, none.path(), "") + REDIRECT_AND_APP),
+    )
+    .await;
+    let error = refused(&rpx, none.path()).await;
+    assert!(error.starts_with("ACME server: "), "{error}");
+    assert!(error.contains("externalAccountRequired"), "{error}");
+
+    // The right kid with a wrong MAC key, and an unknown kid.
+    for (kid, mac, tag) in [
+        (KID, WRONG_MAC, "wrong-mac"),
+        ("kid-unknown", MAC, "wrong-kid"),
+    ] {
+        let state = TempDir::new(&format!("state-eab-{tag}"));
+        let eab = format!("external_account_key = {{ kid = \"{kid}\", key = \"{mac}\" }}");
+        rpx.replace(&(issuer_toml(&pebble, state.path(), &eab) + REDIRECT_AND_APP));
+        let error = refused(&rpx, state.path()).await;
+        assert!(error.starts_with("ACME server: "), "{tag}: {error}");
+        println!("{tag}: {error}");
+    }
+
+    // The right binding, its key in a file (nginx's `external_account_key
+    // kid file`): issued.
     let state = TempDir::new("state-eab");
-    let eab = format!("external_account_key = {{ kid = \"{KID}\", key = \"{MAC}\" }}");
+    let key_file = state.path().join("eab.key");
+    std::fs::write(&key_file, format!("{MAC}\n")).unwrap();
+    let eab = format!(
+        "external_account_key = {{ kid = \"{KID}\", key_file = \"{}\" }}",
+        key_file.display()
+    );
     rpx.replace(&(issuer_toml(&pebble, state.path(), &eab) + REDIRECT_AND_APP));
     rpx.issued().await;
     assert!(state.path().join("app.rpx.test.crt").exists());
+    let client = pebble.client().await;
+    handshake(rpx.https, client, "app.rpx.test").await.unwrap();
 }
 
 /// `account_key`: the account is the key's. Two state directories with
@@ -623,10 +716,23 @@ fn toml_acme_is_checked_and_nginx_acme_converts() {
         "{e}"
     );
 
+    // A key type rpx cannot make is a compile error at its line, listing
+    // the ones it can.
+    let config = parse_toml(
+        "[acme]\nstate = \"off\"\n[[server]]\nlisten = \"127.0.0.1:8443 ssl\"\nserver_name = [\"a.test\"]\nacme = true\nacme_key = \"rsa:1024\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let e = rpx_core::stack::compile(&config).unwrap_err().to_string();
+    assert!(
+        e.contains("key=rsa:1024 is not available: use one of ecdsa:256, ecdsa:384, rsa:2048, rsa:3072, rsa:4096"),
+        "{e}"
+    );
+
     // nginx → TOML → the same issuers and certificates.
     let src = "acme_issuer le {\n uri https://acme.test/dir;\n contact a@b.test;\n state_path off;\n accept_terms_of_service;\n}\n\
                acme_issuer other {\n uri https://other.test/dir;\n challenge dns;\n dns_hook /bin/hook;\n}\n\
-               server {\n listen 127.0.0.1:8443 ssl;\n server_name a.test;\n acme_certificate le;\n ssl_certificate $acme_certificate;\n ssl_certificate_key $acme_certificate_key;\n}\n\
+               server {\n listen 127.0.0.1:8443 ssl;\n server_name a.test;\n acme_certificate le key=rsa:3072;\n ssl_certificate $acme_certificate;\n ssl_certificate_key $acme_certificate_key;\n}\n\
                server {\n listen 127.0.0.1:8444 ssl;\n server_name b.test;\n acme_certificate other *.b.test key=ecdsa:384;\n ssl_certificate $acme_certificate;\n ssl_certificate_key $acme_certificate_key;\n}\n";
     let loaded =
         nginx::config_from_str(src, std::path::Path::new("n.conf"), LoadOptions::default());

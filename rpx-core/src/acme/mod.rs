@@ -74,37 +74,52 @@ pub enum KeyAlg {
     EcdsaP256,
     /// ECDSA P-384.
     EcdsaP384,
-    /// RSA with a modulus of this many bits: 2048, 3072 or 4096.
-    Rsa(u16),
+    /// RSA, 2048-bit modulus.
+    Rsa2048,
+    /// RSA, 3072-bit modulus.
+    Rsa3072,
+    /// RSA, 4096-bit modulus.
+    Rsa4096,
 }
 
 const KEY_NAMES: &str = "ecdsa:256, ecdsa:384, rsa:2048, rsa:3072, rsa:4096";
 
 impl KeyAlg {
     /// Parses `ecdsa:256`, `ecdsa:384`, `rsa:2048`, `rsa:3072`, `rsa:4096`
-    /// (`ecdsa` alone is P-256, `rsa` alone 2048 bits).
+    /// (`ecdsa` alone is P-256, `rsa` alone 2048 bits), in any case.
     ///
     /// # Errors
-    /// Other algorithms and sizes (P-521: *ring* has no P-521 signing).
+    /// Other algorithms and sizes (P-521: *ring* has no P-521 signing),
+    /// with a message listing the accepted ones.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "ecdsa" | "ecdsa:256" => Ok(KeyAlg::EcdsaP256),
             "ecdsa:384" => Ok(KeyAlg::EcdsaP384),
-            "rsa" | "rsa:2048" => Ok(KeyAlg::Rsa(2048)),
-            "rsa:3072" => Ok(KeyAlg::Rsa(3072)),
-            "rsa:4096" => Ok(KeyAlg::Rsa(4096)),
-            other => Err(format!(
-                "key={other} is not available: use one of {KEY_NAMES}"
-            )),
+            "rsa" | "rsa:2048" => Ok(KeyAlg::Rsa2048),
+            "rsa:3072" => Ok(KeyAlg::Rsa3072),
+            "rsa:4096" => Ok(KeyAlg::Rsa4096),
+            _ => Err(format!("key={s} is not available: use one of {KEY_NAMES}")),
         }
     }
 
     /// The name `parse` takes.
-    pub fn name(self) -> String {
+    pub fn name(self) -> &'static str {
         match self {
-            KeyAlg::EcdsaP256 => "ecdsa:256".into(),
-            KeyAlg::EcdsaP384 => "ecdsa:384".into(),
-            KeyAlg::Rsa(bits) => format!("rsa:{bits}"),
+            KeyAlg::EcdsaP256 => "ecdsa:256",
+            KeyAlg::EcdsaP384 => "ecdsa:384",
+            KeyAlg::Rsa2048 => "rsa:2048",
+            KeyAlg::Rsa3072 => "rsa:3072",
+            KeyAlg::Rsa4096 => "rsa:4096",
+        }
+    }
+
+    /// The RSA modulus size in bits; `None` for ECDSA.
+    pub fn rsa_bits(self) -> Option<usize> {
+        match self {
+            KeyAlg::EcdsaP256 | KeyAlg::EcdsaP384 => None,
+            KeyAlg::Rsa2048 => Some(2048),
+            KeyAlg::Rsa3072 => Some(3072),
+            KeyAlg::Rsa4096 => Some(4096),
         }
     }
 
@@ -113,41 +128,43 @@ impl KeyAlg {
         match self {
             KeyAlg::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyAlg::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            KeyAlg::Rsa(_) => &rcgen::PKCS_RSA_SHA256,
+            KeyAlg::Rsa2048 | KeyAlg::Rsa3072 | KeyAlg::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
         }
     }
 
-    /// True when `pki` (a certificate's public key) is a key of this type.
+    /// True when `pki` (a certificate's public key) is a key of this type
+    /// and size.
     fn matches(self, pki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> bool {
         use x509_parser::public_key::PublicKey;
         match (self, pki.parsed()) {
-            (KeyAlg::Rsa(bits), Ok(PublicKey::RSA(rsa))) => rsa.key_size() == usize::from(bits),
-            (KeyAlg::Rsa(_), _) => false,
-            (ecdsa, Ok(PublicKey::EC(point))) => {
-                point.key_size() == if ecdsa == KeyAlg::EcdsaP256 { 256 } else { 384 }
+            (KeyAlg::EcdsaP256, Ok(PublicKey::EC(point))) => point.key_size() == 256,
+            (KeyAlg::EcdsaP384, Ok(PublicKey::EC(point))) => point.key_size() == 384,
+            (KeyAlg::Rsa2048 | KeyAlg::Rsa3072 | KeyAlg::Rsa4096, Ok(PublicKey::RSA(rsa))) => {
+                Some(rsa.key_size()) == self.rsa_bits()
             }
             _ => false,
         }
     }
 
-    /// A new private key. RSA keys take a while (tens to hundreds of
-    /// milliseconds): call it off the async threads.
+    /// A new private key. RSA keys take a while (tens of milliseconds to
+    /// seconds): call it off the async threads (`spawn_blocking`).
     fn generate(self) -> Result<rcgen::KeyPair, AcmeError> {
         let err = |e: String| AcmeError::Key(e);
-        match self {
-            KeyAlg::Rsa(bits) => {
-                // ring signs with RSA keys but cannot make them; the `rsa`
-                // crate only generates this one and hands it over as PKCS#8.
-                use rsa::pkcs8::EncodePrivateKey;
-                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, usize::from(bits))
-                    .map_err(|e| err(e.to_string()))?;
-                let der = key.to_pkcs8_der().map_err(|e| err(e.to_string()))?;
-                let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
-                rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, self.signature())
-                    .map_err(|e| err(e.to_string()))
-            }
-            _ => rcgen::KeyPair::generate_for(self.signature()).map_err(|e| err(e.to_string())),
-        }
+        let Some(bits) = self.rsa_bits() else {
+            return rcgen::KeyPair::generate_for(self.signature()).map_err(|e| err(e.to_string()));
+        };
+        // *ring* signs with RSA keys but cannot make them, so the `rsa`
+        // crate only generates the key and hands it over as PKCS#8; all
+        // signing is ring's (CSR here, handshakes in rustls). Its
+        // RUSTSEC-2023-0071 (Marvin: timing of RSA decryption) therefore
+        // does not apply: we never decrypt or sign with `rsa`.
+        use rsa::pkcs8::EncodePrivateKey;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits)
+            .map_err(|e| err(e.to_string()))?;
+        let der = key.to_pkcs8_der().map_err(|e| err(e.to_string()))?;
+        let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+        rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, self.signature())
+            .map_err(|e| err(e.to_string()))
     }
 }
 
@@ -409,14 +426,15 @@ mod key_tests {
             ("ecdsa", KeyAlg::EcdsaP256),
             ("ECDSA:256", KeyAlg::EcdsaP256),
             ("ecdsa:384", KeyAlg::EcdsaP384),
-            ("rsa", KeyAlg::Rsa(2048)),
-            ("rsa:3072", KeyAlg::Rsa(3072)),
-            ("rsa:4096", KeyAlg::Rsa(4096)),
+            ("rsa", KeyAlg::Rsa2048),
+            ("RSA:2048", KeyAlg::Rsa2048),
+            ("rsa:3072", KeyAlg::Rsa3072),
+            ("rsa:4096", KeyAlg::Rsa4096),
         ] {
             assert_eq!(KeyAlg::parse(name), Ok(alg), "{name}");
-            assert_eq!(KeyAlg::parse(&alg.name()), Ok(alg));
+            assert_eq!(KeyAlg::parse(alg.name()), Ok(alg));
         }
-        for bad in ["ecdsa:521", "rsa:1024", "ed25519"] {
+        for bad in ["ecdsa:521", "rsa:1024", "rsa:8192", "rsa:", "ed25519", ""] {
             assert_eq!(
                 KeyAlg::parse(bad).unwrap_err(),
                 format!("key={bad} is not available: use one of ecdsa:256, ecdsa:384, rsa:2048, rsa:3072, rsa:4096")
@@ -427,7 +445,7 @@ mod key_tests {
     /// A generated key signs a CSR whose public key is of the asked type.
     #[test]
     fn generated_keys_are_what_was_asked() {
-        for alg in [KeyAlg::EcdsaP256, KeyAlg::EcdsaP384, KeyAlg::Rsa(2048)] {
+        for alg in [KeyAlg::EcdsaP256, KeyAlg::EcdsaP384, KeyAlg::Rsa2048] {
             let key = alg.generate().unwrap();
             let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
                 .unwrap()
@@ -435,7 +453,13 @@ mod key_tests {
                 .unwrap();
             let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
             assert!(alg.matches(parsed.public_key()), "{alg:?}");
-            for other in [KeyAlg::EcdsaP256, KeyAlg::EcdsaP384, KeyAlg::Rsa(3072)] {
+            for other in [
+                KeyAlg::EcdsaP256,
+                KeyAlg::EcdsaP384,
+                KeyAlg::Rsa2048,
+                KeyAlg::Rsa3072,
+                KeyAlg::Rsa4096,
+            ] {
                 assert_eq!(other.matches(parsed.public_key()), other == alg);
             }
             // rustls (ring) can serve with it.
