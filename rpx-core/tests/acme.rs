@@ -421,6 +421,33 @@ fn account_id(state: &std::path::Path) -> String {
     json["credentials"]["id"].as_str().unwrap().to_owned()
 }
 
+/// The account's private key (PKCS#8 DER) an issuer's state directory holds.
+fn account_key(state: &std::path::Path) -> Vec<u8> {
+    let data = std::fs::read(state.join("account.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    let b64 = json["credentials"]["key_pkcs8"].as_str().unwrap();
+    // base64url without padding, as instant-acme writes it.
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in b64.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {b64}"),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
 /// A CA that requires external account binding: without it, or with a
 /// wrong MAC key or kid, the CA's problem is reported and nothing is
 /// issued; with it the order succeeds.
@@ -464,17 +491,30 @@ async fn external_account_binding_is_sent_when_the_ca_requires_it() {
     assert!(error.starts_with("ACME server: "), "{error}");
     assert!(error.contains("externalAccountRequired"), "{error}");
 
-    // The right kid with a wrong MAC key, and an unknown kid.
-    for (kid, mac, tag) in [
-        (KID, WRONG_MAC, "wrong-mac"),
-        ("kid-unknown", MAC, "wrong-kid"),
+    // The right kid with a wrong MAC key, and an unknown kid: the CA's
+    // problem, as it said it.
+    for (kid, mac, problem) in [
+        (
+            KID,
+            WRONG_MAC,
+            "external account binding JWS verification error",
+        ),
+        (
+            "kid-unknown",
+            MAC,
+            "'kid' references a key that is not known",
+        ),
     ] {
-        let state = TempDir::new(&format!("state-eab-{tag}"));
+        let state = TempDir::new("state-eab-wrong");
         let eab = format!("external_account_key = {{ kid = \"{kid}\", key = \"{mac}\" }}");
         rpx.replace(&(issuer_toml(&pebble, state.path(), &eab) + REDIRECT_AND_APP));
         let error = refused(&rpx, state.path()).await;
-        assert!(error.starts_with("ACME server: "), "{tag}: {error}");
-        println!("{tag}: {error}");
+        assert!(error.starts_with("ACME server: "), "{error}");
+        assert!(error.contains(problem), "{error}");
+        assert!(
+            error.contains("urn:ietf:params:acme:error:unauthorized"),
+            "{error}"
+        );
     }
 
     // The right binding, its key in a file (nginx's `external_account_key
@@ -494,7 +534,9 @@ async fn external_account_binding_is_sent_when_the_ca_requires_it() {
 }
 
 /// `account_key`: the account is the key's. Two state directories with
-/// the same key file get the same account from the CA.
+/// the same key file (an ECDSA P-256 PKCS#8 PEM made here) get the same
+/// account from the CA, and both store that key; without the file the
+/// account and its key are new.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_key_file_is_the_account() {
     let bound = Bound::new().await;
@@ -507,11 +549,8 @@ async fn an_account_key_file_is_the_account() {
     .await;
     let keys = TempDir::new("account-key");
     let key_file = keys.path().join("account.pem");
-    std::fs::write(
-        &key_file,
-        rcgen::KeyPair::generate().unwrap().serialize_pem(),
-    )
-    .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
     let with_key = format!("account_key = \"{}\"", key_file.display());
 
     let first = TempDir::new("state-key-1");
@@ -526,12 +565,17 @@ async fn an_account_key_file_is_the_account() {
     rpx.replace(&(issuer_toml(&pebble, second.path(), &with_key) + REDIRECT_AND_APP));
     rpx.issued().await;
     assert_eq!(account_id(first.path()), account_id(second.path()));
+    // And the account's key, as stored, is the file's.
+    for dir in [first.path(), second.path()] {
+        assert_eq!(account_key(dir), key.serialize_der(), "{}", dir.display());
+    }
 
     // Without the key file a third directory is a new account.
     let third = TempDir::new("state-key-3");
     rpx.replace(&(issuer_toml(&pebble, third.path(), "") + REDIRECT_AND_APP));
     rpx.issued().await;
     assert_ne!(account_id(first.path()), account_id(third.path()));
+    assert_ne!(account_key(third.path()), key.serialize_der());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,7 +105,10 @@ pub struct AcmeCertificateConfig {
     pub issuer: String,
     /// Names on the certificate; empty: the server's `server_name`s.
     pub identifiers: Vec<String>,
-    /// `key=`: `ecdsa:256` (default), `ecdsa:384`, `rsa:2048`, `rsa:3072`, `rsa:4096`.
+    /// `key=` (TOML `acme_key`): `ecdsa:256` (default), `ecdsa:384`,
+    /// `rsa:2048`, `rsa:3072`, `rsa:4096`; `ecdsa` alone is P-256, `rsa`
+    /// alone 2048 bits. Checked when the config is compiled
+    /// ([`crate::acme::KeyAlg::parse`]): anything else is an error there.
     pub key: Option<Spanned<String>>,
 }
 
