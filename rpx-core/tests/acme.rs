@@ -56,6 +56,20 @@ impl Bound {
     }
 }
 
+/// Listeners for rpx and a pebble that validates on their ports
+/// (`opts`' ports are filled in).
+async fn with_pebble(opts: PebbleOptions) -> (Bound, Pebble) {
+    let bound = Bound::new().await;
+    let (http_port, tls_port) = bound.ports();
+    let pebble = Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        ..opts
+    })
+    .await;
+    (bound, pebble)
+}
+
 fn fast() -> AcmeOptions {
     AcmeOptions {
         retry_min: Duration::from_millis(300),
@@ -223,14 +237,7 @@ const REDIRECT_AND_APP: &str = r#"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_a_certificate_and_a_restart_reuses_it() {
-    let bound = Bound::new().await;
-    let (http_port, tls_port) = bound.ports();
-    let mut pebble = Pebble::start(PebbleOptions {
-        http_port,
-        tls_port,
-        ..PebbleOptions::default()
-    })
-    .await;
+    let (bound, mut pebble) = with_pebble(PebbleOptions::default()).await;
     let state = TempDir::new("state-http01");
     let toml = issuer_toml(&pebble, state.path(), "") + REDIRECT_AND_APP;
     let first = Rpx2::start(bound, &toml).await;
@@ -330,14 +337,7 @@ fn key_of(der: &CertificateDer<'_>) -> (&'static str, usize) {
 /// RSA size does not use it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rsa_key_is_issued_stored_and_checked_on_restart() {
-    let bound = Bound::new().await;
-    let (http_port, tls_port) = bound.ports();
-    let mut pebble = Pebble::start(PebbleOptions {
-        http_port,
-        tls_port,
-        ..PebbleOptions::default()
-    })
-    .await;
+    let (bound, mut pebble) = with_pebble(PebbleOptions::default()).await;
     let state = TempDir::new("state-rsa");
     let app = |key: &str| {
         format!(
@@ -456,11 +456,7 @@ async fn external_account_binding_is_sent_when_the_ca_requires_it() {
     const KID: &str = "kid-rpx";
     const MAC: &str = "cnB4LXRlc3QtaG1hYy1rZXktMDEyMzQ1Njc4OWFiY2Q";
     const WRONG_MAC: &str = "d3JvbmctaG1hYy1rZXktZm9yLXJweC10ZXN0cy0wMTI";
-    let bound = Bound::new().await;
-    let (http_port, tls_port) = bound.ports();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port,
-        tls_port,
+    let (bound, pebble) = with_pebble(PebbleOptions {
         eab: Some((KID, MAC)),
         ..PebbleOptions::default()
     })
@@ -539,14 +535,7 @@ async fn external_account_binding_is_sent_when_the_ca_requires_it() {
 /// account and its key are new.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_key_file_is_the_account() {
-    let bound = Bound::new().await;
-    let (http_port, tls_port) = bound.ports();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port,
-        tls_port,
-        ..PebbleOptions::default()
-    })
-    .await;
+    let (bound, pebble) = with_pebble(PebbleOptions::default()).await;
     let keys = TempDir::new("account-key");
     let key_file = keys.path().join("account.pem");
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -612,14 +601,7 @@ async fn tls_alpn01_issues_a_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns01_issues_a_wildcard_through_the_hook() {
-    let bound = Bound::new().await;
-    let (http_port, tls_port) = bound.ports();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port,
-        tls_port,
-        ..PebbleOptions::default()
-    })
-    .await;
+    let (bound, pebble) = with_pebble(PebbleOptions::default()).await;
     let state = TempDir::new("state-dns");
     let hook = pebble.dns_hook();
     let toml = issuer_toml(
@@ -687,11 +669,7 @@ async fn a_due_certificate_is_renewed_and_served_without_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_down_at_start_delays_only_its_names() {
-    let bound = Bound::new().await;
-    let (http_port, tls_port) = bound.ports();
-    let mut pebble = Pebble::start(PebbleOptions {
-        http_port,
-        tls_port,
+    let (bound, mut pebble) = with_pebble(PebbleOptions {
         down: true,
         ..PebbleOptions::default()
     })
