@@ -24,8 +24,12 @@ fn full(text: &'static str) -> BoxBody {
     BodyExt::boxed(Full::new(Bytes::from(text)).map_err(|e| match e {}))
 }
 
-/// An upstream answering `ok`, and echoing WebSocket messages on `/ws`.
-async fn upstream() -> SocketAddr {
+/// An upstream on 127.0.0.1 answering with `handler` (upgrades on).
+async fn upstream_with<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<BoxBody>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -33,37 +37,11 @@ async fn upstream() -> SocketAddr {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            let handler = handler.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|mut req: Request<Incoming>| async move {
-                    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-                        return Ok::<_, std::convert::Infallible>(Response::new(full("ok")));
-                    };
-                    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
-                        key.as_bytes(),
-                    );
-                    let upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(async move {
-                        let Ok(io) = upgrade.await else { return };
-                        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                            TokioIo::new(io),
-                            tokio_tungstenite::tungstenite::protocol::Role::Server,
-                            None,
-                        )
-                        .await;
-                        let (mut tx, mut rx) = ws.split();
-                        while let Some(Ok(m)) = rx.next().await {
-                            if m.is_text() && tx.send(m).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                    Ok(Response::builder()
-                        .status(101)
-                        .header("upgrade", "websocket")
-                        .header("connection", "upgrade")
-                        .header("sec-websocket-accept", accept)
-                        .body(BodyExt::boxed(Empty::new().map_err(|e| match e {})))
-                        .unwrap())
+                let svc = hyper::service::service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -73,6 +51,40 @@ async fn upstream() -> SocketAddr {
         }
     });
     addr
+}
+
+/// An upstream answering `ok`, and echoing WebSocket messages on `/ws`.
+async fn upstream() -> SocketAddr {
+    upstream_with(|mut req: Request<Incoming>| async move {
+        let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+            return Response::new(full("ok"));
+        };
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(io) = upgrade.await else { return };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(io),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            let (mut tx, mut rx) = ws.split();
+            while let Some(Ok(m)) = rx.next().await {
+                if m.is_text() && tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Response::builder()
+            .status(101)
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header("sec-websocket-accept", accept)
+            .body(BodyExt::boxed(Empty::new().map_err(|e| match e {})))
+            .unwrap()
+    })
+    .await
 }
 
 /// A running `rpx run` with a pid file; its stdout lines arrive on `lines`.
@@ -185,7 +197,8 @@ fn client(
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
-async fn get(addr: SocketAddr) -> Result<(u16, String), String> {
+/// A GET of `/x` through rpx: the status and the response headers.
+async fn fetch(addr: SocketAddr) -> Result<(u16, http::HeaderMap), String> {
     let req = Request::get(format!("http://{addr}/x"))
         .body(BodyExt::boxed(Empty::new().map_err(|e| match e {})))
         .unwrap();
@@ -193,14 +206,22 @@ async fn get(addr: SocketAddr) -> Result<(u16, String), String> {
         .await
         .map_err(|_| "timeout".to_owned())?
         .map_err(|e| e.to_string())?;
-    let version = res
-        .headers()
-        .get("x-version")
+    let (parts, body) = res.into_parts();
+    body.collect().await.map_err(|e| e.to_string())?;
+    Ok((parts.status.as_u16(), parts.headers))
+}
+
+fn header(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
         .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let status = res.status().as_u16();
-    res.into_body().collect().await.map_err(|e| e.to_string())?;
-    Ok((status, version))
+        .unwrap_or_default()
+}
+
+/// The status and rpx's `X-Version`.
+async fn get(addr: SocketAddr) -> Result<(u16, String), String> {
+    let (status, headers) = fetch(addr).await?;
+    Ok((status, header(&headers, "x-version")))
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -343,55 +364,28 @@ listen = "127.0.0.2:0"
 /// An upstream answering with its `name` in `X-Served-By`; its `/healthz`
 /// answers `health_status`.
 async fn named_upstream(name: &'static str, health_status: u16) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                    let status = if req.uri().path() == "/healthz" {
-                        health_status
-                    } else {
-                        200
-                    };
-                    Ok::<_, std::convert::Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .header("x-served-by", name)
-                            .body(full("hi"))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    upstream_with(move |req: Request<Incoming>| async move {
+        let status = if req.uri().path() == "/healthz" {
+            health_status
+        } else {
+            200
+        };
+        Response::builder()
+            .status(status)
+            .header("x-served-by", name)
+            .body(full("hi"))
+            .unwrap()
+    })
+    .await
 }
 
 /// Who served a request to `addr`, and rpx's `X-Version`.
 async fn served_by(addr: SocketAddr) -> (String, String) {
-    let req = Request::get(format!("http://{addr}/x"))
-        .body(BodyExt::boxed(Empty::new().map_err(|e| match e {})))
-        .unwrap();
-    let res = tokio::time::timeout(LIMIT, client().request(req))
-        .await
-        .expect("rpx answers in time")
-        .unwrap();
-    let header = |n: &str| {
-        res.headers()
-            .get(n)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
-    let seen = (header("x-served-by"), header("x-version"));
-    res.into_body().collect().await.unwrap();
-    seen
+    let (_, headers) = fetch(addr).await.expect("rpx answers");
+    (
+        header(&headers, "x-served-by"),
+        header(&headers, "x-version"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

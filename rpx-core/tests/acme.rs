@@ -78,23 +78,34 @@ fn fast() -> AcmeOptions {
     }
 }
 
+/// `toml` with `{http}`/`{https}` filled in, compiled with a fresh ACME
+/// manager and short retry waits.
+fn compile_on(
+    toml: &str,
+    http: SocketAddr,
+    https: SocketAddr,
+) -> (rpx_core::config::Config, rpx_core::Snapshot) {
+    let toml = toml
+        .replace("{http}", &http.to_string())
+        .replace("{https}", &https.to_string());
+    let config =
+        rpx_core::config::parse_toml(&toml, "acme.toml").unwrap_or_else(|e| panic!("config:\n{e}"));
+    let snapshot = compile_with(
+        &config,
+        &CompileOptions {
+            previous: None,
+            acme: fast(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("compile:\n{e}"));
+    (config, snapshot)
+}
+
 impl Rpx2 {
     async fn start(bound: Bound, toml: &str) -> Rpx2 {
         let http = bound.http.local_addr().unwrap();
         let https = bound.https.local_addr().unwrap();
-        let toml = toml
-            .replace("{http}", &http.to_string())
-            .replace("{https}", &https.to_string());
-        let config = rpx_core::config::parse_toml(&toml, "acme.toml")
-            .unwrap_or_else(|e| panic!("config:\n{e}"));
-        let snapshot = compile_with(
-            &config,
-            &CompileOptions {
-                previous: None,
-                acme: fast(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("compile:\n{e}"));
+        let (config, snapshot) = compile_on(toml, http, https);
         let specs = snapshot.listeners().to_vec();
         snapshot.start_background();
         let rpx = Rpx::new(snapshot);
@@ -138,19 +149,7 @@ impl Rpx2 {
     /// over), on the same listeners (pebble validates on fixed ports),
     /// whose TLS settings become the new snapshot's.
     fn replace(&self, toml: &str) {
-        let toml = toml
-            .replace("{http}", &self.http.to_string())
-            .replace("{https}", &self.https.to_string());
-        let config = rpx_core::config::parse_toml(&toml, "acme.toml")
-            .unwrap_or_else(|e| panic!("config:\n{e}"));
-        let snapshot = compile_with(
-            &config,
-            &CompileOptions {
-                previous: None,
-                acme: fast(),
-            },
-        )
-        .unwrap_or_else(|e| panic!("compile:\n{e}"));
+        let (_, snapshot) = compile_on(toml, self.http, self.https);
         for (addr, cell) in &self.tls {
             let spec = snapshot.listeners().iter().find(|l| l.addr == *addr);
             cell.store(spec.and_then(|l| l.tls.clone()).map(Arc::new));

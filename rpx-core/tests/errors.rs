@@ -348,17 +348,9 @@ async fn upstream_not_reading_the_upload_is_504_after_send_timeout() {
             let _ = keep.send(s);
         }
     });
-    let p = Proxy::start(&format!(
-        r#"
-        [[server]]
-        listen = "127.0.0.1:0"
-        client_max_body_size = "0"
-          [[server.location]]
-          path = "/"
-          proxy_pass = "http://{addr}"
-          proxy_send_timeout = "300ms"
-          proxy_read_timeout = "60s"
-        "#
+    let p = Proxy::start(&proxy_to(
+        &format!("http://{addr}"),
+        "proxy_send_timeout = \"300ms\"\nproxy_read_timeout = \"60s\"",
     ))
     .await;
     // 256 MiB, far beyond what loopback socket buffers hold.
@@ -403,15 +395,9 @@ async fn upstream_not_accepting_is_504_after_connect_timeout() {
         }
     }
     assert!(full, "the accept queue never filled");
-    let p = Proxy::start(&format!(
-        r#"
-        [[server]]
-        listen = "127.0.0.1:0"
-          [[server.location]]
-          path = "/"
-          proxy_pass = "http://{addr}"
-          proxy_connect_timeout = "300ms"
-        "#
+    let p = Proxy::start(&proxy_to(
+        &format!("http://{addr}"),
+        "proxy_connect_timeout = \"300ms\"",
     ))
     .await;
     // Without the timeout the kernel would retry the SYN for minutes, far
@@ -451,10 +437,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
             });
         }
     });
-    let p = Proxy::start(&format!(
-        "[[server]]\nlisten = \"127.0.0.1:0\"\n[[server.location]]\npath = \"/\"\nproxy_pass = \"http://{addr}\"\n"
-    ))
-    .await;
+    let p = Proxy::start(&proxy_to(&format!("http://{addr}"), "")).await;
     for i in 0..10 {
         let (status, _, body) = get(&p.url("/"), &[]).await;
         assert_eq!(

@@ -191,6 +191,11 @@ impl Proxy {
 /// A server on 127.0.0.1:0 whose one location `/` proxies to `upstream`,
 /// with unlimited bodies and `extra` lines in the location.
 pub fn proxy_config(upstream: &Upstream, extra: &str) -> String {
+    proxy_to(&upstream.url(), extra)
+}
+
+/// [`proxy_config`] for any `proxy_pass` URL.
+pub fn proxy_to(url: &str, extra: &str) -> String {
     format!(
         r#"
         [[server]]
@@ -198,10 +203,9 @@ pub fn proxy_config(upstream: &Upstream, extra: &str) -> String {
         client_max_body_size = 0
           [[server.location]]
           path = "/"
-          proxy_pass = "{}"
+          proxy_pass = "{url}"
           {extra}
-        "#,
-        upstream.url()
+        "#
     )
 }
 
