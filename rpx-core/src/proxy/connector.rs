@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -210,15 +210,6 @@ impl Write for UpstreamIo {
     }
 }
 
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        match self {
-            UpstreamIo::Plain(io) => io.connected(),
-            UpstreamIo::Tls(io) => io.inner().get_ref().0.connected(),
-        }
-    }
-}
-
 pin_project_lite::pin_project! {
     /// An IO whose writes fail with [`SendTimedOut`] after being blocked for
     /// the timeout.
@@ -317,11 +308,5 @@ impl<T: Write> Write for TimedIo<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().io.poll_shutdown(cx)
-    }
-}
-
-impl<T: Connection> Connection for TimedIo<T> {
-    fn connected(&self) -> Connected {
-        self.io.connected()
     }
 }
