@@ -33,20 +33,21 @@ pin_project_lite::pin_project! {
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
-        #[pin]
-        sleep: Sleep,
+        // Made on the first wait: a body that is ready whenever it is
+        // read (most small ones) never touches the timer.
+        sleep: Option<Pin<Box<Sleep>>>,
         timeout: Option<Duration>,
         waiting: bool,
     }
 }
 
 impl<B> IdleTimeout<B> {
-    /// Wraps `inner`; `None` disables the timeout. Must be called inside a
+    /// Wraps `inner`; `None` disables the timeout. Must be polled inside a
     /// tokio runtime.
     pub fn new(inner: B, timeout: Option<Duration>) -> Self {
         IdleTimeout {
             inner,
-            sleep: tokio::time::sleep(timeout.unwrap_or(Duration::ZERO)),
+            sleep: None,
             timeout,
             waiting: false,
         }
@@ -65,7 +66,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
+        let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 *this.waiting = false;
@@ -75,11 +76,16 @@ where
                 let Some(timeout) = *this.timeout else {
                     return Poll::Pending;
                 };
-                if !*this.waiting {
-                    *this.waiting = true;
-                    this.sleep.as_mut().reset(Instant::now() + timeout);
-                }
-                match this.sleep.poll(cx) {
+                let sleep = match this.sleep {
+                    Some(sleep) if *this.waiting => sleep,
+                    Some(sleep) => {
+                        sleep.as_mut().reset(Instant::now() + timeout);
+                        sleep
+                    }
+                    None => this.sleep.insert(Box::pin(tokio::time::sleep(timeout))),
+                };
+                *this.waiting = true;
+                match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(timeout))))),
                     Poll::Pending => Poll::Pending,
                 }

@@ -6,6 +6,7 @@
 
 mod body;
 mod connector;
+mod h1;
 mod pool;
 mod reuse;
 mod target;
@@ -560,7 +561,7 @@ type Answered = (Response<PooledBody>, Pick, Duration);
 
 fn respond(
     inner: &Inner,
-    mut res: Response<PooledBody>,
+    res: Response<PooledBody>,
     pick: Pick,
     head_time: Duration,
     redirect_targets: &[String],
@@ -573,13 +574,17 @@ fn respond(
                 upstream: upstream.to_string(),
             });
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        let (mut parts, body) = res.into_parts();
+        let Some(upstream_io) = body.into_upgraded() else {
+            return Err(ProxyError::UnexpectedUpgrade {
+                upstream: upstream.to_string(),
+            });
+        };
         tokio::spawn(upgrade::bridge(
             client_upgrade,
-            upstream_upgrade,
+            upstream_io,
             upstream.to_string(),
         ));
-        let (mut parts, _) = res.into_parts();
         strip_hop_by_hop(&mut parts.headers, true);
         inner
             .response_headers
@@ -646,7 +651,7 @@ fn classify(err: SendError, upstream: &Authority) -> ProxyError {
     let upstream = upstream.to_string();
     let (is_connect, err): (bool, BoxError) = match err {
         SendError::Connect(e) => (true, e),
-        SendError::Http(e) => (false, e.into()),
+        SendError::Http(e) => (false, e),
     };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
     while let Some(e) = source {

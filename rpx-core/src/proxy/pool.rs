@@ -1,11 +1,13 @@
 //! Keep-alive connections to upstream servers (nginx's `keepalive`).
 //!
-//! One idle list per server, HTTP/1.1 over `hyper::client::conn::http1`.
+//! One idle list per server, HTTP/1.1 through rpx's own codec ([`super::h1`]).
 //! A connection goes back to its list the moment its response body ends,
-//! from the body itself: no task per request, no pool key hashing. The
-//! most recently used connection is taken first; one that went stale while
-//! idle is dropped and the request, not yet sent, goes on the next.
+//! from the body itself: no task per connection or request, no pool key
+//! hashing. The most recently used connection is taken first; one found
+//! closed at checkout is dropped, and one that closes under a request
+//! before any answer (the body unread) hands the request to the next.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -14,16 +16,13 @@ use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use std::pin::Pin;
+use hyper_util::rt::TokioIo;
 use tower::Service;
 
 use super::connector::UpstreamConnector;
+use super::h1::{Conn, Exchange, H1Error, ResponseBody};
 use super::UpstreamReqBody;
 use crate::error::BoxError;
-
-type Sender = http1::SendRequest<UpstreamReqBody>;
 
 /// Why a request got no response head.
 #[derive(Debug)]
@@ -31,7 +30,18 @@ pub(crate) enum SendError {
     /// No connection: refused, unreachable, TLS failed, `proxy_connect_timeout`.
     Connect(BoxError),
     /// The exchange failed on a connection (send timeout, reset, bad response).
-    Http(hyper::Error),
+    Http(BoxError),
+}
+
+impl From<H1Error> for SendError {
+    fn from(e: H1Error) -> Self {
+        // The causes travel bare, for the error mapping to find them.
+        SendError::Http(match e {
+            H1Error::Io(io) => Box::new(io),
+            H1Error::Body(body) => body,
+            other => Box::new(other),
+        })
+    }
 }
 
 /// The connections of one `proxy_pass`, towards each of its servers.
@@ -53,7 +63,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -81,32 +91,31 @@ impl Pool {
     pub(crate) async fn send(
         &self,
         server: &Authority,
-        mut req: Request<UpstreamReqBody>,
+        req: Request<UpstreamReqBody>,
     ) -> Result<Response<PooledBody>, SendError> {
-        while let Some(mut sender) = self.inner.checkout(server) {
-            // Alive and idle: ready at once. Closed while idle: an error.
-            // Still busy (an early answer while the upload went on): not
-            // worth waiting for, it closes when dropped.
-            let ready = std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await;
-            if !matches!(ready, Poll::Ready(Ok(()))) {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(res) => return Ok(self.wrap(res, sender, server)),
-                Err(mut e) => match e.take_message() {
-                    // Not sent: the connection closed first. Next one.
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Http(e.into_error())),
+        let (head, mut body) = req.into_parts();
+        while let Some(conn) = self.inner.checkout(server) {
+            match conn.exchange(&head, body).response().await {
+                Ok((res, exchange)) => return Ok(self.wrap(res, exchange, server)),
+                // Closed under us before any answer, body unread: the
+                // next connection gets the request (as nginx does).
+                Err(failed) => match failed.retryable {
+                    Some(unsent) => body = unsent,
+                    None => return Err(failed.error.into()),
                 },
             }
         }
-        let mut sender = self.connect(server).await?;
-        let res = sender.send_request(req).await.map_err(SendError::Http)?;
-        Ok(self.wrap(res, sender, server))
+        let conn = self.connect(server).await?;
+        let (res, exchange) = conn
+            .exchange(&head, body)
+            .response()
+            .await
+            .map_err(|f| SendError::from(f.error))?;
+        Ok(self.wrap(res, exchange, server))
     }
 
-    /// A new connection, its driver spawned.
-    async fn connect(&self, server: &Authority) -> Result<Sender, SendError> {
+    /// A new connection.
+    async fn connect(&self, server: &Authority) -> Result<Conn, SendError> {
         let uri = Uri::builder()
             .scheme(self.inner.scheme.clone())
             .authority(server.clone())
@@ -115,60 +124,44 @@ impl Pool {
             .map_err(|e| SendError::Connect(e.into()))?;
         let mut connector = self.inner.connector.clone();
         let io = connector.call(uri).await.map_err(SendError::Connect)?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(SendError::Http)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Conn::new(TokioIo::new(io)))
     }
 
     fn wrap(
         &self,
-        res: Response<Incoming>,
-        sender: Sender,
+        head: super::h1::Head,
+        exchange: Exchange,
         server: &Authority,
     ) -> Response<PooledBody> {
         // A switched connection belongs to the tunnel, never to the pool.
-        let keep = self.inner.max_idle > 0 && res.status() != StatusCode::SWITCHING_PROTOCOLS;
-        let (parts, body) = res.into_parts();
-        let mut body = PooledBody {
-            body,
-            back: keep.then(|| Back {
-                pool: self.inner.clone(),
-                server: server.clone(),
-                sender,
-            }),
-        };
-        if body.body.is_end_stream() {
-            body.give_back();
-        }
-        Response::from_parts(parts, body)
+        let keep =
+            self.inner.max_idle > 0 && head.response.status() != StatusCode::SWITCHING_PROTOCOLS;
+        let on_end = keep.then(|| {
+            let pool = self.inner.clone();
+            let server = server.clone();
+            Box::new(move |conn: Conn| pool.checkin(server, conn)) as super::h1::OnEnd
+        });
+        let body = exchange.body(&head, on_end);
+        let (parts, ()) = head.response.into_parts();
+        Response::from_parts(parts, PooledBody { body })
     }
 }
 
 impl Inner {
-    /// The most recently used idle connection to `server`, if any.
-    fn checkout(&self, server: &Authority) -> Option<Sender> {
+    /// The most recently used idle connection to `server` still open.
+    fn checkout(&self, server: &Authority) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
         let (_, list) = idle.iter_mut().find(|(a, _)| a == server)?;
         let now = Instant::now();
-        while let Some(c) = list.pop() {
-            if now.duration_since(c.since) < self.idle_timeout && !c.sender.is_closed() {
-                return Some(c.sender);
+        while let Some(mut c) = list.pop() {
+            if now.duration_since(c.since) < self.idle_timeout && c.conn.is_idle_and_open() {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn checkin(&self, server: Authority, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, server: Authority, conn: Conn) {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
@@ -180,68 +173,43 @@ impl Inner {
             }
         };
         let now = Instant::now();
-        // Expired ones first (dropping a sender closes its connection),
-        // then the oldest beyond the limit.
+        // Expired ones first (dropping a connection closes it), then the
+        // oldest beyond the limit.
         let expired = list
             .iter()
             .take_while(|c| now.duration_since(c.since) >= self.idle_timeout)
             .count();
         let over = (list.len() - expired + 1).saturating_sub(self.max_idle);
         list.drain(..expired + over);
-        list.push(Idle { sender, since: now });
+        list.push(Idle { conn, since: now });
     }
-}
-
-/// Where a connection goes back once its response body has ended.
-struct Back {
-    pool: Arc<Inner>,
-    server: Authority,
-    sender: Sender,
 }
 
 /// A response body from the pool: the upstream's, and on its end the
 /// connection goes back for the next request. Dropped early (the client
 /// went away), the connection closes with it.
+#[derive(Debug)]
 pub struct PooledBody {
-    body: Incoming,
-    back: Option<Back>,
-}
-
-impl std::fmt::Debug for PooledBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledBody")
-            .field("body", &self.body)
-            .finish()
-    }
+    body: ResponseBody,
 }
 
 impl PooledBody {
-    fn give_back(&mut self) {
-        if let Some(b) = self.back.take() {
-            b.pool.checkin(b.server, b.sender);
-        }
+    /// The connection of a 101 answer, for the tunnel: its IO and what the
+    /// upstream already sent past the head.
+    pub(crate) fn into_upgraded(mut self) -> Option<(super::h1::Io, Bytes)> {
+        self.body.take_exchange().map(Exchange::into_upgraded)
     }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        match &frame {
-            // The last frame: the connection is free before the client
-            // has even read it.
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.give_back(),
-            Poll::Ready(None) => this.give_back(),
-            Poll::Ready(Some(Err(_))) => this.back = None,
-            _ => {}
-        }
-        frame
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

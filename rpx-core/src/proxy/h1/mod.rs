@@ -1,0 +1,492 @@
+//! HTTP/1.1 to upstreams, driven by the request that uses the connection.
+//!
+//! No task per connection and no channels: the proxy future writes the
+//! request and reads the response head itself, and the response body reads
+//! the rest (and finishes an upload still going on) as the client takes it.
+//! This is how nginx talks to upstreams, and it halves the work per request
+//! compared with a client whose connection runs as its own task.
+
+mod decode;
+mod encode;
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::Method;
+use http_body::{Body, Frame, SizeHint};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::connector::{TimedIo, UpstreamIo};
+use super::UpstreamReqBody;
+use crate::error::BoxError;
+use decode::{Decoded, Framing, MAX_HEAD};
+use encode::{chunk_header, encode_head, BodyFraming};
+
+/// The byte stream to one upstream server.
+pub(crate) type Io = TokioIo<TimedIo<UpstreamIo>>;
+
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 16 * 1024;
+
+/// What went wrong on an upstream connection.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum H1Error {
+    /// The upstream closed the connection before the message ended.
+    #[error("upstream closed the connection prematurely")]
+    Closed,
+    /// The upstream's response is not valid HTTP/1.x.
+    #[error("invalid response from upstream: {0}")]
+    Malformed(String),
+    /// The response head exceeds [`MAX_HEAD`].
+    #[error("upstream sent a response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    /// Reading or writing the connection failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The request body (the client's) failed.
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
+}
+
+/// An open connection to an upstream server, between two requests.
+/// Boxed once per connection: requests and response bodies that use it
+/// move a pointer, not the IO and its buffers.
+pub(crate) struct Conn(Box<ConnState>);
+
+struct ConnState {
+    io: Io,
+    buf: BytesMut,
+    out: Out,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(io: Io) -> Self {
+        Conn(Box::new(ConnState {
+            io,
+            buf: BytesMut::new(),
+            out: Out::one(Bytes::new()),
+        }))
+    }
+
+    /// Whether an idle connection can carry a request: the upstream has
+    /// neither closed it nor sent anything unasked.
+    pub(crate) fn is_idle_and_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        matches!(
+            Pin::new(&mut self.0.io).poll_read(&mut cx, &mut probe),
+            Poll::Pending
+        )
+    }
+
+    /// Starts an exchange: `head` is written first, then `body`.
+    pub(crate) fn exchange(
+        mut self,
+        head: &http::request::Parts,
+        body: UpstreamReqBody,
+    ) -> Exchange {
+        let has_body = !body.is_end_stream();
+        let (bytes, framing) = encode_head(head, has_body, body.size_hint().exact());
+        self.0.out = Out::one(bytes);
+        Exchange {
+            conn: self,
+            upload: has_body.then_some(body),
+            chunked: framing == BodyFraming::Chunked,
+            upload_started: false,
+            upload_failed: false,
+            write_error: None,
+            flushed: false,
+            head_request: head.method == Method::HEAD,
+            got_bytes: false,
+        }
+    }
+}
+
+/// Bytes waiting to be written: a head, or a chunk with its framing.
+struct Out {
+    parts: [Bytes; 3],
+    first: usize,
+}
+
+impl Out {
+    fn one(b: Bytes) -> Self {
+        Out {
+            parts: [b, Bytes::new(), Bytes::new()],
+            first: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parts[self.first..].iter().all(Bytes::is_empty)
+    }
+
+    fn set(&mut self, parts: [Bytes; 3]) {
+        self.parts = parts;
+        self.first = 0;
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.first < 3 {
+            let p = &mut self.parts[self.first];
+            let k = n.min(p.len());
+            p.advance(k);
+            n -= k;
+            if p.is_empty() {
+                self.first += 1;
+            }
+        }
+    }
+}
+
+/// One request and its response on a connection.
+pub(crate) struct Exchange {
+    conn: Conn,
+    /// The request body still to send.
+    upload: Option<UpstreamReqBody>,
+    chunked: bool,
+    /// The body was polled: it cannot be sent again elsewhere.
+    upload_started: bool,
+    /// Writing failed: the connection cannot be kept, and without an
+    /// answer this is the error to report.
+    upload_failed: bool,
+    write_error: Option<H1Error>,
+    flushed: bool,
+    head_request: bool,
+    /// The upstream has sent something in answer.
+    got_bytes: bool,
+}
+
+/// Why an exchange gave no response head.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: H1Error,
+    /// Nothing was answered and the body was never read: the request can
+    /// go out again on another connection (this body, if any, with it).
+    pub(crate) retryable: Option<UpstreamReqBody>,
+}
+
+impl Exchange {
+    fn upload_done(&self) -> bool {
+        self.upload.is_none() && self.conn.0.out.is_empty() && self.flushed
+    }
+
+    /// Writes what it can of the request; Ready once all of it is sent.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), H1Error>> {
+        loop {
+            while !self.conn.0.out.is_empty() {
+                let state = &mut *self.conn.0;
+                let slices = [
+                    IoSlice::new(&state.out.parts[0]),
+                    IoSlice::new(&state.out.parts[1]),
+                    IoSlice::new(&state.out.parts[2]),
+                ];
+                let io = Pin::new(&mut state.io);
+                let n = ready!(io.poll_write_vectored(cx, &slices[state.out.first..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+                }
+                self.conn.0.out.advance(n);
+                self.flushed = false;
+            }
+            let Some(body) = self.upload.as_mut() else {
+                if !self.flushed {
+                    ready!(Pin::new(&mut self.conn.0.io).poll_flush(cx))?;
+                    self.flushed = true;
+                }
+                return Poll::Ready(Ok(()));
+            };
+            self.upload_started = true;
+            let frame = match Pin::new(body).poll_frame(cx) {
+                Poll::Pending => {
+                    // What was written must leave (TLS buffers it) while
+                    // the client's next bytes are awaited.
+                    if !self.flushed {
+                        ready!(Pin::new(&mut self.conn.0.io).poll_flush(cx))?;
+                        self.flushed = true;
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => {
+                    self.upload = None;
+                    if self.chunked {
+                        self.conn.0.out.set([
+                            Bytes::from_static(b"0\r\n\r\n"),
+                            Bytes::new(),
+                            Bytes::new(),
+                        ]);
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(H1Error::Body(e))),
+                Poll::Ready(Some(Ok(frame))) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) if data.is_empty() => {}
+                Ok(data) if self.chunked => self.conn.0.out.set([
+                    chunk_header(data.len()),
+                    data,
+                    Bytes::from_static(b"\r\n"),
+                ]),
+                Ok(data) => self.conn.0.out.set([data, Bytes::new(), Bytes::new()]),
+                Err(frame) => {
+                    // Trailers end the body; only chunked framing carries them.
+                    if let (true, Ok(trailers)) = (self.chunked, frame.into_trailers()) {
+                        let mut block = b"0\r\n".to_vec();
+                        for (name, value) in &trailers {
+                            block.extend_from_slice(name.as_str().as_bytes());
+                            block.extend_from_slice(b": ");
+                            block.extend_from_slice(value.as_bytes());
+                            block.extend_from_slice(b"\r\n");
+                        }
+                        block.extend_from_slice(b"\r\n");
+                        self.conn
+                            .0
+                            .out
+                            .set([Bytes::from(block), Bytes::new(), Bytes::new()]);
+                        self.chunked = false;
+                    }
+                    self.upload = None;
+                }
+            }
+        }
+    }
+
+    /// Sends what it can without waiting; a failure ends the upload (the
+    /// response may still come) and rules out keeping the connection.
+    fn drive_upload(&mut self, cx: &mut Context<'_>) -> Result<(), H1Error> {
+        if self.upload_failed || self.upload_done() {
+            return Ok(());
+        }
+        match self.poll_upload(cx) {
+            Poll::Ready(Err(H1Error::Body(e))) => Err(H1Error::Body(e)),
+            Poll::Ready(Err(e)) => {
+                self.upload_failed = true;
+                self.write_error = Some(e);
+                self.upload = None;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads into the buffer; Ready(0) at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let state = &mut *self.conn.0;
+        state.buf.reserve(READ_SIZE);
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut state.io),
+            cx,
+            &mut state.buf
+        ))?;
+        self.got_bytes |= n > 0;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Sends the request and reads the response head, uploading the body
+    /// meanwhile. Informational answers other than 101 are skipped.
+    pub(crate) async fn response(mut self) -> Result<(decode::Head, Self), Failed> {
+        let head = poll_fn(|cx| self.poll_head(cx)).await;
+        match head {
+            Ok(head) => Ok((head, self)),
+            Err(error) => {
+                let retryable = !self.got_bytes && !self.upload_started;
+                Err(Failed {
+                    retryable: retryable
+                        .then(|| self.upload.take().unwrap_or_else(super::empty_body)),
+                    error,
+                })
+            }
+        }
+    }
+
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<decode::Head, H1Error>> {
+        self.drive_upload(cx)?;
+        let method = if self.head_request {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        loop {
+            if !self.conn.0.buf.is_empty() {
+                if let Some(head) = decode::parse_head(&mut self.conn.0.buf, &method)? {
+                    let status = head.response.status();
+                    if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        continue;
+                    }
+                    return Poll::Ready(Ok(head));
+                }
+                if self.conn.0.buf.len() > MAX_HEAD {
+                    return Poll::Ready(Err(H1Error::HeadTooLarge));
+                }
+            }
+            // After a failed write, an answer already sent (an early 413,
+            // say) is still read; without one, the write error is the cause.
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(self.write_error.take().unwrap_or(H1Error::Closed)))
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(self.write_error.take().unwrap_or(e.into())))
+                }
+                Poll::Pending => {
+                    if let Some(e) = self.write_error.take() {
+                        return Poll::Ready(Err(e));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// The response body, reading from this exchange; `on_end` gets the
+    /// connection back when it can carry another request.
+    pub(crate) fn body(self, head: &decode::Head, on_end: Option<OnEnd>) -> ResponseBody {
+        let mut body = ResponseBody {
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            exchange: Some(self),
+            on_end,
+            eof: false,
+        };
+        // Nobody polls a body known to be empty. A 101 keeps its
+        // connection for the tunnel.
+        if body.framing == Framing::Empty
+            && head.response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            body.finish();
+        }
+        body
+    }
+
+    /// The connection after a 101: the IO and whatever the upstream sent
+    /// after the head.
+    pub(crate) fn into_upgraded(self) -> (Io, Bytes) {
+        let state = *self.conn.0;
+        (state.io, state.buf.freeze())
+    }
+}
+
+/// Where a reusable connection goes once its response body has ended.
+pub(crate) type OnEnd = Box<dyn FnOnce(Conn) + Send>;
+
+pub(crate) use decode::Head;
+
+/// An upstream response body, decoded from its connection as it is read.
+pub(crate) struct ResponseBody {
+    framing: Framing,
+    keep_alive: bool,
+    exchange: Option<Exchange>,
+    on_end: Option<OnEnd>,
+    eof: bool,
+}
+
+impl ResponseBody {
+    /// Gives the connection back if nothing rules that out.
+    fn finish(&mut self) {
+        let Some(ex) = self.exchange.take() else {
+            return;
+        };
+        let clean =
+            self.keep_alive && !ex.upload_failed && ex.upload_done() && ex.conn.0.buf.is_empty();
+        if let (true, Some(on_end)) = (clean, self.on_end.take()) {
+            on_end(ex.conn);
+        }
+    }
+
+    /// Takes the exchange out, for a 101.
+    pub(crate) fn take_exchange(&mut self) -> Option<Exchange> {
+        self.on_end = None;
+        self.exchange.take()
+    }
+
+    pub(crate) fn is_end(&self) -> bool {
+        self.exchange.is_none() || self.framing == Framing::Empty
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(ex) = this.exchange.as_mut() else {
+                return Poll::Ready(None);
+            };
+            // An upload the upstream answered early goes on meanwhile.
+            if let Err(e) = ex.drive_upload(cx) {
+                this.exchange = None;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            let decoded = match this.framing.decode(&mut ex.conn.0.buf, this.eof) {
+                Ok(d) => d,
+                Err(e) => {
+                    this.exchange = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            };
+            match decoded {
+                Decoded::Data(d) => {
+                    if matches!(this.framing, Framing::Length(0)) {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Decoded::Trailers(t) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+                Decoded::End => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Decoded::More => match ex.poll_fill(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => this.eof = true,
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => {
+                        this.exchange = None;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.is_end()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("framing", &self.framing)
+            .finish_non_exhaustive()
+    }
+}
