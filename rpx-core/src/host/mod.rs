@@ -178,15 +178,20 @@ impl HostTable {
         if let Some(&id) = self.exact.get(host) {
             return id;
         }
-        // Suffixes from the longest: `a.b.example.com` tries `.b.example.com` first.
-        for (i, _) in host.match_indices('.') {
-            if let Some(&id) = self.leading.get(&host[i..]) {
-                return id;
+        // Suffixes from the longest: `a.b.example.com` tries `.b.example.com`
+        // first. Each try hashes, so tables without wildcards skip them.
+        if !self.leading.is_empty() {
+            for (i, _) in host.match_indices('.') {
+                if let Some(&id) = self.leading.get(&host[i..]) {
+                    return id;
+                }
             }
         }
-        for (i, _) in host.rmatch_indices('.') {
-            if let Some(&id) = self.trailing.get(&host[..=i]) {
-                return id;
+        if !self.trailing.is_empty() {
+            for (i, _) in host.rmatch_indices('.') {
+                if let Some(&id) = self.trailing.get(&host[..=i]) {
+                    return id;
+                }
             }
         }
         if let Some(set) = &self.regex_set {

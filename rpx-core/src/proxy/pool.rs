@@ -136,14 +136,17 @@ impl Pool {
         // A switched connection belongs to the tunnel, never to the pool.
         let keep =
             self.inner.max_idle > 0 && head.response.status() != StatusCode::SWITCHING_PROTOCOLS;
-        let on_end = keep.then(|| {
-            let pool = self.inner.clone();
-            let server = server.clone();
-            Box::new(move |conn: Conn| pool.checkin(server, conn)) as super::h1::OnEnd
-        });
-        let body = exchange.body(&head, on_end);
+        let mut body = PooledBody {
+            body: exchange.body(&head),
+            back: keep.then(|| Back {
+                pool: self.inner.clone(),
+                server: server.clone(),
+            }),
+        };
+        // An empty body has ended already.
+        body.give_back();
         let (parts, ()) = head.response.into_parts();
-        Response::from_parts(parts, PooledBody { body })
+        Response::from_parts(parts, body)
     }
 }
 
@@ -191,9 +194,25 @@ impl Inner {
 #[derive(Debug)]
 pub struct PooledBody {
     body: ResponseBody,
+    back: Option<Back>,
+}
+
+/// Where a connection goes back to.
+#[derive(Debug)]
+struct Back {
+    pool: Arc<Inner>,
+    server: Authority,
 }
 
 impl PooledBody {
+    fn give_back(&mut self) {
+        if let Some(conn) = self.body.take_reusable() {
+            if let Some(b) = self.back.take() {
+                b.pool.checkin(b.server, conn);
+            }
+        }
+    }
+
     /// The connection of a 101 answer, for the tunnel: its IO and what the
     /// upstream already sent past the head.
     pub(crate) fn into_upgraded(mut self) -> Option<(super::h1::Io, Bytes)> {
@@ -209,7 +228,13 @@ impl Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        // The connection is free as soon as its last bytes are read,
+        // before the client has even taken them.
+        if frame.is_ready() {
+            self.give_back();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -351,14 +351,15 @@ impl Exchange {
         }
     }
 
-    /// The response body, reading from this exchange; `on_end` gets the
-    /// connection back when it can carry another request.
-    pub(crate) fn body(self, head: &decode::Head, on_end: Option<OnEnd>) -> ResponseBody {
+    /// The response body, reading from this exchange; once it has ended,
+    /// [`ResponseBody::take_reusable`] has the connection if it can carry
+    /// another request.
+    pub(crate) fn body(self, head: &decode::Head) -> ResponseBody {
         let mut body = ResponseBody {
             framing: head.framing,
             keep_alive: head.keep_alive,
             exchange: Some(self),
-            on_end,
+            reusable: None,
             eof: false,
         };
         // Nobody polls a body known to be empty. A 101 keeps its
@@ -379,9 +380,6 @@ impl Exchange {
     }
 }
 
-/// Where a reusable connection goes once its response body has ended.
-pub(crate) type OnEnd = Box<dyn FnOnce(Conn) + Send>;
-
 pub(crate) use decode::Head;
 
 /// An upstream response body, decoded from its connection as it is read.
@@ -389,26 +387,31 @@ pub(crate) struct ResponseBody {
     framing: Framing,
     keep_alive: bool,
     exchange: Option<Exchange>,
-    on_end: Option<OnEnd>,
+    /// The connection, clean after the end of the body.
+    reusable: Option<Conn>,
     eof: bool,
 }
 
 impl ResponseBody {
-    /// Gives the connection back if nothing rules that out.
+    /// Ends the exchange; the connection is kept if nothing rules it out.
     fn finish(&mut self) {
         let Some(ex) = self.exchange.take() else {
             return;
         };
         let clean =
             self.keep_alive && !ex.upload_failed && ex.upload_done() && ex.conn.0.buf.is_empty();
-        if let (true, Some(on_end)) = (clean, self.on_end.take()) {
-            on_end(ex.conn);
+        if clean {
+            self.reusable = Some(ex.conn);
         }
+    }
+
+    /// The connection, once the body has ended cleanly.
+    pub(crate) fn take_reusable(&mut self) -> Option<Conn> {
+        self.reusable.take()
     }
 
     /// Takes the exchange out, for a 101.
     pub(crate) fn take_exchange(&mut self) -> Option<Exchange> {
-        self.on_end = None;
         self.exchange.take()
     }
 
