@@ -3,6 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
+use http::HeaderMap;
 
 /// How the request body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +32,7 @@ pub(crate) fn encode_head(
     out.put_u8(b' ');
     out.put_slice(path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &head.headers {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
+    put_headers(&mut out, &head.headers);
     // The client's Content-Length stays (hyper held its body to it);
     // Transfer-Encoding was hop-by-hop and is ours to set.
     let framing = if !has_body || head.headers.contains_key(CONTENT_LENGTH) {
@@ -54,6 +50,24 @@ pub(crate) fn encode_head(
     };
     out.put_slice(b"\r\n");
     (out.freeze(), framing)
+}
+
+/// The last chunk of a chunked body, carrying `trailers`.
+pub(crate) fn last_chunk_with(trailers: &HeaderMap) -> Bytes {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_slice(b"0\r\n");
+    put_headers(&mut out, trailers);
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+fn put_headers(out: &mut BytesMut, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
 }
 
 /// The line that opens a chunk of `len` bytes.
@@ -95,5 +109,8 @@ mod tests {
         );
         assert_eq!(framing, BodyFraming::Chunked);
         assert_eq!(&chunk_header(255)[..], b"ff\r\n");
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", "9".parse().unwrap());
+        assert_eq!(&last_chunk_with(&trailers)[..], b"0\r\nx-sum: 9\r\n\r\n");
     }
 }
