@@ -206,23 +206,53 @@ impl Pebble {
         p
     }
 
-    /// Starts (or restarts) pebble itself.
+    /// Starts (or restarts) pebble itself. Its ports were free when
+    /// picked, but another test's outgoing connection can hold one for a
+    /// moment; pebble then exits at once, and is started again.
     pub async fn start_ca(&mut self) {
-        self.pebble = None;
-        let child = Command::new("pebble")
-            .arg("-config")
-            .arg(&self.config)
-            .arg("-dnsserver")
-            .arg(self.dns.to_string())
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pebble");
-        self.pebble = Some(Killed(child));
-        wait_listening(self.listen, "pebble").await;
-        wait_listening(self.management, "pebble management").await;
+        for _attempt in 0..10 {
+            self.pebble = None;
+            let child = Command::new("pebble")
+                .arg("-config")
+                .arg(&self.config)
+                .arg("-dnsserver")
+                .arg(self.dns.to_string())
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start pebble");
+            let mut child = Killed(child);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let up = loop {
+                let listening = tokio::net::TcpStream::connect(self.listen).await.is_ok()
+                    && tokio::net::TcpStream::connect(self.management)
+                        .await
+                        .is_ok();
+                if listening {
+                    break true;
+                }
+                if child.0.try_wait().ok().flatten().is_some() {
+                    break false;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "pebble did not start listening on {}",
+                    self.listen
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            self.pebble = Some(child);
+            if up {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "pebble exited at every start (ports {} and {} taken?)",
+            self.listen, self.management
+        );
     }
 
     /// Stops pebble (the CA becomes unreachable).
