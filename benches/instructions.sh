@@ -10,7 +10,8 @@
 #
 # Needs valgrind and python3 (apt-get install -y valgrind python3).
 # Settings: RPX=path to the rpx binary (default: the release build),
-# N1=1000 N2=11000, SKIP_BUILD=1.
+# N1=1000 N2=11000, SKIP_BUILD=1, KEEP=dir (keep the callgrind files there,
+# for callgrind_annotate).
 # Everything listens on 127.0.0.1 on free ports and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,4 +84,7 @@ count() {
 }
 a=$(count "$N1")
 b=$(count "$N2")
+if [[ -n ${KEEP:-} ]]; then
+    mkdir -p "$KEEP" && cp "$tmp"/cg.* "$KEEP"/
+fi
 echo "user-space instructions per proxied request: $(((b - a) / (N2 - N1)))"

@@ -231,9 +231,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        RescueFuture {
-            inner: self.inner.call(req),
-        }
+        RescueFuture::new(self.inner.call(req))
     }
 }
 
@@ -243,6 +241,13 @@ pin_project_lite::pin_project! {
     pub struct RescueFuture<F> {
         #[pin]
         inner: F,
+    }
+}
+
+impl<F> RescueFuture<F> {
+    /// Rescues what `inner` answers.
+    pub(crate) fn new(inner: F) -> Self {
+        RescueFuture { inner }
     }
 }
 

@@ -47,6 +47,7 @@ pub mod accesslog;
 pub mod acme;
 pub mod action;
 pub mod body;
+mod call;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -315,6 +315,148 @@ async fn stalled_client_header_closes_the_connection() {
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
 }
 
+/// Reads one response with a `Content-Length` body; returns its head.
+async fn answer(s: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(s.read_line(&mut line).await.unwrap() > 0, "closed: {head}");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let l = l.to_ascii_lowercase();
+            l.strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).await.unwrap();
+    head
+}
+
+/// A server answering `200 ok` with the given timeouts.
+async fn timeouts_proxy(settings: &str) -> Proxy {
+    Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        {settings}
+          [[server.location]]
+          path = "/"
+          return = "200 ok"
+        "#
+    ))
+    .await
+}
+
+/// Whether the proxy closes `s` within 5 s (it is never sent more).
+async fn closes(s: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    matches!(read, Ok(Ok(_))) && rest.is_empty()
+}
+
+/// `keepalive_timeout`: a kept-alive connection with no next request is
+/// closed once it has been idle that long, however long the header
+/// timeout is.
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_keepalive_timeout() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let p = timeouts_proxy("keepalive_timeout = \"300ms\"\nclient_header_timeout = \"60s\"").await;
+    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
+    s.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    assert!(closes(&mut s).await, "closed after 300 ms idle, not 60 s");
+}
+
+/// `keepalive_timeout 0` turns keep-alive off, as in nginx.
+#[tokio::test]
+async fn keepalive_timeout_zero_closes_after_each_response() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let p = timeouts_proxy("keepalive_timeout = \"0s\"").await;
+    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
+    s.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = answer(&mut s).await.to_ascii_lowercase();
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closes(&mut s).await);
+}
+
+/// A next request whose first bytes come within `keepalive_timeout` has
+/// `client_header_timeout` from then for the rest of its head.
+#[tokio::test]
+async fn a_head_begun_within_keepalive_timeout_has_the_header_timeout() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let p = timeouts_proxy("keepalive_timeout = \"300ms\"\nclient_header_timeout = \"3s\"").await;
+    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.get_mut().write_all(req).await.unwrap();
+    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    s.get_mut().write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    // Past the keep-alive timeout, well within the header timeout.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    s.get_mut().write_all(b"Host: x\r\n\r\n").await.unwrap();
+    let head = tokio::time::timeout(Duration::from_secs(5), answer(&mut s))
+        .await
+        .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// `client_header_timeout` runs from the end of the previous response on a
+/// kept-alive connection: a head sent in two parts is served when the
+/// second part comes within the timeout of that response, though later
+/// than the timeout counted from an earlier request.
+#[tokio::test]
+async fn header_timeout_is_counted_per_request_on_a_kept_alive_connection() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let p = Proxy::start(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        client_header_timeout = "1s"
+          [[server.location]]
+          path = "/"
+          return = "200 ok"
+        "#,
+    )
+    .await;
+    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
+    let start = std::time::Instant::now();
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.get_mut().write_all(req).await.unwrap();
+    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    s.get_mut().write_all(req).await.unwrap();
+    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    // The third head straddles the first request's deadline (1 s after the
+    // start) and ends well within the second's (1.6 s).
+    s.get_mut().write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep_until((start + Duration::from_millis(1200)).into()).await;
+    s.get_mut().write_all(b"Host: x\r\n\r\n").await.unwrap();
+    let third = tokio::time::timeout(Duration::from_secs(5), answer(&mut s))
+        .await
+        .unwrap();
+    assert!(third.starts_with("HTTP/1.1 200"), "{third}");
+    // A head that stalls still ends the connection.
+    s.get_mut().write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    assert!(
+        closes(&mut s).await,
+        "the stalled head closes the connection"
+    );
+}
+
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let up = Upstream::ok().await;

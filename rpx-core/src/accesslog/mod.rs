@@ -50,16 +50,24 @@ pub struct LogTarget {
 /// Layer writing access logs; see [`AccessLog`].
 #[derive(Debug, Clone)]
 pub struct AccessLogLayer {
+    // One reference: the layer is cloned with its location per request.
+    shared: Arc<Targets>,
+}
+
+#[derive(Debug)]
+struct Targets {
     targets: Arc<[LogTarget]>,
-    server_name: Arc<str>,
+    server_name: Box<str>,
 }
 
 impl AccessLogLayer {
     /// Logs every response to each target. No targets: a pass-through.
     pub fn new(targets: Vec<LogTarget>, server_name: impl Into<Arc<str>>) -> Self {
         AccessLogLayer {
-            targets: targets.into(),
-            server_name: server_name.into(),
+            shared: Arc::new(Targets {
+                targets: targets.into(),
+                server_name: server_name.into().as_ref().into(),
+            }),
         }
     }
 }
@@ -138,10 +146,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let targets = &self.layer.targets;
+        let Targets {
+            targets,
+            server_name,
+        } = &*self.layer.shared;
         let pending = (!targets.is_empty()).then(|| {
             let conn = conn_info(&req);
-            let ctx = VarCtx::new(&req, &conn, request_path(&req), &self.layer.server_name);
+            let ctx = VarCtx::new(&req, &conn, request_path(&req), server_name);
             Pending {
                 captured: targets.iter().map(|t| t.format.capture(&ctx)).collect(),
                 targets: targets.clone(),

@@ -91,23 +91,38 @@ fn status_allows(status: StatusCode) -> bool {
 /// ```
 #[derive(Debug, Clone)]
 pub struct AddHeadersLayer {
-    rules: Arc<[AddHeader]>,
-    server_name: Arc<str>,
+    // One reference: the layer is cloned with its location per request.
+    shared: Arc<Rules>,
+}
+
+#[derive(Debug)]
+struct Rules {
+    rules: Vec<AddHeader>,
+    server_name: Box<str>,
 }
 
 impl AddHeadersLayer {
     /// A layer adding `rules` in order.
     pub fn new(rules: Vec<AddHeader>) -> Self {
         AddHeadersLayer {
-            rules: rules.into(),
-            server_name: "".into(),
+            shared: Arc::new(Rules {
+                rules,
+                server_name: "".into(),
+            }),
         }
     }
 
     /// Sets what `$server_name` renders as in values. Default is empty.
-    pub fn server_name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.server_name = name.into();
-        self
+    pub fn server_name(self, name: impl Into<Arc<str>>) -> Self {
+        let rules = Arc::try_unwrap(self.shared)
+            .map(|r| r.rules)
+            .unwrap_or_else(|shared| shared.rules.clone());
+        AddHeadersLayer {
+            shared: Arc::new(Rules {
+                rules,
+                server_name: name.into().as_ref().into(),
+            }),
+        }
     }
 }
 
@@ -117,8 +132,8 @@ impl AddHeadersLayer {
     pub fn apply_to<B, ResB>(&self, req: &Request<B>, res: &mut Response<ResB>) {
         let allowed = status_allows(res.status());
         let conn = conn_info(req);
-        let ctx = VarCtx::new(req, &conn, request_path(req), &self.server_name);
-        for rule in self.rules.iter() {
+        let ctx = VarCtx::new(req, &conn, request_path(req), &self.shared.server_name);
+        for rule in &self.shared.rules {
             if rule.always || allowed {
                 if let Some(v) = rule.value.render(&ctx) {
                     res.headers_mut().append(rule.name.clone(), v);
@@ -158,7 +173,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let rules = &self.layer.rules;
+        let shared = &self.layer.shared;
+        let rules = &shared.rules;
         // Values with variables are rendered now, while the request exists;
         // fixed ones are cloned from the compiled rule when the response comes.
         let rendered = if rules
@@ -166,14 +182,15 @@ where
             .any(|r| matches!(r.value, HeaderValueTemplate::Dynamic(_)))
         {
             let conn = conn_info(&req);
-            let ctx = VarCtx::new(&req, &conn, request_path(&req), &self.layer.server_name);
+            let ctx = VarCtx::new(&req, &conn, request_path(&req), &shared.server_name);
             rules.iter().map(|r| r.value.render(&ctx)).collect()
         } else {
             Vec::new()
         };
         AddHeadersFuture {
             inner: self.inner.call(req),
-            rules: self.layer.rules.clone(),
+            // Nothing to hold on to (and no reference to take) without rules.
+            rules: (!rules.is_empty()).then(|| shared.clone()),
             rendered,
         }
     }
@@ -185,7 +202,7 @@ pin_project_lite::pin_project! {
     pub struct AddHeadersFuture<F> {
         #[pin]
         inner: F,
-        rules: Arc<[AddHeader]>,
+        rules: Option<Arc<Rules>>,
         rendered: Vec<Option<HeaderValue>>,
     }
 }
@@ -199,8 +216,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut res = ready!(this.inner.poll(cx))?;
+        let Some(shared) = this.rules.as_ref() else {
+            return Poll::Ready(Ok(res));
+        };
         let allowed = status_allows(res.status());
-        for (i, rule) in this.rules.iter().enumerate() {
+        for (i, rule) in shared.rules.iter().enumerate() {
             if !(rule.always || allowed) {
                 continue;
             }

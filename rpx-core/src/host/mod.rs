@@ -9,10 +9,10 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use regex::{Regex, RegexSet};
-use tower::util::Oneshot;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::body::RpxBody;
+use crate::call::{call_ready, CallFuture};
 use crate::conn::conn_info;
 use crate::vars::request_host;
 
@@ -257,6 +257,11 @@ impl<S> HostRouter<S> {
         }
     }
 
+    /// The service a request goes to.
+    pub(crate) fn chosen<B>(&self, req: &Request<B>) -> &S {
+        &self.services[self.pick(req)]
+    }
+
     /// Which service a request goes to.
     pub fn pick<B>(&self, req: &Request<B>) -> usize {
         let listen = conn_info(req).listen;
@@ -275,15 +280,14 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = S::Error;
-    type Future = Oneshot<S, Request<B>>;
+    type Future = CallFuture<S, Request<B>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let id = self.pick(&req);
-        self.services[id].clone().oneshot(req)
+        call_ready(self.chosen(&req).clone(), req)
     }
 }
 

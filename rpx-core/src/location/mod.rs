@@ -13,14 +13,14 @@ use std::task::{Context, Poll};
 
 use futures_util::future::{ready, Either, Ready};
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use tower::util::Oneshot;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 pub use normalize::{normalize, PathError};
 pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableError};
 pub use try_files::{TryFiles, TryFilesError};
 
 use crate::body::RpxBody;
+use crate::call::{call_ready, CallFuture};
 use crate::conn::conn_info;
 use crate::error::error_page;
 use crate::rewrite::{set_uri, Outcome, Program, MAX_URI_CHANGES};
@@ -63,6 +63,13 @@ pub fn request_path<B>(req: &Request<B>) -> &str {
 /// ```
 #[derive(Debug)]
 pub struct LocationRouter<S> {
+    // One reference for the whole router: cloning it per request is one
+    // atomic increment.
+    parts: Arc<Parts<S>>,
+}
+
+#[derive(Debug, Clone)]
+struct Parts<S> {
     table: Arc<LocationTable>,
     services: Arc<[S]>,
     fallback: S,
@@ -71,14 +78,10 @@ pub struct LocationRouter<S> {
     try_files: Option<Arc<[Option<TryFiles>]>>,
 }
 
-impl<S: Clone> Clone for LocationRouter<S> {
+impl<S> Clone for LocationRouter<S> {
     fn clone(&self) -> Self {
         LocationRouter {
-            table: self.table.clone(),
-            services: self.services.clone(),
-            fallback: self.fallback.clone(),
-            rewrites: self.rewrites.clone(),
-            try_files: self.try_files.clone(),
+            parts: self.parts.clone(),
         }
     }
 }
@@ -111,19 +114,32 @@ impl<S> LocationRouter<S> {
     pub fn from_parts(table: LocationTable, services: Vec<S>, fallback: S) -> Self {
         assert_eq!(table.len(), services.len(), "one service per location");
         LocationRouter {
-            table: Arc::new(table),
-            services: services.into(),
-            fallback,
-            rewrites: None,
-            try_files: None,
+            parts: Arc::new(Parts {
+                table: Arc::new(table),
+                services: services.into(),
+                fallback,
+                rewrites: None,
+                try_files: None,
+            }),
         }
+    }
+
+    /// The parts, to finish building the router.
+    fn parts_mut(&mut self) -> &mut Parts<S>
+    where
+        S: Clone,
+    {
+        Arc::make_mut(&mut self.parts)
     }
 
     /// Runs `rewrites` around location matching; `rewrite … last` searches
     /// the locations again, up to [`MAX_URI_CHANGES`] times.
-    pub fn with_rewrites(mut self, rewrites: Rewrites) -> Self {
+    pub fn with_rewrites(mut self, rewrites: Rewrites) -> Self
+    where
+        S: Clone,
+    {
         let empty = rewrites.server.is_none() && rewrites.locations.iter().all(Option::is_none);
-        self.rewrites = (!empty).then(|| Arc::new(rewrites));
+        self.parts_mut().rewrites = (!empty).then(|| Arc::new(rewrites));
         self
     }
 
@@ -131,9 +147,12 @@ impl<S> LocationRouter<S> {
     /// and its rewrites ran: see [`TryFiles`]. A URI fallback searches the
     /// locations again, and counts against [`MAX_URI_CHANGES`] as a
     /// `rewrite … last` does.
-    pub fn with_try_files(mut self, try_files: Vec<Option<TryFiles>>) -> Self {
+    pub fn with_try_files(mut self, try_files: Vec<Option<TryFiles>>) -> Self
+    where
+        S: Clone,
+    {
         let empty = try_files.iter().all(Option::is_none);
-        self.try_files = (!empty).then(|| try_files.into());
+        self.parts_mut().try_files = (!empty).then(|| try_files.into());
         self
     }
 }
@@ -170,17 +189,18 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = S::Error;
-    type Future = Either<Ready<Result<Response<RpxBody>, S::Error>>, Oneshot<S, Request<B>>>;
+    type Future = Either<Ready<Result<Response<RpxBody>, S::Error>>, CallFuture<S, Request<B>>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        // Readiness is checked on the chosen service by `oneshot`.
+        // Readiness is checked on the chosen service by `call_ready`.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let parts = &*self.parts;
         let (found, owned) = match normalize(req.uri().path()) {
             Ok(path) => {
-                let found = self.table.find(&path);
+                let found = parts.table.find(&path);
                 let owned = match path {
                     std::borrow::Cow::Owned(p) => Some(p),
                     std::borrow::Cow::Borrowed(_) => None,
@@ -192,13 +212,13 @@ where
         if let Some(p) = owned {
             req.extensions_mut().insert(NormalizedPath(p));
         }
-        let found = if self.rewrites.is_none() && self.try_files.is_none() {
+        let found = if parts.rewrites.is_none() && parts.try_files.is_none() {
             found
         } else {
             let phases = Phases {
-                table: &self.table,
-                rewrites: self.rewrites.as_deref(),
-                try_files: self.try_files.as_deref().unwrap_or_default(),
+                table: &parts.table,
+                rewrites: parts.rewrites.as_deref(),
+                try_files: parts.try_files.as_deref().unwrap_or_default(),
             };
             match phases.run(found, &mut req) {
                 Ok(found) => found,
@@ -206,14 +226,16 @@ where
             }
         };
         match found {
-            LocationMatch::Location(id) => Either::Right(self.services[id].clone().oneshot(req)),
+            LocationMatch::Location(id) => {
+                Either::Right(call_ready(parts.services[id].clone(), req))
+            }
             // The location's own stack answers, so its `add_header`s apply
             // to the redirect as nginx's do.
             LocationMatch::AddSlash(id) => {
                 req.extensions_mut().insert(AddSlash);
-                Either::Right(self.services[id].clone().oneshot(req))
+                Either::Right(call_ready(parts.services[id].clone(), req))
             }
-            LocationMatch::None => Either::Right(self.fallback.clone().oneshot(req)),
+            LocationMatch::None => Either::Right(call_ready(parts.fallback.clone(), req)),
         }
     }
 }

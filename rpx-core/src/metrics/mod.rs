@@ -94,11 +94,11 @@ struct Handles {
 /// Counts a request in flight until its future is dropped (answered or
 /// abandoned by the client).
 #[derive(Debug)]
-pub struct InFlight(Gauge);
+struct InFlight(Arc<Handles>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.in_flight.decrement(1.0);
     }
 }
 
@@ -160,8 +160,7 @@ where
         self.layer.handles.in_flight.increment(1.0);
         RequestMetricsFuture {
             inner: self.inner.call(req),
-            _in_flight: InFlight(self.layer.handles.in_flight.clone()),
-            handles: self.layer.handles.clone(),
+            handles: InFlight(self.layer.handles.clone()),
             started: Instant::now(),
         }
     }
@@ -173,8 +172,8 @@ pin_project_lite::pin_project! {
     pub struct RequestMetricsFuture<F> {
         #[pin]
         inner: F,
-        handles: Arc<Handles>,
-        _in_flight: InFlight,
+        // Also the in-flight count, until the future is dropped.
+        handles: InFlight,
         started: Instant,
     }
 }
@@ -193,8 +192,9 @@ where
             Err(e) => e.status(),
         };
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        this.handles.classes[class].increment(1);
+        this.handles.0.classes[class].increment(1);
         this.handles
+            .0
             .duration
             .record(this.started.elapsed().as_secs_f64());
         Poll::Ready(result)

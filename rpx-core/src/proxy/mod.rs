@@ -629,6 +629,9 @@ async fn await_head(
     let mut body_was_done = is_done();
     loop {
         tokio::select! {
+            // The answer first: no random draw, and a ready answer does not
+            // poll the timer.
+            biased;
             res = &mut sent => return res.map_err(|e| classify(e, upstream)),
             () = tokio::time::sleep(timeout) => {
                 if body_was_done {

@@ -1,6 +1,6 @@
 //! Bytes in and out of each connection, on the wire (TLS included), for
-//! `rpx_bytes_received_total` / `rpx_bytes_sent_total`: one atomic add per
-//! read or write.
+//! `rpx_bytes_received_total` / `rpx_bytes_sent_total` (one atomic add per
+//! read or write) and for the connection's header timer.
 
 use std::io;
 use std::pin::Pin;
@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 
 use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::header_timer::Received;
 
 /// A listener's byte counters (made once per listener).
 #[derive(Debug)]
@@ -32,11 +34,16 @@ impl ByteCounters {
 pub(crate) struct Counted<T> {
     inner: T,
     counters: Arc<ByteCounters>,
+    received: Arc<Received>,
 }
 
 impl<T> Counted<T> {
-    pub(crate) fn new(inner: T, counters: Arc<ByteCounters>) -> Self {
-        Counted { inner, counters }
+    pub(crate) fn new(inner: T, counters: Arc<ByteCounters>, received: Arc<Received>) -> Self {
+        Counted {
+            inner,
+            counters,
+            received,
+        }
     }
 }
 
@@ -51,6 +58,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         let n = buf.filled().len() - before;
         if n > 0 {
             self.counters.received.increment(n as u64);
+            self.received.add(n);
         }
         res
     }

@@ -122,6 +122,7 @@ where
             let (stop, stopped) = oneshot::channel::<()>();
             let opts = ServeOptions {
                 header_timeout: spec.header_timeout,
+                keepalive_timeout: spec.keepalive_timeout,
                 shutdown_timeout: self.shutdown_timeout,
                 listen: Some(spec.addr),
                 tls: None,

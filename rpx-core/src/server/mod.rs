@@ -3,6 +3,7 @@
 //! request, and a graceful stop that lets requests in flight finish.
 
 mod counted;
+mod header_timer;
 mod listeners;
 mod tls;
 
@@ -41,10 +42,14 @@ use crate::tls::{TlsConn, TlsInfo};
 /// How connections are served.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Time a client has to send a request head (`client_header_timeout`),
-    /// or to finish a TLS handshake; also bounds an idle keep-alive
-    /// connection. Default 60 s.
+    /// Time a client has to send a request head (`client_header_timeout`):
+    /// from the connection's start for its first request, from the first
+    /// byte for a later one; also the time to finish a TLS handshake.
+    /// Default 60 s.
     pub header_timeout: Duration,
+    /// How long a kept-alive HTTP/1 connection may wait idle for its next
+    /// request (`keepalive_timeout`); zero turns keep-alive off. Default 75 s.
+    pub keepalive_timeout: Duration,
     /// How long a graceful stop waits for requests in flight. Default 30 s.
     pub shutdown_timeout: Duration,
     /// The configured listen address requests are routed by; default the
@@ -58,6 +63,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
             shutdown_timeout: Duration::from_secs(30),
             listen: None,
             tls: None,
@@ -149,9 +155,8 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(opts.header_timeout)
-        .keep_alive(true);
+        .keep_alive(!opts.keepalive_timeout.is_zero());
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let reloader = tls::spawn_reloader(tls.clone());
@@ -179,9 +184,17 @@ where
         };
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
         metrics::counter!("rpx_connections_total", "scheme" => scheme.as_str()).increment(1);
-        let stream = counted::Counted::new(stream, bytes.clone());
+        let received = Arc::new(header_timer::Received::default());
+        let stream = counted::Counted::new(stream, bytes.clone(), received.clone());
+        let mut builder = builder.clone();
+        // Its own: the timer keeps the connection's armed sleep.
+        builder.http1().timer(header_timer::HeaderTimer::new(
+            opts.header_timeout,
+            opts.keepalive_timeout,
+            received,
+        ));
         let conn = HttpConn {
-            builder: builder.clone(),
+            builder,
             watcher: Arc::new(Mutex::new(Some(graceful.watcher()))),
             info,
             service: service.clone(),

@@ -15,7 +15,6 @@ use bytes::Bytes;
 use futures_util::future::{ready, Either, Ready};
 use http::{Request, Response};
 use http_body::Body;
-use tower::util::Oneshot;
 use tower::Service;
 
 pub use compile::{compile, compile_with, CompileOptions};
@@ -23,8 +22,9 @@ pub use compile::{compile, compile_with, CompileOptions};
 use crate::accesslog::AccessLog;
 use crate::action::Action;
 use crate::body::RpxBody;
+use crate::call::{call_ready, CallFuture};
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::error::{BoxError, Rescue, RescueFuture};
+use crate::error::{BoxError, RescueFuture};
 use crate::headers::AddHeaders;
 use crate::host::HostRouter;
 use crate::limit::BodyLimit;
@@ -198,7 +198,7 @@ where
     type Error = std::convert::Infallible;
     type Future = Either<
         Ready<Result<Response<RpxBody>, std::convert::Infallible>>,
-        RescueFuture<Oneshot<ServerService, Request<B>>>,
+        RescueFuture<CallFuture<ServerService, Request<B>>>,
     >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -206,8 +206,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The guard is dropped before returning: the chosen server's router
-        // (and through it the snapshot parts it needs) is owned by the future.
+        // The guard is dropped before returning: the chosen server (and
+        // through it the snapshot parts it needs) is owned by the future.
         let snapshot = self.current.load();
         // http-01 answers come before routing: a server that only
         // redirects to HTTPS must still pass the challenge.
@@ -216,7 +216,7 @@ where
                 return Either::Left(ready(Ok(res)));
             }
         }
-        let mut rescue = Rescue::new(snapshot.router.clone());
-        Either::Right(rescue.call(req))
+        let server = snapshot.router.chosen(&req).clone();
+        Either::Right(RescueFuture::new(call_ready(server, req)))
     }
 }

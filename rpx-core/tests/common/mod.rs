@@ -163,6 +163,7 @@ impl Proxy {
             let opts = ServeOptions {
                 listen: Some(spec.addr),
                 header_timeout: spec.header_timeout,
+                keepalive_timeout: spec.keepalive_timeout,
                 tls,
                 ..ServeOptions::default()
             };
