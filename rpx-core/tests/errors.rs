@@ -293,17 +293,7 @@ async fn stalled_client_body_is_408() {
 #[tokio::test]
 async fn stalled_client_header_closes_the_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let p = Proxy::start(
-        r#"
-        [[server]]
-        listen = "127.0.0.1:0"
-        client_header_timeout = "300ms"
-          [[server.location]]
-          path = "/"
-          return = "200 ok"
-        "#,
-    )
-    .await;
+    let p = timeouts_proxy("client_header_timeout = \"300ms\"").await;
     let mut s = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let mut buf = Vec::new();
@@ -421,17 +411,7 @@ async fn a_head_begun_within_keepalive_timeout_has_the_header_timeout() {
 #[tokio::test]
 async fn header_timeout_is_counted_per_request_on_a_kept_alive_connection() {
     use tokio::io::{AsyncWriteExt, BufReader};
-    let p = Proxy::start(
-        r#"
-        [[server]]
-        listen = "127.0.0.1:0"
-        client_header_timeout = "1s"
-          [[server.location]]
-          path = "/"
-          return = "200 ok"
-        "#,
-    )
-    .await;
+    let p = timeouts_proxy("client_header_timeout = \"1s\"").await;
     let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
     let start = std::time::Instant::now();
     let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
