@@ -21,7 +21,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
@@ -35,7 +34,8 @@ pub use tls::TlsListener;
 pub type TlsCell = std::sync::Arc<arc_swap::ArcSwapOption<TlsListener>>;
 
 use crate::body::RpxBody;
-use crate::conn::{ConnInfo, ConnInfoLayer, Scheme};
+use crate::call::{call_ready, CallFuture};
+use crate::conn::{ConnInfo, Scheme};
 use crate::error::error_page_titled;
 use crate::tls::{TlsConn, TlsInfo};
 
@@ -268,16 +268,15 @@ where
     }
 
     fn call(&mut self, io: I) -> Self::Future {
-        let mut layer = ConnInfoLayer::new(self.info);
-        let gate = match io.tls() {
-            Some((info, rejection)) => {
-                layer = layer.with_tls(info.clone());
-                match rejection {
-                    None => Gate::Open(self.service.clone()),
-                    Some(reason) => Gate::Closed(reason),
-                }
-            }
-            None => Gate::Open(self.service.clone()),
+        let (tls, rejection) = match io.tls() {
+            Some((info, rejection)) => (Some(info.clone()), rejection),
+            None => (None, None),
+        };
+        let svc = ConnService {
+            service: self.service.clone(),
+            info: self.info,
+            tls,
+            rejection,
         };
         let watcher = self.watcher.lock().ok().and_then(|mut w| w.take());
         let builder = self.builder.clone();
@@ -285,7 +284,6 @@ where
             // Per connection, not per request: the registry lookup is fine here.
             let active = metrics::gauge!("rpx_connections_active");
             active.increment(1.0);
-            let svc = TowerToHyperService::new(layer.layer(gate));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), svc)
                 .into_owned();
@@ -302,35 +300,39 @@ where
     }
 }
 
-/// Passes requests on, or answers each with nginx's client-certificate 400.
-#[derive(Clone)]
-enum Gate<S> {
-    Open(S),
-    Closed(&'static str),
+/// hyper's service for one connection: stamps the connection's facts on
+/// each request (as [`crate::conn::ConnInfoLayer`] does) and calls the
+/// stack, or answers with nginx's client-certificate 400. hyper calls it
+/// by reference, so unlike hyper-util's tower adapter it moves no request
+/// through `Oneshot`.
+struct ConnService<S> {
+    service: S,
+    info: ConnInfo,
+    tls: Option<Arc<TlsInfo>>,
+    /// nginx's verdict on the client certificate, when it refuses.
+    rejection: Option<&'static str>,
 }
 
-impl<S> Service<Request<Incoming>> for Gate<S>
+impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>,
+    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible> + Clone,
 {
     type Response = Response<RpxBody>;
     type Error = Infallible;
-    type Future = Either<S::Future, Ready<Result<Response<RpxBody>, Infallible>>>;
+    type Future =
+        Either<CallFuture<S, Request<Incoming>>, Ready<Result<Response<RpxBody>, Infallible>>>;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
-        match self {
-            Gate::Open(s) => s.poll_ready(cx),
-            Gate::Closed(_) => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        match self {
-            Gate::Open(s) => Either::Left(s.call(req)),
-            Gate::Closed(reason) => Either::Right(ready(Ok(error_page_titled(
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if let Some(reason) = self.rejection {
+            return Either::Right(ready(Ok(error_page_titled(
                 StatusCode::BAD_REQUEST,
                 reason,
-            )))),
+            ))));
         }
+        req.extensions_mut().insert(self.info);
+        if let Some(tls) = &self.tls {
+            req.extensions_mut().insert(tls.clone());
+        }
+        Either::Left(call_ready(self.service.clone(), req))
     }
 }
