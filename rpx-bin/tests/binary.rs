@@ -321,11 +321,16 @@ fn check_and_run_warn_about_an_expired_certificate() {
 
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish() {
-    let up = upstream(|_req| async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        Response::new(BodyExt::boxed(
-            Full::new(Bytes::from("slow but complete")).map_err(|e| match e {}),
-        ))
+    // The upstream says when the request has reached it, then answers late.
+    let (arrived, mut arrival) = tokio::sync::mpsc::unbounded_channel();
+    let up = upstream(move |_req| {
+        let _ = arrived.send(());
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Response::new(BodyExt::boxed(
+                Full::new(Bytes::from("slow but complete")).map_err(|e| match e {}),
+            ))
+        }
     })
     .await;
     let config = write_config(
@@ -341,8 +346,10 @@ async fn sigterm_lets_requests_in_flight_finish() {
         let res = client().request(req).await.unwrap();
         res.into_body().collect().await.unwrap().to_bytes()
     });
-    // The request is in flight once the proxy holds a connection to it.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The request is in flight once the upstream has it.
+    tokio::time::timeout(LIMIT, arrival.recv())
+        .await
+        .expect("the request reached the upstream");
     let killed = Command::new("kill")
         .args(["-TERM", &proxy.pid().to_string()])
         .status()

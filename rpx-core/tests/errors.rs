@@ -456,6 +456,99 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+/// A group proxying to `up` with `keepalive` lines in the group.
+fn group_config(up: &Upstream, keepalive: &str) -> String {
+    let addr = up.url().trim_start_matches("http://").to_owned();
+    format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "http://backend"
+        [upstream.backend]
+        servers = ["{addr}"]
+        {keepalive}
+        "#
+    )
+}
+
+/// `keepalive_timeout` for HTTP/2 (hyper's server has no idle timeout of
+/// its own): requests within it keep the connection, and once none has
+/// started for that long the proxy closes it (GOAWAY, then the socket).
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_keepalive_timeout() {
+    let p = timeouts_proxy("keepalive_timeout = \"400ms\"").await;
+    let stream = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let start = std::time::Instant::now();
+    let mut last = start;
+    // Five requests 150 ms apart: 600 ms in all, each within the timeout.
+    for i in 0..5u32 {
+        tokio::time::sleep_until((start + Duration::from_millis(150) * i).into()).await;
+        let req = Request::get("http://h2.test/").body(empty()).unwrap();
+        last = std::time::Instant::now();
+        let res = bounded(sender.send_request(req))
+            .await
+            .expect("connection kept");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.version(), http::Version::HTTP_2);
+    }
+    assert!(!conn.is_finished(), "requests kept the connection open");
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(ended.is_ok(), "the idle connection was closed");
+    assert!(
+        last.elapsed() >= Duration::from_millis(400),
+        "not before the timeout: {:?}",
+        last.elapsed()
+    );
+}
+
+/// nginx's upstream `keepalive_requests`: a connection that has carried
+/// that many requests is closed, and the next request opens another.
+#[tokio::test]
+async fn keepalive_requests_caps_the_requests_per_upstream_connection() {
+    let up = Upstream::ok().await;
+    let p = Proxy::start(&group_config(&up, "keepalive_requests = 3")).await;
+    for _ in 0..7 {
+        assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    }
+    assert_eq!(up.seen().len(), 7);
+    assert_eq!(up.connections(), 3, "7 requests, at most 3 per connection");
+}
+
+/// nginx's upstream `keepalive_time`: a connection older than that is not
+/// used for another request; one within it is.
+#[tokio::test]
+async fn keepalive_time_retires_an_old_upstream_connection() {
+    let up = Upstream::ok().await;
+    let p = Proxy::start(&group_config(&up, "keepalive_time = \"400ms\"")).await;
+    let start = std::time::Instant::now();
+    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    let took = start.elapsed();
+    let before = up.connections();
+    if took < Duration::from_millis(400) {
+        assert_eq!(before, 1, "a young connection is reused");
+    }
+    // The time under test has to pass: there is no event to wait for. By
+    // then every connection opened so far is older than 400 ms.
+    tokio::time::sleep_until((start + took + Duration::from_millis(500)).into()).await;
+    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    assert_eq!(up.seen().len(), 3);
+    assert_eq!(
+        up.connections(),
+        before + 1,
+        "the old connection was retired"
+    );
+}
+
 /// `proxy_send_timeout`: an upstream that stops reading the upload is
 /// given up on once a write has been blocked that long (504), however
 /// long `proxy_read_timeout` is.

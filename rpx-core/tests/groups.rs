@@ -469,7 +469,8 @@ async fn nginx_dialect_upstream_block() {
                 server {} backup;
                 keepalive 16;
                 keepalive_timeout 30s;
-                keepalive_requests 1000;
+                keepalive_requests 500;
+                keepalive_time 30m;
               }}
               server {{
                 listen 127.0.0.1:0;
@@ -493,6 +494,8 @@ async fn nginx_dialect_upstream_block() {
     assert_eq!(up.servers[0].max_conns, 100);
     assert!(up.servers[1].backup);
     assert_eq!(up.keepalive, Some(16));
+    assert_eq!(up.keepalive_requests, Some(500));
+    assert_eq!(up.keepalive_time, Some(Duration::from_secs(1800)));
     let rpx = rpx_core::Rpx::from_config(&loaded.config).unwrap();
     let toml = rpx_core::config::to_toml(&loaded.config).unwrap();
     assert!(toml.contains("least_conn"), "{toml}");
@@ -510,6 +513,8 @@ async fn nginx_dialect_upstream_block() {
         again.upstreams[0].balance.as_ref().map(|b| &b.value),
         up.balance.as_ref().map(|b| &b.value)
     );
+    assert_eq!(again.upstreams[0].keepalive_requests, Some(500));
+    assert_eq!(again.upstreams[0].keepalive_time, up.keepalive_time);
     drop(rpx);
 }
 

@@ -578,9 +578,10 @@ pub struct UpstreamConfig {
     pub keepalive: Option<u32>,
     /// `keepalive_timeout T`: how long they are kept idle. Default 60 s.
     pub keepalive_timeout: Option<Duration>,
-    /// `keepalive_requests N` (accepted; rpx does not cap requests per
-    /// upstream connection).
+    /// `keepalive_requests N`: requests per connection. Default 1000.
     pub keepalive_requests: Option<u32>,
+    /// `keepalive_time T`: how long one connection is used. Default 1 h.
+    pub keepalive_time: Option<Duration>,
     /// `health_check …` (rpx): active HTTP probes.
     pub health_check: Option<Spanned<HealthCheckConfig>>,
     /// `resolve_interval T` (rpx): how often server names are resolved
@@ -606,6 +607,7 @@ impl UpstreamConfig {
             keepalive: None,
             keepalive_timeout: None,
             keepalive_requests: None,
+            keepalive_time: None,
             health_check: None,
             resolve_interval: None,
             resolve_strict: false,

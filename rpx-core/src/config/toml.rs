@@ -432,6 +432,8 @@ struct RawUpstream {
     #[serde(default)]
     keepalive_requests: Option<u32>,
     #[serde(default)]
+    keepalive_time: Option<Spanned<NumOrText>>,
+    #[serde(default)]
     health_check: Option<Spanned<String>>,
     #[serde(default)]
     resolve_interval: Option<Spanned<NumOrText>>,
@@ -765,6 +767,7 @@ impl Cx<'_> {
             keepalive: raw.keepalive,
             keepalive_timeout: raw.keepalive_timeout.and_then(|d| self.duration(d)),
             keepalive_requests: raw.keepalive_requests,
+            keepalive_time: raw.keepalive_time.and_then(|d| self.duration(d)),
             health_check,
             resolve_interval: raw.resolve_interval.and_then(|d| self.duration(d)),
             resolve_strict: raw.resolve_strict,

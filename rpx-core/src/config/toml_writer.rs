@@ -141,6 +141,7 @@ fn upstream_settings(u: &UpstreamConfig, t: &mut Table) {
     }
     for (key, d) in [
         ("keepalive_timeout", u.keepalive_timeout),
+        ("keepalive_time", u.keepalive_time),
         ("resolve_interval", u.resolve_interval),
     ] {
         if let Some(d) = d {

@@ -292,16 +292,19 @@ impl ProxyServiceBuilder {
             connector = connector.with_tls(config, name);
         }
         // A group's `keepalive` settings decide the pool towards its servers.
-        let (idle, idle_timeout) = match target.group() {
-            Some(g) => (g.keepalive().idle_per_server, g.keepalive().timeout),
-            None => (self.max_idle_per_host, Duration::from_secs(60)),
+        let keepalive = match target.group() {
+            Some(g) => g.keepalive(),
+            None => crate::upstream::KeepAlive {
+                idle_per_server: self.max_idle_per_host,
+                ..Default::default()
+            },
         };
         let scheme = if target.is_https() {
             http::uri::Scheme::HTTPS
         } else {
             http::uri::Scheme::HTTP
         };
-        let pool = Pool::new(connector, scheme, idle, idle_timeout);
+        let pool = Pool::new(connector, scheme, keepalive);
         Ok(ProxyService {
             inner: Arc::new(Inner {
                 target,

@@ -10,7 +10,7 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -23,6 +23,7 @@ use super::connector::UpstreamConnector;
 use super::h1::{Conn, Exchange, H1Error, ResponseBody};
 use super::UpstreamReqBody;
 use crate::error::BoxError;
+use crate::upstream::KeepAlive;
 
 /// Why a request got no response head.
 #[derive(Debug)]
@@ -54,8 +55,7 @@ pub(crate) struct Pool {
 struct Inner {
     connector: UpstreamConnector,
     scheme: Scheme,
-    max_idle: usize,
-    idle_timeout: Duration,
+    keepalive: KeepAlive,
     /// Per server, oldest first. A linear search: a proxy has one server
     /// or a group's few.
     idle: Mutex<Vec<(Authority, Vec<Idle>)>>,
@@ -68,20 +68,14 @@ struct Idle {
 }
 
 impl Pool {
-    /// Keeps at most `max_idle` idle connections per server, each for at
-    /// most `idle_timeout`; 0 keeps none (a connection per request).
-    pub(crate) fn new(
-        connector: UpstreamConnector,
-        scheme: Scheme,
-        max_idle: usize,
-        idle_timeout: Duration,
-    ) -> Self {
+    /// Keeps connections as `keepalive` says; `idle_per_server` 0 keeps
+    /// none (a connection per request).
+    pub(crate) fn new(connector: UpstreamConnector, scheme: Scheme, keepalive: KeepAlive) -> Self {
         Pool {
             inner: Arc::new(Inner {
                 connector,
                 scheme,
-                max_idle,
-                idle_timeout,
+                keepalive,
                 idle: Mutex::new(Vec::new()),
             }),
         }
@@ -134,8 +128,8 @@ impl Pool {
         server: &Authority,
     ) -> Response<PooledBody> {
         // A switched connection belongs to the tunnel, never to the pool.
-        let keep =
-            self.inner.max_idle > 0 && head.response.status() != StatusCode::SWITCHING_PROTOCOLS;
+        let keep = self.inner.keepalive.idle_per_server > 0
+            && head.response.status() != StatusCode::SWITCHING_PROTOCOLS;
         let mut body = PooledBody {
             body: exchange.body(&head),
             back: keep.then(|| Back {
@@ -157,7 +151,10 @@ impl Inner {
         let (_, list) = idle.iter_mut().find(|(a, _)| a == server)?;
         let now = Instant::now();
         while let Some(mut c) = list.pop() {
-            if now.duration_since(c.since) < self.idle_timeout && c.conn.is_idle_and_open() {
+            if now.duration_since(c.since) < self.keepalive.timeout
+                && now.duration_since(c.conn.opened()) < self.keepalive.time
+                && c.conn.is_idle_and_open()
+            {
                 return Some(c.conn);
             }
         }
@@ -165,6 +162,14 @@ impl Inner {
     }
 
     fn checkin(&self, server: Authority, conn: Conn) {
+        let now = Instant::now();
+        // `keepalive_requests` and `keepalive_time`: a connection that has
+        // served its share closes here, between two requests.
+        if conn.served() >= self.keepalive.requests
+            || now.duration_since(conn.opened()) >= self.keepalive.time
+        {
+            return;
+        }
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
@@ -175,14 +180,13 @@ impl Inner {
                 &mut idle.last_mut().expect("just pushed").1
             }
         };
-        let now = Instant::now();
         // Expired ones first (dropping a connection closes it), then the
         // oldest beyond the limit.
         let expired = list
             .iter()
-            .take_while(|c| now.duration_since(c.since) >= self.idle_timeout)
+            .take_while(|c| now.duration_since(c.since) >= self.keepalive.timeout)
             .count();
-        let over = (list.len() - expired + 1).saturating_sub(self.max_idle);
+        let over = (list.len() - expired + 1).saturating_sub(self.keepalive.idle_per_server);
         list.drain(..expired + over);
         list.push(Idle { conn, since: now });
     }

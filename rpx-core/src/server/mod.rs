@@ -4,6 +4,7 @@
 
 mod counted;
 mod header_timer;
+mod idle;
 mod listeners;
 mod tls;
 
@@ -11,7 +12,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -20,9 +21,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tower::ServiceExt;
 use tower::{Layer, Service};
 
@@ -47,8 +48,10 @@ pub struct ServeOptions {
     /// byte for a later one; also the time to finish a TLS handshake.
     /// Default 60 s.
     pub header_timeout: Duration,
-    /// How long a kept-alive HTTP/1 connection may wait idle for its next
-    /// request (`keepalive_timeout`); zero turns keep-alive off. Default 75 s.
+    /// How long a connection may wait idle for its next request
+    /// (`keepalive_timeout`; HTTP/2: with no request started, then it is
+    /// closed gracefully); zero turns HTTP/1 keep-alive off and leaves
+    /// HTTP/2 connections open. Default 75 s.
     pub keepalive_timeout: Duration,
     /// How long a graceful stop waits for requests in flight. Default 30 s.
     pub shutdown_timeout: Duration,
@@ -158,7 +161,9 @@ where
         .header_read_timeout(opts.header_timeout)
         .keep_alive(!opts.keepalive_timeout.is_zero());
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    // Connections hold a receiver: a send stops them, and the sender's
+    // `closed` tells when the last one has ended.
+    let (stop, stopping) = watch::channel(());
     let reloader = tls::spawn_reloader(tls.clone());
     let bytes = counted::ByteCounters::new(listen);
     tokio::pin!(shutdown);
@@ -195,7 +200,8 @@ where
         ));
         let conn = HttpConn {
             builder,
-            watcher: Arc::new(Mutex::new(Some(graceful.watcher()))),
+            stop: stopping.clone(),
+            keepalive: opts.keepalive_timeout,
             info,
             service: service.clone(),
         };
@@ -212,8 +218,10 @@ where
     }
     drop(listener);
     reloader.abort();
+    drop(stopping);
+    let _ = stop.send(());
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = stop.closed() => {}
         () = tokio::time::sleep(opts.shutdown_timeout) => {
             tracing::warn!(listen = %listen, "shutdown timeout: closing connections still open");
         }
@@ -227,8 +235,10 @@ where
 #[derive(Clone)]
 struct HttpConn<S> {
     builder: auto::Builder<TokioExecutor>,
-    /// Taken by the one call that serves the connection.
-    watcher: Arc<Mutex<Option<Watcher>>>,
+    /// The graceful stop's signal.
+    stop: watch::Receiver<()>,
+    /// `keepalive_timeout`, for HTTP/2 connections ([`idle`]).
+    keepalive: Duration,
     info: ConnInfo,
     service: S,
 }
@@ -272,13 +282,16 @@ where
             Some((info, rejection)) => (Some(info.clone()), rejection),
             None => (None, None),
         };
+        let activity = idle::Activity::new();
         let svc = ConnService {
             service: self.service.clone(),
             info: self.info,
             tls,
             rejection,
+            activity: activity.clone(),
         };
-        let watcher = self.watcher.lock().ok().and_then(|mut w| w.take());
+        let stop = self.stop.clone();
+        let keepalive = self.keepalive;
         let builder = self.builder.clone();
         Box::pin(async move {
             // Per connection, not per request: the registry lookup is fine here.
@@ -287,10 +300,8 @@ where
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), svc)
                 .into_owned();
-            let result = match watcher {
-                Some(w) => w.watch(conn).await,
-                None => conn.await,
-            };
+            let result =
+                idle::Serve::new(conn, |c| c.graceful_shutdown(), stop, activity, keepalive).await;
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -311,6 +322,7 @@ struct ConnService<S> {
     tls: Option<Arc<TlsInfo>>,
     /// nginx's verdict on the client certificate, when it refuses.
     rejection: Option<&'static str>,
+    activity: Arc<idle::Activity>,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -323,6 +335,7 @@ where
         Either<CallFuture<S, Request<Incoming>>, Ready<Result<Response<RpxBody>, Infallible>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        self.activity.request(req.version());
         if let Some(reason) = self.rejection {
             return Either::Right(ready(Ok(error_page_titled(
                 StatusCode::BAD_REQUEST,

@@ -250,6 +250,8 @@ impl Compiler {
             .keepalive(KeepAlive {
                 idle_per_server: u.keepalive.map_or(defaults.idle_per_server, |n| n as usize),
                 timeout: u.keepalive_timeout.unwrap_or(defaults.timeout),
+                requests: u.keepalive_requests.unwrap_or(defaults.requests),
+                time: u.keepalive_time.unwrap_or(defaults.time),
             });
         if let Some(h) = &u.health_check {
             let h = &h.value;

@@ -130,8 +130,8 @@ pub struct UpstreamGroup {
     started: AtomicBool,
 }
 
-/// Idle connection keeping towards a group's servers (`keepalive`,
-/// `keepalive_timeout`).
+/// Connection keeping towards a group's servers (`keepalive`,
+/// `keepalive_timeout`, `keepalive_requests`, `keepalive_time`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeepAlive {
     /// Idle connections kept per server. Default 256 (nginx keeps none
@@ -139,6 +139,12 @@ pub struct KeepAlive {
     pub idle_per_server: usize,
     /// How long an idle connection is kept. Default 60 s.
     pub timeout: std::time::Duration,
+    /// Requests one connection carries before it is closed. Default 1000
+    /// (nginx's); 0 or 1 closes each connection after its first request.
+    pub requests: u32,
+    /// How long one connection carries requests before it is closed (the
+    /// request under way finishes). Default 1 h (nginx's).
+    pub time: std::time::Duration,
 }
 
 impl Default for KeepAlive {
@@ -146,6 +152,8 @@ impl Default for KeepAlive {
         KeepAlive {
             idle_per_server: 256,
             timeout: std::time::Duration::from_secs(60),
+            requests: 1000,
+            time: std::time::Duration::from_secs(3600),
         }
     }
 }

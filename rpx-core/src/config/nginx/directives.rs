@@ -683,6 +683,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("keepalive", UPS, 1, 1, Mapped),
     d("keepalive_timeout", UPS, 1, 1, Mapped),
     d("keepalive_requests", UPS, 1, 1, Mapped),
+    d("keepalive_time", UPS, 1, 1, Mapped),
     d("least_conn", UPS, 0, 0, Mapped),
     d("ip_hash", UPS, 0, 0, Mapped),
     d("hash", UPS, 1, 2, Mapped),

@@ -836,6 +836,7 @@ impl Mapper {
                     Err(_) => self.invalid_value(c),
                 },
                 "keepalive_timeout" => up.keepalive_timeout = self.time(c),
+                "keepalive_time" => up.keepalive_time = self.time(c),
                 "resolve_interval" => up.resolve_interval = self.time(c),
                 "resolve_strict" => up.resolve_strict = self.flag(c).unwrap_or(false),
                 _ => {}

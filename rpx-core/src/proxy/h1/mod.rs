@@ -14,6 +14,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
@@ -62,6 +63,10 @@ struct ConnState {
     io: Io,
     buf: BytesMut,
     out: Out,
+    /// Requests started on this connection (`keepalive_requests`).
+    served: u32,
+    /// When it was opened (`keepalive_time`).
+    opened: Instant,
 }
 
 impl std::fmt::Debug for Conn {
@@ -76,7 +81,19 @@ impl Conn {
             io,
             buf: BytesMut::new(),
             out: Out::one(Bytes::new()),
+            served: 0,
+            opened: Instant::now(),
         }))
+    }
+
+    /// Requests started on this connection.
+    pub(crate) fn served(&self) -> u32 {
+        self.0.served
+    }
+
+    /// When this connection was opened.
+    pub(crate) fn opened(&self) -> Instant {
+        self.0.opened
     }
 
     /// Whether an idle connection can carry a request: the upstream has
@@ -100,6 +117,7 @@ impl Conn {
         let has_body = !body.is_end_stream();
         let (bytes, framing) = encode_head(head, has_body, body.size_hint().exact());
         self.0.out = Out::one(bytes);
+        self.0.served = self.0.served.saturating_add(1);
         Exchange {
             conn: self,
             upload: has_body.then_some(body),
