@@ -392,6 +392,38 @@ pub enum RedirectConfig {
     Rules(Vec<(String, String)>),
 }
 
+/// `proxy_http_version` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHttpVersion {
+    /// `1.0`: accepted with a warning; rpx speaks HTTP/1.1.
+    Http10,
+    /// `1.1`, the default.
+    Http11,
+    /// `2`: HTTP/2 by ALPN to `https://` upstreams, h2c to `http://` ones.
+    Http2,
+}
+
+impl ProxyHttpVersion {
+    /// `"1.0"`, `"1.1"` or `"2"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "1.0" => Some(ProxyHttpVersion::Http10),
+            "1.1" => Some(ProxyHttpVersion::Http11),
+            "2" => Some(ProxyHttpVersion::Http2),
+            _ => None,
+        }
+    }
+
+    /// As written in a config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyHttpVersion::Http10 => "1.0",
+            ProxyHttpVersion::Http11 => "1.1",
+            ProxyHttpVersion::Http2 => "2",
+        }
+    }
+}
+
 /// Settings that nginx inherits from `http` to `server` to `location`: a
 /// level that sets one replaces the inherited value (for lists: the whole
 /// inherited list, as nginx does for `add_header` and `proxy_set_header`).
@@ -415,6 +447,8 @@ pub struct Settings {
     pub proxy_read_timeout: Option<Duration>,
     /// `proxy_send_timeout`. Default 60 s.
     pub proxy_send_timeout: Option<Duration>,
+    /// `proxy_http_version`. Default 1.1.
+    pub proxy_http_version: Option<Spanned<ProxyHttpVersion>>,
     /// `client_body_timeout`. Default 60 s.
     pub client_body_timeout: Option<Duration>,
     /// `client_header_timeout` (server level and up). Default 60 s.
@@ -513,6 +547,7 @@ impl Settings {
             proxy_connect_timeout: pick(&self.proxy_connect_timeout, &parent.proxy_connect_timeout),
             proxy_read_timeout: pick(&self.proxy_read_timeout, &parent.proxy_read_timeout),
             proxy_send_timeout: pick(&self.proxy_send_timeout, &parent.proxy_send_timeout),
+            proxy_http_version: pick(&self.proxy_http_version, &parent.proxy_http_version),
             client_body_timeout: pick(&self.client_body_timeout, &parent.client_body_timeout),
             client_header_timeout: pick(&self.client_header_timeout, &parent.client_header_timeout),
             keepalive_timeout: pick(&self.keepalive_timeout, &parent.keepalive_timeout),

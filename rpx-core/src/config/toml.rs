@@ -266,6 +266,7 @@ macro_rules! with_settings {
             #[serde(default)] proxy_connect_timeout: Option<Spanned<NumOrText>>,
             #[serde(default)] proxy_read_timeout: Option<Spanned<NumOrText>>,
             #[serde(default)] proxy_send_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] proxy_http_version: Option<Spanned<NumOrText>>,
             #[serde(default)] client_body_timeout: Option<Spanned<NumOrText>>,
             #[serde(default)] client_header_timeout: Option<Spanned<NumOrText>>,
             #[serde(default)] keepalive_timeout: Option<Spanned<NumOrText>>,
@@ -306,6 +307,7 @@ macro_rules! with_settings {
                     proxy_connect_timeout: self.proxy_connect_timeout.take(),
                     proxy_read_timeout: self.proxy_read_timeout.take(),
                     proxy_send_timeout: self.proxy_send_timeout.take(),
+                    proxy_http_version: self.proxy_http_version.take(),
                     client_body_timeout: self.client_body_timeout.take(),
                     client_header_timeout: self.client_header_timeout.take(),
                     keepalive_timeout: self.keepalive_timeout.take(),
@@ -352,6 +354,7 @@ struct RawSettings {
     proxy_connect_timeout: Option<Spanned<NumOrText>>,
     proxy_read_timeout: Option<Spanned<NumOrText>>,
     proxy_send_timeout: Option<Spanned<NumOrText>>,
+    proxy_http_version: Option<Spanned<NumOrText>>,
     client_body_timeout: Option<Spanned<NumOrText>>,
     client_header_timeout: Option<Spanned<NumOrText>>,
     keepalive_timeout: Option<Spanned<NumOrText>>,
@@ -861,6 +864,24 @@ impl Cx<'_> {
             proxy_connect_timeout: raw.proxy_connect_timeout.and_then(|d| self.duration(d)),
             proxy_read_timeout: raw.proxy_read_timeout.and_then(|d| self.duration(d)),
             proxy_send_timeout: raw.proxy_send_timeout.and_then(|d| self.duration(d)),
+            proxy_http_version: raw.proxy_http_version.and_then(|v| {
+                let pos = self.at(&v);
+                // `2` is a TOML integer; "1.1" has to be a string.
+                let text = match v.into_inner() {
+                    NumOrText::Num(n) => n.to_string(),
+                    NumOrText::Text(t) => t,
+                };
+                match ProxyHttpVersion::parse(&text) {
+                    Some(version) => Some(pos.with(version)),
+                    None => {
+                        self.errors.push(
+                            ConfigError::new(pos, format!("invalid proxy_http_version {text:?}"))
+                                .hint("use \"1.0\", \"1.1\" or \"2\""),
+                        );
+                        None
+                    }
+                }
+            }),
             client_body_timeout: raw.client_body_timeout.and_then(|d| self.duration(d)),
             client_header_timeout: raw.client_header_timeout.and_then(|d| self.duration(d)),
             keepalive_timeout: raw.keepalive_timeout.and_then(|d| self.duration(d)),

@@ -359,6 +359,9 @@ impl Writer {
                 t.insert(key.into(), duration(d));
             }
         }
+        if let Some(v) = &s.proxy_http_version {
+            t.insert("proxy_http_version".into(), text(v.value.as_str()));
+        }
         if let Some(n) = &s.proxy_next_upstream {
             t.insert(
                 "proxy_next_upstream".into(),

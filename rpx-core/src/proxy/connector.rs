@@ -152,6 +152,17 @@ pub enum UpstreamIo {
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
 }
 
+impl UpstreamIo {
+    /// The protocol the server picked by ALPN; `None` for plain TCP or a
+    /// server that picked none.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match self {
+            UpstreamIo::Plain(_) => None,
+            UpstreamIo::Tls(io) => io.inner().get_ref().1.alpn_protocol(),
+        }
+    }
+}
+
 impl Read for UpstreamIo {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -230,6 +241,13 @@ impl<T> TimedIo<T> {
             sleep: timeout.map(|t| Box::pin(tokio::time::sleep(t))),
             waiting: false,
         }
+    }
+}
+
+impl<T> TimedIo<T> {
+    /// The wrapped IO.
+    pub fn get_ref(&self) -> &T {
+        &self.io
     }
 }
 

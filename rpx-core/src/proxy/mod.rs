@@ -2,11 +2,13 @@
 //!
 //! Bodies stream both ways (nothing waits for a whole body), `Upgrade`
 //! requests are bridged, upstream connections are pooled (HTTP/1.1
-//! keep-alive), and each phase has its own timeout as in nginx.
+//! keep-alive, or shared HTTP/2 connections with
+//! [`UpstreamVersion::Http2`]), and each phase has its own timeout as in nginx.
 
 mod body;
 mod connector;
 mod h1;
+mod h2;
 mod pool;
 mod reuse;
 mod target;
@@ -21,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::uri::Authority;
 use http::{HeaderName, Request, Response, StatusCode, Version};
 use http_body::Body;
@@ -32,6 +35,7 @@ use tower::Service;
 pub use crate::upstream::UpstreamGroup;
 pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, UpstreamBody};
 pub use connector::{SendTimedOut, TimedIo, UpstreamConnector, UpstreamIo};
+use h2::H2Pool;
 pub use pool::PooledBody;
 use pool::{Pool, SendError};
 pub use target::{ProxyTarget, TargetError};
@@ -79,6 +83,19 @@ impl Default for Timeouts {
     }
 }
 
+/// The HTTP version spoken to upstreams (`proxy_http_version`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamVersion {
+    /// HTTP/1.1 with keep-alive. The default.
+    #[default]
+    Http1,
+    /// HTTP/2 on shared, multiplexed connections: offered by ALPN to
+    /// `https://` servers (one that picks HTTP/1.1 gets HTTP/1.1), with
+    /// prior knowledge (h2c) to `http://` ones. Upgrade (WebSocket)
+    /// requests still go over HTTP/1.1.
+    Http2,
+}
+
 /// Why a [`ProxyService`] did not build.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyBuildError {
@@ -123,6 +140,8 @@ struct Inner {
     timeouts: Timeouts,
     retry: RetryPolicy,
     pool: Pool,
+    /// With [`UpstreamVersion::Http2`]: every request but upgrades.
+    h2: Option<H2Pool>,
     server_name: Arc<str>,
 }
 
@@ -141,6 +160,7 @@ pub struct ProxyServiceBuilder {
     server_name: Arc<str>,
     max_idle_per_host: usize,
     tls: UpstreamTls,
+    version: UpstreamVersion,
     scope: crate::vars::Scope,
 }
 
@@ -160,6 +180,7 @@ impl ProxyService {
             server_name: "".into(),
             max_idle_per_host: 256,
             tls: UpstreamTls::default(),
+            version: UpstreamVersion::Http1,
             scope: crate::vars::Scope::default(),
         }
     }
@@ -243,6 +264,26 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// The HTTP version spoken to upstreams (`proxy_http_version`).
+    /// Default [`UpstreamVersion::Http1`].
+    ///
+    /// ```
+    /// use rpx_core::proxy::{ProxyService, UpstreamVersion};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // gRPC and other HTTP/2 backends; h2c to a plain-text one.
+    /// let proxy = ProxyService::builder("http://127.0.0.1:50051")
+    ///     .http_version(UpstreamVersion::Http2)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// # });
+    /// ```
+    pub fn http_version(mut self, version: UpstreamVersion) -> Self {
+        self.version = version;
+        self
+    }
+
     /// Compiles the proxy.
     ///
     /// # Errors
@@ -275,13 +316,16 @@ impl ProxyServiceBuilder {
             .map_or(crate::upstream::dns::DEFAULT_INTERVAL, |g| {
                 g.resolve_interval()
             });
-        let mut connector = UpstreamConnector::resolving(
-            self.timeouts.connect,
-            self.timeouts.send,
-            resolve_interval,
-        );
+        let new_connector = || {
+            UpstreamConnector::resolving(
+                self.timeouts.connect,
+                self.timeouts.send,
+                resolve_interval,
+            )
+        };
+        let mut connector = new_connector();
+        let mut h2_connector = (self.version == UpstreamVersion::Http2).then(new_connector);
         if target.is_https() {
-            let config = crate::tls::client_config(&self.tls)?;
             let name = match &self.tls.name {
                 Some(n) => Some(
                     rustls::pki_types::ServerName::try_from(n.clone())
@@ -289,7 +333,14 @@ impl ProxyServiceBuilder {
                 ),
                 None => None,
             };
-            connector = connector.with_tls(config, name);
+            let config = crate::tls::client_config(&self.tls)?;
+            connector = connector.with_tls(config, name.clone());
+            // HTTP/2 connections offer `h2` first; the HTTP/1.1 pool keeps
+            // offering `http/1.1` alone, as upgrades need.
+            if let Some(c) = h2_connector.take() {
+                let config = crate::tls::client_config_h2(&self.tls)?;
+                h2_connector = Some(c.with_tls(config, name));
+            }
         }
         // A group's `keepalive` settings decide the pool towards its servers.
         let keepalive = match target.group() {
@@ -304,7 +355,8 @@ impl ProxyServiceBuilder {
         } else {
             http::uri::Scheme::HTTP
         };
-        let pool = Pool::new(connector, scheme, keepalive);
+        let pool = Pool::new(connector, scheme.clone(), keepalive);
+        let h2 = h2_connector.map(|c| H2Pool::new(c, scheme, pool.clone()));
         Ok(ProxyService {
             inner: Arc::new(Inner {
                 target,
@@ -314,6 +366,7 @@ impl ProxyServiceBuilder {
                 timeouts: self.timeouts,
                 retry: self.retry,
                 pool,
+                h2,
                 server_name: self.server_name,
             }),
         })
@@ -395,6 +448,11 @@ where
         key: key.as_deref(),
     };
 
+    // An HTTP/2 upstream gets `TE: trailers` on (gRPC needs it), and an
+    // upgrade stays on HTTP/1.1: only it can answer 101.
+    let h2 = inner.h2.as_ref().filter(|_| !upgrading);
+    let te_trailers = h2.is_some() && asks_for_trailers(req.headers());
+
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrading);
     set_headers.apply(&mut parts.headers);
@@ -470,7 +528,11 @@ where
         };
         let up_req = Request::from_parts(head, req_body);
         let sent_at = std::time::Instant::now();
-        let result = await_head(&inner, up_req, body_done.as_deref(), &upstream).await;
+        let sent = match h2 {
+            Some(h2) => Either::Left(h2.send(&upstream, up_req, te_trailers)),
+            None => Either::Right(inner.pool.send(&upstream, up_req)),
+        };
+        let result = await_head(&inner, sent, body_done.as_deref(), &upstream).await;
         let head_time = sent_at.elapsed();
         // A body read by this attempt cannot be sent again.
         let body_again = match handle {
@@ -529,6 +591,16 @@ where
         }
     }
     unreachable!("the attempt loop returns")
+}
+
+/// Whether the client's `TE` lists `trailers`.
+fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// Records a failed attempt and logs when it took the server out.
@@ -614,16 +686,15 @@ fn respond(
     Ok(Response::from_parts(parts, RpxBody::upstream(body, guard)))
 }
 
-/// Sends the request and waits for the response head. `proxy_read_timeout`
+/// Waits for the response head of the request `sent`. `proxy_read_timeout`
 /// counts from the end of the request body, as nginx counts it from the
 /// last write: a long upload does not eat into it.
 async fn await_head(
     inner: &Inner,
-    req: Request<UpstreamReqBody>,
+    sent: impl Future<Output = Result<Response<PooledBody>, SendError>>,
     body_done: Option<&AtomicBool>,
     upstream: &Authority,
 ) -> Result<Response<PooledBody>, ProxyError> {
-    let sent = inner.pool.send(upstream, req);
     let Some(timeout) = inner.timeouts.read else {
         return sent.await.map_err(|e| classify(e, upstream));
     };

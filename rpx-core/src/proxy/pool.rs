@@ -21,6 +21,7 @@ use tower::Service;
 
 use super::connector::UpstreamConnector;
 use super::h1::{Conn, Exchange, H1Error, ResponseBody};
+use super::h2::H2Body;
 use super::UpstreamReqBody;
 use crate::error::BoxError;
 use crate::upstream::KeepAlive;
@@ -100,8 +101,20 @@ impl Pool {
             }
         }
         let conn = self.connect(server).await?;
+        self.send_on(conn, server, &head, body).await
+    }
+
+    /// Sends a request on a new connection `conn` to `server`, which joins
+    /// the idle list afterwards (an HTTP/1.1 answer to an HTTP/2 offer).
+    pub(crate) async fn send_on(
+        &self,
+        conn: Conn,
+        server: &Authority,
+        head: &http::request::Parts,
+        body: UpstreamReqBody,
+    ) -> Result<Response<PooledBody>, SendError> {
         let (res, exchange) = conn
-            .exchange(&head, body)
+            .exchange(head, body)
             .response()
             .await
             .map_err(|f| SendError::from(f.error))?;
@@ -131,11 +144,13 @@ impl Pool {
         let keep = self.inner.keepalive.idle_per_server > 0
             && head.response.status() != StatusCode::SWITCHING_PROTOCOLS;
         let mut body = PooledBody {
-            body: exchange.body(&head),
-            back: keep.then(|| Back {
-                pool: self.inner.clone(),
-                server: server.clone(),
-            }),
+            kind: Kind::H1 {
+                body: exchange.body(&head),
+                back: keep.then(|| Back {
+                    pool: self.inner.clone(),
+                    server: server.clone(),
+                }),
+            },
         };
         // An empty body has ended already.
         body.give_back();
@@ -194,11 +209,20 @@ impl Inner {
 
 /// A response body from the pool: the upstream's, and on its end the
 /// connection goes back for the next request. Dropped early (the client
-/// went away), the connection closes with it.
+/// went away), the connection closes with it. An HTTP/2 body is one stream
+/// of a shared connection.
 #[derive(Debug)]
 pub struct PooledBody {
-    body: ResponseBody,
-    back: Option<Back>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    H1 {
+        body: ResponseBody,
+        back: Option<Back>,
+    },
+    H2(H2Body),
 }
 
 /// Where a connection goes back to.
@@ -209,18 +233,30 @@ struct Back {
 }
 
 impl PooledBody {
+    pub(crate) fn h2(body: H2Body) -> Self {
+        PooledBody {
+            kind: Kind::H2(body),
+        }
+    }
+
     fn give_back(&mut self) {
-        if let Some(conn) = self.body.take_reusable() {
-            if let Some(b) = self.back.take() {
+        let Kind::H1 { body, back } = &mut self.kind else {
+            return;
+        };
+        if let Some(conn) = body.take_reusable() {
+            if let Some(b) = back.take() {
                 b.pool.checkin(b.server, conn);
             }
         }
     }
 
     /// The connection of a 101 answer, for the tunnel: its IO and what the
-    /// upstream already sent past the head.
-    pub(crate) fn into_upgraded(mut self) -> Option<(super::h1::Io, Bytes)> {
-        self.body.take_exchange().map(Exchange::into_upgraded)
+    /// upstream already sent past the head. HTTP/1.1 only.
+    pub(crate) fn into_upgraded(self) -> Option<(super::h1::Io, Bytes)> {
+        match self.kind {
+            Kind::H1 { mut body, .. } => body.take_exchange().map(Exchange::into_upgraded),
+            Kind::H2(_) => None,
+        }
     }
 }
 
@@ -232,7 +268,10 @@ impl Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        let frame = match &mut self.kind {
+            Kind::H1 { body, .. } => Pin::new(body).poll_frame(cx),
+            Kind::H2(body) => return Pin::new(body).poll_frame(cx),
+        };
         // The connection is free as soon as its last bytes are read,
         // before the client has even taken them.
         if frame.is_ready() {
@@ -242,10 +281,16 @@ impl Body for PooledBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.kind {
+            Kind::H1 { body, .. } => body.is_end_stream(),
+            Kind::H2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.kind {
+            Kind::H1 { body, .. } => body.size_hint(),
+            Kind::H2(body) => body.size_hint(),
+        }
     }
 }

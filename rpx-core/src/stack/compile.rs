@@ -14,7 +14,8 @@ use crate::action::{Action, FileService, FilesMode, ReturnService};
 use crate::config::Config;
 use crate::config::{
     Condition as IfCondition, ConfigError, ConfigErrors, Handler, LocationConfig, MapKey,
-    RedirectConfig, ReturnConfig, RewriteFlag, RewriteStep, ServerConfig, Settings, SourcePos,
+    ProxyHttpVersion, RedirectConfig, ReturnConfig, RewriteFlag, RewriteStep, ServerConfig,
+    Settings, SourcePos,
 };
 use crate::headers::{AddHeader, AddHeadersLayer, ProxyRedirect, RedirectRule};
 use crate::host::{HostRouter, HostTable};
@@ -22,7 +23,7 @@ use crate::limit::{BodyLimitLayer, DEFAULT_MAX_BODY};
 use crate::location::Rewrites;
 use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind, TryFiles};
 use crate::metrics::RequestMetricsLayer;
-use crate::proxy::{ProxyService, Timeouts, UpstreamGroup};
+use crate::proxy::{ProxyService, Timeouts, UpstreamGroup, UpstreamVersion};
 use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
 use crate::server::TlsListener;
 use crate::tls::{
@@ -1069,6 +1070,19 @@ impl Compiler {
                 client_body: s.client_body_timeout.or(defaults.client_body),
             });
         b = b.retry(self.retry_policy(s));
+        if let Some(v) = &s.proxy_http_version {
+            b = b.http_version(match v.value {
+                ProxyHttpVersion::Http2 => UpstreamVersion::Http2,
+                ProxyHttpVersion::Http11 => UpstreamVersion::Http1,
+                ProxyHttpVersion::Http10 => {
+                    self.warn(
+                        &v.pos,
+                        "\"proxy_http_version 1.0\": rpx speaks HTTP/1.1 with keep-alive to upstreams (or 2)",
+                    );
+                    UpstreamVersion::Http1
+                }
+            });
+        }
         for h in s.proxy_set_header.iter().flatten() {
             b = b.set_header(h.name.clone(), h.value.clone());
         }

@@ -18,4 +18,4 @@ pub use info::{ClientVerify, TlsInfo};
 pub use pem::{cert_not_after, load_certified_key, load_certs, provider, TlsError};
 pub use resolver::{CertResolver, CertSlot};
 pub use server::{server_config, ServerTlsOptions, TlsVersions, DEFAULT_SESSION_CACHE};
-pub use upstream::{client_config, AcceptAnyCertificate, UpstreamTls};
+pub use upstream::{client_config, client_config_h2, AcceptAnyCertificate, UpstreamTls};

@@ -48,6 +48,19 @@ impl Default for UpstreamTls {
 /// # Errors
 /// A CA or client certificate file that cannot be loaded.
 pub fn client_config(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
+    config_with_alpn(tls, &[b"http/1.1"])
+}
+
+/// [`client_config`] offering HTTP/2 first: ALPN `h2`, `http/1.1`. The
+/// server's pick decides the protocol of each connection.
+///
+/// # Errors
+/// A CA or client certificate file that cannot be loaded.
+pub fn client_config_h2(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
+    config_with_alpn(tls, &[b"h2", b"http/1.1"])
+}
+
+fn config_with_alpn(tls: &UpstreamTls, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -67,7 +80,7 @@ pub fn client_config(tls: &UpstreamTls) -> Result<Arc<ClientConfig>, TlsError> {
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.enable_sni = tls.server_name;
     config.resumption = if tls.session_reuse {
         Resumption::default()

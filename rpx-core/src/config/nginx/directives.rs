@@ -80,12 +80,6 @@ fn buffering(a: &[&str]) -> Option<&'static str> {
     (a.first() != Some(&"off")).then_some("rpx streams bodies without buffering (as `off`)")
 }
 
-fn http_version(a: &[&str]) -> Option<&'static str> {
-    (a.first() == Some(&"1.0")).then_some(
-        "rpx always speaks HTTP/1.1 with keep-alive to upstreams; the version is not changed",
-    )
-}
-
 fn cache(a: &[&str]) -> Option<&'static str> {
     (a.first() != Some(&"off")).then_some("rpx does not cache responses; every request is proxied")
 }
@@ -521,13 +515,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("proxy_connect_timeout", HSL, 1, 1, Mapped),
     d("proxy_read_timeout", HSL, 1, 1, Mapped),
     d("proxy_send_timeout", HSL, 1, 1, Mapped),
-    d(
-        "proxy_http_version",
-        HSL,
-        1,
-        1,
-        Support::Fixed(http_version),
-    ),
+    d("proxy_http_version", HSL, 1, 1, Mapped),
     d("proxy_buffering", HSL, 1, 1, Support::Fixed(buffering)),
     d(
         "proxy_request_buffering",

@@ -280,6 +280,16 @@ impl Mapper {
             "proxy_connect_timeout" => s.proxy_connect_timeout = self.time(d),
             "proxy_read_timeout" => s.proxy_read_timeout = self.time(d),
             "proxy_send_timeout" => s.proxy_send_timeout = self.time(d),
+            "proxy_http_version" => match ProxyHttpVersion::parse(w[0]) {
+                Some(v) => s.proxy_http_version = Some(Spanned::new(v, pos)),
+                None => self.err(
+                    d,
+                    format!(
+                        "invalid value \"{}\" in \"proxy_http_version\" directive, it must be \"1.0\", \"1.1\" or \"2\"",
+                        w[0]
+                    ),
+                ),
+            },
             "client_body_timeout" => s.client_body_timeout = self.time(d),
             "client_header_timeout" => s.client_header_timeout = self.time(d),
             "keepalive_timeout" => {

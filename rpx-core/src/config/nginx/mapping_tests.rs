@@ -510,3 +510,21 @@ fn acme_errors_name_the_line() {
         assert_eq!(errors(&load(src)), [want], "{src}");
     }
 }
+
+#[test]
+fn proxy_http_version_maps_and_checks_its_value() {
+    let l = load(
+        "http {\n proxy_http_version 2;\n server {\n  location / { proxy_pass https://app; }\n  location /old/ { proxy_http_version 1.1; proxy_pass http://app; }\n }\n}",
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let v = |s: &Settings| s.proxy_http_version.as_ref().map(|v| v.value);
+    assert_eq!(v(&l.config.settings), Some(ProxyHttpVersion::Http2));
+    let locs = &l.config.servers[0].locations;
+    assert_eq!(v(&locs[0].settings), None, "inherited when compiled");
+    assert_eq!(v(&locs[1].settings), Some(ProxyHttpVersion::Http11));
+    let l = load("http {\n server {\n  proxy_http_version 3;\n }\n}");
+    assert_eq!(
+        errors(&l),
+        ["t.conf:3: invalid value \"3\" in \"proxy_http_version\" directive, it must be \"1.0\", \"1.1\" or \"2\""]
+    );
+}
