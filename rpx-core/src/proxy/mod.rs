@@ -529,7 +529,9 @@ where
         let up_req = Request::from_parts(head, req_body);
         let sent_at = std::time::Instant::now();
         let sent = match h2 {
-            Some(h2) => Either::Left(h2.send(&upstream, up_req, te_trailers)),
+            // Boxed: the HTTP/2 send is large and would grow every
+            // proxied request's future (memcpy per request) otherwise.
+            Some(h2) => Either::Left(Box::pin(h2.send(&upstream, up_req, te_trailers))),
             None => Either::Right(inner.pool.send(&upstream, up_req)),
         };
         let result = await_head(&inner, sent, body_done.as_deref(), &upstream).await;
