@@ -42,6 +42,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 cat >"$tmp/rpx.toml" <<EOF
 [[server]]
 listen = "127.0.0.1:$port"
+keepalive_requests = 1000000
   [[server.location]]
   path = "/"
   proxy_pass = "http://$origin"

@@ -183,6 +183,8 @@ dead=127.0.0.1:$(free_port)
 cat >"$tmp/rpx.plain.toml" <<EOF
 [[server]]
 listen = "127.0.0.1:0"
+# As nginx's config below: wrk keeps its connections for the whole run.
+keepalive_requests = 1000000
 
   [[server.location]]
   path = "/"
@@ -209,6 +211,7 @@ if [[ -n $has_tls ]]; then
     cat >"$tmp/rpx.tls.toml" <<EOF
 [[server]]
 listen = "127.0.0.1:0 ssl"
+keepalive_requests = 1000000
 ssl_certificate = "$tmp/cert.pem"
 ssl_certificate_key = "$tmp/key.pem"
 

@@ -384,6 +384,77 @@ async fn keepalive_timeout_zero_closes_after_each_response() {
     assert!(closes(&mut s).await);
 }
 
+/// nginx's `keepalive_requests` for clients: the request that reaches the
+/// limit is answered with `Connection: close`, and the connection closes.
+#[tokio::test]
+async fn keepalive_requests_closes_a_client_connection_after_its_last_request() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let p = timeouts_proxy("keepalive_requests = 3").await;
+    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    for i in 1..=3 {
+        s.get_mut().write_all(req).await.unwrap();
+        let head = answer(&mut s).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(
+            head.contains("connection: close"),
+            i == 3,
+            "request {i}: {head}"
+        );
+    }
+    assert!(closes(&mut s).await, "closed after the third response");
+}
+
+/// `keepalive_requests` on HTTP/2: GOAWAY after the last request; the
+/// requests already started are answered.
+#[tokio::test]
+async fn keepalive_requests_ends_an_http2_connection_with_goaway() {
+    let p = timeouts_proxy("keepalive_requests = 2").await;
+    let stream = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = Request::get("http://h2.test/").body(empty()).unwrap();
+        let res = bounded(sender.send_request(req)).await.expect("answered");
+        assert_eq!(res.status(), 200);
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(
+        ended.is_ok(),
+        "the connection ended after its second request"
+    );
+    let req = Request::get("http://h2.test/").body(empty()).unwrap();
+    assert!(
+        sender.send_request(req).await.is_err(),
+        "no third request on it"
+    );
+}
+
+/// nginx's `keepalive_time`: once it has passed, the next request is the
+/// connection's last.
+#[tokio::test]
+async fn keepalive_time_makes_the_next_request_the_last() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let p = timeouts_proxy("keepalive_time = \"300ms\"").await;
+    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.get_mut().write_all(req).await.unwrap();
+    let head = answer(&mut s).await.to_ascii_lowercase();
+    assert!(!head.contains("connection: close"), "{head}");
+    // The thing under test is time passing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.get_mut().write_all(req).await.unwrap();
+    let head = answer(&mut s).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closes(&mut s).await);
+}
+
 /// A next request whose first bytes come within `keepalive_timeout` has
 /// `client_header_timeout` from then for the rest of its head.
 #[tokio::test]

@@ -455,6 +455,13 @@ pub struct Settings {
     pub client_header_timeout: Option<Duration>,
     /// `keepalive_timeout` for client connections. Default 75 s.
     pub keepalive_timeout: Option<Duration>,
+    /// `keepalive_requests` for client connections: requests one connection
+    /// carries before it is closed (server level and up). Default 1000.
+    pub keepalive_requests: Option<u32>,
+    /// `keepalive_time` for client connections: after it, a connection is
+    /// closed once its next request is answered (server level and up).
+    /// Default 1 h.
+    pub keepalive_time: Option<Duration>,
     /// `root` directory.
     pub root: Option<Spanned<String>>,
     /// `alias` directory (location level only, not inherited).
@@ -551,6 +558,8 @@ impl Settings {
             client_body_timeout: pick(&self.client_body_timeout, &parent.client_body_timeout),
             client_header_timeout: pick(&self.client_header_timeout, &parent.client_header_timeout),
             keepalive_timeout: pick(&self.keepalive_timeout, &parent.keepalive_timeout),
+            keepalive_requests: pick(&self.keepalive_requests, &parent.keepalive_requests),
+            keepalive_time: pick(&self.keepalive_time, &parent.keepalive_time),
             root: pick(&self.root, &parent.root),
             alias: self.alias.clone(),
             index: pick(&self.index, &parent.index),

@@ -354,10 +354,14 @@ impl Writer {
             ("client_body_timeout", s.client_body_timeout),
             ("client_header_timeout", s.client_header_timeout),
             ("keepalive_timeout", s.keepalive_timeout),
+            ("keepalive_time", s.keepalive_time),
         ] {
             if let Some(d) = d {
                 t.insert(key.into(), duration(d));
             }
+        }
+        if let Some(n) = s.keepalive_requests {
+            t.insert("keepalive_requests".into(), integer(u64::from(n)));
         }
         if let Some(v) = &s.proxy_http_version {
             t.insert("proxy_http_version".into(), text(v.value.as_str()));

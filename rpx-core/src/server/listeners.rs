@@ -123,6 +123,8 @@ where
             let opts = ServeOptions {
                 header_timeout: spec.header_timeout,
                 keepalive_timeout: spec.keepalive_timeout,
+                keepalive_requests: spec.keepalive_requests,
+                keepalive_time: spec.keepalive_time,
                 shutdown_timeout: self.shutdown_timeout,
                 listen: Some(spec.addr),
                 tls: None,

@@ -4,7 +4,7 @@
 
 mod counted;
 mod header_timer;
-mod idle;
+mod lifetime;
 mod listeners;
 mod tls;
 
@@ -17,7 +17,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::future::{ready, Either, Ready};
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -53,6 +53,14 @@ pub struct ServeOptions {
     /// closed gracefully); zero turns HTTP/1 keep-alive off and leaves
     /// HTTP/2 connections open. Default 75 s.
     pub keepalive_timeout: Duration,
+    /// Requests one connection carries (`keepalive_requests`): the last is
+    /// answered with `Connection: close` (HTTP/2: GOAWAY after it, streams
+    /// under way finish). 0 counts as 1. Default 1000, as nginx.
+    pub keepalive_requests: u32,
+    /// How long one connection carries requests (`keepalive_time`): the
+    /// first request after it is the last (HTTP/2: GOAWAY when it passes).
+    /// Default 1 h, as nginx.
+    pub keepalive_time: Duration,
     /// How long a graceful stop waits for requests in flight. Default 30 s.
     pub shutdown_timeout: Duration,
     /// The configured listen address requests are routed by; default the
@@ -67,6 +75,8 @@ impl Default for ServeOptions {
         ServeOptions {
             header_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 1000,
+            keepalive_time: Duration::from_secs(3600),
             shutdown_timeout: Duration::from_secs(30),
             listen: None,
             tls: None,
@@ -201,7 +211,11 @@ where
         let conn = HttpConn {
             builder,
             stop: stopping.clone(),
-            keepalive: opts.keepalive_timeout,
+            requests: opts.keepalive_requests,
+            limits: lifetime::Limits {
+                idle: opts.keepalive_timeout,
+                time: opts.keepalive_time,
+            },
             info,
             service: service.clone(),
         };
@@ -237,8 +251,10 @@ struct HttpConn<S> {
     builder: auto::Builder<TokioExecutor>,
     /// The graceful stop's signal.
     stop: watch::Receiver<()>,
-    /// `keepalive_timeout`, for HTTP/2 connections ([`idle`]).
-    keepalive: Duration,
+    /// `keepalive_requests`.
+    requests: u32,
+    /// `keepalive_timeout` for HTTP/2 and `keepalive_time` ([`lifetime`]).
+    limits: lifetime::Limits,
     info: ConnInfo,
     service: S,
 }
@@ -282,7 +298,7 @@ where
             Some((info, rejection)) => (Some(info.clone()), rejection),
             None => (None, None),
         };
-        let activity = idle::Activity::new();
+        let activity = lifetime::Activity::new(self.requests);
         let svc = ConnService {
             service: self.service.clone(),
             info: self.info,
@@ -291,7 +307,7 @@ where
             activity: activity.clone(),
         };
         let stop = self.stop.clone();
-        let keepalive = self.keepalive;
+        let limits = self.limits;
         let builder = self.builder.clone();
         Box::pin(async move {
             // Per connection, not per request: the registry lookup is fine here.
@@ -301,7 +317,7 @@ where
                 .serve_connection_with_upgrades(TokioIo::new(io), svc)
                 .into_owned();
             let result =
-                idle::Serve::new(conn, |c| c.graceful_shutdown(), stop, activity, keepalive).await;
+                lifetime::Serve::new(conn, |c| c.graceful_shutdown(), stop, activity, limits).await;
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -322,7 +338,7 @@ struct ConnService<S> {
     tls: Option<Arc<TlsInfo>>,
     /// nginx's verdict on the client certificate, when it refuses.
     rejection: Option<&'static str>,
-    activity: Arc<idle::Activity>,
+    activity: Arc<lifetime::Activity>,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -331,21 +347,58 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = Infallible;
-    type Future =
-        Either<CallFuture<S, Request<Incoming>>, Ready<Result<Response<RpxBody>, Infallible>>>;
+    type Future = Either<
+        CallFuture<S, Request<Incoming>>,
+        Either<
+            Closing<CallFuture<S, Request<Incoming>>>,
+            Ready<Result<Response<RpxBody>, Infallible>>,
+        >,
+    >;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.activity.request(req.version());
+        let last = self.activity.request(req.version()) && req.version() < Version::HTTP_2;
         if let Some(reason) = self.rejection {
-            return Either::Right(ready(Ok(error_page_titled(
+            return Either::Right(Either::Right(ready(Ok(error_page_titled(
                 StatusCode::BAD_REQUEST,
                 reason,
-            ))));
+            )))));
         }
         req.extensions_mut().insert(self.info);
         if let Some(tls) = &self.tls {
             req.extensions_mut().insert(tls.clone());
         }
-        Either::Left(call_ready(self.service.clone(), req))
+        let call = call_ready(self.service.clone(), req);
+        if last {
+            Either::Right(Either::Left(Closing { inner: call }))
+        } else {
+            Either::Left(call)
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response to an HTTP/1 connection's last request
+    /// (`keepalive_requests`, `keepalive_time`): `Connection: close` tells
+    /// the client, and hyper closes the connection after it.
+    struct Closing<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> Future for Closing<F>
+where
+    F: Future<Output = Result<Response<RpxBody>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let mut res = std::task::ready!(self.project().inner.poll(cx))?;
+        // A 101 has switched protocols: nothing to close.
+        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            res.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(res))
     }
 }

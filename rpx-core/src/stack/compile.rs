@@ -454,6 +454,8 @@ impl Compiler {
                     keepalive_timeout: settings
                         .keepalive_timeout
                         .unwrap_or(Duration::from_secs(75)),
+                    keepalive_requests: settings.keepalive_requests.unwrap_or(1000),
+                    keepalive_time: settings.keepalive_time.unwrap_or(Duration::from_secs(3600)),
                     tls: None,
                 });
             }

@@ -61,6 +61,10 @@ pub struct ListenerSpec {
     pub header_timeout: std::time::Duration,
     /// Idle keep-alive timeout.
     pub keepalive_timeout: std::time::Duration,
+    /// Requests one client connection carries (`keepalive_requests`).
+    pub keepalive_requests: u32,
+    /// How long one client connection carries requests (`keepalive_time`).
+    pub keepalive_time: std::time::Duration,
     /// TLS termination, for `ssl` listeners.
     pub tls: Option<crate::server::TlsListener>,
 }

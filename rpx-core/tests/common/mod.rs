@@ -164,6 +164,8 @@ impl Proxy {
                 listen: Some(spec.addr),
                 header_timeout: spec.header_timeout,
                 keepalive_timeout: spec.keepalive_timeout,
+                keepalive_requests: spec.keepalive_requests,
+                keepalive_time: spec.keepalive_time,
                 tls,
                 ..ServeOptions::default()
             };

@@ -301,6 +301,11 @@ impl Mapper {
                     );
                 }
             }
+            "keepalive_requests" => match w[0].parse::<u32>() {
+                Ok(n) => s.keepalive_requests = Some(n),
+                Err(_) => self.invalid_value(d),
+            },
+            "keepalive_time" => s.keepalive_time = self.time(d),
             "ssl_certificate" => s.ssl_certificate = Some(Spanned::new(w[0].into(), pos)),
             "ssl_certificate_key" => s.ssl_certificate_key = Some(Spanned::new(w[0].into(), pos)),
             "ssl_client_certificate" => {

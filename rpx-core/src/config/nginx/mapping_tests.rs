@@ -528,3 +528,41 @@ fn proxy_http_version_maps_and_checks_its_value() {
         ["t.conf:3: invalid value \"3\" in \"proxy_http_version\" directive, it must be \"1.0\", \"1.1\" or \"2\""]
     );
 }
+
+#[test]
+fn client_keepalive_limits_map_convert_and_reach_the_listener() {
+    let src = "events {}\nhttp {\n  keepalive_requests 5;\n  server {\n    listen 127.0.0.1:8080;\n    keepalive_time 10m;\n  }\n}";
+    let l = load(src);
+    assert!(
+        l.errors.is_empty() && l.warnings.is_empty(),
+        "{:?} {:?}",
+        errors(&l),
+        warnings(&l)
+    );
+    let text = crate::config::to_toml(&l.config).unwrap();
+    let back = crate::config::parse_toml(&text, "c.toml").unwrap();
+    for config in [&l.config, &back] {
+        let snapshot = crate::stack::compile(config).unwrap();
+        let spec = &snapshot.listeners()[0];
+        assert_eq!(spec.keepalive_requests, 5, "{text}");
+        assert_eq!(
+            spec.keepalive_time,
+            std::time::Duration::from_secs(600),
+            "{text}"
+        );
+    }
+    let defaults =
+        crate::stack::compile(&load("events {}\nhttp { server { listen 80; } }").config).unwrap();
+    assert_eq!(defaults.listeners()[0].keepalive_requests, 1000);
+    assert_eq!(
+        defaults.listeners()[0].keepalive_time,
+        std::time::Duration::from_secs(3600)
+    );
+
+    let bad = load("events {}\nhttp {\n  keepalive_requests many;\n  server { listen 80; }\n}");
+    assert!(
+        errors(&bad).iter().any(|e| e.starts_with("t.conf:3")),
+        "{:?}",
+        errors(&bad)
+    );
+}
