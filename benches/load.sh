@@ -188,15 +188,22 @@ keepalive_requests = 1000000
 
   [[server.location]]
   path = "/"
-  proxy_pass = "http://$origin"
+  proxy_pass = "http://origin"
 
   [[server.location]]
   path = "/fo/"
   proxy_pass = "http://failover/"
 
+# The same groups as nginx's config below.
+[upstream.origin]
+servers = ["$origin"]
+keepalive = 32
+keepalive_requests = 1000000
+
 [upstream.failover]
 servers = ["$origin max_fails=1 fail_timeout=10s", "$dead max_fails=1 fail_timeout=10s"]
 keepalive = 32
+keepalive_requests = 1000000
 EOF
 
 if [[ -n $has_tls ]]; then
@@ -217,7 +224,12 @@ ssl_certificate_key = "$tmp/key.pem"
 
   [[server.location]]
   path = "/"
-  proxy_pass = "http://$origin"
+  proxy_pass = "http://origin"
+
+[upstream.origin]
+servers = ["$origin"]
+keepalive = 32
+keepalive_requests = 1000000
 EOF
 fi
 
