@@ -1,6 +1,7 @@
 //! HTTP/2 to upstreams (`proxy_http_version = "2"`): ALPN with fallback to
 //! HTTP/1.1, h2c, shared multiplexed connections, trailers and streaming,
-//! GOAWAY, upgrades kept on HTTP/1.1, and the error mapping.
+//! GOAWAY, upgrades kept on HTTP/1.1, the error mapping, keep-alive limits
+//! per connection, and requests the upstream did not process sent again.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -17,9 +19,9 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Barrier};
+use tokio::sync::{mpsc, oneshot, watch, Barrier};
 
 /// Lets a handler make its own connection send GOAWAY (a graceful
 /// shutdown) before it answers.
@@ -36,12 +38,14 @@ impl ConnCtl {
 
 /// A hyper upstream speaking HTTP/1.1 and HTTP/2 (by its preface: h2c
 /// prior knowledge, or whatever ALPN agreed), over TLS with the given ALPN
-/// list or over plain TCP. Counts connections and records request heads.
+/// list or over plain TCP. Counts connections, notes which have ended
+/// (by their number in accept order, from 1) and records request heads.
 /// A response carrying `x-reset` is turned into a stream reset.
 struct H2Upstream {
     addr: SocketAddr,
     tls: bool,
     connections: Arc<AtomicUsize>,
+    closed: watch::Sender<Vec<usize>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     _stop: oneshot::Sender<()>,
 }
@@ -58,16 +62,21 @@ impl H2Upstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let (accepted, record) = (connections.clone(), seen.clone());
+        let (closed, _) = watch::channel(Vec::new());
+        let (accepted, record, ended) = (connections.clone(), seen.clone(), closed.clone());
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = tokio::select! {
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
                     _ = &mut stopped => return,
                 };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let (handler, record, acceptor) =
-                    (handler.clone(), record.clone(), acceptor.clone());
+                let n = accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                let (handler, record, acceptor, ended) = (
+                    handler.clone(),
+                    record.clone(),
+                    acceptor.clone(),
+                    ended.clone(),
+                );
                 tokio::spawn(async move {
                     match acceptor {
                         Some(a) => {
@@ -77,6 +86,7 @@ impl H2Upstream {
                         }
                         None => serve(tcp, handler, record).await,
                     }
+                    ended.send_modify(|c| c.push(n));
                 });
             }
         });
@@ -84,6 +94,7 @@ impl H2Upstream {
             addr,
             tls: alpn.is_some(),
             connections,
+            closed,
             seen,
             _stop: stop,
         }
@@ -91,6 +102,19 @@ impl H2Upstream {
 
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The connections that have ended, by number.
+    fn closed(&self) -> Vec<usize> {
+        let mut c = self.closed.borrow().clone();
+        c.sort_unstable();
+        c
+    }
+
+    /// Waits until connection `n` (in accept order, from 1) has ended.
+    async fn wait_closed(&self, n: usize) {
+        let mut ended = self.closed.subscribe();
+        bounded(ended.wait_for(|c| c.contains(&n))).await.unwrap();
     }
 
     fn last(&self) -> Seen {
@@ -108,6 +132,27 @@ impl H2Upstream {
         proxy_to(
             &format!("{scheme}://{}", self.addr),
             &format!("proxy_ssl_verify = false\n{extra}"),
+        )
+    }
+
+    /// A location proxying in HTTP/2 to a group of this upstream alone,
+    /// with `keepalive` lines in the group.
+    fn group_config(&self, keepalive: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let addr = self.addr;
+        format!(
+            r#"
+            [[server]]
+            listen = "127.0.0.1:0"
+              [[server.location]]
+              path = "/"
+              proxy_pass = "{scheme}://backend"
+              proxy_http_version = "2"
+              proxy_ssl_verify = false
+            [upstream.backend]
+            servers = ["{addr}"]
+            {keepalive}
+            "#
         )
     }
 }
@@ -505,4 +550,258 @@ fn proxy_http_version_values_are_checked() {
     let warnings: Vec<String> = snapshot.warnings().iter().map(|w| w.to_string()).collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("v.toml:6:22: "), "{warnings:?}");
+}
+
+/// `keepalive_requests` counts the streams an HTTP/2 connection is given:
+/// one that has had that many takes no more and is closed.
+#[tokio::test]
+async fn keepalive_requests_caps_the_streams_per_h2_connection() {
+    let up = H2Upstream::start(None, echo_version).await;
+    let p = Proxy::start(&up.group_config("keepalive_requests = 3")).await;
+    for _ in 0..7 {
+        let (status, _, body) = get(&p.url("/"), &[]).await;
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"HTTP/2.0"[..]));
+    }
+    assert_eq!(up.connections(), 3, "7 requests, at most 3 per connection");
+    // The two used up are closed by rpx; the third is kept.
+    up.wait_closed(1).await;
+    up.wait_closed(2).await;
+    assert_eq!(up.closed(), [1, 2]);
+}
+
+/// `keepalive_time`: a connection older than that takes no new stream,
+/// and closes once the one under way has ended.
+#[tokio::test]
+async fn keepalive_time_retires_an_h2_connection_after_its_streams() {
+    let (arrived_tx, arrived) = oneshot::channel::<()>();
+    let (release, release_rx) = oneshot::channel::<()>();
+    let slow = Arc::new(Mutex::new(Some((arrived_tx, release_rx))));
+    let up = H2Upstream::start(None, move |req, _| {
+        let slow = slow.clone();
+        async move {
+            if req.uri().path() == "/slow" {
+                let (arrived, release) = slow.lock().unwrap().take().expect("one slow request");
+                arrived.send(()).unwrap();
+                release.await.unwrap();
+                return Response::new(full("slow"));
+            }
+            Response::new(full("ok"))
+        }
+    })
+    .await;
+    let p = Proxy::start(&up.group_config("keepalive_time = \"300ms\"")).await;
+    let slow = tokio::spawn(get_owned(p.url("/slow")));
+    bounded(arrived).await.unwrap();
+    // The time under test has to pass: there is no event to wait for.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _, body) = get(&p.url("/"), &[]).await;
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+    assert_eq!(up.connections(), 2, "the old connection took no new stream");
+    assert!(
+        !up.closed().contains(&1),
+        "the old connection stays for its stream under way"
+    );
+    release.send(()).unwrap();
+    let (status, body) = bounded(slow).await.unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"slow"[..]));
+    up.wait_closed(1).await;
+}
+
+/// `keepalive_timeout`: an HTTP/2 connection with no stream under way for
+/// that long is closed by rpx, with no request coming to notice.
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_after_keepalive_timeout() {
+    let up = H2Upstream::start(None, echo_version).await;
+    let p = Proxy::start(&up.group_config("keepalive_timeout = \"500ms\"")).await;
+    for _ in 0..2 {
+        assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    }
+    let idle = Instant::now();
+    assert_eq!(up.connections(), 1, "kept within the timeout");
+    up.wait_closed(1).await;
+    assert!(
+        idle.elapsed() >= Duration::from_millis(400),
+        "not before the timeout: {:?}",
+        idle.elapsed()
+    );
+    assert_eq!(up.connections(), 1);
+}
+
+/// GET `url`, for a task of its own.
+async fn get_owned(url: String) -> (StatusCode, Bytes) {
+    let (status, _, body) = get(&url, &[]).await;
+    (status, body)
+}
+
+/// An upstream on the h2 crate's server, which can turn requests down: the
+/// next `refuse` streams are reset with REFUSED_STREAM unread, and with
+/// `go_away` set the next connection answers its first request with a
+/// GOAWAY whose last stream id (0) is below it. Other requests get 200
+/// "ok". Counts connections and the streams that reached it.
+struct Refusing {
+    addr: SocketAddr,
+    refuse: Arc<AtomicUsize>,
+    go_away: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
+    streams: Arc<AtomicUsize>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Refusing {
+    async fn start() -> Refusing {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let up = Refusing {
+            addr,
+            refuse: Arc::default(),
+            go_away: Arc::default(),
+            connections: Arc::default(),
+            streams: Arc::default(),
+            _stop: stop,
+        };
+        let (refuse, go_away, connections, streams) = (
+            up.refuse.clone(),
+            up.go_away.clone(),
+            up.connections.clone(),
+            up.streams.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                    _ = &mut stopped => return,
+                };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let (refuse, streams) = (refuse.clone(), streams.clone());
+                if go_away.swap(false, Ordering::SeqCst) {
+                    tokio::spawn(go_away_at_first_request(tcp, streams));
+                } else {
+                    tokio::spawn(serve_refusing(tcp, refuse, streams));
+                }
+            }
+        });
+        up
+    }
+
+    fn config(&self) -> String {
+        proxy_to(
+            &format!("http://{}", self.addr),
+            "proxy_http_version = \"2\"",
+        )
+    }
+
+    fn streams(&self) -> usize {
+        self.streams.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve_refusing(
+    tcp: tokio::net::TcpStream,
+    refuse: Arc<AtomicUsize>,
+    streams: Arc<AtomicUsize>,
+) {
+    let Ok(mut conn) = h2::server::handshake(tcp).await else {
+        return;
+    };
+    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+        streams.fetch_add(1, Ordering::SeqCst);
+        if refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+            continue;
+        }
+        let Ok(mut body) = respond.send_response(Response::new(()), false) else {
+            continue;
+        };
+        let _ = body.send_data(Bytes::from_static(b"ok"), true);
+    }
+}
+
+/// Speaks just enough HTTP/2 to answer the first request with GOAWAY
+/// (last stream id 0, NO_ERROR): the request was not processed.
+async fn go_away_at_first_request(mut tcp: tokio::net::TcpStream, streams: Arc<AtomicUsize>) {
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    const SETTINGS_ACK: [u8; 9] = [0, 0, 0, 4, 1, 0, 0, 0, 0];
+    const GOAWAY: [u8; 17] = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut preface = [0u8; 24];
+    if tcp.read_exact(&mut preface).await.is_err() || tcp.write_all(&SETTINGS).await.is_err() {
+        return;
+    }
+    loop {
+        let mut head = [0u8; 9];
+        if tcp.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0; len];
+        if tcp.read_exact(&mut payload).await.is_err() {
+            return;
+        }
+        // HEADERS: a request. GOAWAY, then the end once rpx has read it.
+        if head[3] == 1 {
+            streams.fetch_add(1, Ordering::SeqCst);
+            let _ = tcp.write_all(&GOAWAY).await;
+            let _ = tcp.shutdown().await;
+            let _ = tcp.read_to_end(&mut Vec::new()).await;
+            return;
+        }
+        // SETTINGS (not an ACK): acknowledged.
+        let settings = head[3] == 4 && head[4] & 1 == 0;
+        if settings && tcp.write_all(&SETTINGS_ACK).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// RFC 9113 §8.7: a stream refused with REFUSED_STREAM was not processed.
+/// A request without a body goes again (on another connection), up to
+/// three tries; one with a body cannot be replayed and is a 502.
+#[tokio::test]
+async fn a_refused_stream_is_sent_again_only_without_a_body() {
+    let up = Refusing::start().await;
+    let p = Proxy::start(&up.config()).await;
+    up.refuse.store(1, Ordering::SeqCst);
+    let (status, _, body) = get(&p.url("/"), &[]).await;
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+    assert_eq!(up.streams(), 2, "refused, then answered");
+
+    // A body of a known length, and one of none (chunked from the client;
+    // sent again empty, it would be taken).
+    let chunked = || {
+        let frame = Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(
+            Bytes::from_static(b"payload"),
+        ));
+        BodyExt::boxed(StreamBody::new(futures_util::stream::iter([frame])))
+    };
+    for (i, body) in [full("payload"), chunked()].into_iter().enumerate() {
+        up.refuse.store(1, Ordering::SeqCst);
+        let post = Request::post(p.url("/")).body(body).unwrap();
+        assert_eq!(send(post).await.0, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            up.streams(),
+            3 + i,
+            "a request with a body is not sent again"
+        );
+    }
+
+    // Refused every time: three tries, then 502.
+    up.refuse.store(10, Ordering::SeqCst);
+    assert_eq!(get(&p.url("/"), &[]).await.0, StatusCode::BAD_GATEWAY);
+    assert_eq!(up.streams(), 7);
+}
+
+/// A GOAWAY whose last stream id is below the request's also says it was
+/// not processed: a request without a body goes on a new connection.
+#[tokio::test]
+async fn a_request_above_a_goaways_last_stream_id_is_sent_again() {
+    let up = Refusing::start().await;
+    let p = Proxy::start(&up.config()).await;
+    up.go_away.store(true, Ordering::SeqCst);
+    let (status, _, body) = get(&p.url("/"), &[]).await;
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+    assert_eq!(up.streams(), 2);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }

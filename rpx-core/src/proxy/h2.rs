@@ -8,12 +8,25 @@
 //! same connection, which then joins the HTTP/1.1 pool, and the server is
 //! sent HTTP/1.1 from then on (until the config is reloaded). Plain
 //! `http://` servers get HTTP/2 with prior knowledge (h2c).
+//!
+//! The keep-alive settings (a group's, or the defaults) count per
+//! connection, as nginx counts them for its HTTP/2 upstreams: one given
+//! `keepalive_requests` streams, or older than `keepalive_time`, takes no
+//! new ones and closes once those under way end; one with no stream under
+//! way for `keepalive_timeout` is closed. Checkout applies them, and so
+//! does one task per server ([`reap`]), for the connections no request
+//! comes to look at.
+//!
+//! A request the server did not process (its stream refused with
+//! `REFUSED_STREAM`, or above the last stream id of a GOAWAY; RFC 9113
+//! §8.7) goes again on another connection, when it has no body: only its
+//! head can be kept to send again.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HOST, TE};
@@ -28,9 +41,10 @@ use tower::Service;
 use super::connector::UpstreamConnector;
 use super::h1::Conn;
 use super::pool::{Pool, PooledBody, SendError};
-use super::UpstreamReqBody;
+use super::{empty_body, UpstreamReqBody};
 use crate::error::BoxError;
 use crate::headers::strip_hop_by_hop;
+use crate::upstream::KeepAlive;
 
 /// Requests one connection carries at once before another is opened.
 /// RFC 9113 asks servers to allow at least 100; below a server's own
@@ -38,8 +52,12 @@ use crate::headers::strip_hop_by_hop;
 const MAX_STREAMS: usize = 100;
 
 /// Connections a request may be handed back from unsent (each closed
-/// under it) before it fails.
+/// under it, or refusing it) before it fails.
 const MAX_TRIES: usize = 3;
+
+/// The least time between two looks at a connection with streams under
+/// way (`keepalive_timeout` 0 would otherwise have [`reap`] spin).
+const MIN_RECHECK: Duration = Duration::from_millis(100);
 
 /// The HTTP/2 connections of one `proxy_pass`, towards each of its servers.
 #[derive(Debug, Clone)]
@@ -55,6 +73,8 @@ struct Inner {
     builder: http2::Builder<TokioExecutor>,
     /// Where the servers that answer in HTTP/1.1 go.
     http1: Pool,
+    /// The HTTP/1.1 pool's settings, applied per connection.
+    keepalive: KeepAlive,
     /// A linear search, as in the HTTP/1.1 pool: one server or a group's few.
     servers: Mutex<Vec<Arc<Server>>>,
 }
@@ -75,13 +95,30 @@ struct State {
     /// The last connect failure, told to the requests that waited for it
     /// rather than each trying (and timing out) again in turn.
     failed: Option<(Instant, SharedError)>,
+    /// A [`reap`] task looks after `conns`.
+    reaping: bool,
 }
 
+/// A connection taking new streams. Dropped from the list (its last
+/// handle once the requests using it have their heads), hyper closes it
+/// with a GOAWAY when its streams have ended.
 #[derive(Debug)]
 struct H2Conn {
     send: SendRequest<UpstreamReqBody>,
-    /// Requests under way on it, until their response bodies end.
-    streams: Arc<AtomicUsize>,
+    usage: Arc<Usage>,
+    /// Streams it has been given (`keepalive_requests`).
+    given: u32,
+}
+
+/// What a connection shares with its requests' response bodies.
+#[derive(Debug)]
+struct Usage {
+    opened: Instant,
+    /// Requests under way, until their response bodies end.
+    streams: AtomicUsize,
+    /// When a request last ended, in nanoseconds after `opened`
+    /// (`keepalive_timeout` counts from there).
+    last_end: AtomicU64,
 }
 
 /// A new connection: HTTP/2, or what a server that did not pick `h2` speaks.
@@ -120,7 +157,8 @@ struct ClosedUnsent;
 
 impl H2Pool {
     /// `connector` offers `h2` by ALPN (or connects in plain text for h2c);
-    /// `http1` takes the servers and requests that stay on HTTP/1.1.
+    /// `http1` takes the servers and requests that stay on HTTP/1.1, and
+    /// its keep-alive settings hold for the HTTP/2 connections too.
     pub(crate) fn new(connector: UpstreamConnector, scheme: Scheme, http1: Pool) -> Self {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
@@ -129,6 +167,7 @@ impl H2Pool {
                 connector,
                 scheme,
                 builder,
+                keepalive: http1.keepalive(),
                 http1,
                 servers: Mutex::new(Vec::new()),
             }),
@@ -146,20 +185,24 @@ impl H2Pool {
     ) -> Result<Response<PooledBody>, SendError> {
         let entry = self.inner.server(server);
         let asked = Instant::now();
+        // Without a body, a request the server did not process can go again.
+        let replayable = req.body().is_end_stream();
         let mut req = req;
         // Once rewritten for HTTP/2: whether `Host` moved into the URI.
         let mut h2_form = None;
-        for _ in 0..MAX_TRIES {
+        // The connection that refused the request, not asked again.
+        let mut refused_by = None;
+        for tries_left in (0..MAX_TRIES).rev() {
             let (mut send, slot) = {
                 let mut state = entry.state.lock().await;
-                match state.checkout() {
+                match state.checkout(&self.inner.keepalive, refused_by.as_ref()) {
                     Some(found) => found,
                     None if state.http1 => {
                         drop(state);
                         let req = into_h1(req, h2_form);
                         return self.inner.http1.send(server, req).await;
                     }
-                    None => match self.inner.connect(server, &mut state, asked).await? {
+                    None => match self.inner.connect(&entry, &mut state, asked).await? {
                         Connected::H2(send, slot) => (send, slot),
                         Connected::Http1(conn) => {
                             drop(state);
@@ -176,6 +219,9 @@ impl H2Pool {
                 h2_form = Some(moved);
                 req = Request::from_parts(head, body);
             }
+            // hyper consumes the request even when the server turns it
+            // down: a copy of the head is the way to send it again.
+            let again = (replayable && tries_left > 0).then(|| head_copy(&req));
             match send.try_send_request(req).await {
                 Ok(res) => return Ok(wrap(res, slot)),
                 // The connection closed before taking the request (a
@@ -183,12 +229,49 @@ impl H2Pool {
                 // connection gets it.
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
-                    None => return Err(SendError::Http(Box::new(e.into_error()))),
+                    None => {
+                        let e = e.into_error();
+                        match again {
+                            Some(copy) if unprocessed(&e) => {
+                                tracing::debug!(upstream = %server, error = %e, "upstream did not process the request: sending it again");
+                                refused_by = Some(slot.0.clone());
+                                req = copy;
+                            }
+                            _ => return Err(SendError::Http(Box::new(e))),
+                        }
+                    }
                 },
             }
         }
         Err(SendError::Http(Box::new(ClosedUnsent)))
     }
+}
+
+/// A bodiless request's copy (its extensions are empty by then).
+fn head_copy(req: &Request<UpstreamReqBody>) -> Request<UpstreamReqBody> {
+    let mut copy = Request::new(empty_body());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// Whether the server said it did not process the request (RFC 9113
+/// §8.7): it refused the stream, or its GOAWAY's last stream id is below
+/// it. h2 fails the streams above that id, and the ones started after the
+/// GOAWAY, with the GOAWAY itself; a stream within it that breaks off
+/// later gets another error.
+fn unprocessed(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.is_remote()
+                && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl Inner {
@@ -205,11 +288,11 @@ impl Inner {
         s
     }
 
-    /// A new connection to `server`, with the state locked. A failure
+    /// A new connection to `entry`, with its state locked. A failure
     /// since `asked` (of a connect this request waited for) is its answer.
     async fn connect(
         &self,
-        server: &Authority,
+        entry: &Arc<Server>,
         state: &mut State,
         asked: Instant,
     ) -> Result<Connected, SendError> {
@@ -218,15 +301,28 @@ impl Inner {
                 return Err(SendError::Connect(Box::new(e.clone())));
             }
         }
+        let server = &entry.authority;
         match self.open(server).await {
             Ok(Opened::H2(send)) => {
                 state.failed = None;
-                let streams = Arc::new(AtomicUsize::new(0));
-                let slot = StreamSlot::take(&streams);
-                state.conns.push(H2Conn {
-                    send: send.clone(),
-                    streams,
+                let usage = Arc::new(Usage {
+                    opened: Instant::now(),
+                    streams: AtomicUsize::new(0),
+                    last_end: AtomicU64::new(0),
                 });
+                let slot = StreamSlot::take(&usage);
+                // `keepalive_requests` 0 or 1: the first stream is its last.
+                if self.keepalive.requests > 1 {
+                    state.conns.push(H2Conn {
+                        send: send.clone(),
+                        usage,
+                        given: 1,
+                    });
+                    if !state.reaping {
+                        state.reaping = true;
+                        tokio::spawn(reap(Arc::downgrade(entry), self.keepalive));
+                    }
+                }
                 Ok(Connected::H2(send, slot))
             }
             Ok(Opened::Http1(conn)) => {
@@ -267,14 +363,83 @@ impl Inner {
 }
 
 impl State {
-    /// An open connection with a stream to spare, that stream counted.
-    fn checkout(&mut self) -> Option<(SendRequest<UpstreamReqBody>, StreamSlot)> {
-        self.conns.retain(|c| !c.send.is_closed());
-        let c = self
-            .conns
-            .iter()
-            .find(|c| c.streams.load(Ordering::Acquire) < MAX_STREAMS)?;
-        Some((c.send.clone(), StreamSlot::take(&c.streams)))
+    /// An open connection with a stream to spare (not `refused_by`'s),
+    /// that stream counted. Those due to close are dropped first.
+    fn checkout(
+        &mut self,
+        keepalive: &KeepAlive,
+        refused_by: Option<&Arc<Usage>>,
+    ) -> Option<(SendRequest<UpstreamReqBody>, StreamSlot)> {
+        let now = Instant::now();
+        self.conns.retain(|c| c.time_left(now, keepalive).is_some());
+        let i = self.conns.iter().position(|c| {
+            c.usage.streams.load(Ordering::Acquire) < MAX_STREAMS
+                && refused_by.is_none_or(|r| !Arc::ptr_eq(r, &c.usage))
+        })?;
+        let c = &mut self.conns[i];
+        c.given += 1;
+        let slot = StreamSlot::take(&c.usage);
+        if c.given >= keepalive.requests {
+            // Its last stream (`keepalive_requests`): out of the list, it
+            // closes when the streams under way end.
+            return Some((self.conns.remove(i).send, slot));
+        }
+        Some((c.send.clone(), slot))
+    }
+
+    /// Drops the connections due to close; the time until the next one
+    /// is, or `None` (and no longer reaping) when none is left.
+    fn reap(&mut self, keepalive: &KeepAlive) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next: Option<Duration> = None;
+        self.conns.retain(|c| {
+            let left = c.time_left(now, keepalive);
+            if let Some(l) = left {
+                next = Some(next.map_or(l, |n| n.min(l)));
+            }
+            left.is_some()
+        });
+        self.reaping = next.is_some();
+        next
+    }
+}
+
+impl H2Conn {
+    /// How long it may take new streams from `now` on, as things stand;
+    /// `None`: no longer (closed, too old, or idle too long).
+    fn time_left(&self, now: Instant, keepalive: &KeepAlive) -> Option<Duration> {
+        if self.send.is_closed() {
+            return None;
+        }
+        let u = &self.usage;
+        let age = now.saturating_duration_since(u.opened);
+        let idle_left = if u.streams.load(Ordering::Acquire) == 0 {
+            let idle = age.saturating_sub(Duration::from_nanos(u.last_end.load(Ordering::Relaxed)));
+            keepalive.timeout.saturating_sub(idle)
+        } else {
+            // Busy: it cannot idle out before this much time has passed.
+            keepalive.timeout.max(MIN_RECHECK)
+        };
+        let left = keepalive.time.saturating_sub(age).min(idle_left);
+        (!left.is_zero()).then_some(left)
+    }
+}
+
+/// Closes `server`'s connections when they fall due, for those no request
+/// comes to look at (an idle one above all: nothing else would close it).
+/// One task per server, from its first connection until it has none.
+async fn reap(server: Weak<Server>, keepalive: KeepAlive) {
+    loop {
+        // Not held while sleeping: the pool may go (a reload) meanwhile.
+        let Some(entry) = server.upgrade() else {
+            return;
+        };
+        let next = entry.state.lock().await.reap(&keepalive);
+        drop(entry);
+        match next {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return,
+        }
     }
 }
 
@@ -359,18 +524,22 @@ fn wrap(res: Response<Incoming>, slot: StreamSlot) -> Response<PooledBody> {
 
 /// One request counted on its connection until its response ends.
 #[derive(Debug)]
-struct StreamSlot(Arc<AtomicUsize>);
+struct StreamSlot(Arc<Usage>);
 
 impl StreamSlot {
-    fn take(streams: &Arc<AtomicUsize>) -> Self {
-        streams.fetch_add(1, Ordering::AcqRel);
-        StreamSlot(streams.clone())
+    fn take(usage: &Arc<Usage>) -> Self {
+        usage.streams.fetch_add(1, Ordering::AcqRel);
+        StreamSlot(usage.clone())
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let u = &self.0;
+        // The end time first: whoever sees the count at 0 sees it too.
+        let ended = u64::try_from(u.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        u.last_end.fetch_max(ended, Ordering::Relaxed);
+        u.streams.fetch_sub(1, Ordering::Release);
     }
 }
 

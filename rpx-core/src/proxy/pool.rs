@@ -82,6 +82,11 @@ impl Pool {
         }
     }
 
+    /// The keep-alive settings it was made with.
+    pub(crate) fn keepalive(&self) -> KeepAlive {
+        self.inner.keepalive
+    }
+
     /// Sends `req` (origin-form URI) to `server` and waits for the head.
     pub(crate) async fn send(
         &self,
