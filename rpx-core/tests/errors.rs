@@ -410,14 +410,7 @@ async fn keepalive_requests_closes_a_client_connection_after_its_last_request() 
 #[tokio::test]
 async fn keepalive_requests_ends_an_http2_connection_with_goaway() {
     let p = timeouts_proxy("keepalive_requests = 2").await;
-    let stream = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c_client(p.addr()).await;
     for _ in 0..2 {
         let req = Request::get("http://h2.test/").body(empty()).unwrap();
         let res = bounded(sender.send_request(req)).await.expect("answered");
@@ -550,14 +543,7 @@ fn group_config(up: &Upstream, keepalive: &str) -> String {
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_after_keepalive_timeout() {
     let p = timeouts_proxy("keepalive_timeout = \"400ms\"").await;
-    let stream = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c_client(p.addr()).await;
     let start = std::time::Instant::now();
     let mut last = start;
     // Five requests 150 ms apart: 600 ms in all, each within the timeout.

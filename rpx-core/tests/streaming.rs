@@ -261,14 +261,7 @@ async fn http2_prior_knowledge_clients_are_proxied_and_routed_by_authority() {
     let p = Proxy::start(&config).await;
     // A raw HTTP/2 connection, so `:authority` can name a host other than
     // the socket's address.
-    let stream = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c_client(p.addr()).await;
     let req = Request::get("http://h2.test/x?y=1").body(empty()).unwrap();
     let res = bounded(sender.send_request(req)).await.unwrap();
     assert_eq!(res.version(), http::Version::HTTP_2);

@@ -37,6 +37,24 @@ pub fn full(b: impl Into<Bytes>) -> TestBody {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
 }
 
+/// An HTTP/2 client connection with prior knowledge (h2c) to `addr`: its
+/// sender, and its driver's task (finished once the connection is closed).
+pub async fn h2c_client(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<TestBody>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
 pub fn empty() -> TestBody {
     Empty::new().map_err(|e| match e {}).boxed()
 }
