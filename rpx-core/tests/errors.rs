@@ -330,6 +330,21 @@ async fn answer(s: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> String {
     head
 }
 
+/// A raw client connection to the proxy.
+async fn raw_client(p: &Proxy) -> tokio::io::BufReader<tokio::net::TcpStream> {
+    tokio::io::BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap())
+}
+
+/// Sends `GET /` on `s` and reads the response; returns its head.
+async fn get_head(s: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> String {
+    use tokio::io::AsyncWriteExt;
+    s.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    answer(s).await
+}
+
 /// A server answering `200 ok` with the given timeouts.
 async fn timeouts_proxy(settings: &str) -> Proxy {
     Proxy::start(&format!(
@@ -358,28 +373,18 @@ async fn closes(s: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> bool {
 /// timeout is.
 #[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_after_keepalive_timeout() {
-    use tokio::io::{AsyncWriteExt, BufReader};
     let p = timeouts_proxy("keepalive_timeout = \"300ms\"\nclient_header_timeout = \"60s\"").await;
-    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
-    s.get_mut()
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    let mut s = raw_client(&p).await;
+    assert!(get_head(&mut s).await.starts_with("HTTP/1.1 200"));
     assert!(closes(&mut s).await, "closed after 300 ms idle, not 60 s");
 }
 
 /// `keepalive_timeout 0` turns keep-alive off, as in nginx.
 #[tokio::test]
 async fn keepalive_timeout_zero_closes_after_each_response() {
-    use tokio::io::{AsyncWriteExt, BufReader};
     let p = timeouts_proxy("keepalive_timeout = \"0s\"").await;
-    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
-    s.get_mut()
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let head = answer(&mut s).await.to_ascii_lowercase();
+    let mut s = raw_client(&p).await;
+    let head = get_head(&mut s).await.to_ascii_lowercase();
     assert!(head.contains("connection: close"), "{head}");
     assert!(closes(&mut s).await);
 }
@@ -388,13 +393,10 @@ async fn keepalive_timeout_zero_closes_after_each_response() {
 /// limit is answered with `Connection: close`, and the connection closes.
 #[tokio::test]
 async fn keepalive_requests_closes_a_client_connection_after_its_last_request() {
-    use tokio::io::{AsyncWriteExt, BufReader};
     let p = timeouts_proxy("keepalive_requests = 3").await;
-    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
-    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut s = raw_client(&p).await;
     for i in 1..=3 {
-        s.get_mut().write_all(req).await.unwrap();
-        let head = answer(&mut s).await.to_ascii_lowercase();
+        let head = get_head(&mut s).await.to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 200"), "{head}");
         assert_eq!(
             head.contains("connection: close"),
@@ -432,17 +434,13 @@ async fn keepalive_requests_ends_an_http2_connection_with_goaway() {
 /// connection's last.
 #[tokio::test]
 async fn keepalive_time_makes_the_next_request_the_last() {
-    use tokio::io::{AsyncWriteExt, BufReader};
     let p = timeouts_proxy("keepalive_time = \"300ms\"").await;
-    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
-    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    s.get_mut().write_all(req).await.unwrap();
-    let head = answer(&mut s).await.to_ascii_lowercase();
+    let mut s = raw_client(&p).await;
+    let head = get_head(&mut s).await.to_ascii_lowercase();
     assert!(!head.contains("connection: close"), "{head}");
     // The thing under test is time passing.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    s.get_mut().write_all(req).await.unwrap();
-    let head = answer(&mut s).await.to_ascii_lowercase();
+    let head = get_head(&mut s).await.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
     assert!(closes(&mut s).await);
@@ -452,12 +450,10 @@ async fn keepalive_time_makes_the_next_request_the_last() {
 /// `client_header_timeout` from then for the rest of its head.
 #[tokio::test]
 async fn a_head_begun_within_keepalive_timeout_has_the_header_timeout() {
-    use tokio::io::{AsyncWriteExt, BufReader};
+    use tokio::io::AsyncWriteExt;
     let p = timeouts_proxy("keepalive_timeout = \"300ms\"\nclient_header_timeout = \"3s\"").await;
-    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
-    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    s.get_mut().write_all(req).await.unwrap();
-    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    let mut s = raw_client(&p).await;
+    assert!(get_head(&mut s).await.starts_with("HTTP/1.1 200"));
     s.get_mut().write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     // Past the keep-alive timeout, well within the header timeout.
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -474,16 +470,13 @@ async fn a_head_begun_within_keepalive_timeout_has_the_header_timeout() {
 /// than the timeout counted from an earlier request.
 #[tokio::test]
 async fn header_timeout_is_counted_per_request_on_a_kept_alive_connection() {
-    use tokio::io::{AsyncWriteExt, BufReader};
+    use tokio::io::AsyncWriteExt;
     let p = timeouts_proxy("client_header_timeout = \"1s\"").await;
-    let mut s = BufReader::new(tokio::net::TcpStream::connect(p.addr()).await.unwrap());
+    let mut s = raw_client(&p).await;
     let start = std::time::Instant::now();
-    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    s.get_mut().write_all(req).await.unwrap();
-    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    assert!(get_head(&mut s).await.starts_with("HTTP/1.1 200"));
     tokio::time::sleep(Duration::from_millis(600)).await;
-    s.get_mut().write_all(req).await.unwrap();
-    assert!(answer(&mut s).await.starts_with("HTTP/1.1 200"));
+    assert!(get_head(&mut s).await.starts_with("HTTP/1.1 200"));
     // The third head straddles the first request's deadline (1 s after the
     // start) and ends well within the second's (1.6 s).
     s.get_mut().write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
