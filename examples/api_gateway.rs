@@ -5,15 +5,15 @@
 //! `curl http://127.0.0.1:PORT/api/users` and `curl http://127.0.0.1:PORT/`.
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use rpx_core::error::{ProxyError, RescueLayer};
 use rpx_core::location::{LocationRouter, MatchKind};
 use rpx_core::proxy::ProxyService;
+use rpx_core::server::RequestBody;
 use rpx_core::RpxBody;
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder};
 
-type Route = BoxCloneSyncService<Request<Incoming>, Response<RpxBody>, ProxyError>;
+type Route = BoxCloneSyncService<Request<RequestBody>, Response<RpxBody>, ProxyError>;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     // Everything else: the application's own handler.
-    let app = service_fn(|req: Request<Incoming>| async move {
+    let app = service_fn(|req: Request<RequestBody>| async move {
         let text = format!("the app itself answers {}\n", req.uri().path());
         Ok::<_, ProxyError>(Response::new(RpxBody::from(text)))
     });

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -58,7 +57,7 @@ pub struct ListenerSet<S> {
 
 impl<S> ListenerSet<S>
 where
-    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+    S: Service<Request<super::RequestBody>, Response = Response<RpxBody>, Error = Infallible>
         + Clone
         + Send
         + 'static,

@@ -2,16 +2,20 @@
 //! TLS) on a TCP listener, upgrades on, connection info stamped on every
 //! request, and a graceful stop that lets requests in flight finish.
 
+mod body;
 mod counted;
+mod h1;
 mod header_timer;
 mod lifetime;
 mod listeners;
+mod rewind;
 mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -27,6 +31,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 use tower::{Layer, Service};
 
+pub use body::RequestBody;
 pub use listeners::{BindError, ListenerSet};
 pub use tls::TlsListener;
 
@@ -111,7 +116,7 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -131,7 +136,7 @@ pub async fn serve_with<S>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -157,7 +162,7 @@ pub async fn serve_with_cell<S>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -216,6 +221,10 @@ where
                 idle: opts.keepalive_timeout,
                 time: opts.keepalive_time,
             },
+            timeouts: h1::Timeouts {
+                header: opts.header_timeout,
+                keepalive: opts.keepalive_timeout,
+            },
             info,
             service: service.clone(),
         };
@@ -255,6 +264,8 @@ struct HttpConn<S> {
     requests: u32,
     /// `keepalive_timeout` for HTTP/2 and `keepalive_time` ([`lifetime`]).
     limits: lifetime::Limits,
+    /// The header and keep-alive timeouts of [`h1`].
+    timeouts: h1::Timeouts,
     info: ConnInfo,
     service: S,
 }
@@ -278,7 +289,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for TlsConn<
 impl<S, I> Service<I> for HttpConn<S>
 where
     I: Transport,
-    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible>
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -309,21 +320,109 @@ where
         let stop = self.stop.clone();
         let limits = self.limits;
         let builder = self.builder.clone();
+        let timeouts = self.timeouts;
         Box::pin(async move {
             // Per connection, not per request: the registry lookup is fine here.
             let active = metrics::gauge!("rpx_connections_active");
             active.increment(1.0);
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                .into_owned();
+            let stopping = Arc::new(AtomicBool::new(false));
+            let conn = Connection {
+                fut: serve_connection(io, svc, builder, timeouts, stopping.clone()),
+                stopping,
+            };
             let result =
-                lifetime::Serve::new(conn, |c| c.graceful_shutdown(), stop, activity, limits).await;
+                lifetime::Serve::new(conn, Connection::shut_down, stop, activity, limits).await;
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             active.decrement(1.0);
             Ok(())
         })
+    }
+}
+
+/// One connection: rpx's HTTP/1 reader first ([`h1`]), then hyper's
+/// HTTP/1 or HTTP/2 for the rest of it when the reader hands it over.
+async fn serve_connection<I, S>(
+    io: I,
+    mut svc: ConnService<S>,
+    builder: auto::Builder<TokioExecutor>,
+    timeouts: h1::Timeouts,
+    stopping: Arc<AtomicBool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: Transport,
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (io, read) = match h1::serve(io, &mut svc, timeouts, &stopping).await {
+        h1::Ended::Closed => return Ok(()),
+        h1::Ended::Handoff(io, read) => (io, read),
+    };
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(rewind::Rewind::new(io, read)), svc)
+        .into_owned();
+    Graceful {
+        conn,
+        shutdown: |c| c.graceful_shutdown(),
+        stopping,
+        shut: false,
+    }
+    .await
+}
+
+pin_project_lite::pin_project! {
+    /// A connection future with a flag for its graceful stop: [`h1`] reads
+    /// it between requests, [`Graceful`] passes it on to hyper.
+    struct Connection<F> {
+        #[pin]
+        fut: F,
+        stopping: Arc<AtomicBool>,
+    }
+}
+
+impl<F> Connection<F> {
+    fn shut_down(self: Pin<&mut Self>) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<F: Future> Future for Connection<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// hyper's connection, shut down gracefully once the flag is up. The
+    /// flag is set just before the connection is polled ([`lifetime::Serve`]).
+    struct Graceful<C> {
+        #[pin]
+        conn: C,
+        shutdown: fn(Pin<&mut C>),
+        stopping: Arc<AtomicBool>,
+        shut: bool,
+    }
+}
+
+impl<C> Future for Graceful<C>
+where
+    C: Future,
+{
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if !*this.shut && this.stopping.load(Ordering::Relaxed) {
+            *this.shut = true;
+            (this.shutdown)(this.conn.as_mut());
+        }
+        this.conn.poll(cx)
     }
 }
 
@@ -341,37 +440,43 @@ struct ConnService<S> {
     activity: Arc<lifetime::Activity>,
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
-where
-    S: Service<Request<Incoming>, Response = Response<RpxBody>, Error = Infallible> + Clone,
-{
-    type Response = Response<RpxBody>;
-    type Error = Infallible;
-    type Future = Either<
-        CallFuture<S, Request<Incoming>>,
-        Either<
-            Closing<CallFuture<S, Request<Incoming>>>,
-            Ready<Result<Response<RpxBody>, Infallible>>,
-        >,
-    >;
+/// What a request starts: the stack's call, or nginx's client-certificate 400.
+type Started<S> =
+    Either<CallFuture<S, Request<RequestBody>>, Ready<Result<Response<RpxBody>, Infallible>>>;
 
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+impl<S> ConnService<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible> + Clone,
+{
+    /// Stamps the connection's facts on `req` and calls the stack. True
+    /// with it when `req` is an HTTP/1 connection's last request
+    /// (`keepalive_requests`, `keepalive_time`).
+    fn start(&self, mut req: Request<RequestBody>) -> (Started<S>, bool) {
         let last = self.activity.request(req.version()) && req.version() < Version::HTTP_2;
         if let Some(reason) = self.rejection {
-            return Either::Right(Either::Right(ready(Ok(error_page_titled(
-                StatusCode::BAD_REQUEST,
-                reason,
-            )))));
+            let page = error_page_titled(StatusCode::BAD_REQUEST, reason);
+            return (Either::Right(ready(Ok(page))), last);
         }
         req.extensions_mut().insert(self.info);
         if let Some(tls) = &self.tls {
             req.extensions_mut().insert(tls.clone());
         }
-        let call = call_ready(self.service.clone(), req);
-        if last {
-            Either::Right(Either::Left(Closing { inner: call }))
-        } else {
-            Either::Left(call)
+        (Either::Left(call_ready(self.service.clone(), req)), last)
+    }
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible> + Clone,
+{
+    type Response = Response<RpxBody>;
+    type Error = Infallible;
+    type Future = Either<Started<S>, Closing<Started<S>>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        match self.start(req.map(RequestBody::from)) {
+            (started, false) => Either::Left(started),
+            (started, true) => Either::Right(Closing { inner: started }),
         }
     }
 }

@@ -79,7 +79,8 @@ pub(crate) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<H
         );
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for headers added on the way back (add_header), without regrowing.
+    let mut headers = HeaderMap::with_capacity(count + 6);
     for &(name_at, name_len, value_at, value_len) in &spans[..count] {
         let (name_at, value_at) = (name_at as usize, value_at as usize);
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
