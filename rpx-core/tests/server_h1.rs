@@ -250,3 +250,61 @@ async fn the_graceful_stop_closes_idle_connections_and_finishes_busy_ones() {
     assert!(answer.ends_with("late"), "{answer}");
     bounded(server).await.unwrap().unwrap();
 }
+
+/// rpx's own HTTP/1.1 code answers byte for byte as hyper does (but the
+/// `Date`), for the requests it takes: GET, HEAD, an error page, a chunked
+/// body, `Connection: close`.
+#[tokio::test]
+async fn answers_are_the_same_as_hypers() {
+    let up = Upstream::start(|req: http::Request<hyper::body::Incoming>| async move {
+        if req.uri().path() == "/chunked" {
+            let chunks = futures_util::stream::iter(["a", "bc"].map(|c| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(
+                    bytes::Bytes::from(c),
+                ))
+            }));
+            return Response::new(http_body_util::StreamBody::new(chunks).boxed());
+        }
+        Response::builder()
+            .header("x-up", "1")
+            .body(full(format!("saw {}", req.uri())))
+            .unwrap()
+    })
+    .await;
+    let config = format!(
+        "{}\n          [[server.location]]\n          path = \"/missing\"\n          return = \"404\"\n",
+        proxy_config(&up, "add_header = { X-Added = \"yes\" }")
+    );
+    let requests: &[u8] = b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n\
+        HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /missing HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut answers = Vec::new();
+    for own_http1 in [true, false] {
+        let rpx = rpx_core::Rpx::from_toml(&config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = rpx_core::server::ServeOptions {
+            own_http1,
+            ..Default::default()
+        };
+        let server = tokio::spawn(rpx_core::server::serve_with(
+            listener,
+            rpx,
+            opts,
+            std::future::pending(),
+        ));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(requests).await.unwrap();
+        let all = read_all(&mut s).await;
+        server.abort();
+        let without_dates: Vec<_> = all
+            .split("\r\n")
+            .filter(|l| !l.starts_with("date: "))
+            .collect();
+        answers.push(without_dates.join("\r\n"));
+    }
+    assert_eq!(answers[0].matches("HTTP/1.1 ").count(), 5, "{}", answers[0]);
+    assert_eq!(answers[0], answers[1], "ours, then hyper's");
+}

@@ -127,6 +127,7 @@ where
                 shutdown_timeout: self.shutdown_timeout,
                 listen: Some(spec.addr),
                 tls: None,
+                ..ServeOptions::default()
             };
             let task = tokio::spawn(serve_with_cell(
                 listener,

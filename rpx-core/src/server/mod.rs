@@ -73,6 +73,11 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// TLS termination for this listener. Default none (plain HTTP).
     pub tls: Option<TlsListener>,
+    /// HTTP/1.1 requests without a body are read and answered by rpx's own
+    /// server code (faster, same answers); a connection goes to hyper from
+    /// its first request that has a body, upgrades, or is not HTTP/1.1.
+    /// False: hyper serves every connection. Default true.
+    pub own_http1: bool,
 }
 
 impl Default for ServeOptions {
@@ -85,6 +90,7 @@ impl Default for ServeOptions {
             shutdown_timeout: Duration::from_secs(30),
             listen: None,
             tls: None,
+            own_http1: true,
         }
     }
 }
@@ -221,10 +227,10 @@ where
                 idle: opts.keepalive_timeout,
                 time: opts.keepalive_time,
             },
-            timeouts: h1::Timeouts {
+            timeouts: opts.own_http1.then_some(h1::Timeouts {
                 header: opts.header_timeout,
                 keepalive: opts.keepalive_timeout,
-            },
+            }),
             info,
             service: service.clone(),
         };
@@ -264,8 +270,9 @@ struct HttpConn<S> {
     requests: u32,
     /// `keepalive_timeout` for HTTP/2 and `keepalive_time` ([`lifetime`]).
     limits: lifetime::Limits,
-    /// The header and keep-alive timeouts of [`h1`].
-    timeouts: h1::Timeouts,
+    /// The header and keep-alive timeouts of [`h1`]; None: hyper serves
+    /// every connection ([`ServeOptions::own_http1`]).
+    timeouts: Option<h1::Timeouts>,
     info: ConnInfo,
     service: S,
 }
@@ -347,7 +354,7 @@ async fn serve_connection<I, S>(
     io: I,
     mut svc: ConnService<S>,
     builder: auto::Builder<TokioExecutor>,
-    timeouts: h1::Timeouts,
+    timeouts: Option<h1::Timeouts>,
     stopping: Arc<AtomicBool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
@@ -358,9 +365,12 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let (io, read) = match h1::serve(io, &mut svc, timeouts, &stopping).await {
-        h1::Ended::Closed => return Ok(()),
-        h1::Ended::Handoff(io, read) => (io, read),
+    let (io, read) = match timeouts {
+        None => (io, bytes::BytesMut::new()),
+        Some(timeouts) => match h1::serve(io, &mut svc, timeouts, &stopping).await {
+            h1::Ended::Closed => return Ok(()),
+            h1::Ended::Handoff(io, read) => (io, read),
+        },
     };
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(rewind::Rewind::new(io, read)), svc)
