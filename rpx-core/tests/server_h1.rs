@@ -20,6 +20,16 @@ async fn echo() -> Upstream {
     .await
 }
 
+/// A body of `parts`, one frame each, with no length known ahead.
+fn streamed(parts: &[&'static str]) -> TestBody {
+    let frames = parts.iter().map(|p| {
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(
+            bytes::Bytes::from_static(p.as_bytes()),
+        ))
+    });
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames.collect::<Vec<_>>())).boxed()
+}
+
 /// Everything `s` sends until it closes (bounded).
 async fn read_all(s: &mut tokio::net::TcpStream) -> String {
     let mut out = Vec::new();
@@ -103,15 +113,7 @@ async fn a_head_response_keeps_its_length_and_sends_no_body() {
 
 #[tokio::test]
 async fn a_streamed_body_of_unknown_length_is_chunked() {
-    let up = Upstream::start(|_req| async {
-        let chunks = futures_util::stream::iter(["one ", "two"].map(|c| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(
-                bytes::Bytes::from(c),
-            ))
-        }));
-        Response::new(http_body_util::StreamBody::new(chunks).boxed())
-    })
-    .await;
+    let up = Upstream::start(|_req| async { Response::new(streamed(&["one ", "two"])) }).await;
     let p = Proxy::start(&proxy_config(&up, "")).await;
     let all = raw(
         p.addr(),
@@ -258,12 +260,7 @@ async fn the_graceful_stop_closes_idle_connections_and_finishes_busy_ones() {
 async fn answers_are_the_same_as_hypers() {
     let up = Upstream::start(|req: http::Request<hyper::body::Incoming>| async move {
         if req.uri().path() == "/chunked" {
-            let chunks = futures_util::stream::iter(["a", "bc"].map(|c| {
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(
-                    bytes::Bytes::from(c),
-                ))
-            }));
-            return Response::new(http_body_util::StreamBody::new(chunks).boxed());
+            return Response::new(streamed(&["a", "bc"]));
         }
         Response::builder()
             .header("x-up", "1")

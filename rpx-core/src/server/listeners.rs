@@ -3,19 +3,15 @@
 //! refusal), removed ones stop accepting and drain their connections.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower::Service;
 
 use super::{serve_with_cell, ServeOptions, TlsCell};
-use crate::body::RpxBody;
 use crate::stack::ListenerSpec;
 
 /// An address that could not be bound; nothing was changed.
@@ -57,11 +53,7 @@ pub struct ListenerSet<S> {
 
 impl<S> ListenerSet<S>
 where
-    S: Service<Request<super::RequestBody>, Response = Response<RpxBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: super::Served,
 {
     /// An empty set serving `service`; a stop waits `shutdown_timeout` for
     /// requests in flight.

@@ -45,6 +45,31 @@ use crate::conn::{ConnInfo, Scheme};
 use crate::error::error_page_titled;
 use crate::tls::{TlsConn, TlsInfo};
 
+/// What the server calls for each request: the [`crate::Rpx`] stack, or any
+/// service of its shape (clonable, answering with [`RpxBody`], never
+/// failing). Implemented for every such service.
+pub trait Served:
+    Service<
+        Request<RequestBody>,
+        Response = Response<RpxBody>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Served for S
+where
+    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+}
+
 /// How connections are served.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -122,11 +147,7 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     serve_with(listener, service, ServeOptions::default(), shutdown).await
 }
@@ -142,11 +163,7 @@ pub async fn serve_with<S>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     let cell: TlsCell = std::sync::Arc::new(arc_swap::ArcSwapOption::new(
         opts.tls.clone().map(std::sync::Arc::new),
@@ -168,11 +185,7 @@ pub async fn serve_with_cell<S>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     let local = listener.local_addr()?;
     let listen = opts.listen.unwrap_or(local);
@@ -296,11 +309,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for TlsConn<
 impl<S, I> Service<I> for HttpConn<S>
 where
     I: Transport,
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     type Response = ();
     type Error = Infallible;
@@ -359,11 +368,7 @@ async fn serve_connection<I, S>(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: Transport,
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: Served,
 {
     let (io, read) = match timeouts {
         None => (io, bytes::BytesMut::new()),
