@@ -247,8 +247,3 @@ impl Deadline {
         }
     }
 }
-
-/// Whether a `Connection` value lists `close`.
-fn head_has_close(value: &[u8]) -> bool {
-    head::has_token(value, b"close")
-}

@@ -142,7 +142,8 @@ impl Framer {
                 out.push(data);
             }
             None => {
-                out.push_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                let mut line = [0u8; 18];
+                out.push_slice(chunk_line(data.len(), &mut line));
                 out.push(data);
                 out.push_slice(b"\r\n");
             }
@@ -245,6 +246,21 @@ where
     .await
 }
 
+/// `len` in hex and CRLF, the line that opens a chunk; written into
+/// `line` (no allocation per chunk).
+fn chunk_line(mut len: usize, line: &mut [u8; 18]) -> &[u8] {
+    let mut at = 16;
+    line[16..].copy_from_slice(b"\r\n");
+    loop {
+        at -= 1;
+        line[at] = b"0123456789abcdef"[len % 16];
+        len /= 16;
+        if len == 0 {
+            return &line[at..];
+        }
+    }
+}
+
 fn on_frame(frame: Frame<Bytes>, framer: &mut Framer, out: &mut Outbox) -> io::Result<()> {
     match frame.into_data() {
         Ok(data) => framer.data(data, out),
@@ -302,6 +318,14 @@ mod tests {
         framer.trailers(&fields, &mut out);
         framer.end(&mut out).unwrap();
         assert_eq!(out.buf, b"5\r\nhello\r\n0\r\nx-sum: 9\r\n\r\n");
+    }
+
+    #[test]
+    fn chunk_lines_are_hex() {
+        let mut line = [0; 18];
+        assert_eq!(chunk_line(0, &mut line), b"0\r\n");
+        assert_eq!(chunk_line(255, &mut line), b"ff\r\n");
+        assert_eq!(chunk_line(usize::MAX, &mut line), b"ffffffffffffffff\r\n");
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub(super) fn encode_head(
                 });
                 chunked_last = ends_chunked(value.as_bytes());
             }
-            CONNECTION => said_close |= super::head_has_close(value.as_bytes()),
+            CONNECTION => said_close |= super::head::has_token(value.as_bytes(), b"close"),
             DATE => wrote_date = true,
             TRAILER => {
                 if !may_chunk {
