@@ -30,8 +30,19 @@ pin_project_lite::pin_project! {
         // max_conns) for as long as its response streams.
         Upstream { #[pin] body: UpstreamBody, guard: Option<crate::upstream::Picked> },
         File { #[pin] body: ServeFileSystemResponseBody },
-        // Boxed: only responses with an access log pay for it.
-        Logged { body: Pin<Box<RpxBody>>, pending: crate::accesslog::Pending },
+        // Boxed: only responses with an access log pay for it, and every
+        // response moves through the layers' futures at this enum's size.
+        Logged { logged: Pin<Box<Logged>> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body whose access log line is written when it ends.
+    #[project = LoggedProj]
+    struct Logged {
+        #[pin]
+        body: RpxBody,
+        pending: crate::accesslog::Pending,
     }
 }
 
@@ -60,8 +71,7 @@ impl RpxBody {
     pub(crate) fn logged(body: RpxBody, pending: crate::accesslog::Pending) -> Self {
         RpxBody {
             kind: Kind::Logged {
-                body: Box::pin(body),
-                pending,
+                logged: Box::pin(Logged { body, pending }),
             },
         }
     }
@@ -121,8 +131,9 @@ impl Body for RpxBody {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Upstream { body, .. } => body.poll_frame(cx),
             KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
-            KindProj::Logged { body, pending } => {
-                let res = body.as_mut().poll_frame(cx);
+            KindProj::Logged { logged } => {
+                let LoggedProj { body, pending } = logged.as_mut().project();
+                let res = body.poll_frame(cx);
                 match &res {
                     Poll::Ready(Some(Ok(frame))) => {
                         pending.body_bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -140,7 +151,7 @@ impl Body for RpxBody {
             Kind::Full { data } => data.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
             Kind::File { body } => body.is_end_stream(),
-            Kind::Logged { body, .. } => body.is_end_stream(),
+            Kind::Logged { logged } => logged.body.is_end_stream(),
         }
     }
 
@@ -151,7 +162,7 @@ impl Body for RpxBody {
             }
             Kind::Upstream { body, .. } => body.size_hint(),
             Kind::File { body } => body.size_hint(),
-            Kind::Logged { body, .. } => body.size_hint(),
+            Kind::Logged { logged } => logged.body.size_hint(),
         }
     }
 }

@@ -119,6 +119,41 @@ async fn slow_upstream_beyond_read_timeout_is_504() {
 }
 
 #[tokio::test]
+async fn read_timeout_counts_from_each_request_on_a_reused_connection() {
+    // The connection's head timer is re-armed lazily: it stays at the first
+    // request's deadline (600 ms) and must move on when it fires during the
+    // second request, whose own deadline is later.
+    let up = slow_upstream().await;
+    let p = Proxy::start(&slow_config(&up).replace("300ms", "600ms")).await;
+    let (status, _, _) = get(&p.url("/?ms=300"), &[]).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = get(&p.url("/?ms=450"), &[]).await;
+    assert_eq!(status, 200, "450 ms is within this request's own 600 ms");
+    assert_eq!(body, "ab");
+    assert_eq!(up.connections(), 1, "both requests used one connection");
+    let (status, _, _) = get(&p.url("/?ms=1500"), &[]).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn a_request_that_timed_out_is_not_sent_again_on_another_connection() {
+    let up = slow_upstream().await;
+    let p = Proxy::start(&slow_config(&up)).await;
+    // Two idle connections in the pool.
+    let url = p.url("/?ms=100");
+    let (a, b) = tokio::join!(get(&url, &[]), get(&url, &[]));
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(up.connections(), 2);
+    let (status, _, _) = get(&p.url("/?ms=1500"), &[]).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        up.seen().len(),
+        3,
+        "the timed-out request may be running upstream: it must not go out twice"
+    );
+}
+
+#[tokio::test]
 async fn stall_mid_body_cuts_the_response() {
     let up = slow_upstream().await;
     let p = Proxy::start(&slow_config(&up)).await;

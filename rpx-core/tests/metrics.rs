@@ -122,4 +122,23 @@ async fn requests_connections_and_reloads_are_counted() {
         value(&text, "rpx_requests_in_flight{server=\"app.test\"}"),
         0.0
     );
+
+    // A config with no `metrics` location records no per-request metrics:
+    // nobody could read them, and they cost every request.
+    let quiet = Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        server_name = "quiet.test"
+          [[server.location]]
+          path = "/"
+          proxy_pass = "{}"
+        "#,
+        up.url()
+    ))
+    .await;
+    assert_eq!(get(&quiet.url("/x"), &[]).await.0, 200);
+    let text = rpx_core::metrics::render();
+    assert!(text.contains("server=\"app.test\""), "{text}");
+    assert!(!text.contains("quiet.test"), "{text}");
 }

@@ -150,10 +150,11 @@ where
             targets,
             server_name,
         } = &*self.layer.shared;
+        // Boxed: the future is moved through every outer layer, logging or not.
         let pending = (!targets.is_empty()).then(|| {
             let conn = conn_info(&req);
             let ctx = VarCtx::new(&req, &conn, request_path(&req), server_name);
-            Pending {
+            Box::new(Pending {
                 captured: targets.iter().map(|t| t.format.capture(&ctx)).collect(),
                 targets: targets.clone(),
                 started: Instant::now(),
@@ -163,7 +164,7 @@ where
                 upstream: None,
                 body_bytes: 0,
                 written: false,
-            }
+            })
         });
         AccessLogFuture {
             inner: self.inner.call(req),
@@ -178,7 +179,7 @@ pin_project_lite::pin_project! {
     pub struct AccessLogFuture<F> {
         #[pin]
         inner: F,
-        pending: Option<Pending>,
+        pending: Option<Box<Pending>>,
     }
 }
 
@@ -199,7 +200,7 @@ where
                 pending.status = res.status().as_u16();
                 pending.upstream = res.extensions().get::<UpstreamTiming>().cloned();
                 pending.header_bytes = head_size(&res);
-                Poll::Ready(Ok(res.map(|b| RpxBody::logged(b, pending))))
+                Poll::Ready(Ok(res.map(|b| RpxBody::logged(b, *pending))))
             }
             Err(e) => {
                 // The rescue layer above turns it into its error page.

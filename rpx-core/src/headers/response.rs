@@ -83,14 +83,35 @@ impl ResponseHeaders {
     /// Rewrites an upstream response's headers in place; `prepared` comes
     /// from [`ResponseHeaders::prepare`].
     pub fn apply(&self, prepared: &[String], headers: &mut HeaderMap) {
-        // A response carries a handful of headers and few of the hidden
-        // ones: comparing names is cheaper than a hashed removal of each.
-        for name in self.hide.iter() {
-            if headers.keys().any(|k| k == name) {
-                headers.remove(name);
+        // One pass over the response's few names (a hashed removal or
+        // lookup per hidden name cost more): which are hidden, by their
+        // index in `hide`, and whether a redirect header is there at all.
+        let mut hidden = [0usize; 4];
+        let mut found = 0;
+        let mut overflow = false;
+        let mut redirect = false;
+        for name in headers.keys() {
+            redirect |= name == header::LOCATION || name == header::REFRESH;
+            if let Some(i) = self.hide.iter().position(|h| h == name) {
+                match hidden.get_mut(found) {
+                    Some(slot) => {
+                        *slot = i;
+                        found += 1;
+                    }
+                    None => overflow = true,
+                }
             }
         }
-        if self.redirects.is_empty() {
+        if overflow {
+            for name in self.hide.iter() {
+                headers.remove(name);
+            }
+        } else {
+            for &i in &hidden[..found] {
+                headers.remove(&self.hide[i]);
+            }
+        }
+        if !redirect || self.redirects.is_empty() {
             return;
         }
         for name in [header::LOCATION, header::REFRESH] {

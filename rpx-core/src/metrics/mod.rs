@@ -1,7 +1,11 @@
 //! Prometheus metrics. Handles are created when a config is compiled, so
 //! a request only bumps atomics; the text is served by a location whose
 //! handler is `metrics` (on a listener the config chooses — keep it on
-//! loopback or an admin network).
+//! loopback or an admin network). The per-request series (`rpx_requests_*`,
+//! `rpx_request_duration_seconds`) are recorded only by a config that has
+//! such a location, or when an application installed its own recorder
+//! instead of [`install`]'s: without a reader they would cost every request
+//! two clock reads and a histogram entry.
 //!
 //! | metric | labels |
 //! |---|---|
@@ -77,11 +81,20 @@ pub fn reload_done(ok: bool) {
         .increment(1);
 }
 
+/// Whether a compiled config records per-request metrics: when it serves
+/// them (`has_location`), or when rpx's recorder is not installed (an
+/// application's own recorder, or none). Without a reader they would cost
+/// every request two clock reads and a histogram entry for nothing.
+pub(crate) fn requests_recorded(has_location: bool) -> bool {
+    has_location || HANDLE.get().is_none()
+}
+
 /// Per-server request metrics; see [`RequestMetrics`].
 #[derive(Debug, Clone)]
 pub struct RequestMetricsLayer {
     // Shared: a request's future holds one reference, not six handles.
-    handles: Arc<Handles>,
+    // `None`: recording is off and requests pass straight through.
+    handles: Option<Arc<Handles>>,
 }
 
 #[derive(Debug)]
@@ -118,12 +131,17 @@ impl RequestMetricsLayer {
             metrics::histogram!("rpx_request_duration_seconds", "server" => server.clone());
         let in_flight = metrics::gauge!("rpx_requests_in_flight", "server" => server.clone());
         RequestMetricsLayer {
-            handles: Arc::new(Handles {
+            handles: Some(Arc::new(Handles {
                 classes,
                 duration,
                 in_flight,
-            }),
+            })),
         }
+    }
+
+    /// A layer that records nothing.
+    pub fn off() -> Self {
+        RequestMetricsLayer { handles: None }
     }
 }
 
@@ -157,11 +175,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.layer.handles.in_flight.increment(1.0);
+        let recording = self.layer.handles.as_ref().map(|h| {
+            h.in_flight.increment(1.0);
+            (InFlight(h.clone()), Instant::now())
+        });
         RequestMetricsFuture {
             inner: self.inner.call(req),
-            handles: InFlight(self.layer.handles.clone()),
-            started: Instant::now(),
+            recording,
         }
     }
 }
@@ -172,9 +192,8 @@ pin_project_lite::pin_project! {
     pub struct RequestMetricsFuture<F> {
         #[pin]
         inner: F,
-        // Also the in-flight count, until the future is dropped.
-        handles: InFlight,
-        started: Instant,
+        // The in-flight count (until the future is dropped) and the start.
+        recording: Option<(InFlight, Instant)>,
     }
 }
 
@@ -187,16 +206,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let status = match &result {
-            Ok(res) => res.status(),
-            Err(e) => e.status(),
-        };
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        this.handles.0.classes[class].increment(1);
-        this.handles
-            .0
-            .duration
-            .record(this.started.elapsed().as_secs_f64());
+        if let Some((handles, started)) = this.recording {
+            let status = match &result {
+                Ok(res) => res.status(),
+                Err(e) => e.status(),
+            };
+            let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+            handles.0.classes[class].increment(1);
+            handles.0.duration.record(started.elapsed().as_secs_f64());
+        }
         Poll::Ready(result)
     }
 }

@@ -199,15 +199,15 @@ impl H2Pool {
                     Some(found) => found,
                     None if state.http1 => {
                         drop(state);
-                        let req = into_h1(req, h2_form);
-                        return self.inner.http1.send(server, req).await;
+                        let (head, body) = into_h1(req, h2_form).into_parts();
+                        return self.inner.http1.send(server, &head, body).await;
                     }
                     None => match self.inner.connect(&entry, &mut state, asked).await? {
                         Connected::H2(send, slot) => (send, slot),
                         Connected::Http1(conn) => {
                             drop(state);
                             let (head, body) = into_h1(req, h2_form).into_parts();
-                            return self.inner.http1.send_on(conn, server, &head, body).await;
+                            return self.inner.http1.send_on(conn, &head, body).await;
                         }
                     },
                 }
@@ -349,7 +349,7 @@ impl Inner {
         let io = self.connector.clone().call(uri).await?;
         let h2 = self.scheme == Scheme::HTTP || io.get_ref().alpn_protocol() == Some(b"h2");
         if !h2 {
-            return Ok(Opened::Http1(Conn::new(TokioIo::new(io))));
+            return Ok(Opened::Http1(Conn::new(TokioIo::new(io), server.clone())));
         }
         let (send, conn) = self.builder.handshake(io).await?;
         let name = server.to_string();

@@ -23,7 +23,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either;
 use http::uri::Authority;
 use http::{HeaderName, Request, Response, StatusCode, Version};
 use http_body::Body;
@@ -369,7 +368,7 @@ impl ProxyServiceBuilder {
         } else {
             http::uri::Scheme::HTTP
         };
-        let pool = Pool::new(connector, scheme.clone(), keepalive);
+        let pool = Pool::new(connector, scheme.clone(), keepalive, self.timeouts.read);
         let h2 = h2_connector.map(|c| H2Pool::new(c, scheme, pool.clone()));
         Ok(ProxyService {
             inner: Arc::new(Inner {
@@ -421,11 +420,41 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        Box::pin(forward(self.inner.clone(), req))
+        match prepare(&self.inner, req) {
+            Ok(prepared) => Box::pin(forward(self.inner.clone(), prepared)),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 
-async fn forward<B>(inner: Arc<Inner>, mut req: Request<B>) -> Result<Response<RpxBody>, ProxyError>
+/// What the attempts need from the client's request: its head rewritten
+/// for the upstream, its body, and what the response rules and the
+/// balancer use. Made without waiting, so that the rendering's locals live
+/// on the stack and not in every proxied request's future (which is boxed,
+/// and moved once, at its size).
+struct Prepared {
+    /// The upstream request's head, its URI in origin-form (the server is
+    /// the pool's business). HTTP/1.1 attempts borrow it; HTTP/2 ones take
+    /// it, or a copy while another attempt may follow.
+    parts: Option<http::request::Parts>,
+    redirect_targets: Vec<String>,
+    /// The group's rendered `hash` key.
+    key: Option<String>,
+    client_ip: std::net::IpAddr,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// HTTP/2 to the upstream (never for an upgrade: only HTTP/1.1 can answer 101).
+    h2: bool,
+    te_trailers: bool,
+    /// The body, and the handle a retry takes it back with.
+    body: Option<(
+        reuse::Reusable<UpstreamReqBody>,
+        reuse::ReusableHandle<UpstreamReqBody>,
+    )>,
+    /// Set once the request body has been sent whole.
+    body_done: Option<Arc<AtomicBool>>,
+}
+
+fn prepare<B>(inner: &Inner, mut req: Request<B>) -> Result<Prepared, ProxyError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -454,30 +483,27 @@ where
         .request_headers
         .prepare(&ctx, inner.target.host_header());
     let redirect_targets = inner.response_headers.prepare(&ctx);
-    let group = inner.target.group();
-    let key = group
+    let key = inner
+        .target
+        .group()
         .and_then(|g| g.key())
         .map(|t| t.render_to_string(&ctx));
-    let input = PickInput {
-        client_ip: Some(conn.peer.ip()),
-        key: key.as_deref(),
-    };
 
     // An HTTP/2 upstream gets `TE: trailers` on (gRPC needs it), and an
     // upgrade stays on HTTP/1.1: only it can answer 101.
-    let h2 = inner.h2.as_ref().filter(|_| !upgrading);
-    let te_trailers = h2.is_some() && asks_for_trailers(req.headers());
+    let h2 = inner.h2.is_some() && !upgrading;
+    let te_trailers = h2 && asks_for_trailers(req.headers());
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrading);
     set_headers.apply(&mut parts.headers);
     parts.version = Version::HTTP_11;
+    parts.uri = http::Uri::from(pq);
     // Extensions belong to the downstream connection.
     parts.extensions = http::Extensions::new();
 
-    // A request without a body (most of them) needs no timers or flags;
-    // boxing the zero-sized empty body does not allocate.
-    let (mut up_body, body_done) = if body.is_end_stream() {
+    // A request without a body (most of them) needs no timers or flags.
+    let (body, body_done) = if body.is_end_stream() {
         (None, None)
     } else {
         let done = Arc::new(AtomicBool::new(false));
@@ -490,124 +516,163 @@ where
             Some(done),
         )
     };
+    Ok(Prepared {
+        parts: Some(parts),
+        redirect_targets,
+        key,
+        client_ip: conn.peer.ip(),
+        client_upgrade,
+        h2,
+        te_trailers,
+        body,
+        body_done,
+    })
+}
 
-    // A group may send the request again, so its head is kept and each
-    // attempt but the last sends a copy (the price nginx pays by keeping its
-    // request buffer); a fixed target or a group of one never copies it.
-    let retries = group.is_some() && inner.retry.next != NextUpstream::OFF;
-    let max_tries = match (group, inner.retry.tries) {
-        (None, _) => 1,
-        (Some(g), 0) => g.len(),
-        (Some(_), n) => n as usize,
-    };
-    let deadline = inner.retry.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut tried = Tried::default();
-    let mut parts = Some(parts);
-    let mut last: Option<Result<Answered, ProxyError>> = None;
-    for attempt in 1.. {
-        let Some(pick) = inner.target.pick(&input, &tried) else {
-            return match last {
-                Some(Ok((res, pick, head_time))) => respond(
-                    &inner,
-                    res,
-                    pick,
-                    head_time,
-                    &redirect_targets,
-                    client_upgrade,
-                ),
-                Some(Err(e)) => Err(e),
-                None => Err(ProxyError::NoLiveUpstream {
-                    group: inner.target.proxy_host().to_owned(),
-                }),
-            };
+/// Sends the request to the target's servers (several for a group that
+/// retries) and makes the client's response of the answer.
+///
+/// An `async` block, not an `async fn`: an async fn moves its arguments
+/// into locals, and `p` would be stored twice in the future (which is
+/// boxed, and moved once at its size); the block uses it in place.
+#[expect(clippy::manual_async_fn, reason = "an async fn would store `p` twice")]
+fn forward(
+    inner: Arc<Inner>,
+    mut p: Prepared,
+) -> impl Future<Output = Result<Response<RpxBody>, ProxyError>> + Send {
+    async move {
+        let input = PickInput {
+            client_ip: Some(p.client_ip),
+            key: p.key.as_deref(),
         };
-        // An earlier attempt's response is only kept for when no server is left.
-        drop(last.take());
-        if let Pick::Group(p) = &pick {
-            tried.insert(p.index());
-        }
-        let upstream = pick.authority().clone();
-        let more = retries
-            && attempt < max_tries
-            && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
-        // The last possible attempt takes the head instead of a copy.
-        let mut head = match (&mut parts, more) {
-            (Some(p), true) => head_copy(p),
-            (p, _) => p.take().expect("the head is kept while attempts remain"),
+        let group = inner.target.group();
+        let h2 = inner.h2.as_ref().filter(|_| p.h2);
+
+        // A group may send the request again, so its head is kept; an HTTP/2
+        // attempt but the last sends a copy (the price nginx pays by keeping
+        // its request buffer). HTTP/1.1 attempts only borrow it.
+        let retries = group.is_some() && inner.retry.next != NextUpstream::OFF;
+        let max_tries = match (group, inner.retry.tries) {
+            (None, _) => 1,
+            (Some(g), 0) => g.len(),
+            (Some(_), n) => n as usize,
         };
-        // Origin-form: the server is the pool's business.
-        head.uri = http::Uri::from(pq.clone());
-        let (req_body, handle) = match up_body.take() {
-            None => (empty_body(), None),
-            Some((b, h)) => (UnsyncBoxBody::new(b), Some(h)),
-        };
-        let up_req = Request::from_parts(head, req_body);
-        let sent_at = inner.timing.then(std::time::Instant::now);
-        let sent = match h2 {
-            // Boxed: the HTTP/2 send is large and would grow every
-            // proxied request's future (memcpy per request) otherwise.
-            Some(h2) => Either::Left(Box::pin(h2.send(&upstream, up_req, te_trailers))),
-            None => Either::Right(inner.pool.send(&upstream, up_req)),
-        };
-        let result = await_head(&inner, sent, body_done.as_deref(), &upstream).await;
-        let head_time = sent_at.map_or(Duration::ZERO, |t| t.elapsed());
-        // A body read by this attempt cannot be sent again.
-        let body_again = match handle {
-            None => true,
-            Some(h) => match h.take_back() {
-                Some(b) => {
-                    up_body = Some(b);
-                    true
-                }
-                None => false,
-            },
-        };
-        let method = parts.as_ref().map(|p| &p.method);
-        match result {
-            Ok(res) => {
-                let status = res.status();
-                if let Pick::Group(p) = &pick {
-                    if inner.retry.status_is_failure(status) {
-                        took_out(p, &inner, &status);
-                    } else {
-                        p.success();
+        let deadline = inner.retry.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut tried = Tried::default();
+        // Boxed: kept only while another server is tried, and small otherwise.
+        let mut last: Option<Result<Box<Answered>, ProxyError>> = None;
+        for attempt in 1.. {
+            let Some(pick) = inner.target.pick(&input, &tried) else {
+                return match last {
+                    Some(Ok(answered)) => {
+                        let (res, pick, head_time) = *answered;
+                        respond(
+                            &inner,
+                            res,
+                            pick,
+                            head_time,
+                            &p.redirect_targets,
+                            p.client_upgrade.take(),
+                        )
                     }
-                }
-                let again = more
-                    && body_again
-                    && method.is_some_and(|m| inner.retry.retries_status(status, m));
-                if !again {
-                    return respond(
-                        &inner,
-                        res,
-                        pick,
-                        head_time,
-                        &redirect_targets,
-                        client_upgrade,
-                    );
-                }
-                tracing::info!(upstream = %upstream, status = status.as_u16(), "trying the next server");
-                last = Some(Ok((res, pick, head_time)));
+                    Some(Err(e)) => Err(e),
+                    None => Err(ProxyError::NoLiveUpstream {
+                        group: inner.target.proxy_host().to_owned(),
+                    }),
+                };
+            };
+            // An earlier attempt's response is only kept for when no server is left.
+            drop(last.take());
+            if let Pick::Group(p) = &pick {
+                tried.insert(p.index());
             }
-            Err(err) => {
-                let failure = retry::Failure::of(&err);
-                if let (Pick::Group(p), Some(_)) = (&pick, failure) {
-                    took_out(p, &inner, &err);
+            let upstream = pick.authority().clone();
+            let more = retries
+                && attempt < max_tries
+                && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
+            let (req_body, handle) = match p.body.take() {
+                None => (empty_body(), None),
+                Some((b, h)) => (UnsyncBoxBody::new(b), Some(h)),
+            };
+            let sent_at = inner.timing.then(std::time::Instant::now);
+            let result = match h2 {
+                // Boxed: the HTTP/2 send is large and would grow every
+                // proxied request's future (memcpy per request) otherwise.
+                Some(h2) => {
+                    let head = match (&mut p.parts, more) {
+                        (Some(head), true) => head_copy(head),
+                        (head, _) => head.take().expect("the head is kept while attempts remain"),
+                    };
+                    let up_req = Request::from_parts(head, req_body);
+                    let sent = Box::pin(h2.send(&upstream, up_req, p.te_trailers));
+                    await_head(&inner, sent, p.body_done.as_deref(), &upstream).await
                 }
-                let again = more
-                    && body_again
-                    && failure
-                        .zip(method)
-                        .is_some_and(|(f, m)| inner.retry.retries_failure(f, m));
-                if !again {
-                    return Err(err);
+                // The HTTP/1.1 exchange keeps `proxy_read_timeout` itself.
+                None => {
+                    let head = p.parts.as_ref().expect("HTTP/1.1 attempts borrow the head");
+                    let sent = inner.pool.send(&upstream, head, req_body).await;
+                    sent.map_err(|e| classify(e, &upstream))
                 }
-                tracing::info!(upstream = %upstream, error = %err, "trying the next server");
-                last = Some(Err(err));
+            };
+            let head_time = sent_at.map_or(Duration::ZERO, |t| t.elapsed());
+            // A body read by this attempt cannot be sent again.
+            let body_again = match handle {
+                None => true,
+                Some(h) => match h.take_back() {
+                    Some(b) => {
+                        p.body = Some(b);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            let method = p.parts.as_ref().map(|p| &p.method);
+            match result {
+                Ok(res) => {
+                    let status = res.status();
+                    if let Pick::Group(p) = &pick {
+                        if inner.retry.status_is_failure(status) {
+                            took_out(p, &inner, &status);
+                        } else {
+                            p.success();
+                        }
+                    }
+                    let again = more
+                        && body_again
+                        && method.is_some_and(|m| inner.retry.retries_status(status, m));
+                    if !again {
+                        return respond(
+                            &inner,
+                            res,
+                            pick,
+                            head_time,
+                            &p.redirect_targets,
+                            p.client_upgrade.take(),
+                        );
+                    }
+                    tracing::info!(upstream = %upstream, status = status.as_u16(), "trying the next server");
+                    last = Some(Ok(Box::new((res, pick, head_time))));
+                }
+                Err(err) => {
+                    let failure = retry::Failure::of(&err);
+                    if let (Pick::Group(p), Some(_)) = (&pick, failure) {
+                        took_out(p, &inner, &err);
+                    }
+                    let again = more
+                        && body_again
+                        && failure
+                            .zip(method)
+                            .is_some_and(|(f, m)| inner.retry.retries_failure(f, m));
+                    if !again {
+                        return Err(err);
+                    }
+                    tracing::info!(upstream = %upstream, error = %err, "trying the next server");
+                    last = Some(Err(err));
+                }
             }
         }
+        unreachable!("the attempt loop returns")
     }
-    unreachable!("the attempt loop returns")
 }
 
 /// Whether the client's `TE` lists `trailers`.
@@ -640,6 +705,7 @@ fn empty_body() -> UpstreamReqBody {
 fn head_copy(p: &http::request::Parts) -> http::request::Parts {
     let (mut head, ()) = Request::new(()).into_parts();
     head.method = p.method.clone();
+    head.uri = p.uri.clone();
     head.version = p.version;
     head.headers = p.headers.clone();
     head
@@ -705,7 +771,7 @@ fn respond(
     Ok(Response::from_parts(parts, RpxBody::upstream(body, guard)))
 }
 
-/// Waits for the response head of the request `sent`. `proxy_read_timeout`
+/// Waits for the response head of the HTTP/2 request `sent`. `proxy_read_timeout`
 /// counts from the end of the request body, as nginx counts it from the
 /// last write: a long upload does not eat into it.
 async fn await_head(
@@ -757,6 +823,12 @@ fn classify(err: SendError, upstream: &Authority) -> ProxyError {
         if e.is::<BodyStalled>() {
             return ProxyError::ClientTimeout;
         }
+        if let Some(h1::H1Error::HeadTimeout(_)) = e.downcast_ref::<h1::H1Error>() {
+            return ProxyError::UpstreamTimeout {
+                upstream,
+                phase: TimeoutPhase::Read,
+            };
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             if io.get_ref().is_some_and(|i| i.is::<SendTimedOut>()) {
                 return ProxyError::UpstreamTimeout {
@@ -783,5 +855,18 @@ fn classify(err: SendError, upstream: &Authority) -> ProxyError {
             upstream,
             source: err,
         }
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    use std::mem::size_of;
+
+    /// Every proxied response moves through each layer's future at the
+    /// size of its body, and a request's future is boxed and moved once at
+    /// its size: both stay small (they were 232 bytes and 3 KiB).
+    #[test]
+    fn response_bodies_and_exchanges_stay_small() {
+        assert!(size_of::<crate::body::RpxBody>() <= 128);
+        assert!(size_of::<super::h1::Exchange>() <= 40);
     }
 }

@@ -10,11 +10,11 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use tower::Service;
@@ -57,6 +57,8 @@ struct Inner {
     connector: UpstreamConnector,
     scheme: Scheme,
     keepalive: KeepAlive,
+    /// `proxy_read_timeout` for response heads.
+    read_timeout: Option<Duration>,
     /// Per server, oldest first. A linear search: a proxy has one server
     /// or a group's few.
     idle: Mutex<Vec<(Authority, Vec<Idle>)>>,
@@ -70,13 +72,20 @@ struct Idle {
 
 impl Pool {
     /// Keeps connections as `keepalive` says; `idle_per_server` 0 keeps
-    /// none (a connection per request).
-    pub(crate) fn new(connector: UpstreamConnector, scheme: Scheme, keepalive: KeepAlive) -> Self {
+    /// none (a connection per request). Response heads must come within
+    /// `read_timeout` of the request's end.
+    pub(crate) fn new(
+        connector: UpstreamConnector,
+        scheme: Scheme,
+        keepalive: KeepAlive,
+        read_timeout: Option<Duration>,
+    ) -> Self {
         Pool {
             inner: Arc::new(Inner {
                 connector,
                 scheme,
                 keepalive,
+                read_timeout,
                 idle: Mutex::new(Vec::new()),
             }),
         }
@@ -87,16 +96,22 @@ impl Pool {
         self.inner.keepalive
     }
 
-    /// Sends `req` (origin-form URI) to `server` and waits for the head.
+    /// Sends the request `head` (origin-form URI) and `body` to `server`
+    /// and waits for the response head. The head is borrowed: a retry sends
+    /// it again without a copy.
     pub(crate) async fn send(
         &self,
         server: &Authority,
-        req: Request<UpstreamReqBody>,
+        head: &http::request::Parts,
+        mut body: UpstreamReqBody,
     ) -> Result<Response<PooledBody>, SendError> {
-        let (head, mut body) = req.into_parts();
         while let Some(conn) = self.inner.checkout(server) {
-            match conn.exchange(&head, body).response().await {
-                Ok((res, exchange)) => return Ok(self.wrap(res, exchange, server)),
+            match conn
+                .exchange(head, body, self.inner.read_timeout)
+                .response()
+                .await
+            {
+                Ok((res, exchange)) => return Ok(self.wrap(res, exchange)),
                 // Closed under us before any answer, body unread: the
                 // next connection gets the request (as nginx does).
                 Err(failed) => match failed.retryable {
@@ -106,24 +121,23 @@ impl Pool {
             }
         }
         let conn = self.connect(server).await?;
-        self.send_on(conn, server, &head, body).await
+        self.send_on(conn, head, body).await
     }
 
-    /// Sends a request on a new connection `conn` to `server`, which joins
-    /// the idle list afterwards (an HTTP/1.1 answer to an HTTP/2 offer).
+    /// Sends a request on a new connection `conn`, which joins the idle
+    /// list of its server afterwards (an HTTP/1.1 answer to an HTTP/2 offer).
     pub(crate) async fn send_on(
         &self,
         conn: Conn,
-        server: &Authority,
         head: &http::request::Parts,
         body: UpstreamReqBody,
     ) -> Result<Response<PooledBody>, SendError> {
         let (res, exchange) = conn
-            .exchange(head, body)
+            .exchange(head, body, self.inner.read_timeout)
             .response()
             .await
             .map_err(|f| SendError::from(f.error))?;
-        Ok(self.wrap(res, exchange, server))
+        Ok(self.wrap(res, exchange))
     }
 
     /// A new connection.
@@ -136,25 +150,17 @@ impl Pool {
             .map_err(|e| SendError::Connect(e.into()))?;
         let mut connector = self.inner.connector.clone();
         let io = connector.call(uri).await.map_err(SendError::Connect)?;
-        Ok(Conn::new(TokioIo::new(io)))
+        Ok(Conn::new(TokioIo::new(io), server.clone()))
     }
 
-    fn wrap(
-        &self,
-        head: super::h1::Head,
-        exchange: Exchange,
-        server: &Authority,
-    ) -> Response<PooledBody> {
+    fn wrap(&self, head: super::h1::Head, exchange: Exchange) -> Response<PooledBody> {
         // A switched connection belongs to the tunnel, never to the pool.
         let keep = self.inner.keepalive.idle_per_server > 0
             && head.response.status() != StatusCode::SWITCHING_PROTOCOLS;
         let mut body = PooledBody {
             kind: Kind::H1 {
                 body: exchange.body(&head),
-                back: keep.then(|| Back {
-                    pool: self.inner.clone(),
-                    server: server.clone(),
-                }),
+                back: keep.then(|| self.inner.clone()),
             },
         };
         // An empty body has ended already.
@@ -168,7 +174,11 @@ impl Inner {
     /// The most recently used idle connection to `server` still open.
     fn checkout(&self, server: &Authority) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
-        let (_, list) = idle.iter_mut().find(|(a, _)| a == server)?;
+        // Byte equality: the names come from the same config text, and
+        // `Authority`'s own comparison folds case byte by byte.
+        let (_, list) = idle
+            .iter_mut()
+            .find(|(a, _)| a.as_str() == server.as_str())?;
         let now = Instant::now();
         while let Some(mut c) = list.pop() {
             if now.duration_since(c.since) < self.keepalive.timeout
@@ -181,7 +191,7 @@ impl Inner {
         None
     }
 
-    fn checkin(&self, server: Authority, conn: Conn) {
+    fn checkin(&self, conn: Conn) {
         let now = Instant::now();
         // `keepalive_requests` and `keepalive_time`: a connection that has
         // served its share closes here, between two requests.
@@ -193,10 +203,11 @@ impl Inner {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let list = match idle.iter().position(|(a, _)| *a == server) {
+        let server = conn.server().as_str();
+        let list = match idle.iter().position(|(a, _)| a.as_str() == server) {
             Some(i) => &mut idle[i].1,
             None => {
-                idle.push((server, Vec::new()));
+                idle.push((conn.server().clone(), Vec::new()));
                 &mut idle.last_mut().expect("just pushed").1
             }
         };
@@ -225,16 +236,10 @@ pub struct PooledBody {
 enum Kind {
     H1 {
         body: ResponseBody,
-        back: Option<Back>,
+        /// The pool the connection goes back to.
+        back: Option<Arc<Inner>>,
     },
     H2(H2Body),
-}
-
-/// Where a connection goes back to.
-#[derive(Debug)]
-struct Back {
-    pool: Arc<Inner>,
-    server: Authority,
 }
 
 impl PooledBody {
@@ -249,8 +254,8 @@ impl PooledBody {
             return;
         };
         if let Some(conn) = body.take_reusable() {
-            if let Some(b) = back.take() {
-                b.pool.checkin(b.server, conn);
+            if let Some(pool) = back.take() {
+                pool.checkin(conn);
             }
         }
     }

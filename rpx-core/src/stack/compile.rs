@@ -74,6 +74,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         scope: Scope::new(),
         log_formats: HashMap::new(),
         acme: None,
+        request_metrics: crate::metrics::requests_recorded(serves_metrics(config)),
     };
     cx.acme = cx.acme_manager(config, opts);
     // Maps first: a group's `hash` key may use them.
@@ -125,6 +126,18 @@ struct Compiler {
     log_formats: HashMap<String, Arc<LogFormat>>,
     /// Automatic certificates, when the config has ACME issuers.
     acme: Option<Arc<AcmeManager>>,
+    /// Servers record per-request metrics.
+    request_metrics: bool,
+}
+
+/// Whether a location of `config` serves the metrics.
+fn serves_metrics(config: &Config) -> bool {
+    fn any(locations: &[LocationConfig]) -> bool {
+        locations
+            .iter()
+            .any(|l| matches!(l.handler, Some(Handler::Metrics(_))) || any(&l.locations))
+    }
+    config.servers.iter().any(|s| any(&s.locations))
 }
 
 impl Compiler {
@@ -889,7 +902,11 @@ impl Compiler {
             server: server_program,
             locations: programs,
         };
-        let metrics = RequestMetricsLayer::new(if name.is_empty() { "_" } else { &name });
+        let metrics = if self.request_metrics {
+            RequestMetricsLayer::new(if name.is_empty() { "_" } else { &name })
+        } else {
+            RequestMetricsLayer::off()
+        };
         let router = match LocationTable::build(&specs) {
             Ok(table) => LocationRouter::from_parts(table, services, fallback)
                 .with_rewrites(rewrites)

@@ -7,8 +7,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 
 use super::H1Error;
 
@@ -44,7 +43,7 @@ pub(crate) struct Head {
 
 /// Parses a response head from the front of `buf` and removes it;
 /// `Ok(None)` when the head is not complete yet.
-pub(crate) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, H1Error> {
+pub(crate) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, H1Error> {
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -63,36 +62,29 @@ pub(crate) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<H
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Offsets first: the head's bytes are split off and frozen once, and
-    // every value becomes a slice of them.
+    // Framing and keep-alive are read from the raw lines: no map lookups.
+    let (framing, voids_length) = framing(res.headers, status, head_request)?;
+    let keep_alive = framing != Framing::Close && wants_keep_alive(res.headers, version);
+
+    // The head's bytes, copied once: every value is a slice of the copy,
+    // and the read buffer stays this connection's alone.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let count = res.headers.len();
-    for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
-        // Offsets within a head of at most MAX_HEAD bytes fit in u32.
-        let at = |p: *const u8| (p as usize - base) as u32;
-        *span = (
-            at(h.name.as_ptr()),
-            h.name.len() as u32,
-            at(h.value.as_ptr()),
-            h.value.len() as u32,
-        );
-    }
-    let head = buf.split_to(len).freeze();
+    let head = Bytes::copy_from_slice(&buf[..len]);
     // Room for headers added on the way back (add_header), without regrowing.
-    let mut headers = HeaderMap::with_capacity(count + 6);
-    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
-        let (name_at, value_at) = (name_at as usize, value_at as usize);
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
+    let mut headers = HeaderMap::with_capacity(res.headers.len() + 6);
+    for h in res.headers.iter() {
+        if voids_length && h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| H1Error::Malformed("bad header name".into()))?;
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
-                .map_err(|_| H1Error::Malformed("bad header value".into()))?;
+        let at = h.value.as_ptr() as usize - base;
+        let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
+            .map_err(|_| H1Error::Malformed("bad header value".into()))?;
         headers.append(name, value);
     }
+    buf.advance(len);
 
-    let framing = framing(&mut headers, status, method)?;
-    let keep_alive = framing != Framing::Close && wants_keep_alive(&headers, version);
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
@@ -104,56 +96,66 @@ pub(crate) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<H
     }))
 }
 
+/// The values of the raw header lines named `name` (lower case).
+fn values<'h>(
+    raw: &'h [httparse::Header<'_>],
+    name: &'static str,
+) -> impl DoubleEndedIterator<Item = &'h [u8]> {
+    raw.iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
 /// RFC 9112 §6.3, with the smuggling guards: a `Transfer-Encoding` makes
-/// any `Content-Length` void (and it is removed), differing lengths are an
-/// error.
+/// any `Content-Length` void (the second value: it is not passed on),
+/// differing lengths are an error.
 fn framing(
-    headers: &mut HeaderMap,
+    raw: &[httparse::Header<'_>],
     status: StatusCode,
-    method: &Method,
-) -> Result<Framing, H1Error> {
-    if method == Method::HEAD
+    head_request: bool,
+) -> Result<(Framing, bool), H1Error> {
+    if head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok(Framing::Empty);
+        return Ok((Framing::Empty, false));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        headers.remove(CONTENT_LENGTH);
-        let chunked_last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-        return Ok(if chunked_last {
+    if let Some(last) = values(raw, "transfer-encoding").next_back() {
+        let chunked_last = last
+            .rsplit(|&b| b == b',')
+            .next()
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        let framing = if chunked_last {
             Framing::Chunked(Chunked::default())
         } else {
             Framing::Close
-        });
+        };
+        return Ok((framing, true));
     }
     let mut length: Option<u64> = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        let text = value.to_str().map_err(|_| bad_length())?;
-        for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+    for value in values(raw, "content-length") {
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(bad_length());
             }
-            let n: u64 = part.parse().map_err(|_| bad_length())?;
+            let n: u64 = std::str::from_utf8(part)
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(bad_length)?;
             if length.is_some_and(|l| l != n) {
                 return Err(bad_length());
             }
             length = Some(n);
         }
     }
-    Ok(match length {
+    let framing = match length {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::Close,
-    })
+    };
+    Ok((framing, false))
 }
 
 fn bad_length() -> H1Error {
@@ -162,14 +164,14 @@ fn bad_length() -> H1Error {
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when
 /// told `keep-alive`.
-fn wants_keep_alive(headers: &HeaderMap, version: Version) -> bool {
+fn wants_keep_alive(raw: &[httparse::Header<'_>], version: Version) -> bool {
     let mut close = false;
     let mut keep = false;
-    for value in headers.get_all(CONNECTION) {
-        for token in value.to_str().unwrap_or("").split(',') {
-            let token = token.trim();
-            close |= token.eq_ignore_ascii_case("close");
-            keep |= token.eq_ignore_ascii_case("keep-alive");
+    for value in values(raw, "connection") {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
         }
     }
     !close && (version == Version::HTTP_11 || keep)
@@ -347,8 +349,10 @@ fn bad_chunk() -> H1Error {
 mod tests {
     use super::*;
 
+    use http::Method;
+
     fn head(raw: &str, method: Method) -> Result<Option<Head>, H1Error> {
-        parse_head(&mut BytesMut::from(raw), &method)
+        parse_head(&mut BytesMut::from(raw), method == Method::HEAD)
     }
 
     fn framing_of(raw: &str) -> Framing {
@@ -413,7 +417,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(matches!(h.framing, Framing::Chunked(_)));
-        assert!(!h.response.headers().contains_key(CONTENT_LENGTH));
+        assert!(!h
+            .response
+            .headers()
+            .contains_key(http::header::CONTENT_LENGTH));
     }
 
     #[test]

@@ -10,17 +10,19 @@
 mod decode;
 mod encode;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use http::uri::Authority;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 use super::connector::{TimedIo, UpstreamIo};
 use super::UpstreamReqBody;
@@ -52,6 +54,9 @@ pub(crate) enum H1Error {
     /// The request body (the client's) failed.
     #[error("request body: {0}")]
     Body(#[source] BoxError),
+    /// No response head within `proxy_read_timeout` of the request's end.
+    #[error("no response head within {0:?}")]
+    HeadTimeout(Duration),
 }
 
 /// An open connection to an upstream server, between two requests.
@@ -67,6 +72,15 @@ struct ConnState {
     served: u32,
     /// When it was opened (`keepalive_time`).
     opened: Instant,
+    /// The server it goes to, for the pool to take it back.
+    server: Authority,
+    /// `proxy_read_timeout` of the current exchange, for the response head.
+    read_timeout: Option<Duration>,
+    /// When the current exchange's head is late, once its request is sent.
+    head_deadline: Option<tokio::time::Instant>,
+    /// The response-head timer, made on the first wait and kept for the
+    /// connection's life: see [`Exchange::poll_head_timeout`].
+    head_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -76,14 +90,24 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(io: Io) -> Self {
+    /// A connection to `server`.
+    pub(crate) fn new(io: Io, server: Authority) -> Self {
         Conn(Box::new(ConnState {
             io,
             buf: BytesMut::new(),
             out: Out::one(Bytes::new()),
             served: 0,
             opened: Instant::now(),
+            server,
+            read_timeout: None,
+            head_deadline: None,
+            head_timer: None,
         }))
+    }
+
+    /// The server it goes to.
+    pub(crate) fn server(&self) -> &Authority {
+        &self.0.server
     }
 
     /// Requests started on this connection.
@@ -108,16 +132,20 @@ impl Conn {
         )
     }
 
-    /// Starts an exchange: `head` is written first, then `body`.
+    /// Starts an exchange: `head` is written first, then `body`; the
+    /// response head must come within `read_timeout` of the request's end.
     pub(crate) fn exchange(
         mut self,
         head: &http::request::Parts,
         body: UpstreamReqBody,
+        read_timeout: Option<Duration>,
     ) -> Exchange {
         let has_body = !body.is_end_stream();
         let (bytes, framing) = encode_head(head, has_body, body.size_hint().exact());
         self.0.out = Out::one(bytes);
         self.0.served = self.0.served.saturating_add(1);
+        self.0.read_timeout = read_timeout;
+        self.0.head_deadline = None;
         Exchange {
             conn: self,
             upload: has_body.then_some(body),
@@ -126,7 +154,7 @@ impl Conn {
             upload_failed: false,
             write_error: None,
             flushed: false,
-            method: head.method.clone(),
+            head_request: head.method == Method::HEAD,
             got_bytes: false,
         }
     }
@@ -168,7 +196,8 @@ impl Out {
     }
 }
 
-/// One request and its response on a connection.
+/// One request and its response on a connection. Kept small: it lives in
+/// every proxied response's body, which moves through each layer's future.
 pub(crate) struct Exchange {
     conn: Conn,
     /// The request body still to send.
@@ -179,10 +208,10 @@ pub(crate) struct Exchange {
     /// Writing failed: the connection cannot be kept, and without an
     /// answer this is the error to report.
     upload_failed: bool,
-    write_error: Option<H1Error>,
+    write_error: Option<Box<H1Error>>,
     flushed: bool,
-    /// The request's method: a HEAD's answer has no body.
-    method: Method,
+    /// The request is a HEAD: its answer has no body.
+    head_request: bool,
     /// The upstream has sent something in answer.
     got_bytes: bool,
 }
@@ -282,7 +311,7 @@ impl Exchange {
             Poll::Ready(Err(H1Error::Body(e))) => Err(H1Error::Body(e)),
             Poll::Ready(Err(e)) => {
                 self.upload_failed = true;
-                self.write_error = Some(e);
+                self.write_error = Some(Box::new(e));
                 self.upload = None;
                 Ok(())
             }
@@ -310,7 +339,11 @@ impl Exchange {
         match head {
             Ok(head) => Ok((head, self)),
             Err(error) => {
-                let retryable = !self.got_bytes && !self.upload_started;
+                // A timed-out request may be in the works upstream: it is
+                // not sent again on another pooled connection.
+                let retryable = !self.got_bytes
+                    && !self.upload_started
+                    && !matches!(error, H1Error::HeadTimeout(_));
                 Err(Failed {
                     retryable: retryable
                         .then(|| self.upload.take().unwrap_or_else(super::empty_body)),
@@ -324,7 +357,7 @@ impl Exchange {
         self.drive_upload(cx)?;
         loop {
             if !self.conn.0.buf.is_empty() {
-                if let Some(head) = decode::parse_head(&mut self.conn.0.buf, &self.method)? {
+                if let Some(head) = decode::parse_head(&mut self.conn.0.buf, self.head_request)? {
                     let status = head.response.status();
                     if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS
                     {
@@ -340,19 +373,56 @@ impl Exchange {
             // say) is still read; without one, the write error is the cause.
             match self.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(self.write_error.take().unwrap_or(H1Error::Closed)))
+                    return Poll::Ready(Err(self
+                        .write_error
+                        .take()
+                        .map_or(H1Error::Closed, |e| *e)))
                 }
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Err(self.write_error.take().unwrap_or(e.into())))
+                    return Poll::Ready(Err(self.write_error.take().map_or(e.into(), |e| *e)))
                 }
                 Poll::Pending => {
                     if let Some(e) = self.write_error.take() {
-                        return Poll::Ready(Err(e));
+                        return Poll::Ready(Err(*e));
                     }
-                    return Poll::Pending;
+                    return self.poll_head_timeout(cx);
                 }
             }
+        }
+    }
+
+    /// `proxy_read_timeout` for the head, counted from the end of the
+    /// request as nginx counts it from its last write: a long upload does
+    /// not eat into it.
+    ///
+    /// The connection's one timer is re-armed lazily: a request that sets
+    /// a later deadline leaves it where it is, and when it fires early it
+    /// moves to the real deadline. Most requests so never touch the timer
+    /// wheel; a new timer per request registered and removed one each time.
+    fn poll_head_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<decode::Head, H1Error>> {
+        let Some(timeout) = self.conn.0.read_timeout else {
+            return Poll::Pending;
+        };
+        if !(self.upload_failed || self.upload_done()) {
+            return Poll::Pending;
+        }
+        let state = &mut *self.conn.0;
+        let deadline = *state
+            .head_deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+        let timer = state
+            .head_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            if timer.deadline() >= deadline {
+                return Poll::Ready(Err(H1Error::HeadTimeout(timeout)));
+            }
+            timer.as_mut().reset(deadline);
         }
     }
 
