@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -100,7 +100,10 @@ pin_project_lite::pin_project! {
         #[pin]
         conn: C,
         shutdown: fn(Pin<&mut C>),
+        // Polled when the waker is new, which registers it for the stop;
+        // otherwise `held` says whether the stop came (see `poll`).
         stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+        stop_waker: Option<Waker>,
         // Held until the connection ends: the stop waits for every receiver.
         held: watch::Receiver<()>,
         activity: Arc<Activity>,
@@ -149,6 +152,7 @@ impl<C: Future> Serve<C> {
             stop: Box::pin(async move {
                 let _ = stop.changed().await;
             }),
+            stop_waker: None,
             activity,
             idle,
             age,
@@ -204,7 +208,16 @@ impl<C: Future> Future for Serve<C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
         if !*this.shutting_down {
-            let stopped = this.stop.as_mut().poll(cx).is_ready();
+            // A task's waker does not change, so the stop future is
+            // polled once and its registration wakes the task; a poll per
+            // wake-up would cost a lock and a waiter-list walk per request.
+            let stopped = match this.stop_waker {
+                Some(w) if w.will_wake(cx.waker()) => !matches!(this.held.has_changed(), Ok(false)),
+                _ => {
+                    *this.stop_waker = Some(cx.waker().clone());
+                    this.stop.as_mut().poll(cx).is_ready()
+                }
+            };
             let activity = &**this.activity;
             let idle = this
                 .idle
@@ -330,6 +343,45 @@ mod tests {
         assert_eq!(shut.load(Ordering::SeqCst), 0, "no idle timer");
         tx.send(()).unwrap();
         task.await.unwrap();
+        assert_eq!(shut.load(Ordering::SeqCst), 1);
+    }
+
+    /// Counts its wake-ups.
+    struct Counting(AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stop_wakes_the_waker_of_the_latest_poll() {
+        let (s, shut, _activity, tx) = serve(Duration::ZERO);
+        let mut s = std::pin::pin!(s);
+        let first = Waker::noop();
+        assert!(s
+            .as_mut()
+            .poll(&mut Context::from_waker(first))
+            .is_pending());
+        // Polled again by another waker (a task moved, an embedder's
+        // combinator): that one must hear the stop.
+        let counting = Arc::new(Counting(AtomicUsize::new(0)));
+        let second = Waker::from(counting.clone());
+        assert!(s
+            .as_mut()
+            .poll(&mut Context::from_waker(&second))
+            .is_pending());
+        assert!(s
+            .as_mut()
+            .poll(&mut Context::from_waker(&second))
+            .is_pending());
+        tx.send(()).unwrap();
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1, "woken by the stop");
+        assert!(s
+            .as_mut()
+            .poll(&mut Context::from_waker(&second))
+            .is_ready());
         assert_eq!(shut.load(Ordering::SeqCst), 1);
     }
 
