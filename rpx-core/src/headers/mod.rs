@@ -4,11 +4,13 @@
 
 mod add;
 mod hop;
+mod name;
 mod request;
 mod response;
 
 pub use add::{AddHeader, AddHeaders, AddHeadersFuture, AddHeadersLayer};
 pub use hop::{is_upgrade_request, strip_hop_by_hop};
+pub(crate) use name::parse_name;
 pub use request::{HeaderValueTemplate, PreparedHeaders, RequestHeaders, SetHeader};
 pub use response::{ProxyRedirect, RedirectRule, ResponseHeaders, HIDDEN_BY_DEFAULT};
 

@@ -564,17 +564,7 @@ fn forward(
         for attempt in 1.. {
             let Some(pick) = inner.target.pick(&input, &tried) else {
                 return match last {
-                    Some(Ok(answered)) => {
-                        let (res, pick, head_time) = *answered;
-                        respond(
-                            &inner,
-                            res,
-                            pick,
-                            head_time,
-                            &p.redirect_targets,
-                            p.client_upgrade.take(),
-                        )
-                    }
+                    Some(Ok(answered)) => respond(&inner, *answered, &mut p),
                     Some(Err(e)) => Err(e),
                     None => Err(ProxyError::NoLiveUpstream {
                         group: inner.target.proxy_host().to_owned(),
@@ -641,14 +631,7 @@ fn forward(
                         && body_again
                         && method.is_some_and(|m| inner.retry.retries_status(status, m));
                     if !again {
-                        return respond(
-                            &inner,
-                            res,
-                            pick,
-                            head_time,
-                            &p.redirect_targets,
-                            p.client_upgrade.take(),
-                        );
+                        return respond(&inner, (res, pick, head_time), &mut p);
                     }
                     tracing::info!(upstream = %upstream, status = status.as_u16(), "trying the next server");
                     last = Some(Ok(Box::new((res, pick, head_time))));
@@ -717,14 +700,14 @@ fn head_copy(p: &http::request::Parts) -> http::request::Parts {
 /// whose server it is, and its time to the response head.
 type Answered = (Response<PooledBody>, Pick, Duration);
 
+/// The client's response from the upstream's answer to `p`.
 fn respond(
     inner: &Inner,
-    res: Response<PooledBody>,
-    pick: Pick,
-    head_time: Duration,
-    redirect_targets: &[String],
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    (res, pick, head_time): Answered,
+    p: &mut Prepared,
 ) -> Result<Response<RpxBody>, ProxyError> {
+    let redirect_targets = &p.redirect_targets[..];
+    let client_upgrade = p.client_upgrade.take();
     let upstream = pick.authority();
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {

@@ -7,9 +7,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 
 use super::H1Error;
+use crate::headers::parse_name;
 
 /// A response head larger than this is refused (nginx's
 /// `proxy_buffer_size` is 4–8 KiB; hyper allows ~400 KiB).
@@ -76,7 +77,7 @@ pub(crate) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Optio
         if voids_length && h.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        let name = HeaderName::from_bytes(h.name.as_bytes())
+        let name = parse_name(h.name.as_bytes())
             .map_err(|_| H1Error::Malformed("bad header name".into()))?;
         let at = h.value.as_ptr() as usize - base;
         let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
@@ -303,7 +304,7 @@ impl Chunked {
                 for h in parsed {
                     // A trailer that does not parse is dropped, not fatal.
                     if let (Ok(n), Ok(v)) = (
-                        HeaderName::from_bytes(h.name.as_bytes()),
+                        parse_name(h.name.as_bytes()),
                         HeaderValue::from_bytes(h.value),
                     ) {
                         map.append(n, v);

@@ -8,8 +8,9 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
+use crate::headers::parse_name;
 use crate::server::body::RequestBody;
 
 /// Headers a head may have here; a head with more goes to hyper (whose
@@ -83,7 +84,7 @@ pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
     let mut map = HeaderMap::with_capacity(parsed.headers.len() + 6);
     for h in parsed.headers.iter() {
         let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
+            parse_name(h.name.as_bytes()),
             HeaderValue::from_maybe_shared(slice(h.value)),
         ) else {
             return Parsed::Other;
