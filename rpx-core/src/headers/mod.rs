@@ -3,12 +3,14 @@
 //! are compiled once; per request only inserts and removals happen.
 
 mod add;
+mod head_copy;
 mod hop;
 mod name;
 mod request;
 mod response;
 
 pub use add::{AddHeader, AddHeaders, AddHeadersFuture, AddHeadersLayer};
+pub(crate) use head_copy::HeadCopies;
 pub use hop::{is_upgrade_request, strip_hop_by_hop};
 pub(crate) use name::parse_name;
 pub use request::{HeaderValueTemplate, PreparedHeaders, RequestHeaders, SetHeader};

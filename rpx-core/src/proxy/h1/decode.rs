@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 
 use super::H1Error;
-use crate::headers::parse_name;
+use crate::headers::{parse_name, HeadCopies};
 
 /// A response head larger than this is refused (nginx's
 /// `proxy_buffer_size` is 4–8 KiB; hyper allows ~400 KiB).
@@ -44,7 +44,12 @@ pub(crate) struct Head {
 
 /// Parses a response head from the front of `buf` and removes it;
 /// `Ok(None)` when the head is not complete yet.
-pub(crate) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, H1Error> {
+/// Header values are slices of a copy made in `copies`.
+pub(crate) fn parse_head(
+    buf: &mut BytesMut,
+    copies: &mut HeadCopies,
+    head_request: bool,
+) -> Result<Option<Head>, H1Error> {
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -70,7 +75,7 @@ pub(crate) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Optio
     // The head's bytes, copied once: every value is a slice of the copy,
     // and the read buffer stays this connection's alone.
     let base = buf.as_ptr() as usize;
-    let head = Bytes::copy_from_slice(&buf[..len]);
+    let head = copies.copy(&buf[..len]);
     // Room for headers added on the way back (add_header), without regrowing.
     let mut headers = HeaderMap::with_capacity(res.headers.len() + 6);
     for h in res.headers.iter() {
@@ -353,7 +358,11 @@ mod tests {
     use http::Method;
 
     fn head(raw: &str, method: Method) -> Result<Option<Head>, H1Error> {
-        parse_head(&mut BytesMut::from(raw), method == Method::HEAD)
+        parse_head(
+            &mut BytesMut::from(raw),
+            &mut HeadCopies::default(),
+            method == Method::HEAD,
+        )
     }
 
     fn framing_of(raw: &str) -> Framing {

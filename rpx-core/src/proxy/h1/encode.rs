@@ -1,7 +1,7 @@
 //! Writing a request to an upstream: the head, and the framing of its body.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::HeaderMap;
 
@@ -23,34 +23,46 @@ pub(crate) fn encode_head(
     body_len: Option<u64>,
 ) -> (Bytes, BodyFraming) {
     let path = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut size = head.method.as_str().len() + path.len() + 16;
+    // The client's Content-Length stays (hyper held its body to it);
+    // Transfer-Encoding was hop-by-hop and is ours to set.
+    let (framing, length) = if !has_body || head.headers.contains_key(CONTENT_LENGTH) {
+        (BodyFraming::Plain, None)
+    } else if let Some(len) = body_len {
+        (BodyFraming::Plain, Some(len.to_string()))
+    } else {
+        (BodyFraming::Chunked, None)
+    };
+    // The exact size: a buffer filled to its capacity becomes `Bytes`
+    // without the second allocation a partly filled one costs.
+    let mut size = head.method.as_str().len() + 1 + path.len() + b" HTTP/1.1\r\n".len() + 2;
     for (name, value) in &head.headers {
-        size += name.as_str().len() + value.len() + 4;
+        size += name.as_str().len() + 2 + value.len() + 2;
     }
-    let mut out = BytesMut::with_capacity(size + 32);
+    match (&framing, &length) {
+        (_, Some(len)) => size += CONTENT_LENGTH.as_str().len() + 2 + len.len() + 2,
+        (BodyFraming::Chunked, None) => size += CHUNKED_LINE.len(),
+        (BodyFraming::Plain, None) => {}
+    }
+    let mut out = BytesMut::with_capacity(size);
     out.put_slice(head.method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
     put_headers(&mut out, &head.headers);
-    // The client's Content-Length stays (hyper held its body to it);
-    // Transfer-Encoding was hop-by-hop and is ours to set.
-    let framing = if !has_body || head.headers.contains_key(CONTENT_LENGTH) {
-        BodyFraming::Plain
-    } else if let Some(len) = body_len {
+    if let Some(len) = length {
         out.put_slice(CONTENT_LENGTH.as_str().as_bytes());
         out.put_slice(b": ");
-        out.put_slice(len.to_string().as_bytes());
+        out.put_slice(len.as_bytes());
         out.put_slice(b"\r\n");
-        BodyFraming::Plain
-    } else {
-        out.put_slice(TRANSFER_ENCODING.as_str().as_bytes());
-        out.put_slice(b": chunked\r\n");
-        BodyFraming::Chunked
-    };
+    } else if framing == BodyFraming::Chunked {
+        out.put_slice(CHUNKED_LINE);
+    }
     out.put_slice(b"\r\n");
+    debug_assert_eq!(out.len(), size, "the head's size is computed exactly");
     (out.freeze(), framing)
 }
+
+const CHUNKED_LINE: &[u8] = b"transfer-encoding: chunked\r\n";
 
 /// The last chunk of a chunked body, carrying `trailers`.
 pub(crate) fn last_chunk_with(trailers: &HeaderMap) -> Bytes {

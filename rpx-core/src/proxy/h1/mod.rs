@@ -27,6 +27,7 @@ use tokio::time::Sleep;
 use super::connector::{TimedIo, UpstreamIo};
 use super::UpstreamReqBody;
 use crate::error::BoxError;
+use crate::headers::HeadCopies;
 use decode::{Decoded, Framing, MAX_HEAD};
 use encode::{chunk_header, encode_head, last_chunk_with, BodyFraming};
 
@@ -67,6 +68,8 @@ pub(crate) struct Conn(Box<ConnState>);
 struct ConnState {
     io: Io,
     buf: BytesMut,
+    /// Where response heads are copied to (see [`HeadCopies`]).
+    heads: HeadCopies,
     out: Out,
     /// Requests started on this connection (`keepalive_requests`).
     served: u32,
@@ -95,6 +98,7 @@ impl Conn {
         Conn(Box::new(ConnState {
             io,
             buf: BytesMut::new(),
+            heads: HeadCopies::default(),
             out: Out::one(Bytes::new()),
             served: 0,
             opened: Instant::now(),
@@ -357,7 +361,10 @@ impl Exchange {
         self.drive_upload(cx)?;
         loop {
             if !self.conn.0.buf.is_empty() {
-                if let Some(head) = decode::parse_head(&mut self.conn.0.buf, self.head_request)? {
+                let st = &mut *self.conn.0;
+                if let Some(head) =
+                    decode::parse_head(&mut st.buf, &mut st.heads, self.head_request)?
+                {
                     let status = head.response.status();
                     if status.is_informational() && status != http::StatusCode::SWITCHING_PROTOCOLS
                     {

@@ -6,11 +6,11 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
-use crate::headers::parse_name;
+use crate::headers::{parse_name, HeadCopies};
 use crate::server::body::RequestBody;
 
 /// Headers a head may have here; a head with more goes to hyper (whose
@@ -34,8 +34,9 @@ pub(super) enum Parsed {
     Other,
 }
 
-/// Parses the head at the start of `buf`.
-pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
+/// Parses the head at the start of `buf`; its values are slices of a copy
+/// made in `copies`.
+pub(super) fn parse(buf: &mut BytesMut, copies: &mut HeadCopies) -> Parsed {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut headers) {
@@ -69,10 +70,10 @@ pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
         }
     }
 
-    // The head's bytes, copied: the buffer stays this connection's alone
-    // (no new buffer per request), and the header values share the copy.
+    // The head's bytes, copied: the read buffer stays this connection's
+    // alone (no new buffer per request), and the header values share the copy.
     let base = buf.as_ptr() as usize;
-    let head = Bytes::copy_from_slice(&buf[..len]);
+    let head = copies.copy(&buf[..len]);
     let slice = |s: &[u8]| {
         let at = s.as_ptr() as usize - base;
         head.slice(at..at + s.len())
@@ -114,7 +115,7 @@ mod tests {
 
     fn parse_str(s: &str) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(s.as_bytes());
-        (parse(&mut buf), buf)
+        (parse(&mut buf, &mut HeadCopies::default()), buf)
     }
 
     #[test]

@@ -44,6 +44,7 @@ use tower::Service;
 
 use super::{ConnService, RequestBody};
 use crate::body::RpxBody;
+use crate::headers::HeadCopies;
 use head::Parsed;
 use response::BodyLen;
 
@@ -84,6 +85,7 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out = outbox::Outbox::default();
+    let mut heads = HeadCopies::default();
     let mut deadline = Deadline::new(Instant::now() + timeouts.header);
     // Waiting for a next request, no byte of it yet: the keep-alive
     // timeout runs, not the header one.
@@ -91,7 +93,7 @@ where
     loop {
         let (req, asked_close) = loop {
             if !buf.is_empty() {
-                match head::parse(&mut buf) {
+                match head::parse(&mut buf, &mut heads) {
                     Parsed::Request { req, close } => break (req, close),
                     Parsed::Partial if buf.len() < MAX_HEAD => {}
                     _ => return Ended::Handoff(io, buf),

@@ -1,0 +1,66 @@
+//! Copies of HTTP/1 message heads, carved one after another from one buffer
+//! per connection.
+//!
+//! A parsed head's URI and header values are slices of a copy of its bytes.
+//! A copy of its own costs two allocations: the bytes, and the shared
+//! reference count that the first slice makes. Carved from the
+//! connection's buffer, a copy shares that buffer's count, and once the
+//! heads in it are all dropped (on a keep-alive connection, by the time the
+//! next head comes) `reserve` takes the space back: no allocation per head.
+//! A head still alive when the space runs out makes a new buffer, which
+//! costs what a copy of its own did.
+
+use bytes::{Bytes, BytesMut};
+
+/// The head copies of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct HeadCopies {
+    buf: BytesMut,
+}
+
+impl HeadCopies {
+    /// A copy of `head` that its slices share.
+    pub(crate) fn copy(&mut self, head: &[u8]) -> Bytes {
+        self.buf.reserve(head.len());
+        self.buf.extend_from_slice(head);
+        self.buf.split().freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_are_their_heads_and_outlive_the_space_they_came_from() {
+        let mut copies = HeadCopies::default();
+        let first = copies.copy(b"GET / HTTP/1.1\r\n\r\n");
+        let value = first.slice(4..5);
+        let second = copies.copy(b"HTTP/1.1 200 OK\r\n\r\n");
+        drop(first);
+        // Space taken back while `value` (a slice of the first) lives
+        // must not overwrite it.
+        let mut kept = Vec::new();
+        for i in 0..100u8 {
+            kept.push(copies.copy(&[i; 64]));
+        }
+        assert_eq!(&value[..], b"/");
+        assert_eq!(&second[..], b"HTTP/1.1 200 OK\r\n\r\n");
+        for (i, k) in kept.iter().enumerate() {
+            assert_eq!(&k[..], &[i as u8; 64][..]);
+        }
+    }
+
+    #[test]
+    fn a_buffer_whose_heads_are_gone_is_used_again() {
+        let mut copies = HeadCopies::default();
+        let first = copies.copy(&[1; 300]);
+        let at = first.as_ptr();
+        drop(first);
+        for _ in 0..10 {
+            let next = copies.copy(&[2; 300]);
+            assert_eq!(next.as_ptr(), at, "the same space, no new buffer");
+            assert_eq!(&next[..], &[2; 300][..]);
+        }
+    }
+}
