@@ -53,6 +53,7 @@ pub mod conn;
 pub mod error;
 pub mod headers;
 pub mod host;
+mod lazy_sleep;
 pub mod limit;
 pub mod location;
 pub mod metrics;

@@ -81,10 +81,9 @@ pub fn reload_done(ok: bool) {
         .increment(1);
 }
 
-/// Whether a compiled config records per-request metrics: when it serves
-/// them (`has_location`), or when rpx's recorder is not installed (an
-/// application's own recorder, or none). Without a reader they would cost
-/// every request two clock reads and a histogram entry for nothing.
+/// Whether a compiled config records per-request metrics (see the module):
+/// when it serves them (`has_location`), or when rpx's recorder is not
+/// installed (an application's own recorder, or none).
 pub(crate) fn requests_recorded(has_location: bool) -> bool {
     has_location || HANDLE.get().is_none()
 }

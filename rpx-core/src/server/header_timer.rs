@@ -8,12 +8,8 @@
 //! byte of it comes within the keep-alive timeout, and once bytes come the
 //! head has the header timeout from then, as nginx does.
 //!
-//! A plain tokio timer would cost a heap sleep, a timer-wheel insertion and
-//! a removal per request. Here the connection keeps one tokio `Sleep`,
-//! armed at the earliest deadline asked for; a later request's sleep leaves
-//! it alone, and when it fires before the deadline of the sleep being
-//! polled, it is armed again at that one (nginx treats its timers the same
-//! lazy way).
+//! The sleeps hyper gets are served by the connection's one
+//! [`LazySleep`]: no timer-wheel insertion and removal per request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use crate::lazy_sleep::LazySleep;
 
 /// Bytes a connection has received, kept by its stream for its timer.
 #[derive(Debug, Default)]
@@ -48,8 +46,8 @@ pub(crate) struct HeaderTimer {
 
 #[derive(Debug)]
 struct Shared {
-    /// The connection's one tokio sleep, made at the first poll.
-    armed: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
+    /// The connection's one sleep.
+    armed: Mutex<LazySleep>,
     header: Duration,
     keepalive: Duration,
     received: Arc<Received>,
@@ -61,7 +59,7 @@ impl HeaderTimer {
     pub(crate) fn new(header: Duration, keepalive: Duration, received: Arc<Received>) -> Self {
         HeaderTimer {
             shared: Arc::new(Shared {
-                armed: Mutex::new(None),
+                armed: Mutex::new(LazySleep::default()),
                 header,
                 keepalive,
                 received,
@@ -123,24 +121,11 @@ impl Future for HeaderSleep {
             this.idle = None;
             this.deadline = tokio::time::Instant::now() + this.shared.header;
         }
-        let deadline = this.deadline;
-        let mut armed = this
-            .shared
+        this.shared
             .armed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let sleep = armed.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() > deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        loop {
-            std::task::ready!(sleep.as_mut().poll(cx));
-            if sleep.deadline() >= deadline {
-                return Poll::Ready(());
-            }
-            // It fired for an earlier head: this one has longer.
-            sleep.as_mut().reset(deadline);
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .poll_until(this.deadline, cx)
     }
 }
 

@@ -10,7 +10,7 @@
 mod decode;
 mod encode;
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
@@ -22,12 +22,12 @@ use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 
 use super::connector::{TimedIo, UpstreamIo};
 use super::UpstreamReqBody;
 use crate::error::BoxError;
 use crate::headers::HeadCopies;
+use crate::lazy_sleep::LazySleep;
 use decode::{Decoded, Framing, MAX_HEAD};
 use encode::{chunk_header, encode_head, last_chunk_with, BodyFraming};
 
@@ -81,9 +81,8 @@ struct ConnState {
     read_timeout: Option<Duration>,
     /// When the current exchange's head is late, once its request is sent.
     head_deadline: Option<tokio::time::Instant>,
-    /// The response-head timer, made on the first wait and kept for the
-    /// connection's life: see [`Exchange::poll_head_timeout`].
-    head_timer: Option<Pin<Box<Sleep>>>,
+    /// The response-head timer, kept for the connection's life.
+    head_timer: LazySleep,
 }
 
 impl std::fmt::Debug for Conn {
@@ -105,7 +104,7 @@ impl Conn {
             server,
             read_timeout: None,
             head_deadline: None,
-            head_timer: None,
+            head_timer: LazySleep::default(),
         }))
     }
 
@@ -401,12 +400,8 @@ impl Exchange {
 
     /// `proxy_read_timeout` for the head, counted from the end of the
     /// request as nginx counts it from its last write: a long upload does
-    /// not eat into it.
-    ///
-    /// The connection's one timer is re-armed lazily: a request that sets
-    /// a later deadline leaves it where it is, and when it fires early it
-    /// moves to the real deadline. Most requests so never touch the timer
-    /// wheel; a new timer per request registered and removed one each time.
+    /// not eat into it. The connection's [`LazySleep`] keeps it, so most
+    /// requests never touch the timer wheel.
     fn poll_head_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<decode::Head, H1Error>> {
         let Some(timeout) = self.conn.0.read_timeout else {
             return Poll::Pending;
@@ -418,19 +413,8 @@ impl Exchange {
         let deadline = *state
             .head_deadline
             .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
-        let timer = state
-            .head_timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-        }
-        loop {
-            ready!(timer.as_mut().poll(cx));
-            if timer.deadline() >= deadline {
-                return Poll::Ready(Err(H1Error::HeadTimeout(timeout)));
-            }
-            timer.as_mut().reset(deadline);
-        }
+        ready!(state.head_timer.poll_until(deadline, cx));
+        Poll::Ready(Err(H1Error::HeadTimeout(timeout)))
     }
 
     /// The response body, reading from this exchange; once it has ended,

@@ -38,13 +38,14 @@ use bytes::BytesMut;
 use http::{Method, Request, Response};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tower::Service;
 
 use super::{ConnService, RequestBody};
 use crate::body::RpxBody;
 use crate::headers::HeadCopies;
+use crate::lazy_sleep::LazySleep;
 use head::Parsed;
 use response::BodyLen;
 
@@ -217,35 +218,22 @@ fn poll_client_gone<I: AsyncRead + Unpin>(
     false
 }
 
-/// The connection's head deadline: one tokio sleep, armed at the earliest
-/// deadline it was polled for and re-armed only when it fires early, so a
-/// request moves `at` (a clock read) and touches no timer wheel.
+/// The connection's head deadline: moving `at` is a clock read, and the
+/// one [`LazySleep`] behind it touches no timer wheel per request.
 struct Deadline {
     at: Instant,
-    sleep: Option<Pin<Box<Sleep>>>,
+    sleep: LazySleep,
 }
 
 impl Deadline {
     fn new(at: Instant) -> Self {
-        Deadline { at, sleep: None }
+        Deadline {
+            at,
+            sleep: LazySleep::default(),
+        }
     }
 
     fn poll_passed(&mut self, cx: &mut Context<'_>) -> bool {
-        let at = self.at;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if sleep.deadline() > at {
-            sleep.as_mut().reset(at);
-        }
-        loop {
-            if sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            if sleep.deadline() >= at {
-                return true;
-            }
-            sleep.as_mut().reset(at);
-        }
+        self.sleep.poll_until(self.at, cx).is_ready()
     }
 }
