@@ -48,6 +48,7 @@ pub mod acme;
 pub mod action;
 pub mod body;
 mod call;
+mod clock;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -62,6 +62,8 @@ pub struct HostTable {
     regex_set: Option<RegexSet>,
     regexes: Vec<(Regex, usize)>,
     default: usize,
+    /// The server, when the table has one: every host goes to it.
+    only: Option<usize>,
 }
 
 /// Longest host name looked up; longer ones go to the default server.
@@ -98,6 +100,7 @@ impl HostTable {
             regex_set: None,
             regexes: Vec::new(),
             default: servers.iter().find(|s| s.2).unwrap_or(first).0,
+            only: (servers.len() == 1).then_some(first.0),
         };
         for (id, names, _) in servers {
             for name in names.iter() {
@@ -264,13 +267,22 @@ impl<S> HostRouter<S> {
 
     /// Which service a request goes to.
     pub fn pick<B>(&self, req: &Request<B>) -> usize {
-        let listen = conn_info(req).listen;
-        let table = self
-            .tables
-            .iter()
-            .find(|(addr, _)| *addr == listen)
-            .unwrap_or(&self.tables[0]);
-        table.1.find(request_host(req.uri(), req.headers()))
+        let table = match &*self.tables {
+            [(_, only)] => only,
+            tables => {
+                let listen = conn_info(req).listen;
+                &tables
+                    .iter()
+                    .find(|(addr, _)| *addr == listen)
+                    .unwrap_or(&tables[0])
+                    .1
+            }
+        };
+        // As nginx: an address with one server reads no Host.
+        if let Some(id) = table.only {
+            return id;
+        }
+        table.find(request_host(req.uri(), req.headers()))
     }
 }
 
@@ -338,6 +350,51 @@ mod tests {
             "empty server_name catches requests without Host"
         );
         assert_eq!(t.find(Some(&"a".repeat(300))), 8);
+    }
+
+    #[test]
+    fn a_listener_with_one_server_takes_every_host_and_one_with_more_routes_by_host() {
+        use crate::conn::{ConnInfo, Scheme};
+        let (one_addr, more_addr) = (
+            "127.0.0.1:80".parse().unwrap(),
+            "127.0.0.2:80".parse().unwrap(),
+        );
+        let one = HostTable::build_with_ids(&[(0, &["a.test".into()], false)]).unwrap();
+        let more = HostTable::build_with_ids(&[
+            (1, &["b.test".into()], false),
+            (2, &["c.test".into()], false),
+        ])
+        .unwrap();
+        let router =
+            HostRouter::per_listener(vec![(one_addr, one), (more_addr, more)], vec![(); 3]);
+        let pick = |listen, host| {
+            let mut req = Request::get("/").header("host", host).body(()).unwrap();
+            let peer = "127.0.0.9:5000".parse().unwrap();
+            req.extensions_mut()
+                .insert(ConnInfo::new(peer, listen, listen, Scheme::Http));
+            router.pick(&req)
+        };
+        assert_eq!(
+            pick(one_addr, "c.test"),
+            0,
+            "the only server of its listener"
+        );
+        assert_eq!(pick(more_addr, "c.test"), 2);
+        assert_eq!(pick(more_addr, "zzz"), 1, "the listener's default");
+
+        let single = HostRouter::per_listener(
+            vec![(
+                one_addr,
+                HostTable::build(&[(vec!["a.test".into()], false)]).unwrap(),
+            )],
+            vec![()],
+        );
+        let bare = Request::get("/").header("host", "zzz").body(()).unwrap();
+        assert_eq!(
+            single.pick(&bare),
+            0,
+            "one listener, one server: no lookup at all"
+        );
     }
 
     #[test]

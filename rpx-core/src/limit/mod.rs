@@ -70,6 +70,7 @@ pub struct BodyLimit<S> {
 
 impl<S, B> Service<Request<B>> for BodyLimit<S>
 where
+    B: http_body::Body,
     S: Service<Request<Limited<B>>>,
     S::Error: From<ProxyError>,
 {
@@ -82,9 +83,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
+        // A request whose body has ended (most: GET, HEAD) has nothing to refuse.
+        let declared = (!req.body().is_end_stream())
+            .then(|| req.headers().get(header::CONTENT_LENGTH))
+            .flatten()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limit) {

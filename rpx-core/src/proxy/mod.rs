@@ -746,6 +746,12 @@ fn respond(
     inner
         .response_headers
         .apply(redirect_targets, &mut parts.headers);
+    let mut body = body;
+    // The request's map, sent and not needed again, is the connection's
+    // next response map: on a keep-alive connection no head allocates one.
+    if let Some(sent) = p.parts.as_mut() {
+        body.keep_map(std::mem::take(&mut sent.headers));
+    }
     let body = IdleTimeout::new(body, inner.timeouts.read);
     let guard = match pick {
         Pick::Group(p) => Some(p),

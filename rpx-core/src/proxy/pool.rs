@@ -67,7 +67,10 @@ struct Inner {
 #[derive(Debug)]
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// Its `keepalive_timeout` ends: checked in then, plus the timeout.
+    expires: Instant,
+    /// Its `keepalive_time` ends.
+    retires: Instant,
 }
 
 impl Pool {
@@ -179,12 +182,9 @@ impl Inner {
         let (_, list) = idle
             .iter_mut()
             .find(|(a, _)| a.as_str() == server.as_str())?;
-        let now = Instant::now();
+        let now = crate::clock::now().into_std();
         while let Some(mut c) = list.pop() {
-            if now.duration_since(c.since) < self.keepalive.timeout
-                && now.duration_since(c.conn.opened()) < self.keepalive.time
-                && c.conn.is_idle_and_open()
-            {
+            if now < c.expires && now < c.retires && c.conn.is_idle_and_open() {
                 return Some(c.conn);
             }
         }
@@ -192,12 +192,11 @@ impl Inner {
     }
 
     fn checkin(&self, conn: Conn) {
-        let now = Instant::now();
+        let now = crate::clock::now().into_std();
+        let retires = later(conn.opened(), self.keepalive.time);
         // `keepalive_requests` and `keepalive_time`: a connection that has
         // served its share closes here, between two requests.
-        if conn.served() >= self.keepalive.requests
-            || now.duration_since(conn.opened()) >= self.keepalive.time
-        {
+        if conn.served() >= self.keepalive.requests || now >= retires {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else {
@@ -213,14 +212,22 @@ impl Inner {
         };
         // Expired ones first (dropping a connection closes it), then the
         // oldest beyond the limit.
-        let expired = list
-            .iter()
-            .take_while(|c| now.duration_since(c.since) >= self.keepalive.timeout)
-            .count();
+        let expired = list.iter().take_while(|c| now >= c.expires).count();
         let over = (list.len() - expired + 1).saturating_sub(self.keepalive.idle_per_server);
         list.drain(..expired + over);
-        list.push(Idle { conn, since: now });
+        list.push(Idle {
+            conn,
+            expires: later(now, self.keepalive.timeout),
+            retires,
+        });
     }
+}
+
+/// `t + d`; a `d` too long to add (an embedder's `Duration::MAX`) is a
+/// century.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// A response body from the pool: the upstream's, and on its end the
@@ -257,6 +264,14 @@ impl PooledBody {
             if let Some(pool) = back.take() {
                 pool.checkin(conn);
             }
+        }
+    }
+
+    /// Keeps `map`, a request head's that was sent, for the connection's
+    /// next response head (HTTP/1.1; dropped otherwise).
+    pub(crate) fn keep_map(&mut self, map: http::HeaderMap) {
+        if let Kind::H1 { body, .. } = &mut self.kind {
+            body.keep_map(map);
         }
     }
 

@@ -409,6 +409,7 @@ impl<F: Future> Future for Connection<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let _tick = crate::clock::Tick::start();
         self.project().fut.poll(cx)
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn parse_head(
     let base = buf.as_ptr() as usize;
     let head = copies.copy(&buf[..len]);
     // Room for headers added on the way back (add_header), without regrowing.
-    let mut headers = HeaderMap::with_capacity(res.headers.len() + 6);
+    let mut headers = copies.map(res.headers.len() + 6);
     for h in res.headers.iter() {
         if voids_length && h.name.eq_ignore_ascii_case("content-length") {
             continue;

@@ -412,7 +412,7 @@ impl Exchange {
         let state = &mut *self.conn.0;
         let deadline = *state
             .head_deadline
-            .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+            .get_or_insert_with(|| crate::clock::now() + timeout);
         ready!(state.head_timer.poll_until(deadline, cx));
         Poll::Ready(Err(H1Error::HeadTimeout(timeout)))
     }
@@ -483,6 +483,17 @@ impl ResponseBody {
 
     pub(crate) fn is_end(&self) -> bool {
         self.exchange.is_none() || self.framing == Framing::Empty
+    }
+
+    /// Keeps `map` (a request head's, sent) for the connection's next
+    /// response head; see [`HeadCopies::keep`].
+    pub(crate) fn keep_map(&mut self, map: http::HeaderMap) {
+        let conn = match (&mut self.exchange, &mut self.reusable) {
+            (Some(ex), _) => &mut ex.conn,
+            (None, Some(conn)) => conn,
+            (None, None) => return,
+        };
+        conn.0.heads.keep(map);
     }
 }
 

@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
+use http::{HeaderValue, Method, Request, Uri, Version};
 
 use crate::headers::{parse_name, HeadCopies};
 use crate::server::body::RequestBody;
@@ -82,7 +82,7 @@ pub(super) fn parse(buf: &mut BytesMut, copies: &mut HeadCopies) -> Parsed {
         return Parsed::Other;
     };
     // Room for the headers the proxy adds, so that adding them does not regrow the map.
-    let mut map = HeaderMap::with_capacity(parsed.headers.len() + 6);
+    let mut map = copies.map(parsed.headers.len() + 6);
     for h in parsed.headers.iter() {
         let (Ok(name), Ok(value)) = (
             parse_name(h.name.as_bytes()),

@@ -44,6 +44,7 @@ use tower::Service;
 
 use super::{ConnService, RequestBody};
 use crate::body::RpxBody;
+use crate::clock;
 use crate::headers::HeadCopies;
 use crate::lazy_sleep::LazySleep;
 use head::Parsed;
@@ -87,7 +88,7 @@ where
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out = outbox::Outbox::default();
     let mut heads = HeadCopies::default();
-    let mut deadline = Deadline::new(Instant::now() + timeouts.header);
+    let mut deadline = Deadline::new(clock::now() + timeouts.header);
     // Waiting for a next request, no byte of it yet: the keep-alive
     // timeout runs, not the header one.
     let mut idle = false;
@@ -101,7 +102,7 @@ where
                 }
                 if idle {
                     idle = false;
-                    deadline.at = Instant::now() + timeouts.header;
+                    deadline.at = clock::now() + timeouts.header;
                 }
             }
             let read =
@@ -145,7 +146,8 @@ where
             tracing::warn!(status = %parts.status, "response head with conflicting lengths: connection closed");
             return Ended::Closed;
         };
-        drop(parts);
+        // Its map, emptied, is the next request's.
+        heads.keep(parts.headers);
         if let Err(e) = outbox::send(&mut io, &mut out, body, framing, &mut buf).await {
             tracing::debug!(error = %e, "response not sent whole: connection closed");
             return Ended::Closed;
@@ -154,7 +156,7 @@ where
             let _ = io.shutdown().await;
             return Ended::Closed;
         }
-        let now = Instant::now();
+        let now = clock::now();
         idle = buf.is_empty();
         deadline.at = now
             + if idle {
