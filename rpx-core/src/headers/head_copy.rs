@@ -32,8 +32,14 @@ pub(crate) struct HeadCopies {
 impl HeadCopies {
     /// A copy of `head` that its slices share.
     pub(crate) fn copy(&mut self, head: &[u8]) -> Bytes {
-        self.buf.reserve(head.len());
-        self.buf.extend_from_slice(head);
+        self.write(head.len(), |buf| buf.extend_from_slice(head))
+    }
+
+    /// A head of `size` bytes that `write` appends, carved like a copy
+    /// (an upstream request head: no allocation once the last one is sent).
+    pub(crate) fn write(&mut self, size: usize, write: impl FnOnce(&mut BytesMut)) -> Bytes {
+        self.buf.reserve(size);
+        write(&mut self.buf);
         self.buf.split().freeze()
     }
 

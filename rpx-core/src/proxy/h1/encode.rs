@@ -5,6 +5,8 @@ use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::HeaderMap;
 
+use crate::headers::HeadCopies;
+
 /// How the request body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyFraming {
@@ -21,6 +23,7 @@ pub(crate) fn encode_head(
     head: &Parts,
     has_body: bool,
     body_len: Option<u64>,
+    copies: &mut HeadCopies,
 ) -> (Bytes, BodyFraming) {
     let path = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
     // The client's Content-Length stays (hyper held its body to it);
@@ -32,8 +35,7 @@ pub(crate) fn encode_head(
     } else {
         (BodyFraming::Chunked, None)
     };
-    // The exact size: a buffer filled to its capacity becomes `Bytes`
-    // without the second allocation a partly filled one costs.
+    // The exact size, reserved at once: the head is written without regrowing.
     let mut size = head.method.as_str().len() + 1 + path.len() + b" HTTP/1.1\r\n".len() + 2;
     for (name, value) in &head.headers {
         size += name.as_str().len() + 2 + value.len() + 2;
@@ -43,23 +45,24 @@ pub(crate) fn encode_head(
         (BodyFraming::Chunked, None) => size += CHUNKED_LINE.len(),
         (BodyFraming::Plain, None) => {}
     }
-    let mut out = BytesMut::with_capacity(size);
-    out.put_slice(head.method.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(path.as_bytes());
-    out.put_slice(b" HTTP/1.1\r\n");
-    put_headers(&mut out, &head.headers);
-    if let Some(len) = length {
-        out.put_slice(CONTENT_LENGTH.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(len.as_bytes());
+    let bytes = copies.write(size, |out| {
+        out.put_slice(head.method.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(path.as_bytes());
+        out.put_slice(b" HTTP/1.1\r\n");
+        put_headers(out, &head.headers);
+        if let Some(len) = &length {
+            out.put_slice(CONTENT_LENGTH.as_str().as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(len.as_bytes());
+            out.put_slice(b"\r\n");
+        } else if framing == BodyFraming::Chunked {
+            out.put_slice(CHUNKED_LINE);
+        }
         out.put_slice(b"\r\n");
-    } else if framing == BodyFraming::Chunked {
-        out.put_slice(CHUNKED_LINE);
-    }
-    out.put_slice(b"\r\n");
-    debug_assert_eq!(out.len(), size, "the head's size is computed exactly");
-    (out.freeze(), framing)
+    });
+    debug_assert_eq!(bytes.len(), size, "the head's size is computed exactly");
+    (bytes, framing)
 }
 
 const CHUNKED_LINE: &[u8] = b"transfer-encoding: chunked\r\n";
@@ -101,20 +104,35 @@ mod tests {
 
     #[test]
     fn heads_carry_their_body_framing() {
-        let (head, framing) = encode_head(&parts("GET", "/a?b=1", &[("host", "up")]), false, None);
+        let (head, framing) = encode_head(
+            &parts("GET", "/a?b=1", &[("host", "up")]),
+            false,
+            None,
+            &mut HeadCopies::default(),
+        );
         assert_eq!(&head[..], b"GET /a?b=1 HTTP/1.1\r\nhost: up\r\n\r\n");
         assert_eq!(framing, BodyFraming::Plain);
 
         let with_len = parts("POST", "/", &[("content-length", "3")]);
-        let (head, framing) = encode_head(&with_len, true, None);
+        let (head, framing) = encode_head(&with_len, true, None, &mut HeadCopies::default());
         assert_eq!(&head[..], b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n");
         assert_eq!(framing, BodyFraming::Plain);
 
-        let (head, framing) = encode_head(&parts("PUT", "/", &[]), true, Some(12));
+        let (head, framing) = encode_head(
+            &parts("PUT", "/", &[]),
+            true,
+            Some(12),
+            &mut HeadCopies::default(),
+        );
         assert_eq!(&head[..], b"PUT / HTTP/1.1\r\ncontent-length: 12\r\n\r\n");
         assert_eq!(framing, BodyFraming::Plain);
 
-        let (head, framing) = encode_head(&parts("POST", "/up", &[]), true, None);
+        let (head, framing) = encode_head(
+            &parts("POST", "/up", &[]),
+            true,
+            None,
+            &mut HeadCopies::default(),
+        );
         assert_eq!(
             &head[..],
             b"POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"

@@ -144,7 +144,8 @@ impl Conn {
         read_timeout: Option<Duration>,
     ) -> Exchange {
         let has_body = !body.is_end_stream();
-        let (bytes, framing) = encode_head(head, has_body, body.size_hint().exact());
+        let (bytes, framing) =
+            encode_head(head, has_body, body.size_hint().exact(), &mut self.0.heads);
         self.0.out = Out::one(bytes);
         self.0.served = self.0.served.saturating_add(1);
         self.0.read_timeout = read_timeout;
@@ -193,6 +194,9 @@ impl Out {
             p.advance(k);
             n -= k;
             if p.is_empty() {
+                // Let go of the buffer it shares: a head's space is
+                // taken back for the next one (see `HeadCopies`).
+                *p = Bytes::new();
                 self.first += 1;
             }
         }
@@ -568,5 +572,24 @@ impl std::fmt::Debug for ResponseBody {
         f.debug_struct("ResponseBody")
             .field("framing", &self.framing)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_part_lets_go_of_its_buffer_for_the_next_head() {
+        let mut copies = HeadCopies::default();
+        let head = copies.write(16, |b| b.extend_from_slice(&[1; 16]));
+        let at = head.as_ptr();
+        let mut out = Out::one(head);
+        out.advance(10);
+        assert!(!out.is_empty());
+        out.advance(6);
+        assert!(out.is_empty());
+        let next = copies.write(16, |b| b.extend_from_slice(&[2; 16]));
+        assert_eq!(next.as_ptr(), at, "the sent head's space is used again");
     }
 }
