@@ -634,6 +634,31 @@ async fn keepalive_time_retires_an_old_upstream_connection() {
     );
 }
 
+/// The upstream group's `keepalive_timeout`: a connection idle longer than
+/// that is not used again; one idle for less is.
+#[tokio::test]
+async fn an_upstream_connection_idle_past_keepalive_timeout_is_not_used_again() {
+    let up = Upstream::ok().await;
+    let p = Proxy::start(&group_config(&up, "keepalive_timeout = \"400ms\"")).await;
+    let start = std::time::Instant::now();
+    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    let took = start.elapsed();
+    let before = up.connections();
+    if took < Duration::from_millis(400) {
+        assert_eq!(before, 1, "a connection idle for less is reused");
+    }
+    // The idle time under test has to pass: there is no event to wait for.
+    tokio::time::sleep_until((start + took + Duration::from_millis(500)).into()).await;
+    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
+    assert_eq!(up.seen().len(), 3);
+    assert_eq!(
+        up.connections(),
+        before + 1,
+        "the connection idle past keepalive_timeout was not used"
+    );
+}
+
 /// `proxy_send_timeout`: an upstream that stops reading the upload is
 /// given up on once a write has been blocked that long (504), however
 /// long `proxy_read_timeout` is.
