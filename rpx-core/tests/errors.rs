@@ -612,50 +612,40 @@ async fn keepalive_requests_caps_the_requests_per_upstream_connection() {
 /// used for another request; one within it is.
 #[tokio::test]
 async fn keepalive_time_retires_an_old_upstream_connection() {
-    let up = Upstream::ok().await;
-    let p = Proxy::start(&group_config(&up, "keepalive_time = \"400ms\"")).await;
-    let start = std::time::Instant::now();
-    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
-    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
-    let took = start.elapsed();
-    let before = up.connections();
-    if took < Duration::from_millis(400) {
-        assert_eq!(before, 1, "a young connection is reused");
-    }
-    // The time under test has to pass: there is no event to wait for. By
-    // then every connection opened so far is older than 400 ms.
-    tokio::time::sleep_until((start + took + Duration::from_millis(500)).into()).await;
-    assert_eq!(get(&p.url("/"), &[]).await.0, 200);
-    assert_eq!(up.seen().len(), 3);
-    assert_eq!(
-        up.connections(),
-        before + 1,
-        "the old connection was retired"
-    );
+    a_connection_past_400ms_is_not_used("keepalive_time").await;
 }
 
 /// The upstream group's `keepalive_timeout`: a connection idle longer than
 /// that is not used again; one idle for less is.
 #[tokio::test]
 async fn an_upstream_connection_idle_past_keepalive_timeout_is_not_used_again() {
+    a_connection_past_400ms_is_not_used("keepalive_timeout").await;
+}
+
+/// With the group's `setting` at 400 ms: two quick requests share one
+/// connection, and a request once 400 ms have passed (both since the
+/// connection opened and since it was last used) gets a new one.
+async fn a_connection_past_400ms_is_not_used(setting: &str) {
     let up = Upstream::ok().await;
-    let p = Proxy::start(&group_config(&up, "keepalive_timeout = \"400ms\"")).await;
+    let p = Proxy::start(&group_config(&up, &format!("{setting} = \"400ms\""))).await;
     let start = std::time::Instant::now();
     assert_eq!(get(&p.url("/"), &[]).await.0, 200);
     assert_eq!(get(&p.url("/"), &[]).await.0, 200);
     let took = start.elapsed();
     let before = up.connections();
     if took < Duration::from_millis(400) {
-        assert_eq!(before, 1, "a connection idle for less is reused");
+        assert_eq!(before, 1, "{setting}: a connection within it is reused");
     }
-    // The idle time under test has to pass: there is no event to wait for.
+    // The time under test has to pass: there is no event to wait for. By
+    // then every connection opened so far is older than 400 ms and has
+    // been idle that long.
     tokio::time::sleep_until((start + took + Duration::from_millis(500)).into()).await;
     assert_eq!(get(&p.url("/"), &[]).await.0, 200);
     assert_eq!(up.seen().len(), 3);
     assert_eq!(
         up.connections(),
         before + 1,
-        "the connection idle past keepalive_timeout was not used"
+        "{setting}: the connection past it was not used"
     );
 }
 
