@@ -10,9 +10,12 @@
 //! A head still alive when the space runs out makes a new buffer, which
 //! costs what a copy of its own did.
 //!
-//! The header map of a head done with (the server's: the response it has
-//! just sent) is kept for the next head to parse into, which saves that
-//! head's map its two allocations.
+//! The header map of a head done with is kept for the next head to parse
+//! into, which saves that head's map its two allocations: on the client
+//! side the map of the response just written serves the next request, and
+//! on an upstream connection the map of the request just sent serves the
+//! next response. The upstream request head itself is written here too
+//! ([`HeadCopies::write`]).
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
