@@ -22,6 +22,7 @@ pub use writer::{reopen_all, LogFile, LogFileError};
 pub(crate) use time::time_iso8601;
 
 use crate::body::RpxBody;
+use crate::call::CallRef;
 use crate::conn::conn_info;
 use crate::error::ProxyError;
 use crate::location::request_path;
@@ -146,10 +147,35 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let inner = &mut self.inner;
+        self.layer.start(req, |req| inner.call(req))
+    }
+}
+
+impl<S, B> CallRef<Request<B>> for AccessLog<S>
+where
+    S: CallRef<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    type Future = AccessLogFuture<S::Future>;
+
+    fn call_ref(&self, req: Request<B>) -> Self::Future {
+        self.layer.start(req, |req| self.inner.call_ref(req))
+    }
+}
+
+impl AccessLogLayer {
+    /// Captures what the log line needs from the request and calls `inner`.
+    fn start<B, F>(
+        &self,
+        req: Request<B>,
+        inner: impl FnOnce(Request<B>) -> F,
+    ) -> AccessLogFuture<F> {
         let Targets {
             targets,
             server_name,
-        } = &*self.layer.shared;
+        } = &*self.shared;
         // Boxed: the future is moved through every outer layer, logging or not.
         let pending = (!targets.is_empty()).then(|| {
             let conn = conn_info(&req);
@@ -167,7 +193,7 @@ where
             })
         });
         AccessLogFuture {
-            inner: self.inner.call(req),
+            inner: inner(req),
             pending,
         }
     }

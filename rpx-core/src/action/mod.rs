@@ -18,6 +18,7 @@ pub use files::{FileService, FilesMode};
 pub use ret::{ReturnError, ReturnService};
 
 use crate::body::RpxBody;
+use crate::call::CallRef;
 use crate::error::{BoxError, ProxyError};
 use crate::proxy::ProxyService;
 
@@ -52,6 +53,20 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.call_ref(req)
+    }
+}
+
+impl<B> CallRef<Request<B>> for Action
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    type Future = Either<Ready<Result<Response<RpxBody>, ProxyError>>, BoxedFuture>;
+
+    fn call_ref(&self, req: Request<B>) -> Self::Future {
         if req
             .extensions()
             .get::<crate::location::AddSlash>()
@@ -68,7 +83,7 @@ where
             }));
         }
         match self {
-            Action::Proxy(p) => Either::Right(p.call(req)),
+            Action::Proxy(p) => Either::Right(p.call_ref(req)),
             Action::Return(r) => Either::Left(ready(Ok(r.respond(&req)))),
             Action::Files(f) => Either::Right(Box::pin(f.clone().serve(req))),
             Action::Metrics => Either::Left(ready(Ok(crate::metrics::response()))),

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use super::{HeaderError, HeaderValueTemplate};
+use crate::call::CallRef;
 use crate::conn::conn_info;
 use crate::location::request_path;
 use crate::vars::VarCtx;
@@ -173,7 +174,32 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let shared = &self.layer.shared;
+        let inner = &mut self.inner;
+        self.layer.start(req, |req| inner.call(req))
+    }
+}
+
+impl<S, B, ResB> CallRef<Request<B>> for AddHeaders<S>
+where
+    S: CallRef<Request<B>, Response = Response<ResB>>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = AddHeadersFuture<S::Future>;
+
+    fn call_ref(&self, req: Request<B>) -> Self::Future {
+        self.layer.start(req, |req| self.inner.call_ref(req))
+    }
+}
+
+impl AddHeadersLayer {
+    /// Renders the request's values and calls `inner`.
+    fn start<B, F>(
+        &self,
+        req: Request<B>,
+        inner: impl FnOnce(Request<B>) -> F,
+    ) -> AddHeadersFuture<F> {
+        let shared = &self.shared;
         let rules = &shared.rules;
         // Values with variables are rendered now, while the request exists;
         // fixed ones are cloned from the compiled rule when the response comes.
@@ -188,7 +214,7 @@ where
             Vec::new()
         };
         AddHeadersFuture {
-            inner: self.inner.call(req),
+            inner: inner(req),
             // Nothing to hold on to (and no reference to take) without rules.
             rules: (!rules.is_empty()).then(|| shared.clone()),
             rendered,

@@ -8,6 +8,7 @@ use futures_util::future::{ready, Either, Ready};
 use http::{header, Request};
 use tower::{Layer, Service};
 
+use crate::call::CallRef;
 use crate::error::ProxyError;
 use crate::proxy::Limited;
 
@@ -83,17 +84,45 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // A request whose body has ended (most: GET, HEAD) has nothing to refuse.
-        let declared = (!req.body().is_end_stream())
-            .then(|| req.headers().get(header::CONTENT_LENGTH))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limit) {
-            let err = ProxyError::BodyTooLarge { limit: self.limit };
-            return Either::Left(ready(Err(err.into())));
-        }
-        let limit = self.limit;
-        Either::Right(self.inner.call(req.map(|b| Limited::new(b, limit))))
+        let inner = &mut self.inner;
+        limited(self.limit, req, |req| inner.call(req))
     }
+}
+
+impl<S, B> CallRef<Request<B>> for BodyLimit<S>
+where
+    B: http_body::Body,
+    S: CallRef<Request<Limited<B>>>,
+    S::Error: From<ProxyError>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
+
+    fn call_ref(&self, req: Request<B>) -> Self::Future {
+        limited(self.limit, req, |req| self.inner.call_ref(req))
+    }
+}
+
+/// `inner` called with the body limited to `limit`, or the 413 error when
+/// the declared length is over it.
+fn limited<B, F, R, E>(
+    limit: u64,
+    req: Request<B>,
+    inner: impl FnOnce(Request<Limited<B>>) -> F,
+) -> Either<Ready<Result<R, E>>, F>
+where
+    B: http_body::Body,
+    E: From<ProxyError>,
+{
+    // A request whose body has ended (most: GET, HEAD) has nothing to refuse.
+    let declared = (!req.body().is_end_stream())
+        .then(|| req.headers().get(header::CONTENT_LENGTH))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Either::Left(ready(Err(ProxyError::BodyTooLarge { limit }.into())));
+    }
+    Either::Right(inner(req.map(|b| Limited::new(b, limit))))
 }

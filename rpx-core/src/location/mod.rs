@@ -20,7 +20,7 @@ pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableErro
 pub use try_files::{TryFiles, TryFilesError};
 
 use crate::body::RpxBody;
-use crate::call::{call_ready, CallFuture};
+use crate::call::{call_ready, CallFuture, CallRef};
 use crate::conn::conn_info;
 use crate::error::error_page;
 use crate::rewrite::{set_uri, Outcome, Program, MAX_URI_CHANGES};
@@ -197,7 +197,35 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let parts = &*self.parts;
+        match self.parts.route(&mut req) {
+            Ok(service) => Either::Right(call_ready(service.clone(), req)),
+            Err(res) => Either::Left(ready(Ok(*res))),
+        }
+    }
+}
+
+impl<S, B> CallRef<Request<B>> for LocationRouter<S>
+where
+    S: CallRef<Request<B>, Response = Response<RpxBody>>,
+{
+    type Response = Response<RpxBody>;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response<RpxBody>, S::Error>>, S::Future>;
+
+    fn call_ref(&self, mut req: Request<B>) -> Self::Future {
+        match self.parts.route(&mut req) {
+            Ok(service) => Either::Right(service.call_ref(req)),
+            Err(res) => Either::Left(ready(Ok(*res))),
+        }
+    }
+}
+
+impl<S> Parts<S> {
+    /// The service of the location `req` goes to (noted in its extensions),
+    /// or the answer when it goes to none: a malformed path, a rewrite's
+    /// or `try_files`'s own answer.
+    fn route<B>(&self, req: &mut Request<B>) -> Result<&S, Box<Response<RpxBody>>> {
+        let parts = self;
         let (found, owned) = match normalize(req.uri().path()) {
             Ok(path) => {
                 let found = parts.table.find(&path);
@@ -207,7 +235,7 @@ where
                 };
                 (found, owned)
             }
-            Err(_) => return Either::Left(ready(Ok(error_page(StatusCode::BAD_REQUEST)))),
+            Err(_) => return Err(Box::new(error_page(StatusCode::BAD_REQUEST))),
         };
         if let Some(p) = owned {
             req.extensions_mut().insert(NormalizedPath(p));
@@ -220,23 +248,18 @@ where
                 rewrites: parts.rewrites.as_deref(),
                 try_files: parts.try_files.as_deref().unwrap_or_default(),
             };
-            match phases.run(found, &mut req) {
-                Ok(found) => found,
-                Err(res) => return Either::Left(ready(Ok(*res))),
-            }
+            phases.run(found, req)?
         };
-        match found {
-            LocationMatch::Location(id) => {
-                Either::Right(call_ready(parts.services[id].clone(), req))
-            }
+        Ok(match found {
+            LocationMatch::Location(id) => &parts.services[id],
             // The location's own stack answers, so its `add_header`s apply
             // to the redirect as nginx's do.
             LocationMatch::AddSlash(id) => {
                 req.extensions_mut().insert(AddSlash);
-                Either::Right(call_ready(parts.services[id].clone(), req))
+                &parts.services[id]
             }
-            LocationMatch::None => Either::Right(call_ready(parts.fallback.clone(), req)),
-        }
+            LocationMatch::None => &parts.fallback,
+        })
     }
 }
 

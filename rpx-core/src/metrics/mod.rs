@@ -32,6 +32,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
 
 use crate::body::RpxBody;
+use crate::call::CallRef;
 use crate::error::ProxyError;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -174,12 +175,33 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let recording = self.layer.handles.as_ref().map(|h| {
+        let inner = &mut self.inner;
+        self.layer.start(|| inner.call(req))
+    }
+}
+
+impl<S, B> CallRef<Request<B>> for RequestMetrics<S>
+where
+    S: CallRef<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    type Future = RequestMetricsFuture<S::Future>;
+
+    fn call_ref(&self, req: Request<B>) -> Self::Future {
+        self.layer.start(|| self.inner.call_ref(req))
+    }
+}
+
+impl RequestMetricsLayer {
+    /// Counts the request in flight and calls `inner`.
+    fn start<F>(&self, inner: impl FnOnce() -> F) -> RequestMetricsFuture<F> {
+        let recording = self.handles.as_ref().map(|h| {
             h.in_flight.increment(1.0);
             (InFlight(h.clone()), Instant::now())
         });
         RequestMetricsFuture {
-            inner: self.inner.call(req),
+            inner: inner(),
             recording,
         }
     }

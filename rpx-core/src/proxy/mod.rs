@@ -43,6 +43,7 @@ use crate::upstream::{retry, NextUpstream, PickInput, RetryPolicy, Tried};
 use target::Pick;
 
 use crate::body::RpxBody;
+use crate::call::CallRef;
 use crate::conn::conn_info;
 use crate::error::{BoxError, ProxyError, TimeoutPhase};
 use crate::headers::{
@@ -420,6 +421,20 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.call_ref(req)
+    }
+}
+
+impl<B> CallRef<Request<B>> for ProxyService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<RpxBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+
+    fn call_ref(&self, req: Request<B>) -> Self::Future {
         match prepare(&self.inner, req) {
             Ok(prepared) => Box::pin(forward(self.inner.clone(), prepared)),
             Err(e) => Box::pin(std::future::ready(Err(e))),

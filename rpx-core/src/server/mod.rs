@@ -40,7 +40,7 @@ pub use tls::TlsListener;
 pub type TlsCell = std::sync::Arc<arc_swap::ArcSwapOption<TlsListener>>;
 
 use crate::body::RpxBody;
-use crate::call::{call_ready, CallFuture};
+use crate::call::{call_ready_in_place, CallFuture};
 use crate::conn::{ConnInfo, Scheme};
 use crate::error::error_page_titled;
 use crate::tls::{TlsConn, TlsInfo};
@@ -327,7 +327,7 @@ where
         };
         let activity = lifetime::Activity::new(self.requests);
         let svc = ConnService {
-            service: self.service.clone(),
+            service: std::cell::RefCell::new(self.service.clone()),
             info: self.info,
             tls,
             rejection,
@@ -448,7 +448,10 @@ where
 /// by reference, so unlike hyper-util's tower adapter it moves no request
 /// through `Oneshot`.
 struct ConnService<S> {
-    service: S,
+    /// The connection's own copy, called in place: hyper calls by
+    /// reference, and a clone per request would be two atomic operations
+    /// for each `Arc` in it. Requests start one at a time.
+    service: std::cell::RefCell<S>,
     info: ConnInfo,
     tls: Option<Arc<TlsInfo>>,
     /// nginx's verdict on the client certificate, when it refuses.
@@ -477,7 +480,8 @@ where
         if let Some(tls) = &self.tls {
             req.extensions_mut().insert(tls.clone());
         }
-        (Either::Left(call_ready(self.service.clone(), req)), last)
+        let started = call_ready_in_place(&mut *self.service.borrow_mut(), req);
+        (Either::Left(started), last)
     }
 }
 

@@ -6,7 +6,9 @@
 
 mod compile;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -19,22 +21,43 @@ use tower::Service;
 
 pub use compile::{compile, compile_with, CompileOptions};
 
-use crate::accesslog::AccessLog;
+use crate::accesslog::{AccessLog, AccessLogFuture};
 use crate::action::Action;
 use crate::body::RpxBody;
-use crate::call::{call_ready, CallFuture};
+use crate::call::CallRef;
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::error::{BoxError, RescueFuture};
-use crate::headers::AddHeaders;
+use crate::error::{BoxError, ProxyError, RescueFuture};
+use crate::headers::{AddHeaders, AddHeadersFuture};
 use crate::host::HostRouter;
 use crate::limit::BodyLimit;
 use crate::location::LocationRouter;
-use crate::metrics::RequestMetrics;
+use crate::metrics::{RequestMetrics, RequestMetricsFuture};
 
 /// What one location runs: its access log, response headers, body limit, action.
 pub type LocationService = AccessLog<AddHeaders<BodyLimit<Action>>>;
 /// One virtual server: its request metrics around its location router.
 pub type ServerService = RequestMetrics<LocationRouter<LocationService>>;
+
+/// An answer a layer gives at once.
+type Answer = Ready<Result<Response<RpxBody>, ProxyError>>;
+/// What a server's request runs as: [`ServerService`]'s layers' futures
+/// around the location's action (an answer, or a boxed proxy or file future).
+type ServerFuture = RequestMetricsFuture<
+    Either<
+        Answer,
+        AccessLogFuture<
+            AddHeadersFuture<
+                Either<
+                    Answer,
+                    Either<
+                        Answer,
+                        Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>,
+                    >,
+                >,
+            >,
+        >,
+    >,
+>;
 
 /// A compiled configuration: immutable, cheap to share.
 #[derive(Debug)]
@@ -202,7 +225,7 @@ where
     type Error = std::convert::Infallible;
     type Future = Either<
         Ready<Result<Response<RpxBody>, std::convert::Infallible>>,
-        RescueFuture<CallFuture<ServerService, Request<B>>>,
+        RescueFuture<ServerFuture>,
     >;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -210,8 +233,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // The guard is dropped before returning: the chosen server (and
-        // through it the snapshot parts it needs) is owned by the future.
+        // The guard is dropped before returning: the future owns what it
+        // needs of the snapshot (the proxy, the rules that apply).
         let snapshot = self.current.load();
         // http-01 answers come before routing: a server that only
         // redirects to HTTPS must still pass the challenge.
@@ -220,7 +243,7 @@ where
                 return Either::Left(ready(Ok(res)));
             }
         }
-        let server = snapshot.router.chosen(&req).clone();
-        Either::Right(RescueFuture::new(call_ready(server, req)))
+        let server = snapshot.router.chosen(&req);
+        Either::Right(RescueFuture::new(server.call_ref(req)))
     }
 }
