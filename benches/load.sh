@@ -155,12 +155,18 @@ wait_port() {
     return 1
 }
 
-# free_port: a port on 127.0.0.1 nothing listens on (the proxy that binds
-# it next fails loudly if another process takes it in between).
+# free_port: a port on 127.0.0.1 nothing listens on, below the ephemeral
+# range: a port from that range can be taken between this probe and the
+# proxy's bind by any outgoing connection (wrk's, a proxy's to the origin),
+# and nginx then fails with EADDRINUSE. The proxy that binds it fails
+# loudly if another process takes it in between all the same.
 free_port() {
-    local i port
+    local i port lo _hi span
+    read -r lo _hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+    span=$((lo - 10000))
+    ((span >= 1000)) || span=1000
     for ((i = 0; i < 50; i++)); do
-        port=$((20000 + RANDOM % 30000))
+        port=$((10000 + RANDOM % span))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return

@@ -234,7 +234,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<T> TimedIo<T> {
-    fn new(io: T, timeout: Option<Duration>) -> Self {
+    pub(super) fn new(io: T, timeout: Option<Duration>) -> Self {
         TimedIo {
             io,
             timeout,

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::uri::Authority;
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
@@ -34,8 +34,15 @@ use encode::{chunk_header, encode_head, last_chunk_with, BodyFraming};
 /// The byte stream to one upstream server.
 pub(crate) type Io = TokioIo<TimedIo<UpstreamIo>>;
 
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 16 * 1024;
+/// Bytes asked of the socket by an exchange's first read: a head and a
+/// small body fit, and a connection that carries small answers keeps a
+/// small buffer.
+const READ_MIN: usize = 16 * 1024;
+/// The most asked per read. Each read that fills what it asked doubles the
+/// next, up to this: a body streaming in is read in fewer, larger pieces
+/// (1 MiB bodies: +7–9% throughput at 64 KiB against 16 KiB, and less at
+/// 256 KiB, whose buffers no longer stay in cache).
+const READ_MAX: usize = 64 * 1024;
 
 /// What went wrong on an upstream connection.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +90,8 @@ struct ConnState {
     head_deadline: Option<tokio::time::Instant>,
     /// The response-head timer, kept for the connection's life.
     head_timer: LazySleep,
+    /// Bytes the next read asks for (`READ_MIN` to `READ_MAX`).
+    read_size: usize,
 }
 
 impl std::fmt::Debug for Conn {
@@ -105,6 +114,7 @@ impl Conn {
             read_timeout: None,
             head_deadline: None,
             head_timer: LazySleep::default(),
+            read_size: READ_MIN,
         }))
     }
 
@@ -150,6 +160,7 @@ impl Conn {
         self.0.served = self.0.served.saturating_add(1);
         self.0.read_timeout = read_timeout;
         self.0.head_deadline = None;
+        self.0.read_size = READ_MIN;
         Exchange {
             conn: self,
             upload: has_body.then_some(body),
@@ -329,12 +340,17 @@ impl Exchange {
     /// Reads into the buffer; Ready(0) at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let state = &mut *self.conn.0;
-        state.buf.reserve(READ_SIZE);
+        let ask = state.read_size;
+        state.buf.reserve(ask);
+        // Limited: a buffer taken back whole may have more room than asked.
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut state.io),
             cx,
-            &mut state.buf
+            &mut (&mut state.buf).limit(ask)
         ))?;
+        if n == ask {
+            state.read_size = (state.read_size * 2).min(READ_MAX);
+        }
         self.got_bytes |= n > 0;
         Poll::Ready(Ok(n))
     }
@@ -591,5 +607,58 @@ mod tests {
         assert!(out.is_empty());
         let next = copies.write(16, |b| b.extend_from_slice(&[2; 16]));
         assert_eq!(next.as_ptr(), at, "the sent head's space is used again");
+    }
+
+    /// A loopback upstream answering one request with a body of `len`
+    /// bytes, sent as fast as the socket takes it.
+    async fn upstream_sending(len: usize) -> Conn {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(s.read_u8().await.unwrap());
+            }
+            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+            s.write_all(answer.as_bytes()).await.unwrap();
+            s.write_all(&vec![b'x'; len]).await.unwrap();
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = super::super::connector::TimedIo::new(
+            super::super::connector::UpstreamIo::Plain(TokioIo::new(tcp)),
+            None,
+        );
+        Conn::new(TokioIo::new(io), Authority::from_static("upstream"))
+    }
+
+    #[tokio::test]
+    async fn a_streaming_body_is_read_in_pieces_growing_from_read_min_to_read_max() {
+        use http_body_util::BodyExt;
+        const LEN: usize = 1 << 20;
+        let conn = upstream_sending(LEN).await;
+        let (head, _) = http::Request::get("/").body(()).unwrap().into_parts();
+        let exchange = conn.exchange(&head, super::super::empty_body(), None);
+        let timed = tokio::time::timeout(Duration::from_secs(10), async move {
+            let (head, exchange) = exchange.response().await.unwrap();
+            let mut body = exchange.body(&head);
+            let mut sizes = Vec::new();
+            while let Some(frame) = body.frame().await {
+                sizes.push(frame.unwrap().into_data().unwrap().len());
+            }
+            sizes
+        });
+        let sizes = timed.await.expect("the body ends within 10 s");
+        assert_eq!(sizes.iter().sum::<usize>(), LEN);
+        assert!(
+            sizes[0] < READ_MIN,
+            "the first read asks READ_MIN: {sizes:?}"
+        );
+        let largest = sizes.iter().max().copied().unwrap_or(0);
+        assert_eq!(
+            largest, READ_MAX,
+            "reads grow to READ_MAX and no further: {sizes:?}"
+        );
     }
 }
