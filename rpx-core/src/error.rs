@@ -257,6 +257,7 @@ where
 {
     type Output = Result<Response<RpxBody>, std::convert::Infallible>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
             Ok(res) => res,

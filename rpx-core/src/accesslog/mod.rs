@@ -160,6 +160,7 @@ where
     type Error = ProxyError;
     type Future = AccessLogFuture<S::Future>;
 
+    #[inline]
     fn call_ref(&self, req: Request<B>) -> Self::Future {
         self.layer.start(req, |req| self.inner.call_ref(req))
     }
@@ -167,6 +168,7 @@ where
 
 impl AccessLogLayer {
     /// Captures what the log line needs from the request and calls `inner`.
+    #[inline]
     fn start<B, F>(
         &self,
         req: Request<B>,
@@ -215,6 +217,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));

@@ -66,6 +66,7 @@ where
     type Error = ProxyError;
     type Future = Either<Ready<Result<Response<RpxBody>, ProxyError>>, BoxedFuture>;
 
+    #[inline]
     fn call_ref(&self, req: Request<B>) -> Self::Future {
         if req
             .extensions()

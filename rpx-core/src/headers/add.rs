@@ -187,6 +187,7 @@ where
     type Error = S::Error;
     type Future = AddHeadersFuture<S::Future>;
 
+    #[inline]
     fn call_ref(&self, req: Request<B>) -> Self::Future {
         self.layer.start(req, |req| self.inner.call_ref(req))
     }
@@ -194,6 +195,7 @@ where
 
 impl AddHeadersLayer {
     /// Renders the request's values and calls `inner`.
+    #[inline]
     fn start<B, F>(
         &self,
         req: Request<B>,
@@ -239,6 +241,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut res = ready!(this.inner.poll(cx))?;

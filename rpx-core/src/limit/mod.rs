@@ -99,6 +99,7 @@ where
     type Error = S::Error;
     type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
 
+    #[inline]
     fn call_ref(&self, req: Request<B>) -> Self::Future {
         limited(self.limit, req, |req| self.inner.call_ref(req))
     }
@@ -106,6 +107,7 @@ where
 
 /// `inner` called with the body limited to `limit`, or the 413 error when
 /// the declared length is over it.
+#[inline]
 fn limited<B, F, R, E>(
     limit: u64,
     req: Request<B>,

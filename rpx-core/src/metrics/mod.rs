@@ -188,6 +188,7 @@ where
     type Error = ProxyError;
     type Future = RequestMetricsFuture<S::Future>;
 
+    #[inline]
     fn call_ref(&self, req: Request<B>) -> Self::Future {
         self.layer.start(|| self.inner.call_ref(req))
     }
@@ -195,6 +196,7 @@ where
 
 impl RequestMetricsLayer {
     /// Counts the request in flight and calls `inner`.
+    #[inline]
     fn start<F>(&self, inner: impl FnOnce() -> F) -> RequestMetricsFuture<F> {
         let recording = self.handles.as_ref().map(|h| {
             h.in_flight.increment(1.0);
@@ -224,6 +226,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
