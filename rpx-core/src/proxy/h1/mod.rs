@@ -609,21 +609,24 @@ mod tests {
         assert_eq!(next.as_ptr(), at, "the sent head's space is used again");
     }
 
-    /// A loopback upstream answering one request with a body of `len`
-    /// bytes, sent as fast as the socket takes it.
+    /// A loopback upstream answering each request on its one connection
+    /// with a body of `len` bytes, sent as fast as the socket takes it.
     async fn upstream_sending(len: usize) -> Conn {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                head.push(s.read_u8().await.unwrap());
+            loop {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let Ok(b) = s.read_u8().await else { return };
+                    head.push(b);
+                }
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+                s.write_all(answer.as_bytes()).await.unwrap();
+                s.write_all(&vec![b'x'; len]).await.unwrap();
             }
-            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
-            s.write_all(answer.as_bytes()).await.unwrap();
-            s.write_all(&vec![b'x'; len]).await.unwrap();
         });
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let io = super::super::connector::TimedIo::new(
@@ -633,11 +636,10 @@ mod tests {
         Conn::new(TokioIo::new(io), Authority::from_static("upstream"))
     }
 
-    #[tokio::test]
-    async fn a_streaming_body_is_read_in_pieces_growing_from_read_min_to_read_max() {
+    /// One exchange on `conn`: the sizes of its body's frames, and the
+    /// connection if it can be used again.
+    async fn frame_sizes(conn: Conn) -> (Vec<usize>, Option<Conn>) {
         use http_body_util::BodyExt;
-        const LEN: usize = 1 << 20;
-        let conn = upstream_sending(LEN).await;
         let (head, _) = http::Request::get("/").body(()).unwrap().into_parts();
         let exchange = conn.exchange(&head, super::super::empty_body(), None);
         let timed = tokio::time::timeout(Duration::from_secs(10), async move {
@@ -647,9 +649,15 @@ mod tests {
             while let Some(frame) = body.frame().await {
                 sizes.push(frame.unwrap().into_data().unwrap().len());
             }
-            sizes
+            (sizes, body.take_reusable())
         });
-        let sizes = timed.await.expect("the body ends within 10 s");
+        timed.await.expect("the body ends within 10 s")
+    }
+
+    #[tokio::test]
+    async fn a_streaming_body_is_read_in_pieces_growing_from_read_min_to_read_max() {
+        const LEN: usize = 1 << 20;
+        let (sizes, conn) = frame_sizes(upstream_sending(LEN).await).await;
         assert_eq!(sizes.iter().sum::<usize>(), LEN);
         assert!(
             sizes[0] < READ_MIN,
@@ -659,6 +667,15 @@ mod tests {
         assert_eq!(
             largest, READ_MAX,
             "reads grow to READ_MAX and no further: {sizes:?}"
+        );
+
+        // The next exchange on the connection starts small again.
+        let conn = conn.expect("the connection is kept after a whole body");
+        let (sizes, _) = frame_sizes(conn).await;
+        assert_eq!(sizes.iter().sum::<usize>(), LEN);
+        assert!(
+            sizes[0] < READ_MIN,
+            "a new exchange asks READ_MIN first: {sizes:?}"
         );
     }
 }
