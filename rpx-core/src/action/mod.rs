@@ -38,6 +38,8 @@ pub enum Action {
 }
 
 type BoxedFuture = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+/// An answer made at once, or a proxied or served one.
+type ActionFuture = Either<Ready<Result<Response<RpxBody>, ProxyError>>, BoxedFuture>;
 
 impl<B> Service<Request<B>> for Action
 where
@@ -46,7 +48,7 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = ProxyError;
-    type Future = Either<Ready<Result<Response<RpxBody>, ProxyError>>, BoxedFuture>;
+    type Future = ActionFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         Poll::Ready(Ok(()))
@@ -64,7 +66,7 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = ProxyError;
-    type Future = Either<Ready<Result<Response<RpxBody>, ProxyError>>, BoxedFuture>;
+    type Future = ActionFuture;
 
     #[inline]
     fn call_ref(&self, req: Request<B>) -> Self::Future {

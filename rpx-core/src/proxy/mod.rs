@@ -405,6 +405,10 @@ fn default_redirect(target: &ProxyTarget, location: &(MatchKind, String)) -> Vec
     }
 }
 
+/// One allocation per proxied request: the proxy future is large and
+/// recursive through the client; boxing keeps every router's type small.
+type ProxyFuture = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+
 impl<B> Service<Request<B>> for ProxyService
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -412,9 +416,7 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = ProxyError;
-    // One allocation per proxied request: the proxy future is large and
-    // recursive through the client; boxing keeps every router's type small.
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+    type Future = ProxyFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         Poll::Ready(Ok(()))
@@ -432,7 +434,7 @@ where
 {
     type Response = Response<RpxBody>;
     type Error = ProxyError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+    type Future = ProxyFuture;
 
     fn call_ref(&self, req: Request<B>) -> Self::Future {
         match prepare(&self.inner, req) {
