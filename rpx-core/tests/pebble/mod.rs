@@ -84,6 +84,8 @@ pub struct Pebble {
     pebble: Option<Killed>,
     _challtest: Killed,
     config: PathBuf,
+    /// pebble's config, for moving it to new ports.
+    cfg: serde_json::Value,
     dns: SocketAddr,
     ca_der: rustls::pki_types::CertificateDer<'static>,
 }
@@ -155,11 +157,8 @@ impl Pebble {
             pebble_cfg["certificateValidityPeriod"] = v.into();
         }
         let config = dir.path().join("pebble.json");
-        std::fs::write(
-            &config,
-            serde_json::to_vec(&serde_json::json!({ "pebble": pebble_cfg })).unwrap(),
-        )
-        .unwrap();
+        let cfg = serde_json::json!({ "pebble": pebble_cfg });
+        std::fs::write(&config, serde_json::to_vec(&cfg).unwrap()).unwrap();
 
         // DNS: every name is 127.0.0.1 (no AAAA, so nothing goes to ::1);
         // its own challenge responders are off.
@@ -196,22 +195,69 @@ impl Pebble {
             pebble: None,
             _challtest: challtest,
             config,
+            cfg,
             dns,
             ca_der: ca.der().clone(),
             dir,
         };
         if !opts.down {
-            p.start_ca().await;
+            // Nobody knows its ports yet: a start that fails on them is
+            // tried again on new ones.
+            for _ in 0..3 {
+                if p.try_start_ca().await {
+                    return p;
+                }
+                p.move_to_new_ports();
+            }
+            p.fail_to_start();
         }
         p
     }
 
-    /// Starts (or restarts) pebble itself. Its ports were free when
-    /// picked, but another test's outgoing connection can hold one for a
-    /// moment; pebble then exits at once, and is started again.
+    /// New ports for pebble's two listeners, and its config rewritten.
+    fn move_to_new_ports(&mut self) {
+        self.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        self.management = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        self.directory = format!("https://{}/dir", self.listen);
+        self.cfg["pebble"]["listenAddress"] = self.listen.to_string().into();
+        self.cfg["pebble"]["managementListenAddress"] = self.management.to_string().into();
+        std::fs::write(&self.config, serde_json::to_vec(&self.cfg).unwrap()).unwrap();
+    }
+
+    fn fail_to_start(&self) -> ! {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        panic!(
+            "pebble exited at every start (ports {} and {}); its last lines:\n{}",
+            self.listen,
+            self.management,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.config.with_file_name("pebble.log")
+    }
+
+    /// Starts (or restarts) pebble itself on its ports.
     pub async fn start_ca(&mut self) {
+        if !self.try_start_ca().await {
+            self.fail_to_start();
+        }
+    }
+
+    /// Starts pebble; false if it exits at each of 10 starts. Its ports
+    /// were free when picked, but another test's outgoing connection can
+    /// hold one for a moment; pebble then exits at once, and is started
+    /// again. What it says goes to `pebble.log` beside its config.
+    async fn try_start_ca(&mut self) -> bool {
         for _attempt in 0..10 {
             self.pebble = None;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())
+                .expect("pebble.log");
             let child = Command::new("pebble")
                 .arg("-config")
                 .arg(&self.config)
@@ -219,8 +265,8 @@ impl Pebble {
                 .arg(self.dns.to_string())
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_WFE_NONCEREJECT", "0")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log.try_clone().expect("pebble.log"))
+                .stderr(log)
                 .spawn()
                 .expect("start pebble");
             let mut child = Killed(child);
@@ -245,14 +291,11 @@ impl Pebble {
             };
             self.pebble = Some(child);
             if up {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!(
-            "pebble exited at every start (ports {} and {} taken?)",
-            self.listen, self.management
-        );
+        false
     }
 
     /// Stops pebble (the CA becomes unreachable).
