@@ -37,6 +37,8 @@
 #                    (any: both offered, 1.3 negotiated)
 #   NGINX=nginx WRK=wrk  the programs to use
 #   SKIP_BUILD=1     use the binaries already built
+#   KEEP=dir         keep each run's wrk output (PROXY.CASE.ROUND.wrk) and the
+#                    proxy's CPU ticks (.cpu) there, for per-round figures
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -109,6 +111,9 @@ cleanup() {
     for pid in "${pids[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    if [[ -n ${KEEP:-} ]]; then
+        mkdir -p "$KEEP" && cp "$tmp"/*.wrk "$tmp"/*.cpu "$KEEP"/ 2>/dev/null || true
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
