@@ -194,29 +194,28 @@ async fn respond(
     big: &OwnedFd,
     date: &RefCell<DateCache>,
 ) -> io::Result<()> {
-    let (status, body): (&str, &[u8]) = match ask.answer {
-        Answer::Small => ("200 OK", SMALL),
-        Answer::Big => ("200 OK", &[]),
-        Answer::NotFound => ("404 Not Found", b"not found\n"),
-        Answer::Refuse(status) => (status, &[]),
-    };
-    let len = match ask.answer {
-        Answer::Big => BIG_LEN,
-        _ => body.len(),
+    // `None`: the big body, sent from the memfd.
+    let (status, body): (&str, Option<&[u8]>) = match ask.answer {
+        Answer::Small => ("200 OK", Some(SMALL)),
+        Answer::Big => ("200 OK", None),
+        Answer::NotFound => ("404 Not Found", Some(b"not found\n")),
+        Answer::Refuse(status) => (status, Some(b"")),
     };
     head.clear();
     write!(
         head,
-        "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\ndate: {}\r\n{}\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\ndate: {}\r\n{}\r\n",
+        body.map_or(BIG_LEN, <[u8]>::len),
         date.borrow_mut().now(),
         if ask.close { "connection: close\r\n" } else { "" },
     )?;
-    if ask.head_only {
-        return stream.write_all(head).await;
-    }
-    if !matches!(ask.answer, Answer::Big) {
-        head.extend_from_slice(body);
-        return stream.write_all(head).await;
+    match body {
+        _ if ask.head_only => return stream.write_all(head).await,
+        Some(body) => {
+            head.extend_from_slice(body);
+            return stream.write_all(head).await;
+        }
+        None => {}
     }
     // The head goes out with MSG_MORE so that it shares the first segment
     // with the body that sendfile appends.
