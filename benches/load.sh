@@ -36,6 +36,9 @@
 #   HS_TLS=any       TLS version of the handshake client: 1.2, 1.3 or any
 #                    (any: both offered, 1.3 negotiated)
 #   NGINX=nginx WRK=wrk  the programs to use
+#   BUILD=pgo        which rpx: pgo (scripts/build-pgo, a release build
+#                    optimised with a profile of a training load; the
+#                    production build) or release (plain cargo build --release)
 #   SKIP_BUILD=1     use the binaries already built
 #   KEEP=dir         keep each run's wrk output (PROXY.CASE.ROUND.wrk) and the
 #                    proxy's CPU ticks (.cpu) there, for per-round figures
@@ -61,6 +64,14 @@ WRK=${WRK:-wrk}
 SCENARIOS=${SCENARIOS:-plain,tls}
 HS_CONNECTIONS=${HS_CONNECTIONS:-16}
 HS_TLS=${HS_TLS:-any}
+BUILD=${BUILD:-pgo}
+case $BUILD in
+    pgo | release) ;;
+    *)
+        echo "load.sh: BUILD must be pgo or release" >&2
+        exit 1
+        ;;
+esac
 scenarios=()
 IFS=, read -r -a wanted <<<"$SCENARIOS"
 for sc in "${wanted[@]}"; do
@@ -95,8 +106,13 @@ done
 if [[ -z ${SKIP_BUILD:-} ]]; then
     echo "building rpx, the origin and the handshake client (release)..." >&2
     (cd "$root" && cargo build --release --quiet --bin rpx --bin origin --bin handshake)
+    [[ $BUILD == release ]] || "$root/scripts/build-pgo" >/dev/null
 fi
-rpx_bin=$target/release/rpx
+if [[ $BUILD == pgo ]]; then rpx_bin=$target/pgo/release/rpx; else rpx_bin=$target/release/rpx; fi
+[[ -x $rpx_bin ]] || {
+    echo "load.sh: $rpx_bin not built (run without SKIP_BUILD)" >&2
+    exit 1
+}
 origin_bin=$target/release/origin
 handshake_bin=$target/release/handshake
 
@@ -501,7 +517,7 @@ paired() {
 echo
 echo "rpx vs nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'): one core each (proxy cpu $PROXY_CPU," \
     "wrk cpu $CLIENT_CPU, origin cpu $ORIGIN_CPU), wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION," \
-    "nginx proxy_buffering $NGINX_BUFFERING, median of $ROUNDS round(s)"
+    "nginx proxy_buffering $NGINX_BUFFERING, median of $ROUNDS round(s), rpx build: $BUILD"
 if [[ -n $has_tls ]]; then
     echo "tls: ECDSA P-256 certificate; tls-small: wrk as above over https;" \
         "tls-handshake: src/bin/handshake.rs -c$HS_CONNECTIONS -d$DURATION --tls $HS_TLS," \

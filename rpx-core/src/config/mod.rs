@@ -8,6 +8,7 @@ pub mod model;
 pub mod nginx;
 mod toml;
 pub(crate) mod toml_acme;
+mod toml_shape;
 mod toml_steps;
 mod toml_writer;
 mod units;

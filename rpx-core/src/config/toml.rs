@@ -101,7 +101,11 @@ pub fn parse_toml_partial(
         let pos = e
             .span()
             .map_or_else(|| lines.pos(0), |s| lines.pos(s.start));
-        ConfigError::new(pos, e.message().trim().to_owned())
+        let offset = e.span().map_or(0, |s| s.start);
+        ConfigError::new(
+            pos,
+            super::toml_shape::explain(e.message().trim(), src, offset),
+        )
     })?;
     let mut cx = Cx {
         lines: &lines,
