@@ -98,14 +98,9 @@ pub fn parse_toml_partial(
 ) -> Result<(Config, Vec<ConfigError>), ConfigErrors> {
     let lines = LineIndex::new(src, file);
     let raw: RawFile = toml::from_str(src).map_err(|e| {
-        let pos = e
-            .span()
-            .map_or_else(|| lines.pos(0), |s| lines.pos(s.start));
         let offset = e.span().map_or(0, |s| s.start);
-        ConfigError::new(
-            pos,
-            super::toml_shape::explain(e.message().trim(), src, offset),
-        )
+        let message = super::toml_shape::explain(e.message().trim(), src, offset);
+        ConfigError::new(lines.pos(offset), message)
     })?;
     let mut cx = Cx {
         lines: &lines,
