@@ -91,6 +91,8 @@ has_tls=
 [[ ,$SCENARIOS, != *,tls,* ]] || has_tls=1
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/lib.sh
+source "$root/benches/lib.sh"
 target=${CARGO_TARGET_DIR:-$root/target}
 [[ $target == /* ]] || target=$root/$target
 
@@ -142,24 +144,6 @@ stop() {
     wait "$pid" 2>/dev/null || true
     for p in "${pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
     pids=("${keep[@]+"${keep[@]}"}")
-}
-
-# wait_line FILE PID: prints the address from the first "listening on ADDR"
-# line of FILE, waiting at most 10 s and failing if PID exits first.
-wait_line() {
-    local file=$1 pid=$2 i line
-    for ((i = 0; i < 100; i++)); do
-        line=$(grep -m1 -o 'listening on [0-9.:]*' "$file" 2>/dev/null || true)
-        if [[ -n $line ]]; then
-            echo "${line#listening on }"
-            return
-        fi
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "load.sh: no readiness line in $file" >&2
-    cat "$file" "$file.err" >&2 2>/dev/null || true
-    return 1
 }
 
 # wait_port PORT PID: waits (at most 10 s) until 127.0.0.1:PORT accepts.
@@ -235,13 +219,7 @@ EOF
 
 if [[ -n $has_tls ]]; then
     # One self-signed ECDSA P-256 certificate for both proxies.
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>"$tmp/openssl.err" || {
-        echo "load.sh: openssl could not make the certificate:" >&2
-        cat "$tmp/openssl.err" >&2
-        exit 1
-    }
+    self_signed_cert "$tmp" || exit 1
     cat >"$tmp/rpx.tls.toml" <<EOF
 [[server]]
 listen = "127.0.0.1:0 ssl"
