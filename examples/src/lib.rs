@@ -1,4 +1,7 @@
-//! Shared by the examples: a tiny backend so each example runs with no setup.
+//! Shared by the examples: a tiny backend so each example runs with no
+//! setup, and the stacks the examples (and their tests) serve.
+
+pub mod axum_gateway;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

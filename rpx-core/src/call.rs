@@ -6,7 +6,6 @@
 //! so the check is made here with a no-op waker and the call happens now.
 //! A service that is not ready yet falls back to `Oneshot`.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -40,17 +39,4 @@ pub(crate) fn call_ready_in_place<S: Service<R> + Clone, R>(
         Poll::Ready(Ok(())) => Either::Left(svc.call(req)),
         _ => Either::Right(Box::pin(svc.clone().oneshot(req))),
     }
-}
-
-/// Starting a request through a shared reference. rpx's own services need
-/// no `&mut self` to start one, so the compiled stack calls the server and
-/// the location it keeps instead of a clone of each: a clone is an atomic
-/// increment and decrement per `Arc` in it, about five per request through
-/// the stack. Each implementor's `Service::call` runs the same code.
-pub(crate) trait CallRef<R> {
-    type Response;
-    type Error;
-    type Future: Future<Output = Result<Self::Response, Self::Error>>;
-
-    fn call_ref(&self, req: R) -> Self::Future;
 }

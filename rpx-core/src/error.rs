@@ -8,10 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tower::{Layer, Service};
 
-use crate::body::RpxBody;
+use crate::reply::{error_page, Reply, ReplyBody};
 
 /// A boxed error as used by bodies and connectors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -58,6 +58,17 @@ pub enum ProxyError {
     /// The request itself is malformed (400).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request path does not normalise: a `..` above the root, a NUL (400).
+    #[error("invalid request path")]
+    BadPath,
+    /// `rewrite`s and internal redirects went round more than nginx's ten
+    /// times (500).
+    #[error("rewrite or internal redirection cycle")]
+    RewriteCycle,
+    /// A `try_files` or rewrite target that is not a path, or a named
+    /// location that is missing: a config rpx could not check (500).
+    #[error("bad internal redirect: {0}")]
+    BadRedirect(String),
     /// The request body is larger than `client_max_body_size` (413).
     #[error("request body larger than client_max_body_size ({limit} bytes)")]
     BodyTooLarge {
@@ -115,7 +126,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -123,7 +134,9 @@ impl ProxyError {
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UnexpectedUpgrade { .. }
             | ProxyError::NoLiveUpstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::RewriteCycle | ProxyError::BadRedirect(_) | ProxyError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -132,6 +145,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute
             | ProxyError::BadRequest(_)
+            | ProxyError::BadPath
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::ClientTimeout => Fault::Downstream,
             ProxyError::UpstreamConnect { .. }
@@ -139,36 +153,21 @@ impl ProxyError {
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UnexpectedUpgrade { .. }
             | ProxyError::NoLiveUpstream { .. } => Fault::Upstream,
-            ProxyError::Internal(_) => Fault::Internal,
+            ProxyError::RewriteCycle | ProxyError::BadRedirect(_) | ProxyError::Internal(_) => {
+                Fault::Internal
+            }
         }
     }
 
     /// The response a client gets for this error: nginx-style HTML page.
-    pub fn to_response(&self) -> Response<RpxBody> {
+    pub fn to_response(&self) -> Reply {
         error_page(self.status())
     }
 }
 
-/// An nginx-looking error page for `status`.
-pub fn error_page(status: StatusCode) -> Response<RpxBody> {
-    error_page_titled(status, status.canonical_reason().unwrap_or(""))
-}
-
-/// An error page with a title of its own, as nginx's
-/// "400 No required SSL certificate was sent".
-pub fn error_page_titled(status: StatusCode, reason: &str) -> Response<RpxBody> {
-    let body = format!(
-        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>rpx</center>\r\n</body>\r\n</html>\r\n",
-        code = status.as_u16()
-    );
-    let mut res = Response::new(RpxBody::from(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    res
-}
+/// The body of what [`Rescue`] answers: the inner service's own, or the
+/// error page it made.
+pub type RescueBody<B> = http_body_util::Either<B, ReplyBody>;
 
 /// Layer that turns [`ProxyError`]s into responses; see [`Rescue`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -185,12 +184,15 @@ impl<S> Layer<S> for RescueLayer {
 /// once with whose fault it was. Its error type is [`std::convert::Infallible`].
 ///
 /// ```
-/// use rpx_core::{body::RpxBody, error::{ProxyError, RescueLayer}};
+/// use http_body_util::Empty;
+/// use rpx_core::error::{ProxyError, RescueLayer};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
 /// # tokio_test_shim::block_on(async {
 /// let svc = ServiceBuilder::new().layer(RescueLayer).service(service_fn(
-///     |_req: http::Request<()>| async { Err::<http::Response<RpxBody>, _>(ProxyError::NoRoute) },
+///     |_req: http::Request<()>| async {
+///         Err::<http::Response<Empty<bytes::Bytes>>, _>(ProxyError::NoRoute)
+///     },
 /// ));
 /// let res = svc.oneshot(http::Request::new(())).await.unwrap();
 /// assert_eq!(res.status(), 404);
@@ -210,11 +212,11 @@ impl<S> Rescue<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for Rescue<S>
+impl<S, B, ResB> Service<Request<B>> for Rescue<S>
 where
-    S: Service<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+    S: Service<Request<B>, Response = Response<ResB>, Error = ProxyError>,
 {
-    type Response = Response<RpxBody>;
+    type Response = Response<RescueBody<ResB>>;
     type Error = std::convert::Infallible;
     type Future = RescueFuture<S::Future>;
 
@@ -251,19 +253,19 @@ impl<F> RescueFuture<F> {
     }
 }
 
-impl<F> Future for RescueFuture<F>
+impl<F, B> Future for RescueFuture<F>
 where
-    F: Future<Output = Result<Response<RpxBody>, ProxyError>>,
+    F: Future<Output = Result<Response<B>, ProxyError>>,
 {
-    type Output = Result<Response<RpxBody>, std::convert::Infallible>;
+    type Output = Result<Response<RescueBody<B>>, std::convert::Infallible>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
-            Ok(res) => res,
+            Ok(res) => res.map(RescueBody::Left),
             Err(err) => {
                 log_error(&err);
-                err.to_response()
+                err.to_response().map(RescueBody::Right)
             }
         }))
     }

@@ -46,7 +46,6 @@
 pub mod accesslog;
 pub mod acme;
 pub mod action;
-pub mod body;
 mod call;
 mod clock;
 pub mod config;
@@ -59,6 +58,8 @@ pub mod limit;
 pub mod location;
 pub mod metrics;
 pub mod proxy;
+pub mod reply;
+pub mod request;
 pub mod rewrite;
 pub mod server;
 pub mod stack;
@@ -66,6 +67,5 @@ pub mod tls;
 pub mod upstream;
 pub mod vars;
 
-pub use body::RpxBody;
 pub use error::ProxyError;
 pub use stack::{Rpx, Snapshot};

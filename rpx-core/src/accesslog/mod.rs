@@ -3,6 +3,7 @@
 //! off`. A line is written when the response body ends (or the client goes
 //! away), through a writer thread, so logging never blocks a request.
 
+mod body;
 mod format;
 mod time;
 mod writer;
@@ -16,16 +17,15 @@ use std::time::{Instant, SystemTime};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+pub use body::LoggedBody;
 pub use format::{Captured, Escape, Finished, LogFormat, COMBINED};
 pub use writer::{reopen_all, LogFile, LogFileError};
 
 pub(crate) use time::time_iso8601;
 
-use crate::body::RpxBody;
-use crate::call::CallRef;
 use crate::conn::conn_info;
 use crate::error::ProxyError;
-use crate::location::request_path;
+use crate::request::request_path;
 use crate::vars::VarCtx;
 
 /// Facts about the upstream exchange, put in response extensions by the proxy.
@@ -134,11 +134,11 @@ impl Drop for Pending {
     }
 }
 
-impl<S, B> Service<Request<B>> for AccessLog<S>
+impl<S, B, ResB> Service<Request<B>> for AccessLog<S>
 where
-    S: Service<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+    S: Service<Request<B>, Response = Response<ResB>, Error = ProxyError>,
 {
-    type Response = Response<RpxBody>;
+    type Response = Response<LoggedBody<ResB>>;
     type Error = ProxyError;
     type Future = AccessLogFuture<S::Future>;
 
@@ -152,24 +152,12 @@ where
     }
 }
 
-impl<S, B> CallRef<Request<B>> for AccessLog<S>
-where
-    S: CallRef<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
-{
-    type Response = Response<RpxBody>;
-    type Error = ProxyError;
-    type Future = AccessLogFuture<S::Future>;
-
-    #[inline]
-    fn call_ref(&self, req: Request<B>) -> Self::Future {
-        self.layer.start(req, |req| self.inner.call_ref(req))
-    }
-}
-
 impl AccessLogLayer {
-    /// Captures what the log line needs from the request and calls `inner`.
+    /// Captures what the log line needs from the request and calls `inner`:
+    /// [`AccessLog`]'s call, and the compiled stack's, which calls its
+    /// locations by reference.
     #[inline]
-    fn start<B, F>(
+    pub(crate) fn start<B, F>(
         &self,
         req: Request<B>,
         inner: impl FnOnce(Request<B>) -> F,
@@ -211,25 +199,25 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for AccessLogFuture<F>
+impl<F, B> Future for AccessLogFuture<F>
 where
-    F: Future<Output = Result<Response<RpxBody>, ProxyError>>,
+    F: Future<Output = Result<Response<B>, ProxyError>>,
 {
-    type Output = F::Output;
+    type Output = Result<Response<LoggedBody<B>>, ProxyError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let Some(mut pending) = this.pending.take() else {
-            return Poll::Ready(result);
+            return Poll::Ready(result.map(|res| res.map(LoggedBody::unlogged)));
         };
         match result {
             Ok(res) => {
                 pending.status = res.status().as_u16();
                 pending.upstream = res.extensions().get::<UpstreamTiming>().cloned();
                 pending.header_bytes = head_size(&res);
-                Poll::Ready(Ok(res.map(|b| RpxBody::logged(b, *pending))))
+                Poll::Ready(Ok(res.map(|b| LoggedBody::new(b, Some(pending)))))
             }
             Err(e) => {
                 // The rescue layer above turns it into its error page.

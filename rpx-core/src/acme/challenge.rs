@@ -3,7 +3,6 @@
 //! certificates (served by the certificate resolver, RFC 8737).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -13,7 +12,7 @@ use http::{header, Request, Response, StatusCode};
 use rustls::sign::CertifiedKey;
 use tower::{Layer, Service};
 
-use crate::body::RpxBody;
+use crate::reply::{reply, Reply, ReplyBody};
 
 /// The path prefix of http-01 challenges.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -65,15 +64,14 @@ impl Challenges {
     }
 
     /// The response to an http-01 request for `path`, when it is one.
-    pub fn http01_response(&self, path: &str) -> Option<Response<RpxBody>> {
+    pub fn http01_response(&self, path: &str) -> Option<Reply> {
         let token = path.strip_prefix(HTTP01_PREFIX)?;
         let answer = self.http01(token)?;
-        let mut res = Response::new(RpxBody::full(Bytes::copy_from_slice(answer.as_bytes())));
+        let mut res = reply(StatusCode::OK, Bytes::copy_from_slice(answer.as_bytes()));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/octet-stream"),
         );
-        *res.status_mut() = StatusCode::OK;
         Some(res)
     }
 }
@@ -119,7 +117,7 @@ pub(crate) fn tls_alpn01_certificate(
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let challenges = Arc::new(Challenges::new());
 /// let app = tower::service_fn(|_req: http::Request<()>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(rpx_core::body::RpxBody::empty()))
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
 /// });
 /// let svc = Http01Layer::new(challenges).layer(app);
 /// let res = svc.oneshot(http::Request::get("/.well-known/acme-challenge/x").body(()).unwrap()).await.unwrap();
@@ -156,22 +154,34 @@ pub struct Http01<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for Http01<S>
-where
-    S: Service<Request<B>, Response = Response<RpxBody>, Error = Infallible>,
-{
-    type Response = Response<RpxBody>;
-    type Error = Infallible;
-    type Future = Either<Ready<Result<Response<RpxBody>, Infallible>>, S::Future>;
+/// The body of what [`Http01`] answers: the inner service's, or a key
+/// authorization.
+pub type Http01Body<B> = http_body_util::Either<B, ReplyBody>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+impl<S, B, ResB> Service<Request<B>> for Http01<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Response = Response<Http01Body<ResB>>;
+    type Error = S::Error;
+    type Future = Either<
+        Ready<Result<Response<Http01Body<ResB>>, S::Error>>,
+        futures_util::future::MapOk<S::Future, fn(Response<ResB>) -> Response<Http01Body<ResB>>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        use futures_util::TryFutureExt;
         match self.challenges.http01_response(req.uri().path()) {
-            Some(res) => Either::Left(ready(Ok(res))),
-            None => Either::Right(self.inner.call(req)),
+            Some(res) => Either::Left(ready(Ok(res.map(Http01Body::Right)))),
+            None => Either::Right(
+                self.inner
+                    .call(req)
+                    .map_ok((|res: Response<ResB>| res.map(Http01Body::Left)) as fn(_) -> _),
+            ),
         }
     }
 }

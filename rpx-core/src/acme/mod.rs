@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-pub use challenge::{Challenges, Http01, Http01Layer, ACME_TLS_ALPN, HTTP01_PREFIX};
+pub use challenge::{Challenges, Http01, Http01Body, Http01Layer, ACME_TLS_ALPN, HTTP01_PREFIX};
 
 use crate::config::{AcmeIssuerConfig, SourcePos};
 use crate::tls::CertSlot;

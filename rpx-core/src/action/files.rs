@@ -1,15 +1,25 @@
 //! Static files from `root` or `alias`, with `index`, through tower-http's `ServeDir`.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode, Uri};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
+use tower_http::services::fs::ServeFileSystemResponseBody;
 use tower_http::services::ServeDir;
 
-use crate::body::RpxBody;
 use crate::error::ProxyError;
-use crate::location::request_path;
+use crate::request::request_path;
+
+/// The body of a file response: tower-http's, read in chunks.
+pub type FileBody = ServeFileSystemResponseBody;
+
+/// Future of [`FileService`]. Boxed: it awaits tower-http's `ServeDir`,
+/// whose own future cannot be named, and the file system besides.
+pub type FilesFuture = Pin<Box<dyn Future<Output = Result<Response<FileBody>, ProxyError>> + Send>>;
 
 /// How the request path maps onto the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +74,18 @@ impl FileService {
         }
     }
 
-    pub(crate) async fn serve<B>(self, req: Request<B>) -> Result<Response<RpxBody>, ProxyError> {
-        let mut rel = self.inner.mode.relative(request_path(&req));
+    /// Serves the file `req` names; its body is not read.
+    pub fn serve<B>(&self, req: Request<B>) -> FilesFuture {
+        let rel = self.inner.mode.relative(request_path(&req));
+        let (parts, _) = req.into_parts();
+        Box::pin(self.clone().serve_at(rel, parts))
+    }
+
+    async fn serve_at(
+        self,
+        mut rel: String,
+        mut parts: http::request::Parts,
+    ) -> Result<Response<FileBody>, ProxyError> {
         if rel.ends_with('/') {
             match self.find_index(&rel).await {
                 Some(name) => rel.push_str(name),
@@ -75,7 +95,6 @@ impl FileService {
         let uri: Uri = rel
             .parse()
             .map_err(|_| ProxyError::BadRequest("path is not servable"))?;
-        let (mut parts, _) = req.into_parts();
         parts.uri = uri;
         let res = self
             .inner
@@ -87,7 +106,7 @@ impl FileService {
         if res.status() == StatusCode::NOT_FOUND {
             return Err(ProxyError::NoRoute);
         }
-        Ok(res.map(RpxBody::file))
+        Ok(res)
     }
 
     async fn find_index(&self, dir: &str) -> Option<&str> {
@@ -103,4 +122,18 @@ impl FileService {
 
 async fn is_file(p: &Path) -> bool {
     tokio::fs::metadata(p).await.is_ok_and(|m| m.is_file())
+}
+
+impl<B> Service<Request<B>> for FileService {
+    type Response = Response<FileBody>;
+    type Error = ProxyError;
+    type Future = FilesFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> FilesFuture {
+        self.serve(req)
+    }
 }

@@ -1,13 +1,15 @@
 //! nginx's `return code [text | URL]`.
 
+use std::convert::Infallible;
+use std::future::{ready, Ready};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{Request, StatusCode};
 
-use crate::body::RpxBody;
 use crate::conn::conn_info;
-use crate::error::error_page;
-use crate::location::{redirect, request_path};
+use crate::reply::{error_page, redirect, reply, text, Reply};
+use crate::request::request_path;
 use crate::vars::{Template, TemplateError, VarCtx};
 
 /// Why a `return` did not compile.
@@ -93,7 +95,7 @@ impl ReturnService {
     }
 
     /// The response for `req`.
-    pub fn respond<B>(&self, req: &Request<B>) -> Response<RpxBody> {
+    pub fn respond<B>(&self, req: &Request<B>) -> Reply {
         let rendered = self.text.as_ref().map(|t| {
             let conn = conn_info(req);
             t.render_to_string(&VarCtx::new(
@@ -106,22 +108,24 @@ impl ReturnService {
         let code = self.code.as_u16();
         match rendered {
             Some(url) if is_redirect(code) => redirect(req, self.code, &url),
-            Some(text) => {
-                let mut res = Response::new(RpxBody::from(text));
-                *res.status_mut() = self.code;
-                res.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                res
-            }
+            Some(body) => text(self.code, body),
             None if code >= 400 => error_page(self.code),
-            None => {
-                let mut res = Response::new(RpxBody::empty());
-                *res.status_mut() = self.code;
-                res
-            }
+            None => reply(self.code, bytes::Bytes::new()),
         }
+    }
+}
+
+impl<B> tower::Service<Request<B>> for ReturnService {
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Ready<Result<Reply, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        ready(Ok(self.respond(&req)))
     }
 }
 

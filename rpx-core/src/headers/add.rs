@@ -9,9 +9,8 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use super::{HeaderError, HeaderValueTemplate};
-use crate::call::CallRef;
 use crate::conn::conn_info;
-use crate::location::request_path;
+use crate::request::request_path;
 use crate::vars::VarCtx;
 
 /// One `add_header`.
@@ -72,7 +71,8 @@ fn status_allows(status: StatusCode) -> bool {
 /// Adds response headers, nginx's `add_header`.
 ///
 /// ```
-/// use rpx_core::{body::RpxBody, headers::{AddHeader, AddHeadersLayer}};
+/// use http_body_util::Empty;
+/// use rpx_core::headers::{AddHeader, AddHeadersLayer};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -81,7 +81,7 @@ fn status_allows(status: StatusCode) -> bool {
 ///     AddHeader::always("strict-transport-security", "max-age=63072000").unwrap(),
 /// ]);
 /// let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_r: http::Request<()>| async {
-///     let mut res = http::Response::new(RpxBody::empty());
+///     let mut res = http::Response::new(Empty::<bytes::Bytes>::new());
 ///     *res.status_mut() = http::StatusCode::NOT_FOUND;
 ///     Ok::<_, std::convert::Infallible>(res)
 /// }));
@@ -179,24 +179,11 @@ where
     }
 }
 
-impl<S, B, ResB> CallRef<Request<B>> for AddHeaders<S>
-where
-    S: CallRef<Request<B>, Response = Response<ResB>>,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = AddHeadersFuture<S::Future>;
-
-    #[inline]
-    fn call_ref(&self, req: Request<B>) -> Self::Future {
-        self.layer.start(req, |req| self.inner.call_ref(req))
-    }
-}
-
 impl AddHeadersLayer {
-    /// Renders the request's values and calls `inner`.
+    /// Renders the request's values and calls `inner`: [`AddHeaders`]'s
+    /// call, and the compiled stack's.
     #[inline]
-    fn start<B, F>(
+    pub(crate) fn start<B, F>(
         &self,
         req: Request<B>,
         inner: impl FnOnce(Request<B>) -> F,

@@ -7,11 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Request;
 use regex::{Regex, RegexSet};
 use tower::Service;
 
-use crate::body::RpxBody;
 use crate::call::{call_ready, CallFuture};
 use crate::conn::conn_info;
 use crate::vars::request_host;
@@ -212,12 +211,13 @@ impl HostTable {
 /// servers of the listener that accepted it.
 ///
 /// ```
-/// use rpx_core::{body::RpxBody, host::{HostRouter, HostTable}};
+/// use http_body_util::Full;
+/// use rpx_core::host::{HostRouter, HostTable};
 /// use tower::{service_fn, ServiceExt};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let svc = |text: &'static str| service_fn(move |_r: http::Request<()>| async move {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(RpxBody::from(text)))
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::from(text)))
 /// });
 /// let table = HostTable::build(&[(vec!["a.test".into()], false), (vec!["b.test".into()], false)]).unwrap();
 /// let router = HostRouter::single(table, vec![svc("a"), svc("b")]);
@@ -260,8 +260,9 @@ impl<S> HostRouter<S> {
         }
     }
 
-    /// The service a request goes to.
-    pub(crate) fn chosen<B>(&self, req: &Request<B>) -> &S {
+    /// The service of the server `req` is for, by reference: the compiled
+    /// stack calls its servers through this.
+    pub fn chosen<B>(&self, req: &Request<B>) -> &S {
         &self.services[self.pick(req)]
     }
 
@@ -288,9 +289,9 @@ impl<S> HostRouter<S> {
 
 impl<S, B> Service<Request<B>> for HostRouter<S>
 where
-    S: Service<Request<B>, Response = Response<RpxBody>> + Clone,
+    S: Service<Request<B>> + Clone,
 {
-    type Response = Response<RpxBody>;
+    type Response = S::Response;
     type Error = S::Error;
     type Future = CallFuture<S, Request<B>>;
 

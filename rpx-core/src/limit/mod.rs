@@ -8,7 +8,6 @@ use futures_util::future::{ready, Either, Ready};
 use http::{header, Request};
 use tower::{Layer, Service};
 
-use crate::call::CallRef;
 use crate::error::ProxyError;
 use crate::proxy::Limited;
 
@@ -27,6 +26,13 @@ impl BodyLimitLayer {
         BodyLimitLayer {
             limit: if limit == 0 { u64::MAX } else { limit },
         }
+    }
+}
+
+impl BodyLimitLayer {
+    /// The limit in bytes (`u64::MAX`: none).
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
     }
 }
 
@@ -51,13 +57,14 @@ impl<S> Layer<S> for BodyLimitLayer {
 ///
 /// ```
 /// use rpx_core::limit::BodyLimitLayer;
-/// use rpx_core::{body::RpxBody, error::ProxyError};
+/// use http_body_util::Empty;
+/// use rpx_core::error::ProxyError;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let svc = ServiceBuilder::new()
 ///     .layer(BodyLimitLayer::new(4))
-///     .service(service_fn(|_r: http::Request<_>| async { Ok::<_, ProxyError>(http::Response::new(RpxBody::empty())) }));
+///     .service(service_fn(|_r: http::Request<_>| async { Ok::<_, ProxyError>(http::Response::new(Empty::<bytes::Bytes>::new())) }));
 /// let req = http::Request::post("/").header("content-length", "5")
 ///     .body(http_body_util::Full::new(bytes::Bytes::from_static(b"12345"))).unwrap();
 /// assert!(matches!(svc.oneshot(req).await, Err(ProxyError::BodyTooLarge { limit: 4 })));
@@ -89,26 +96,10 @@ where
     }
 }
 
-impl<S, B> CallRef<Request<B>> for BodyLimit<S>
-where
-    B: http_body::Body,
-    S: CallRef<Request<Limited<B>>>,
-    S::Error: From<ProxyError>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
-
-    #[inline]
-    fn call_ref(&self, req: Request<B>) -> Self::Future {
-        limited(self.limit, req, |req| self.inner.call_ref(req))
-    }
-}
-
-/// `inner` called with the body limited to `limit`, or the 413 error when
-/// the declared length is over it.
+/// Refuses a declared length over `limit`, else calls `inner` with the
+/// body counted: [`BodyLimit`]'s call, and the compiled stack's.
 #[inline]
-fn limited<B, F, R, E>(
+pub(crate) fn limited<B, F, R, E>(
     limit: u64,
     req: Request<B>,
     inner: impl FnOnce(Request<Limited<B>>) -> F,

@@ -11,43 +11,31 @@ mod try_files;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::{ready, Either, Ready};
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use futures_util::future::{ready, Either, MapOk, Ready, TryFutureExt};
+use http::{Request, Response, StatusCode};
 use tower::Service;
 
 pub use normalize::{normalize, PathError};
 pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableError};
 pub use try_files::{TryFiles, TryFilesError};
 
-use crate::body::RpxBody;
-use crate::call::{call_ready, CallFuture, CallRef};
-use crate::conn::conn_info;
-use crate::error::error_page;
-use crate::rewrite::{set_uri, Outcome, Program, MAX_URI_CHANGES};
-use crate::vars::request_host;
+use crate::call::{call_ready, CallFuture};
+use crate::error::ProxyError;
+use crate::reply::{add_slash, error_page, Reply, ReplyBody};
+use crate::request::{request_path, set_uri, NormalizedPath};
+use crate::rewrite::{Outcome, Program, MAX_URI_CHANGES};
 use try_files::Tried;
-
-/// The normalised path of a request whose path needed normalising, put in
-/// the extensions by [`LocationRouter`]. Read it with [`request_path`].
-#[derive(Debug, Clone)]
-pub struct NormalizedPath(pub String);
-
-/// The path locations were matched on: normalised when that changed it.
-pub fn request_path<B>(req: &Request<B>) -> &str {
-    match req.extensions().get::<NormalizedPath>() {
-        Some(p) => &p.0,
-        None => req.uri().path(),
-    }
-}
 
 /// Routes requests to one service per location, nginx's way.
 ///
 /// ```
-/// use rpx_core::{body::RpxBody, location::LocationRouter};
+/// use http_body_util::Full;
+/// use rpx_core::{error::ProxyError, location::LocationRouter};
 /// use tower::{service_fn, ServiceExt};
 ///
-/// fn answer(text: &'static str) -> impl tower::Service<http::Request<()>, Response = http::Response<RpxBody>, Error = std::convert::Infallible, Future = impl Send> + Clone {
-///     service_fn(move |_req| async move { Ok(http::Response::new(RpxBody::from(text))) })
+/// // Any service whose errors take the router's own (a `ProxyError`).
+/// fn answer(text: &'static str) -> impl tower::Service<http::Request<()>, Response = http::Response<Full<bytes::Bytes>>, Error = ProxyError, Future = impl Send> + Clone {
+///     service_fn(move |_req| async move { Ok(http::Response::new(Full::from(text))) })
 /// }
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -86,10 +74,25 @@ impl<S> Clone for LocationRouter<S> {
     }
 }
 
-/// Marks a request that `try_files … =code` answers: the location's
-/// service responds with `code` (through its own `add_header`s).
-#[derive(Debug, Clone, Copy)]
-pub struct TryFilesStatus(pub StatusCode);
+/// What routing decided for a request: which service answers it, and how.
+#[derive(Debug)]
+pub enum Routed<'r, S> {
+    /// The location's service (or the fallback) serves the request.
+    Serve(&'r S),
+    /// The location answers with a `301` to the path plus `/` (nginx's
+    /// answer to `/app` for a proxying `location /app/`), as its own
+    /// response so that its `add_header`s apply.
+    AddSlash(&'r S),
+    /// `try_files … =code` ended the search: the location answers `code`.
+    Status(&'r S, StatusCode),
+    /// A rewrite program answered (`return`, `rewrite … redirect`) before
+    /// any location's service was chosen.
+    Answer(Box<Reply>),
+}
+
+/// The body of what [`LocationRouter`] answers: the chosen service's, or
+/// the router's own (a redirect, a `return`).
+pub type RouterBody<B> = http_body_util::Either<B, ReplyBody>;
 
 /// The rewrite programs of one server: its own (run before locations are
 /// searched) and one per location id (run once the location is chosen).
@@ -183,65 +186,25 @@ impl<S> LocationRouterBuilder<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for LocationRouter<S>
-where
-    S: Service<Request<B>, Response = Response<RpxBody>> + Clone,
-{
-    type Response = Response<RpxBody>;
-    type Error = S::Error;
-    type Future = Either<Ready<Result<Response<RpxBody>, S::Error>>, CallFuture<S, Request<B>>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        // Readiness is checked on the chosen service by `call_ready`.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.parts.route(&mut req) {
-            Ok(service) => Either::Right(call_ready(service.clone(), req)),
-            Err(res) => Either::Left(ready(Ok(*res))),
-        }
-    }
-}
-
-impl<S, B> CallRef<Request<B>> for LocationRouter<S>
-where
-    S: CallRef<Request<B>, Response = Response<RpxBody>>,
-{
-    type Response = Response<RpxBody>;
-    type Error = S::Error;
-    type Future = Either<Ready<Result<Response<RpxBody>, S::Error>>, S::Future>;
-
-    fn call_ref(&self, mut req: Request<B>) -> Self::Future {
-        match self.parts.route(&mut req) {
-            Ok(service) => Either::Right(service.call_ref(req)),
-            Err(res) => Either::Left(ready(Ok(*res))),
-        }
-    }
-}
-
-impl<S> Parts<S> {
-    /// The service of the location `req` goes to (noted in its extensions),
-    /// or the answer when it goes to none: a malformed path, a rewrite's
-    /// or `try_files`'s own answer.
-    fn route<B>(&self, req: &mut Request<B>) -> Result<&S, Box<Response<RpxBody>>> {
-        let parts = self;
-        let (found, owned) = match normalize(req.uri().path()) {
-            Ok(path) => {
-                let found = parts.table.find(&path);
-                let owned = match path {
-                    std::borrow::Cow::Owned(p) => Some(p),
-                    std::borrow::Cow::Borrowed(_) => None,
-                };
-                (found, owned)
-            }
-            Err(_) => return Err(Box::new(error_page(StatusCode::BAD_REQUEST))),
-        };
-        if let Some(p) = owned {
+impl<S> LocationRouter<S> {
+    /// Routes `req` (normalising its path, running the rewrite and
+    /// `try_files` phases, which may change its URI) and says which service
+    /// answers it and how. The compiled stack calls its locations through
+    /// this, by reference; [`Service::call`] through it too.
+    ///
+    /// # Errors
+    /// A path that does not normalise ([`ProxyError::BadPath`]), a rewrite
+    /// cycle, an internal redirect rpx cannot follow.
+    #[inline]
+    pub fn route<B>(&self, req: &mut Request<B>) -> Result<Routed<'_, S>, ProxyError> {
+        let parts = &*self.parts;
+        let path = normalize(req.uri().path()).map_err(|_| ProxyError::BadPath)?;
+        let found = parts.table.find(&path);
+        if let std::borrow::Cow::Owned(p) = path {
             req.extensions_mut().insert(NormalizedPath(p));
         }
         let found = if parts.rewrites.is_none() && parts.try_files.is_none() {
-            found
+            Found::Match(found)
         } else {
             let phases = Phases {
                 table: &parts.table,
@@ -251,19 +214,67 @@ impl<S> Parts<S> {
             phases.run(found, req)?
         };
         Ok(match found {
-            LocationMatch::Location(id) => &parts.services[id],
-            // The location's own stack answers, so its `add_header`s apply
-            // to the redirect as nginx's do.
-            LocationMatch::AddSlash(id) => {
-                req.extensions_mut().insert(AddSlash);
-                &parts.services[id]
+            Found::Match(LocationMatch::Location(id)) => Routed::Serve(&parts.services[id]),
+            Found::Match(LocationMatch::AddSlash(id)) | Found::AddSlash(id) => {
+                Routed::AddSlash(&parts.services[id])
             }
-            LocationMatch::None => &parts.fallback,
+            Found::Match(LocationMatch::None) => Routed::Serve(&parts.fallback),
+            Found::Status(id, code) => Routed::Status(&parts.services[id], code),
+            Found::Answer(reply) => Routed::Answer(reply),
         })
     }
 }
 
-/// What runs between finding a location and calling its service.
+/// A response the router makes itself, as the chosen service's body type.
+type Own<B, E> = Ready<Result<Response<RouterBody<B>>, E>>;
+/// The chosen service's call, its body put on the left.
+type Chosen<S, B, ResB> =
+    MapOk<CallFuture<S, Request<B>>, fn(Response<ResB>) -> Response<RouterBody<ResB>>>;
+
+impl<S, B, ResB> Service<Request<B>> for LocationRouter<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: From<ProxyError>,
+{
+    type Response = Response<RouterBody<ResB>>;
+    type Error = S::Error;
+    type Future = Either<Own<ResB, S::Error>, Chosen<S, B, ResB>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        // Readiness is checked on the chosen service by `call_ready`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let own = |reply: Reply| Either::Left(ready(Ok(reply.map(RouterBody::Right))));
+        match self.route(&mut req) {
+            Ok(Routed::Serve(service)) => Either::Right(
+                call_ready(service.clone(), req)
+                    .map_ok(left as fn(Response<ResB>) -> Response<RouterBody<ResB>>),
+            ),
+            Ok(Routed::AddSlash(_)) => own(add_slash(&req)),
+            Ok(Routed::Status(_, StatusCode::NOT_FOUND)) => {
+                Either::Left(ready(Err(ProxyError::NoRoute.into())))
+            }
+            Ok(Routed::Status(_, code)) => own(error_page(code)),
+            Ok(Routed::Answer(reply)) => own(*reply),
+            Err(e) => Either::Left(ready(Err(e.into()))),
+        }
+    }
+}
+
+fn left<B>(res: Response<B>) -> Response<RouterBody<B>> {
+    res.map(RouterBody::Left)
+}
+
+/// What the phases found.
+enum Found {
+    Match(LocationMatch),
+    AddSlash(usize),
+    Status(usize, StatusCode),
+    Answer(Box<Reply>),
+}
+
 struct Phases<'r> {
     table: &'r LocationTable,
     rewrites: Option<&'r Rewrites>,
@@ -278,11 +289,7 @@ impl Phases<'_> {
     /// server rewrite phase); `@name` goes to the named location's
     /// rewrites. Each counts against [`MAX_URI_CHANGES`]. `Err` is a
     /// response to send at once.
-    fn run<B>(
-        &self,
-        mut found: LocationMatch,
-        req: &mut Request<B>,
-    ) -> Result<LocationMatch, Box<Response<RpxBody>>> {
+    fn run<B>(&self, mut found: LocationMatch, req: &mut Request<B>) -> Result<Found, ProxyError> {
         let server = self.rewrites.and_then(|r| r.server.as_ref());
         let mut server_phase = true;
         let mut search = false;
@@ -290,7 +297,8 @@ impl Phases<'_> {
             if std::mem::take(&mut server_phase) {
                 if let Some(p) = server {
                     match p.run(req) {
-                        Outcome::Respond(r) => return Err(r),
+                        Outcome::Respond(r) => return Ok(Found::Answer(r)),
+                        Outcome::Fail(e) => return Err(e),
                         Outcome::Last | Outcome::Continue => search = true,
                     }
                 }
@@ -299,11 +307,12 @@ impl Phases<'_> {
                 found = self.table.find(request_path(req));
             }
             let LocationMatch::Location(id) = found else {
-                return Ok(found);
+                return Ok(Found::Match(found));
             };
             if let Some(p) = self.rewrites.and_then(|r| r.locations.get(id)?.as_ref()) {
                 match p.run(req) {
-                    Outcome::Respond(r) => return Err(r),
+                    Outcome::Respond(r) => return Ok(Found::Answer(r)),
+                    Outcome::Fail(e) => return Err(e),
                     Outcome::Last => {
                         search = true;
                         continue;
@@ -312,49 +321,45 @@ impl Phases<'_> {
                 }
             }
             let Some(Some(tf)) = self.try_files.get(id) else {
-                return Ok(found);
+                return Ok(Found::Match(found));
             };
             match tf.resolve(req) {
                 Tried::Found(uri) => {
                     set_path(req, &uri)?;
-                    return Ok(found);
+                    return Ok(Found::Match(found));
                 }
                 Tried::Dir(uri) => {
                     set_path(req, &uri)?;
                     if !uri.ends_with('/') {
-                        req.extensions_mut().insert(AddSlash);
+                        return Ok(Found::AddSlash(id));
                     }
-                    return Ok(found);
+                    return Ok(Found::Match(found));
                 }
-                Tried::Code(code) => {
-                    req.extensions_mut().insert(TryFilesStatus(code));
-                    return Ok(found);
-                }
+                Tried::Code(code) => return Ok(Found::Status(id, code)),
                 Tried::Named(name) => match self.table.named(name) {
                     Some(named) => found = LocationMatch::Location(named),
+                    // The compiler checks names; a router built by hand
+                    // may still miss one (nginx answers 500 too).
                     None => {
-                        // The compiler checks names; a router built by
-                        // hand may still miss one (nginx answers 500 too).
-                        tracing::error!(name, "could not find named location");
-                        return Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)));
+                        let missing = format!("no named location {name:?}");
+                        return Err(ProxyError::BadRedirect(missing));
                     }
                 },
                 Tried::Redirect(target) => {
                     if !set_uri(req, &target) {
-                        return Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)));
+                        return Err(ProxyError::BadRedirect(target));
                     }
                     server_phase = true;
                     search = true;
                 }
             }
         }
-        tracing::warn!(uri = %req.uri(), "rewrite or internal redirection cycle");
-        Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
+        Err(ProxyError::RewriteCycle)
     }
 }
 
 /// Sets the URI path to `path` when it differs, keeping the query.
-fn set_path<B>(req: &mut Request<B>, path: &str) -> Result<(), Box<Response<RpxBody>>> {
+fn set_path<B>(req: &mut Request<B>, path: &str) -> Result<(), ProxyError> {
     if path == request_path(req) {
         return Ok(());
     }
@@ -365,52 +370,6 @@ fn set_path<B>(req: &mut Request<B>, path: &str) -> Result<(), Box<Response<RpxB
     if set_uri(req, &target) {
         Ok(())
     } else {
-        Err(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)))
-    }
-}
-
-/// Marks a request the location answers with a `301` to its path plus `/`
-/// (nginx's answer to `/app` for a proxying `location /app/`); see
-/// [`add_slash`].
-#[derive(Debug, Clone, Copy)]
-pub struct AddSlash;
-
-/// `301` to the same URL with a `/` added to the path.
-pub fn add_slash<B>(req: &Request<B>) -> Response<RpxBody> {
-    let mut target = String::from(request_path(req));
-    target.push('/');
-    if let Some(q) = req.uri().query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    redirect(req, StatusCode::MOVED_PERMANENTLY, &target)
-}
-
-/// A redirect response; a target starting with `/` is made absolute with the
-/// request's scheme, host and (non-default) port, as nginx's `absolute_redirect`.
-pub fn redirect<B>(req: &Request<B>, status: StatusCode, target: &str) -> Response<RpxBody> {
-    let location = if target.starts_with('/') {
-        absolute_url(req, target)
-    } else {
-        target.to_owned()
-    };
-    let mut res = error_page(status);
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    res
-}
-
-/// `scheme://host[:port]` + `path`, from the request and its connection.
-pub fn absolute_url<B>(req: &Request<B>, path: &str) -> String {
-    let conn = conn_info(req);
-    let host = request_host(req.uri(), req.headers())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_else(|| conn.local.ip().to_string());
-    let port = conn.server_port();
-    if port == conn.scheme.default_port() || port == 0 {
-        format!("{}://{host}{path}", conn.scheme.as_str())
-    } else {
-        format!("{}://{host}:{port}{path}", conn.scheme.as_str())
+        Err(ProxyError::BadRedirect(target))
     }
 }

@@ -31,9 +31,8 @@ use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
 
-use crate::body::RpxBody;
-use crate::call::CallRef;
 use crate::error::ProxyError;
+use crate::reply::{reply, Reply};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -67,8 +66,8 @@ pub fn render() -> String {
 }
 
 /// The response of a `metrics` location.
-pub fn response() -> Response<RpxBody> {
-    let mut res = Response::new(RpxBody::from(render()));
+pub fn response() -> Reply {
+    let mut res = reply(http::StatusCode::OK, render());
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -162,11 +161,11 @@ pub struct RequestMetrics<S> {
     layer: RequestMetricsLayer,
 }
 
-impl<S, B> Service<Request<B>> for RequestMetrics<S>
+impl<S, B, ResB> Service<Request<B>> for RequestMetrics<S>
 where
-    S: Service<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
+    S: Service<Request<B>, Response = Response<ResB>, Error = ProxyError>,
 {
-    type Response = Response<RpxBody>;
+    type Response = Response<ResB>;
     type Error = ProxyError;
     type Future = RequestMetricsFuture<S::Future>;
 
@@ -180,24 +179,10 @@ where
     }
 }
 
-impl<S, B> CallRef<Request<B>> for RequestMetrics<S>
-where
-    S: CallRef<Request<B>, Response = Response<RpxBody>, Error = ProxyError>,
-{
-    type Response = Response<RpxBody>;
-    type Error = ProxyError;
-    type Future = RequestMetricsFuture<S::Future>;
-
-    #[inline]
-    fn call_ref(&self, req: Request<B>) -> Self::Future {
-        self.layer.start(|| self.inner.call_ref(req))
-    }
-}
-
 impl RequestMetricsLayer {
     /// Counts the request in flight and calls `inner`.
     #[inline]
-    fn start<F>(&self, inner: impl FnOnce() -> F) -> RequestMetricsFuture<F> {
+    pub(crate) fn start<F>(&self, inner: impl FnOnce() -> F) -> RequestMetricsFuture<F> {
         let recording = self.handles.as_ref().map(|h| {
             h.in_flight.increment(1.0);
             (InFlight(h.clone()), Instant::now())
@@ -220,9 +205,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for RequestMetricsFuture<F>
+impl<F, B> Future for RequestMetricsFuture<F>
 where
-    F: Future<Output = Result<Response<RpxBody>, ProxyError>>,
+    F: Future<Output = Result<Response<B>, ProxyError>>,
 {
     type Output = F::Output;
 

@@ -106,6 +106,67 @@ where
 pub type UpstreamBody = IdleTimeout<super::PooledBody>;
 
 pin_project_lite::pin_project! {
+    /// Body of [`super::ProxyService`]'s responses: the upstream's, streamed
+    /// (none after an upgrade, whose bytes are bridged apart). It keeps the
+    /// group's server counted active (least_conn, max_conns) for as long as
+    /// it streams.
+    pub struct ProxyBody {
+        #[pin]
+        body: Option<UpstreamBody>,
+        guard: Option<crate::upstream::Picked>,
+    }
+}
+
+impl ProxyBody {
+    pub(super) fn new(body: UpstreamBody, guard: Option<crate::upstream::Picked>) -> Self {
+        ProxyBody {
+            body: Some(body),
+            guard,
+        }
+    }
+
+    pub(super) fn empty() -> Self {
+        ProxyBody {
+            body: None,
+            guard: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().body.as_pin_mut() {
+            Some(body) => body.poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.body {
+            Some(body) => body.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
     /// Errors once more than `limit` bytes have passed.
     pub struct Limited<B> {
         #[pin]

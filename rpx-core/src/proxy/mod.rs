@@ -32,7 +32,7 @@ use tower::Service;
 
 /// Groups moved to [`crate::upstream`]; re-exported for existing users.
 pub use crate::upstream::UpstreamGroup;
-pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, UpstreamBody};
+pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, ProxyBody, UpstreamBody};
 pub use connector::{SendTimedOut, TimedIo, UpstreamConnector, UpstreamIo};
 use h2::H2Pool;
 pub use pool::PooledBody;
@@ -42,15 +42,14 @@ pub use target::{ProxyTarget, TargetError};
 use crate::upstream::{retry, NextUpstream, PickInput, RetryPolicy, Tried};
 use target::Pick;
 
-use crate::body::RpxBody;
-use crate::call::CallRef;
 use crate::conn::conn_info;
 use crate::error::{BoxError, ProxyError, TimeoutPhase};
 use crate::headers::{
     is_upgrade_request, strip_hop_by_hop, HeaderError, ProxyRedirect, RedirectRule, RequestHeaders,
     ResponseHeaders, SetHeader,
 };
-use crate::location::{request_path, MatchKind};
+use crate::location::MatchKind;
+use crate::request::request_path;
 use crate::tls::UpstreamTls;
 use crate::vars::{Template, VarCtx};
 
@@ -405,16 +404,17 @@ fn default_redirect(target: &ProxyTarget, location: &(MatchKind, String)) -> Vec
     }
 }
 
-/// One allocation per proxied request: the proxy future is large and
+/// Future of [`ProxyService`]. One allocation per proxied request: the proxy future is large and
 /// recursive through the client; boxing keeps every router's type small.
-type ProxyFuture = Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>;
+pub type ProxyFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send>>;
 
 impl<B> Service<Request<B>> for ProxyService
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<RpxBody>;
+    type Response = Response<ProxyBody>;
     type Error = ProxyError;
     type Future = ProxyFuture;
 
@@ -423,20 +423,18 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.call_ref(req)
+        self.forward(req)
     }
 }
 
-impl<B> CallRef<Request<B>> for ProxyService
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<RpxBody>;
-    type Error = ProxyError;
-    type Future = ProxyFuture;
-
-    fn call_ref(&self, req: Request<B>) -> Self::Future {
+impl ProxyService {
+    /// Proxies `req`: [`Service::call`], and the compiled stack's call,
+    /// which needs no `&mut`.
+    pub fn forward<B>(&self, req: Request<B>) -> ProxyFuture
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         match prepare(&self.inner, req) {
             Ok(prepared) => Box::pin(forward(self.inner.clone(), prepared)),
             Err(e) => Box::pin(std::future::ready(Err(e))),
@@ -556,7 +554,7 @@ where
 fn forward(
     inner: Arc<Inner>,
     mut p: Prepared,
-) -> impl Future<Output = Result<Response<RpxBody>, ProxyError>> + Send {
+) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send {
     async move {
         let input = PickInput {
             client_ip: Some(p.client_ip),
@@ -722,7 +720,7 @@ fn respond(
     inner: &Inner,
     (res, pick, head_time): Answered,
     p: &mut Prepared,
-) -> Result<Response<RpxBody>, ProxyError> {
+) -> Result<Response<ProxyBody>, ProxyError> {
     let redirect_targets = &p.redirect_targets[..];
     let client_upgrade = p.client_upgrade.take();
     let upstream = pick.authority();
@@ -747,7 +745,7 @@ fn respond(
         inner
             .response_headers
             .apply(redirect_targets, &mut parts.headers);
-        return Ok(Response::from_parts(parts, RpxBody::empty()));
+        return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
 
     let status = res.status().as_u16();
@@ -774,7 +772,7 @@ fn respond(
         Pick::Group(p) => Some(p),
         Pick::Fixed(_) => None,
     };
-    Ok(Response::from_parts(parts, RpxBody::upstream(body, guard)))
+    Ok(Response::from_parts(parts, ProxyBody::new(body, guard)))
 }
 
 /// Waits for the response head of the HTTP/2 request `sent`. `proxy_read_timeout`
@@ -872,7 +870,8 @@ mod size_tests {
     /// its size: both stay small (they were 232 bytes and 3 KiB).
     #[test]
     fn response_bodies_and_exchanges_stay_small() {
-        assert!(size_of::<crate::body::RpxBody>() <= 128);
+        assert!(size_of::<super::ProxyBody>() <= 128);
+        assert!(size_of::<crate::stack::ResponseBody>() <= 144);
         assert!(size_of::<super::h1::Exchange>() <= 40);
     }
 }

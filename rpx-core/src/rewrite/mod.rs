@@ -12,17 +12,16 @@
 
 use std::sync::Arc;
 
-use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, StatusCode};
 use regex::{Regex, RegexBuilder};
 
 use crate::action::ReturnService;
-use crate::body::RpxBody;
 use crate::conn::conn_info;
-use crate::error::error_page;
+use crate::error::ProxyError;
 use crate::headers::AddHeadersLayer;
-use crate::location::{redirect, request_path, NormalizedPath};
-use crate::vars::{OriginalUri, Scope, Template, TemplateError, VarCtx};
+use crate::reply::{redirect, Reply};
+use crate::request::{request_path, set_uri};
+use crate::vars::{Scope, Template, TemplateError, VarCtx};
 
 /// How many times locations may be searched again (`rewrite … last`)
 /// before the request fails, as nginx's `NGX_HTTP_MAX_URI_CHANGES`.
@@ -199,7 +198,9 @@ pub enum Outcome {
     /// `rewrite … last`: search the locations again with the new URI.
     Last,
     /// Answer with this response.
-    Respond(Box<Response<RpxBody>>),
+    Respond(Box<Reply>),
+    /// The rewritten URI is not one (`rewrite ^ x;`): nginx answers 500.
+    Fail(ProxyError),
 }
 
 /// The rewrite steps of one level, compiled.
@@ -215,7 +216,8 @@ enum Flow {
     Next,
     Stop,
     Last,
-    Respond(Box<Response<RpxBody>>),
+    Respond(Box<Reply>),
+    Fail(ProxyError),
 }
 
 impl Program {
@@ -240,6 +242,7 @@ impl Program {
         match self.run_steps(&self.steps, req) {
             Flow::Next | Flow::Stop => Outcome::Continue,
             Flow::Last => Outcome::Last,
+            Flow::Fail(e) => Outcome::Fail(e),
             Flow::Respond(mut r) => {
                 if let Some(h) = &self.headers {
                     h.apply_to(req, &mut r);
@@ -303,7 +306,7 @@ impl Program {
             return Flow::Respond(Box::new(redirect(req, status, &target)));
         }
         if !set_uri(req, &target) {
-            return Flow::Respond(Box::new(error_page(StatusCode::INTERNAL_SERVER_ERROR)));
+            return Flow::Fail(ProxyError::BadRedirect(target));
         }
         match rule.flag {
             Flag::Continue => Flow::Next,
@@ -313,37 +316,10 @@ impl Program {
     }
 }
 
-/// Replaces the request's path and query, keeping the original for
-/// `$request_uri` and for the proxy (which then sends the new URI as is).
-/// False when `target` is not a path (and query).
-pub(crate) fn set_uri<B>(req: &mut Request<B>, target: &str) -> bool {
-    let Ok(pq) = PathAndQuery::try_from(target) else {
-        return false;
-    };
-    if !pq.path().starts_with('/') {
-        return false;
-    }
-    let mut parts = req.uri().clone().into_parts();
-    if req.extensions().get::<OriginalUri>().is_none() {
-        let original = parts
-            .path_and_query
-            .clone()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        req.extensions_mut().insert(OriginalUri(original));
-    }
-    let path = pq.path().to_owned();
-    parts.path_and_query = Some(pq);
-    let Ok(uri) = Uri::from_parts(parts) else {
-        return false;
-    };
-    *req.uri_mut() = uri;
-    req.extensions_mut().insert(NormalizedPath(path));
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::OriginalUri;
 
     fn program(steps: Vec<Step>) -> Program {
         Program::new(steps, "s".into())

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::future::{ready, Either, Ready};
+use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -39,19 +39,20 @@ pub use tls::TlsListener;
 /// new ones and the next accepted connection uses them.
 pub type TlsCell = std::sync::Arc<arc_swap::ArcSwapOption<TlsListener>>;
 
-use crate::body::RpxBody;
 use crate::call::{call_ready_in_place, CallFuture};
 use crate::conn::{ConnInfo, Scheme};
-use crate::error::error_page_titled;
+use crate::error::BoxError;
+use crate::reply::{error_page_titled, Reply, ReplyBody};
 use crate::tls::{TlsConn, TlsInfo};
 
 /// What the server calls for each request: the [`crate::Rpx`] stack, or any
-/// service of its shape (clonable, answering with [`RpxBody`], never
-/// failing). Implemented for every such service.
+/// service of its shape (clonable, answering with a body of [`bytes::Bytes`]
+/// of any type, never failing: a `Rescue` layer, or axum's `Router`, make
+/// errors responses). Implemented for every such service.
 pub trait Served:
     Service<
         Request<RequestBody>,
-        Response = Response<RpxBody>,
+        Response: ServedResponse,
         Error = Infallible,
         Future: Send + 'static,
     > + Clone
@@ -62,13 +63,37 @@ pub trait Served:
 
 impl<S> Served for S
 where
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<RequestBody>, Error = Infallible> + Clone + Send + 'static,
+    S::Response: ServedResponse,
     S::Future: Send + 'static,
 {
 }
+
+/// A response the server can send: an `http::Response` whose body streams
+/// [`bytes::Bytes`]. Implemented for every such response; it names the body
+/// type for [`Served`].
+pub trait ServedResponse: Send + 'static {
+    /// The body type.
+    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static;
+    /// The response itself.
+    fn into_response(self) -> Response<Self::Body>;
+}
+
+impl<B> ServedResponse for Response<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
+
+    #[inline]
+    fn into_response(self) -> Response<B> {
+        self
+    }
+}
+
+/// What the server sends: the service's body, or the server's own page.
+pub(crate) type SentBody<R> = http_body_util::Either<<R as ServedResponse>::Body, ReplyBody>;
 
 /// How connections are served.
 #[derive(Debug, Clone)]
@@ -459,39 +484,70 @@ struct ConnService<S> {
     activity: Arc<lifetime::Activity>,
 }
 
-/// What a request starts: the stack's call, or nginx's client-certificate 400.
-type Started<S> =
-    Either<CallFuture<S, Request<RequestBody>>, Ready<Result<Response<RpxBody>, Infallible>>>;
+pin_project_lite::pin_project! {
+    /// What a request starts: the stack's call, or nginx's
+    /// client-certificate 400.
+    #[project = StartedProj]
+    enum Started<F> {
+        Call { #[pin] call: F },
+        Refused { page: Option<Reply> },
+    }
+}
+
+impl<F, R> Future for Started<F>
+where
+    F: Future<Output = Result<R, Infallible>>,
+    R: ServedResponse,
+{
+    type Output = Result<Response<SentBody<R>>, Infallible>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(match self.project() {
+            StartedProj::Call { call } => {
+                let Ok(res) = std::task::ready!(call.poll(cx));
+                res.into_response().map(SentBody::<R>::Left)
+            }
+            StartedProj::Refused { page } => page
+                .take()
+                .expect("polled after completion")
+                .map(SentBody::<R>::Right),
+        }))
+    }
+}
+
+type StartedCall<S> = Started<CallFuture<S, Request<RequestBody>>>;
 
 impl<S> ConnService<S>
 where
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible> + Clone,
+    S: Service<Request<RequestBody>, Error = Infallible> + Clone,
 {
     /// Stamps the connection's facts on `req` and calls the stack. True
     /// with it when `req` is an HTTP/1 connection's last request
     /// (`keepalive_requests`, `keepalive_time`).
-    fn start(&self, mut req: Request<RequestBody>) -> (Started<S>, bool) {
+    fn start(&self, mut req: Request<RequestBody>) -> (StartedCall<S>, bool) {
         let last = self.activity.request(req.version()) && req.version() < Version::HTTP_2;
         if let Some(reason) = self.rejection {
             let page = error_page_titled(StatusCode::BAD_REQUEST, reason);
-            return (Either::Right(ready(Ok(page))), last);
+            return (Started::Refused { page: Some(page) }, last);
         }
         req.extensions_mut().insert(self.info);
         if let Some(tls) = &self.tls {
             req.extensions_mut().insert(tls.clone());
         }
-        let started = call_ready_in_place(&mut *self.service.borrow_mut(), req);
-        (Either::Left(started), last)
+        let call = call_ready_in_place(&mut *self.service.borrow_mut(), req);
+        (Started::Call { call }, last)
     }
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible> + Clone,
+    S: Service<Request<RequestBody>, Error = Infallible> + Clone,
+    S::Response: ServedResponse,
 {
-    type Response = Response<RpxBody>;
+    type Response = Response<SentBody<S::Response>>;
     type Error = Infallible;
-    type Future = Either<Started<S>, Closing<Started<S>>>;
+    type Future = Either<StartedCall<S>, Closing<StartedCall<S>>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         match self.start(req.map(RequestBody::from)) {
@@ -511,9 +567,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F> Future for Closing<F>
+impl<F, B> Future for Closing<F>
 where
-    F: Future<Output = Result<Response<RpxBody>, Infallible>>,
+    F: Future<Output = Result<Response<B>, Infallible>>,
 {
     type Output = F::Output;
 

@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::Layer;
-
-use super::{ListenerSpec, LocationService, ServerService, Snapshot};
+use super::compiled::{Action, Location, Server};
+use super::{ListenerSpec, Snapshot};
 use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, COMBINED};
 use crate::acme::{AcmeManager, AcmeOptions, KeyAlg};
-use crate::action::{Action, FileService, FilesMode, ReturnService};
+use crate::action::{FileService, FilesMode, ReturnService};
 use crate::config::Config;
 use crate::config::{
     Condition as IfCondition, ConfigError, ConfigErrors, Handler, LocationConfig, MapKey,
@@ -855,7 +854,7 @@ impl Compiler {
         }
     }
 
-    fn server(&mut self, server: &ServerConfig, http: &Settings) -> ServerService {
+    fn server(&mut self, server: &ServerConfig, http: &Settings) -> Server {
         let settings = server.settings.inherit(http);
         let name: Arc<str> = server
             .names
@@ -920,7 +919,7 @@ impl Compiler {
                 LocationRouter::from_parts(empty, Vec::new(), fallback)
             }
         };
-        metrics.layer(router)
+        Server { metrics, router }
     }
 
     fn locations(
@@ -930,7 +929,7 @@ impl Compiler {
         server_name: &Arc<str>,
         specs: &mut Vec<LocationSpec>,
         out: &mut (
-            &mut Vec<LocationService>,
+            &mut Vec<Location>,
             &mut Vec<Option<Program>>,
             &mut Vec<Option<TryFiles>>,
         ),
@@ -952,7 +951,7 @@ impl Compiler {
                 loc.kind.display(&loc.pattern),
                 describe(loc, &settings)
             ));
-            let proxies = matches!(action, Action::Proxy(_));
+            let proxies = action.proxies();
             out.0
                 .push(wrap(self, action, &settings, server_name, &loc.pos));
             let program = self.program(&loc.rewrites, &settings, server_name, &loc.pos);
@@ -1213,10 +1212,13 @@ fn wrap(
     s: &Settings,
     server_name: &Arc<str>,
     pos: &SourcePos,
-) -> LocationService {
-    let limit = BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY));
-    let log = cx.access_log(s, server_name);
-    log.layer(add_headers(cx, s, server_name, pos).layer(limit.layer(action)))
+) -> Location {
+    Location {
+        log: cx.access_log(s, server_name),
+        headers: add_headers(cx, s, server_name, pos),
+        limit: BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY)),
+        action,
+    }
 }
 
 /// A level's `add_header` rules.

@@ -4,11 +4,11 @@
 //! programs, proxies); [`Rpx`] serves whichever snapshot is current behind
 //! an `ArcSwap`, so a reload is building a new one and swapping it in.
 
+mod body;
 mod compile;
+mod compiled;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,53 +16,25 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::{ready, Either, Ready};
 use http::{Request, Response};
-use http_body::Body;
 use tower::Service;
 
+pub use body::Body;
 pub use compile::{compile, compile_with, CompileOptions};
 
-use crate::accesslog::{AccessLog, AccessLogFuture};
-use crate::action::Action;
-use crate::body::RpxBody;
-use crate::call::CallRef;
+use crate::accesslog::LoggedBody;
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::error::{BoxError, ProxyError, RescueFuture};
-use crate::headers::{AddHeaders, AddHeadersFuture};
+use crate::error::{BoxError, RescueBody, RescueFuture};
 use crate::host::HostRouter;
-use crate::limit::BodyLimit;
-use crate::location::LocationRouter;
-use crate::metrics::{RequestMetrics, RequestMetricsFuture};
+use compiled::{Server, ServerFuture};
 
-/// What one location runs: its access log, response headers, body limit, action.
-pub type LocationService = AccessLog<AddHeaders<BodyLimit<Action>>>;
-/// One virtual server: its request metrics around its location router.
-pub type ServerService = RequestMetrics<LocationRouter<LocationService>>;
-
-/// An answer a layer gives at once.
-type Answer = Ready<Result<Response<RpxBody>, ProxyError>>;
-/// What a server's request runs as: [`ServerService`]'s layers' futures
-/// around the location's action (an answer, or a boxed proxy or file future).
-type ServerFuture = RequestMetricsFuture<
-    Either<
-        Answer,
-        AccessLogFuture<
-            AddHeadersFuture<
-                Either<
-                    Answer,
-                    Either<
-                        Answer,
-                        Pin<Box<dyn Future<Output = Result<Response<RpxBody>, ProxyError>> + Send>>,
-                    >,
-                >,
-            >,
-        >,
-    >,
->;
+/// The response body of [`Rpx`]: a location's [`Body`], logged where it
+/// has an access log, or the rescue layer's error page.
+pub type ResponseBody = RescueBody<LoggedBody<Body>>;
 
 /// A compiled configuration: immutable, cheap to share.
 #[derive(Debug)]
 pub struct Snapshot {
-    router: HostRouter<ServerService>,
+    router: HostRouter<Server>,
     listeners: Vec<ListenerSpec>,
     summary: Vec<String>,
     /// Upstream groups, for their background tasks.
@@ -218,13 +190,13 @@ impl Rpx {
 
 impl<B> Service<Request<B>> for Rpx
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<RpxBody>;
+    type Response = Response<ResponseBody>;
     type Error = std::convert::Infallible;
     type Future = Either<
-        Ready<Result<Response<RpxBody>, std::convert::Infallible>>,
+        Ready<Result<Response<ResponseBody>, std::convert::Infallible>>,
         RescueFuture<ServerFuture>,
     >;
 
@@ -240,10 +212,10 @@ where
         // redirects to HTTPS must still pass the challenge.
         if let Some(acme) = &snapshot.acme {
             if let Some(res) = acme.challenges().http01_response(req.uri().path()) {
-                return Either::Left(ready(Ok(res)));
+                return Either::Left(ready(Ok(res.map(ResponseBody::Right))));
             }
         }
         let server = snapshot.router.chosen(&req);
-        Either::Right(RescueFuture::new(server.call_ref(req)))
+        Either::Right(RescueFuture::new(server.call(req)))
     }
 }

@@ -13,10 +13,7 @@ use crate::tls::TlsInfo;
 
 pub use map::{MapKeySpec, MapVar, Scope};
 
-/// The request URI as the client sent it, kept in the request extensions
-/// when a `rewrite` changes the URI (`$request_uri` stays the original).
-#[derive(Debug, Clone)]
-pub struct OriginalUri(pub http::uri::PathAndQuery);
+pub use crate::request::OriginalUri;
 
 /// A variable rpx can render.
 #[derive(Debug, Clone, PartialEq, Eq)]

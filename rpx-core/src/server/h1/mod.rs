@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{Method, Request, Response};
+use http::{Method, Request};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -43,7 +43,6 @@ use tokio_util::io::poll_read_buf;
 use tower::Service;
 
 use super::{ConnService, RequestBody};
-use crate::body::RpxBody;
 use crate::clock;
 use crate::headers::HeadCopies;
 use crate::lazy_sleep::LazySleep;
@@ -83,7 +82,8 @@ pub(super) async fn serve<I, S>(
 ) -> Ended<I>
 where
     I: AsyncRead + AsyncWrite + Unpin,
-    S: Service<Request<RequestBody>, Response = Response<RpxBody>, Error = Infallible> + Clone,
+    S: Service<Request<RequestBody>, Error = Infallible> + Clone,
+    S::Response: super::ServedResponse,
 {
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out = outbox::Outbox::default();

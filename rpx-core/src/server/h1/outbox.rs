@@ -11,11 +11,10 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName};
-use http_body::{Body, Frame};
+use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::response::Framing;
-use crate::body::RpxBody;
 
 /// Chunks up to this size are copied next to their framing (one write);
 /// larger ones are queued as they are.
@@ -188,15 +187,17 @@ impl Framer {
 /// at once goes out with its head in one write; one that waits has what
 /// came so far written meanwhile. A client gone while the body waits ends
 /// it (`ConnectionAborted`); `buf` keeps what the client sent meanwhile.
-pub(super) async fn send<I>(
+pub(super) async fn send<I, B>(
     io: &mut I,
     out: &mut Outbox,
-    body: RpxBody,
+    body: B,
     framing: Framing,
     buf: &mut BytesMut,
 ) -> io::Result<()>
 where
     I: AsyncRead + AsyncWrite + Unpin,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<crate::error::BoxError>,
 {
     let mut framer = match framing {
         Framing::Length(0) => {
@@ -221,7 +222,7 @@ where
         while !ended && out.len() < MAX_QUEUED {
             match body.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => on_frame(frame, &mut framer, out)?,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e.into()))),
                 Poll::Ready(None) => {
                     framer.end(out)?;
                     ended = true;

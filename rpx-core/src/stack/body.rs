@@ -1,0 +1,138 @@
+//! The response body of rpx's own stack.
+//!
+//! An enum rather than a boxed trait object: every response a location
+//! of rpx's makes is one of these few shapes, so unifying them needs no
+//! allocation per request. The layers are generic over bodies; this is
+//! the one place that names which bodies rpx's stack carries.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::{Frame, SizeHint};
+
+use crate::action::FileBody;
+use crate::error::{BoxError, ProxyError};
+use crate::proxy::ProxyBody;
+use crate::reply::{Reply, ReplyBody};
+
+pin_project_lite::pin_project! {
+    /// What a location of rpx's stack answers with: a reply rpx made
+    /// (`return`, redirects, metrics), a proxied body, or a file.
+    pub struct Body {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Reply { #[pin] body: ReplyBody },
+        Upstream { #[pin] body: ProxyBody },
+        File { #[pin] body: FileBody },
+    }
+}
+
+impl From<ReplyBody> for Body {
+    fn from(body: ReplyBody) -> Self {
+        Body {
+            kind: Kind::Reply { body },
+        }
+    }
+}
+
+impl From<ProxyBody> for Body {
+    fn from(body: ProxyBody) -> Self {
+        Body {
+            kind: Kind::Upstream { body },
+        }
+    }
+}
+
+impl From<FileBody> for Body {
+    fn from(body: FileBody) -> Self {
+        Body {
+            kind: Kind::File { body },
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Reply { .. } => "reply",
+            Kind::Upstream { .. } => "upstream",
+            Kind::File { .. } => "file",
+        };
+        f.debug_struct("Body").field("kind", &kind).finish()
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Reply { body } => body.poll_frame(cx).map_err(|e| match e {}),
+            KindProj::Upstream { body } => body.poll_frame(cx),
+            KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Reply { body } => body.is_end_stream(),
+            Kind::Upstream { body } => body.is_end_stream(),
+            Kind::File { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Reply { body } => body.size_hint(),
+            Kind::Upstream { body } => body.size_hint(),
+            Kind::File { body } => body.size_hint(),
+        }
+    }
+}
+
+/// A reply as the stack's response.
+pub(super) fn from_reply(reply: Reply) -> Response<Body> {
+    reply.map(Body::from)
+}
+
+pin_project_lite::pin_project! {
+    /// A leaf's future with its response body made the stack's [`Body`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct IntoBody<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> IntoBody<F> {
+    pub(super) fn new(inner: F) -> Self {
+        IntoBody { inner }
+    }
+}
+
+impl<F, B> Future for IntoBody<F>
+where
+    F: Future<Output = Result<Response<B>, ProxyError>>,
+    Body: From<B>,
+{
+    type Output = Result<Response<Body>, ProxyError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(ready!(self.project().inner.poll(cx)).map(|res| res.map(Body::from)))
+    }
+}

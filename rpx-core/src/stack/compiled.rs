@@ -1,0 +1,145 @@
+//! The compiled stack's servers and locations: concrete types that hold
+//! each layer's settings and call them by reference.
+//!
+//! The public layers (`AccessLog`, `AddHeaders`, `BodyLimit`,
+//! `RequestMetrics`, `LocationRouter`) are plain `tower::Service`s and
+//! need `&mut self`; a stack that used them as services would clone the
+//! chosen server and location per request (an atomic increment and
+//! decrement per `Arc` in them). These types call the same layers' code
+//! (`start`, `route`) through `&self` instead, in this order, outside in:
+//!
+//! 1. `RequestMetrics` — counts every request of the server, routed or not.
+//! 2. `LocationRouter::route` — path normalisation, the rewrite and
+//!    `try_files` phases, location matching; its answers (`return`,
+//!    redirects) and errors skip the location's layers, as nginx's
+//!    server-level `return` does.
+//! 3. `AccessLog` — per location; sees the location's answer and errors.
+//! 4. `AddHeaders` — per location; also on its redirects and `=code` pages.
+//! 5. `BodyLimit` — only around the handler, which reads the body.
+//! 6. the handler: proxy, `return`, files, metrics.
+//!
+//! Errors go up as `ProxyError`s to the `Rescue` around the whole stack.
+
+use bytes::Bytes;
+use futures_util::future::{ready, Either, Ready};
+use http::{Request, Response, StatusCode};
+
+use super::body::{from_reply, Body, IntoBody};
+use crate::accesslog::{AccessLogFuture, AccessLogLayer, LoggedBody};
+use crate::action::{FileService, FilesFuture, ReturnService};
+use crate::error::{BoxError, ProxyError};
+use crate::headers::{AddHeadersFuture, AddHeadersLayer};
+use crate::limit::{limited, BodyLimitLayer};
+use crate::location::{LocationRouter, Routed};
+use crate::metrics::{RequestMetricsFuture, RequestMetricsLayer};
+use crate::proxy::{ProxyFuture, ProxyService};
+use crate::reply::{add_slash, error_page};
+
+/// What a location runs once its layers have passed the request.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// `proxy_pass`.
+    Proxy(ProxyService),
+    /// `return`.
+    Return(ReturnService),
+    /// `root` / `alias`.
+    Files(FileService),
+    /// rpx's Prometheus metrics.
+    Metrics,
+    /// Nothing to serve: 404.
+    NotFound,
+}
+
+/// An answer made at once.
+type Answer<B> = Ready<Result<Response<B>, ProxyError>>;
+type ActionFuture = Either<Answer<Body>, Either<IntoBody<ProxyFuture>, IntoBody<FilesFuture>>>;
+/// The future of one location's request.
+pub(crate) type LocationFuture =
+    AccessLogFuture<AddHeadersFuture<Either<Answer<Body>, Either<Answer<Body>, ActionFuture>>>>;
+/// The future of one server's request.
+pub(crate) type ServerFuture =
+    RequestMetricsFuture<Either<Answer<LoggedBody<Body>>, LocationFuture>>;
+
+impl Action {
+    #[inline]
+    fn call<B>(&self, req: Request<B>) -> ActionFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match self {
+            Action::Proxy(p) => Either::Right(Either::Left(IntoBody::new(p.forward(req)))),
+            Action::Return(r) => Either::Left(ready(Ok(from_reply(r.respond(&req))))),
+            Action::Files(f) => Either::Right(Either::Right(IntoBody::new(f.serve(req)))),
+            Action::Metrics => Either::Left(ready(Ok(from_reply(crate::metrics::response())))),
+            Action::NotFound => Either::Left(ready(Err(ProxyError::NoRoute))),
+        }
+    }
+
+    pub(crate) fn proxies(&self) -> bool {
+        matches!(self, Action::Proxy(_))
+    }
+}
+
+/// One location, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct Location {
+    pub(crate) log: AccessLogLayer,
+    pub(crate) headers: AddHeadersLayer,
+    pub(crate) limit: BodyLimitLayer,
+    pub(crate) action: Action,
+}
+
+/// How routing asked a location to answer.
+enum How {
+    Serve,
+    AddSlash,
+    Status(StatusCode),
+}
+
+impl Location {
+    #[inline]
+    fn call<B>(&self, req: Request<B>, how: How) -> LocationFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.log.start(req, |req| {
+            self.headers.start(req, |req| match how {
+                How::Serve => Either::Right(limited(self.limit.limit(), req, |req| {
+                    self.action.call(req)
+                })),
+                How::AddSlash => Either::Left(ready(Ok(from_reply(add_slash(&req))))),
+                // As any missing file: through the rescue layer.
+                How::Status(StatusCode::NOT_FOUND) => Either::Left(ready(Err(ProxyError::NoRoute))),
+                How::Status(code) => Either::Left(ready(Ok(from_reply(error_page(code))))),
+            })
+        })
+    }
+}
+
+/// One virtual server, compiled.
+#[derive(Debug)]
+pub(crate) struct Server {
+    pub(crate) metrics: RequestMetricsLayer,
+    pub(crate) router: LocationRouter<Location>,
+}
+
+impl Server {
+    #[inline]
+    pub(crate) fn call<B>(&self, mut req: Request<B>) -> ServerFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.metrics.start(|| match self.router.route(&mut req) {
+            Ok(Routed::Serve(l)) => Either::Right(l.call(req, How::Serve)),
+            Ok(Routed::AddSlash(l)) => Either::Right(l.call(req, How::AddSlash)),
+            Ok(Routed::Status(l, code)) => Either::Right(l.call(req, How::Status(code))),
+            Ok(Routed::Answer(reply)) => Either::Left(ready(Ok(
+                reply.map(|b| LoggedBody::unlogged(Body::from(b)))
+            ))),
+            Err(e) => Either::Left(ready(Err(e))),
+        })
+    }
+}
