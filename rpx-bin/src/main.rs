@@ -19,7 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use rpx_core::config::{self, Config, ConfigErrors, LoadOptions, Loaded};
 use rpx_core::server::ListenerSet;
-use rpx_core::stack::ListenerSpec;
+use rpx_core::server::ListenerSpec;
 use rpx_core::{stack, Rpx, Snapshot};
 
 /// The config used when `--config` is not given.
@@ -208,7 +208,7 @@ fn check(path: &Path, opts: LoadOptions) -> ExitCode {
     } else if config::is_toml(path) {
         // The TOML front-end keeps what it understood: compile that too,
         // so one run lists every error.
-        config::check_file(path)
+        rpx_core::stack::check_file(path)
     } else {
         loaded.errors
     };

@@ -1,26 +1,37 @@
 //! # rpx-core
 //!
 //! The building blocks of the rpx reverse proxy as `tower` layers and
-//! services, with nginx's semantics:
+//! services, with nginx's semantics. Every layer is generic over request
+//! and response bodies, as tower-http's are: an axum `Router` or any
+//! streaming service sits behind [`location::LocationRouter`], and
+//! tower-http's layers compose into the same `ServiceBuilder`.
+//!
+//! The modules, lowest first: each uses only modules above it (the
+//! exceptions left are `tls` ↔ `acme`, for the tls-alpn-01 challenge
+//! certificates, and `config` ↔ `acme`, for the ACME settings' types).
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`request`] | request facts: the path locations match on (`$uri`), the original URI |
+//! | [`reply`] | responses rpx makes itself: error pages, redirects, text; one body type |
+//! | [`error`] | typed request errors and [`error::Rescue`], the one layer turning them into responses |
 //! | [`conn`] | connection facts (peer, local address, scheme) in request extensions |
-//! | [`host`] | `server_name` routing: exact, `*.wild`, `wild.*`, `~regex`, default server |
-//! | [`location`] | `location` matching: `=`, `^~`, longest prefix, `~`/`~*` in order, nesting |
-//! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`vars`] | nginx variables compiled into segments |
-//! | [`metrics`] | Prometheus metrics: handles made at compile time, atomics per request |
-//! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
-//! | [`upstream`] | upstream groups: balancing, passive and active health, retries, DNS |
+//! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
+//! | [`action`] | what a location answers itself: `return`, static files |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
+//! | [`location`] | `location` matching: `=`, `^~`, longest prefix, `~`/`~*` in order, nesting |
+//! | [`host`] | `server_name` routing: exact, `*.wild`, `wild.*`, `~regex`, default server |
 //! | [`accesslog`] | access logs: `combined`, `log_format`, a writer thread per file |
-//! | [`action`] | `return` and static files |
+//! | [`metrics`] | Prometheus metrics: handles made at compile time, atomics per request |
+//! | [`upstream`] | upstream groups: balancing, passive and active health, retries, DNS |
+//! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
 //! | [`limit`] | `client_max_body_size` |
-//! | [`error`] | typed request errors and the one layer turning them into responses |
-//! | [`config`] | the config model, the TOML front-end, nginx units |
-//! | [`stack`] | compiling a config into a snapshot; the [`Rpx`] service with hot swap |
-//! | [`server`] | the accept loop (HTTP/1.1, HTTP/2, upgrades, graceful stop) |
+//! | [`tls`] | rustls: certificates by SNI, client certificates, upstream TLS |
+//! | [`server`] | the accept loop (HTTP/1.1, HTTP/2, upgrades, graceful stop), any response body |
+//! | [`acme`] | automatic certificates |
+//! | [`config`] | the config model, the TOML and nginx front-ends, units |
+//! | [`stack`] | compiling a config into a snapshot (the layer order is written in its `compiled` module); `check_file`; the [`Rpx`] service with hot swap |
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

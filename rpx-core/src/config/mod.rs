@@ -97,38 +97,6 @@ pub fn load_with(path: &Path, opts: LoadOptions) -> Loaded {
     }
 }
 
-/// Everything wrong with a config file: the front-end's errors and, for
-/// the part it understood, the compiler's. Empty when the file is valid.
-pub fn check_file(path: &Path) -> Vec<ConfigError> {
-    if path.extension().is_none_or(|e| e != "toml") {
-        return match load(path).map(|c| crate::stack::compile(&c)) {
-            Ok(Ok(_)) => Vec::new(),
-            Ok(Err(e)) | Err(e) => e.0,
-        };
-    }
-    let name = path.display().to_string();
-    let src = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) => {
-            return vec![ConfigError::new(
-                SourcePos::new(name.as_str(), 0, 0),
-                format!("cannot read config: {e}"),
-            )]
-        }
-    };
-    match parse_toml_partial(&src, &name) {
-        Ok((config, mut errors)) => {
-            if let Err(more) = crate::stack::compile(&config) {
-                errors.extend(more.0);
-            }
-            errors.sort_by_key(|e| (e.pos.line, e.pos.col));
-            errors.dedup();
-            errors
-        }
-        Err(e) => e.0,
-    }
-}
-
 /// True for the native format (by extension).
 pub fn is_toml(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "toml")

@@ -871,7 +871,6 @@ mod size_tests {
     #[test]
     fn response_bodies_and_exchanges_stay_small() {
         assert!(size_of::<super::ProxyBody>() <= 128);
-        assert!(size_of::<crate::stack::ResponseBody>() <= 144);
         assert!(size_of::<super::h1::Exchange>() <= 40);
     }
 }

@@ -12,7 +12,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{serve_with_cell, ServeOptions, TlsCell};
-use crate::stack::ListenerSpec;
 
 /// An address that could not be bound; nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -164,4 +163,21 @@ where
             let _ = t.await;
         }
     }
+}
+
+/// An address the snapshot wants bound.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// Client header timeout for connections on it.
+    pub header_timeout: Duration,
+    /// Idle keep-alive timeout.
+    pub keepalive_timeout: Duration,
+    /// Requests one client connection carries (`keepalive_requests`).
+    pub keepalive_requests: u32,
+    /// How long one client connection carries requests (`keepalive_time`).
+    pub keepalive_time: Duration,
+    /// TLS termination, for `ssl` listeners.
+    pub tls: Option<super::TlsListener>,
 }

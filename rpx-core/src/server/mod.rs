@@ -32,7 +32,7 @@ use tower::ServiceExt;
 use tower::{Layer, Service};
 
 pub use body::RequestBody;
-pub use listeners::{BindError, ListenerSet};
+pub use listeners::{BindError, ListenerSet, ListenerSpec};
 pub use tls::TlsListener;
 
 /// A listener's TLS settings, swappable while it serves: a reload stores

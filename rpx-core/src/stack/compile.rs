@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::compiled::{Action, Location, Server};
-use super::{ListenerSpec, Snapshot};
+use super::Snapshot;
 use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, COMBINED};
 use crate::acme::{AcmeManager, AcmeOptions, KeyAlg};
 use crate::action::{FileService, FilesMode, ReturnService};
@@ -24,6 +24,7 @@ use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind, Tr
 use crate::metrics::RequestMetricsLayer;
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup, UpstreamVersion};
 use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
+use crate::server::ListenerSpec;
 use crate::server::TlsListener;
 use crate::tls::{
     CertResolver, CipherList, ClientAuth, ClientAuthMode, ServerTlsOptions, TlsVersions,

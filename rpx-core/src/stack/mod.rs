@@ -5,10 +5,10 @@
 //! an `ArcSwap`, so a reload is building a new one and swapping it in.
 
 mod body;
+mod check;
 mod compile;
 mod compiled;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -19,12 +19,14 @@ use http::{Request, Response};
 use tower::Service;
 
 pub use body::Body;
+pub use check::check_file;
 pub use compile::{compile, compile_with, CompileOptions};
 
 use crate::accesslog::LoggedBody;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::error::{BoxError, RescueBody, RescueFuture};
 use crate::host::HostRouter;
+use crate::server::ListenerSpec;
 use compiled::{Server, ServerFuture};
 
 /// The response body of [`Rpx`]: a location's [`Body`], logged where it
@@ -45,23 +47,6 @@ pub struct Snapshot {
     acme: Option<Arc<crate::acme::AcmeManager>>,
     /// Where the config wants rpx's own log (the binary applies it).
     error_log: Option<crate::config::ErrorLogConfig>,
-}
-
-/// An address the snapshot wants bound.
-#[derive(Debug, Clone)]
-pub struct ListenerSpec {
-    /// The socket address.
-    pub addr: SocketAddr,
-    /// Client header timeout for connections on it.
-    pub header_timeout: std::time::Duration,
-    /// Idle keep-alive timeout.
-    pub keepalive_timeout: std::time::Duration,
-    /// Requests one client connection carries (`keepalive_requests`).
-    pub keepalive_requests: u32,
-    /// How long one client connection carries requests (`keepalive_time`).
-    pub keepalive_time: std::time::Duration,
-    /// TLS termination, for `ssl` listeners.
-    pub tls: Option<crate::server::TlsListener>,
 }
 
 impl Snapshot {
