@@ -548,6 +548,59 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+/// The keep-alive pool belongs to the upstream, not to each `proxy_pass`:
+/// locations that proxy to one group (or one host) with the same settings
+/// reuse each other's connections, as nginx's `upstream { keepalive }`.
+#[tokio::test]
+async fn locations_proxying_to_one_upstream_share_its_connections() {
+    let up = Upstream::ok().await;
+    let addr = up.url().trim_start_matches("http://").to_owned();
+    let url = up.url();
+    let p = Proxy::start(&format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+          [[server.location]]
+          path = "/a/"
+          proxy_pass = "http://backend"
+          [[server.location]]
+          path = "/b/"
+          proxy_pass = "http://backend/v2/"
+          [[server.location]]
+          path = "/c/"
+          proxy_pass = "{url}"
+          [[server.location]]
+          path = "/d/"
+          proxy_pass = "{url}/v3/"
+        [upstream.backend]
+        servers = ["{addr}"]
+        keepalive = 4
+        "#
+    ))
+    .await;
+    for path in ["/a/1", "/b/2", "/a/3", "/b/4"] {
+        assert_eq!(get(&p.url(path), &[]).await.0, 200);
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "the group's two locations share one pool"
+    );
+    for path in ["/c/1", "/d/2", "/c/3"] {
+        assert_eq!(get(&p.url(path), &[]).await.0, 200);
+    }
+    assert_eq!(
+        up.connections(),
+        2,
+        "the host's two locations share another (the group's is the group's)"
+    );
+    let seen: Vec<String> = up.seen().into_iter().map(|s| s.uri).collect();
+    assert_eq!(
+        seen,
+        ["/a/1", "/v2/2", "/a/3", "/v2/4", "/c/1", "/v3/2", "/c/3"]
+    );
+}
+
 /// A group proxying to `up` with `keepalive` lines in the group.
 fn group_config(up: &Upstream, keepalive: &str) -> String {
     let addr = up.url().trim_start_matches("http://").to_owned();

@@ -10,6 +10,7 @@ mod connector;
 mod h1;
 mod h2;
 mod pool;
+mod pools;
 mod reuse;
 mod target;
 mod upgrade;
@@ -37,6 +38,7 @@ pub use connector::{SendTimedOut, TimedIo, UpstreamConnector, UpstreamIo};
 use h2::H2Pool;
 pub use pool::PooledBody;
 use pool::{Pool, SendError};
+pub use pools::UpstreamPools;
 pub use target::{ProxyTarget, TargetError};
 
 use crate::upstream::{retry, NextUpstream, PickInput, RetryPolicy, Tried};
@@ -52,6 +54,7 @@ use crate::location::MatchKind;
 use crate::request::request_path;
 use crate::tls::UpstreamTls;
 use crate::vars::{Template, VarCtx};
+use pools::{PoolKey, Pools};
 
 /// The body type sent upstream. Boxed once per proxied request: the proxy
 /// accepts any downstream body type, and pooled connections need one.
@@ -164,6 +167,7 @@ pub struct ProxyServiceBuilder {
     version: UpstreamVersion,
     scope: crate::vars::Scope,
     timing: bool,
+    pools: Option<UpstreamPools>,
 }
 
 impl ProxyService {
@@ -185,6 +189,7 @@ impl ProxyService {
             version: UpstreamVersion::Http1,
             scope: crate::vars::Scope::default(),
             timing: true,
+            pools: None,
         }
     }
 }
@@ -297,6 +302,14 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// Shares connection pools with the other proxies built with `pools`
+    /// (one per snapshot in rpx's stack): proxies to the same upstream with
+    /// the same connection settings use one pool. Default: a pool of its own.
+    pub fn pools(mut self, pools: &UpstreamPools) -> Self {
+        self.pools = Some(pools.clone());
+        self
+    }
+
     /// Compiles the proxy.
     ///
     /// # Errors
@@ -319,16 +332,72 @@ impl ProxyServiceBuilder {
                 .collect::<Result<Vec<_>, _>>()
         };
         let hidden = ResponseHeaders::hidden_set(&names(&self.hide)?, &names(&self.pass)?);
-        let redirects = match self.redirect {
-            ProxyRedirect::Off => Vec::new(),
-            ProxyRedirect::Rules(rules) => rules,
-            ProxyRedirect::Default => default_redirect(&target, &self.location),
-        };
         let resolve_interval = target
             .group()
             .map_or(crate::upstream::dns::DEFAULT_INTERVAL, |g| {
                 g.resolve_interval()
             });
+        // A group's `keepalive` settings decide the pool towards its servers.
+        let keepalive = match target.group() {
+            Some(g) => g.keepalive(),
+            None => crate::upstream::KeepAlive {
+                idle_per_server: self.max_idle_per_host,
+                ..Default::default()
+            },
+        };
+        let upstream = match target.group() {
+            Some(g) => g.name().to_owned(),
+            None => format!(
+                "{}://{}:{}",
+                if target.is_https() { "https" } else { "http" },
+                target.proxy_host(),
+                target.proxy_port()
+            ),
+        };
+        let key = PoolKey::new(
+            upstream,
+            self.version,
+            target.is_https().then(|| self.tls.clone()),
+            &self.timeouts,
+            keepalive,
+            resolve_interval,
+        );
+        let make = || self.make_pools(&target, keepalive, resolve_interval);
+        let Pools { h1: pool, h2 } = match &self.pools {
+            Some(pools) => pools.get_or_make(key, make)?,
+            None => make()?,
+        };
+        let redirects = match self.redirect {
+            ProxyRedirect::Off => Vec::new(),
+            ProxyRedirect::Rules(rules) => rules,
+            ProxyRedirect::Default => default_redirect(&target, &self.location),
+        };
+        Ok(ProxyService {
+            inner: Arc::new(Inner {
+                target,
+                location: (self.location.0, self.location.1.into()),
+                request_headers: RequestHeaders::new(set),
+                response_headers: ResponseHeaders::new(hidden, redirects),
+                timeouts: self.timeouts,
+                retry: self.retry,
+                pool,
+                h2,
+                server_name: self.server_name,
+                timing: self.timing,
+            }),
+        })
+    }
+}
+
+impl ProxyServiceBuilder {
+    /// The connectors, their TLS client configurations and the pools of
+    /// one upstream, as this builder's settings make them.
+    fn make_pools(
+        &self,
+        target: &ProxyTarget,
+        keepalive: crate::upstream::KeepAlive,
+        resolve_interval: std::time::Duration,
+    ) -> Result<Pools, ProxyBuildError> {
         let new_connector = || {
             UpstreamConnector::resolving(
                 self.timeouts.connect,
@@ -355,14 +424,6 @@ impl ProxyServiceBuilder {
                 h2_connector = Some(c.with_tls(config, name));
             }
         }
-        // A group's `keepalive` settings decide the pool towards its servers.
-        let keepalive = match target.group() {
-            Some(g) => g.keepalive(),
-            None => crate::upstream::KeepAlive {
-                idle_per_server: self.max_idle_per_host,
-                ..Default::default()
-            },
-        };
         let scheme = if target.is_https() {
             http::uri::Scheme::HTTPS
         } else {
@@ -370,20 +431,7 @@ impl ProxyServiceBuilder {
         };
         let pool = Pool::new(connector, scheme.clone(), keepalive, self.timeouts.read);
         let h2 = h2_connector.map(|c| H2Pool::new(c, scheme, pool.clone()));
-        Ok(ProxyService {
-            inner: Arc::new(Inner {
-                target,
-                location: (self.location.0, self.location.1.into()),
-                request_headers: RequestHeaders::new(set),
-                response_headers: ResponseHeaders::new(hidden, redirects),
-                timeouts: self.timeouts,
-                retry: self.retry,
-                pool,
-                h2,
-                server_name: self.server_name,
-                timing: self.timing,
-            }),
-        })
+        Ok(Pools { h1: pool, h2 })
     }
 }
 

@@ -75,6 +75,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         log_formats: HashMap::new(),
         acme: None,
         request_metrics: crate::metrics::requests_recorded(serves_metrics(config)),
+        pools: crate::proxy::UpstreamPools::new(),
     };
     cx.acme = cx.acme_manager(config, opts);
     // Maps first: a group's `hash` key may use them.
@@ -128,6 +129,8 @@ struct Compiler {
     acme: Option<Arc<AcmeManager>>,
     /// Servers record per-request metrics.
     request_metrics: bool,
+    /// Every proxy's connection pools: one per upstream and settings.
+    pools: crate::proxy::UpstreamPools,
 }
 
 /// Whether a location of `config` serves the metrics.
@@ -1078,6 +1081,7 @@ impl Compiler {
         }
         let defaults = Timeouts::default();
         let mut b = ProxyService::builder(url.value.clone())
+            .pools(&self.pools)
             .location(loc.kind, loc.pattern.clone())
             .groups(self.groups.clone())
             .server_name(server_name.clone())
