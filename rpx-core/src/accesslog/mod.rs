@@ -83,7 +83,33 @@ impl<S> Layer<S> for AccessLogLayer {
     }
 }
 
-/// Service of [`AccessLogLayer`].
+/// Service of [`AccessLogLayer`]: any inner service's responses, their
+/// bodies wrapped in [`LoggedBody`] so the line is written when they end.
+///
+/// ```
+/// use std::sync::Arc;
+/// use http_body_util::{BodyExt, Full};
+/// use rpx_core::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget};
+/// use rpx_core::error::ProxyError;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("rpx-doc-{}.log", std::process::id()));
+/// let target = LogTarget {
+///     file: LogFile::open(&path).unwrap(),
+///     format: Arc::new(LogFormat::parse("$request_method $uri $status $body_bytes_sent", Escape::Default).unwrap()),
+/// };
+/// let svc = ServiceBuilder::new()
+///     .layer(AccessLogLayer::new(vec![target], "example.com"))
+///     .service(service_fn(|_req: http::Request<()>| async {
+///         Ok::<_, ProxyError>(http::Response::new(Full::<bytes::Bytes>::from("hello")))
+///     }));
+/// let res = svc.oneshot(http::Request::get("/hi").body(()).unwrap()).await.unwrap();
+/// // The line is written once the body has been read to its end.
+/// res.into_body().collect().await.unwrap();
+/// # let _ = std::fs::remove_file(&path);
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct AccessLog<S> {
     inner: S,

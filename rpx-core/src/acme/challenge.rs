@@ -112,14 +112,14 @@ pub(crate) fn tls_alpn01_certificate(
 /// ```
 /// use std::sync::Arc;
 /// use rpx_core::acme::{Challenges, Http01Layer};
-/// use tower::{Layer, ServiceExt};
+/// use tower::{ServiceBuilder, ServiceExt};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let challenges = Arc::new(Challenges::new());
 /// let app = tower::service_fn(|_req: http::Request<()>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
 /// });
-/// let svc = Http01Layer::new(challenges).layer(app);
+/// let svc = ServiceBuilder::new().layer(Http01Layer::new(challenges)).service(app);
 /// let res = svc.oneshot(http::Request::get("/.well-known/acme-challenge/x").body(()).unwrap()).await.unwrap();
 /// assert_eq!(res.status(), 200); // unknown token: the app answered
 /// # });

@@ -2,6 +2,10 @@
 //! refused with 413 before anything is forwarded; a streamed body is cut
 //! off (and answered 413 if no response has started) when it exceeds it.
 
+mod body;
+
+pub use body::{BodyTooLarge, Limited};
+
 use std::task::{Context, Poll};
 
 use futures_util::future::{ready, Either, Ready};
@@ -9,7 +13,6 @@ use http::{header, Request};
 use tower::{Layer, Service};
 
 use crate::error::ProxyError;
-use crate::proxy::Limited;
 
 /// nginx's default `client_max_body_size`: 1 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;

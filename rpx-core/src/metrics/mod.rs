@@ -154,7 +154,24 @@ impl<S> Layer<S> for RequestMetricsLayer {
     }
 }
 
-/// Counts requests by status class and records their time to the response head.
+/// Counts requests by status class and records their time to the response
+/// head, for any inner service and body.
+///
+/// ```
+/// use http_body_util::Empty;
+/// use rpx_core::{error::ProxyError, metrics::RequestMetricsLayer};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let svc = ServiceBuilder::new()
+///     .layer(RequestMetricsLayer::new("example.com"))
+///     .service(service_fn(|_req: http::Request<()>| async {
+///         Ok::<_, ProxyError>(http::Response::new(Empty::<bytes::Bytes>::new()))
+///     }));
+/// let res = svc.oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct RequestMetrics<S> {
     inner: S,

@@ -18,14 +18,6 @@ use crate::error::BoxError;
 #[error("body stalled for longer than {0:?}")]
 pub struct BodyStalled(pub Duration);
 
-/// The request body exceeded `client_max_body_size`.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("request body larger than {limit} bytes")]
-pub struct BodyTooLarge {
-    /// The limit in bytes.
-    pub limit: u64,
-}
-
 pin_project_lite::pin_project! {
     /// Fails a body that produces nothing for `timeout` while it is being
     /// waited on. Time the reader spends elsewhere (a slow client) does not
@@ -167,66 +159,6 @@ impl Body for ProxyBody {
 }
 
 pin_project_lite::pin_project! {
-    /// Errors once more than `limit` bytes have passed.
-    pub struct Limited<B> {
-        #[pin]
-        inner: B,
-        seen: u64,
-        limit: u64,
-    }
-}
-
-impl<B> Limited<B> {
-    /// Wraps `inner` with a limit of `limit` bytes.
-    pub fn new(inner: B, limit: u64) -> Self {
-        Limited {
-            inner,
-            seen: 0,
-            limit,
-        }
-    }
-}
-
-impl<B> Body for Limited<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *this.seen += data.len() as u64;
-                    if *this.seen > *this.limit {
-                        let limit = *this.limit;
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
     /// Raises a flag when the inner body has ended, so the proxy knows when
     /// the request is fully sent and `proxy_read_timeout` starts to count.
     pub(crate) struct DoneFlag<B> {
@@ -274,18 +206,7 @@ impl<B: Body> Body for DoneFlag<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, Full, StreamBody};
-
-    #[tokio::test]
-    async fn limited_passes_up_to_limit_and_fails_beyond() {
-        let ok = Limited::new(Full::new(Bytes::from_static(b"12345")), 5);
-        assert_eq!(ok.collect().await.unwrap().to_bytes(), "12345");
-        let err = Limited::new(Full::new(Bytes::from_static(b"123456")), 5)
-            .collect()
-            .await
-            .unwrap_err();
-        assert_eq!(err.downcast_ref::<BodyTooLarge>().unwrap().limit, 5);
-    }
+    use http_body_util::{BodyExt, StreamBody};
 
     #[tokio::test(start_paused = true)]
     async fn idle_timeout_fires_only_while_stalled() {

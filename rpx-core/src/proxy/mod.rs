@@ -33,7 +33,7 @@ use tower::Service;
 
 /// Groups moved to [`crate::upstream`]; re-exported for existing users.
 pub use crate::upstream::UpstreamGroup;
-pub use body::{BodyStalled, BodyTooLarge, IdleTimeout, Limited, ProxyBody, UpstreamBody};
+pub use body::{BodyStalled, IdleTimeout, ProxyBody, UpstreamBody};
 pub use connector::{SendTimedOut, TimedIo, UpstreamConnector, UpstreamIo};
 use h2::H2Pool;
 pub use pool::PooledBody;
@@ -869,7 +869,7 @@ fn classify(err: SendError, upstream: &Authority) -> ProxyError {
     };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
     while let Some(e) = source {
-        if let Some(t) = e.downcast_ref::<BodyTooLarge>() {
+        if let Some(t) = e.downcast_ref::<crate::limit::BodyTooLarge>() {
             return ProxyError::BodyTooLarge { limit: t.limit };
         }
         if e.is::<BodyStalled>() {

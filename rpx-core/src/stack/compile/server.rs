@@ -1,0 +1,270 @@
+//! Virtual servers and their locations: matching tables, what each location
+//! runs, and the layers around it.
+
+use super::*;
+
+impl Compiler {
+    pub(super) fn server(&mut self, server: &ServerConfig, http: &Settings) -> Server {
+        let settings = server.settings.inherit(http);
+        let name: Arc<str> = server
+            .names
+            .first()
+            .map(|n| n.value.as_str())
+            .unwrap_or("")
+            .into();
+        let listens: Vec<String> = server.listen.iter().map(|l| l.addr.to_string()).collect();
+        self.summary.push(format!(
+            "server {} on {}",
+            if name.is_empty() { "\"\"" } else { &name },
+            if listens.is_empty() {
+                DEFAULT_LISTEN.to_string()
+            } else {
+                listens.join(", ")
+            }
+        ));
+        let mut specs = Vec::new();
+        let mut services = Vec::new();
+        let mut programs = Vec::new();
+        let mut try_files = Vec::new();
+        let server_program = self.program(&server.rewrites, &settings, &name, &server.pos);
+        let fallback_action = match &server.ret {
+            // A server-level `return` answers before locations are looked at.
+            Some(ret) => {
+                self.summary
+                    .push(format!("  return {}", describe_return(ret)));
+                self.return_action(ret, &name)
+            }
+            None => {
+                self.locations(
+                    &server.locations,
+                    &settings,
+                    &name,
+                    &mut specs,
+                    &mut (&mut services, &mut programs, &mut try_files),
+                );
+                self.named_fallbacks(&server.locations);
+                Action::NotFound
+            }
+        };
+        let fallback = wrap(self, fallback_action, &settings, &name, &server.pos);
+        let rewrites = Rewrites {
+            server: server_program,
+            locations: programs,
+        };
+        let metrics = if self.request_metrics {
+            RequestMetricsLayer::new(if name.is_empty() { "_" } else { &name })
+        } else {
+            RequestMetricsLayer::off()
+        };
+        let router = match LocationTable::build(&specs) {
+            Ok(table) => LocationRouter::from_parts(table, services, fallback)
+                .with_rewrites(rewrites)
+                .with_try_files(try_files),
+            Err(e) => {
+                // Regex errors were reported with their location above.
+                if !matches!(e, crate::location::TableError::Regex { .. }) {
+                    self.err(&server.pos, e);
+                }
+                let empty = LocationTable::build(&[]).expect("an empty table always builds");
+                LocationRouter::from_parts(empty, Vec::new(), fallback)
+            }
+        };
+        Server { metrics, router }
+    }
+
+    pub(super) fn locations(
+        &mut self,
+        locations: &[LocationConfig],
+        parent: &Settings,
+        server_name: &Arc<str>,
+        specs: &mut Vec<LocationSpec>,
+        out: &mut (
+            &mut Vec<Location>,
+            &mut Vec<Option<Program>>,
+            &mut Vec<Option<TryFiles>>,
+        ),
+    ) {
+        for loc in locations {
+            if loc.kind.is_regex() {
+                // Checked here too so the error names this location.
+                if let Err(e) = regex::RegexBuilder::new(&loc.pattern)
+                    .case_insensitive(loc.kind == MatchKind::RegexCaseless)
+                    .build()
+                {
+                    self.err(&loc.pos, format!("invalid regex {:?}: {e}", loc.pattern));
+                }
+            }
+            let settings = loc.settings.inherit(parent);
+            let action = self.action(loc, &settings, server_name);
+            self.summary.push(format!(
+                "  location {} -> {}",
+                loc.kind.display(&loc.pattern),
+                describe(loc, &settings)
+            ));
+            let proxies = action.proxies();
+            out.0
+                .push(wrap(self, action, &settings, server_name, &loc.pos));
+            let program = self.program(&loc.rewrites, &settings, server_name, &loc.pos);
+            out.1.push(program);
+            let try_files = self.try_files(loc, &settings, server_name);
+            out.2.push(try_files);
+            let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
+            spec.auto_redirect = proxies
+                && loc.pattern.ends_with('/')
+                && matches!(loc.kind, MatchKind::Prefix | MatchKind::PrefixNoRegex);
+            // Nested ones are compiled right after their parent: the table
+            // numbers locations depth-first in the same order.
+            let mut nested = Vec::new();
+            self.locations(&loc.locations, &settings, server_name, &mut nested, out);
+            spec.nested = nested;
+            specs.push(spec);
+        }
+    }
+
+    pub(super) fn action(
+        &mut self,
+        loc: &LocationConfig,
+        s: &Settings,
+        server_name: &Arc<str>,
+    ) -> Action {
+        match &loc.handler {
+            Some(Handler::Proxy(url)) => self.proxy(loc, url, s, server_name),
+            Some(Handler::Return(ret)) => self.return_action(ret, server_name),
+            Some(Handler::Metrics(_)) => Action::Metrics,
+            None => {
+                let index = s.index.clone().unwrap_or_else(|| vec!["index.html".into()]);
+                if let Some(alias) = &s.alias {
+                    Action::Files(FileService::new(
+                        &alias.value,
+                        FilesMode::Alias {
+                            prefix: loc.pattern.clone(),
+                        },
+                        index,
+                    ))
+                } else if let Some(root) = &s.root {
+                    Action::Files(FileService::new(&root.value, FilesMode::Root, index))
+                } else {
+                    Action::NotFound
+                }
+            }
+        }
+    }
+
+    /// A location's `try_files`, run by the router before its handler.
+    pub(super) fn try_files(
+        &mut self,
+        loc: &LocationConfig,
+        s: &Settings,
+        server_name: &Arc<str>,
+    ) -> Option<TryFiles> {
+        let t = loc.try_files.as_ref()?;
+        let (dir, mode) = match (&s.alias, &s.root) {
+            (Some(a), _) => (
+                &a.value,
+                FilesMode::Alias {
+                    prefix: loc.pattern.clone(),
+                },
+            ),
+            (None, Some(r)) => (&r.value, FilesMode::Root),
+            (None, None) => {
+                self.err(&t.pos, "try_files needs `root` or `alias`");
+                return None;
+            }
+        };
+        match TryFiles::new(&t.value, dir, mode, server_name.clone(), &self.scope) {
+            Ok(tf) => Some(tf),
+            Err(e) => {
+                self.err(&t.pos, e);
+                None
+            }
+        }
+    }
+
+    /// Every `try_files … @name` names a server-level `location @name`.
+    pub(super) fn named_fallbacks(&mut self, locations: &[LocationConfig]) {
+        fn walk<'l>(locs: &'l [LocationConfig], out: &mut Vec<&'l LocationConfig>) {
+            for l in locs {
+                out.push(l);
+                walk(&l.locations, out);
+            }
+        }
+        let mut all = Vec::new();
+        walk(locations, &mut all);
+        for l in &all {
+            let Some(t) = &l.try_files else { continue };
+            let Some(name) = t.value.last().and_then(|f| f.strip_prefix('@')) else {
+                continue;
+            };
+            let exists = locations
+                .iter()
+                .any(|n| n.kind == MatchKind::Named && n.pattern == name);
+            if !name.is_empty() && !exists {
+                self.err(
+                    &t.pos,
+                    format!("try_files: there is no named location \"@{name}\" in this server"),
+                );
+            }
+        }
+    }
+}
+
+/// Wraps an action in its location's `add_header` and body-limit layers.
+pub(super) fn wrap(
+    cx: &mut Compiler,
+    action: Action,
+    s: &Settings,
+    server_name: &Arc<str>,
+    pos: &SourcePos,
+) -> Location {
+    Location {
+        log: cx.access_log(s, server_name),
+        headers: add_headers(cx, s, server_name, pos),
+        limit: BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY)),
+        action,
+    }
+}
+
+/// A level's `add_header` rules.
+pub(super) fn add_headers(
+    cx: &mut Compiler,
+    s: &Settings,
+    server_name: &Arc<str>,
+    pos: &SourcePos,
+) -> AddHeadersLayer {
+    let mut rules = Vec::new();
+    for h in s.add_header.iter().flatten() {
+        match AddHeader::new_in(&h.name, &h.value, h.always, &cx.scope) {
+            Ok(r) => rules.push(r),
+            Err(e) => cx.err(
+                if h.pos.line > 0 { &h.pos } else { pos },
+                format!("add_header: {e}"),
+            ),
+        }
+    }
+    AddHeadersLayer::new(rules).server_name(server_name.clone())
+}
+
+pub(super) fn describe(loc: &LocationConfig, s: &Settings) -> String {
+    match &loc.handler {
+        Some(Handler::Proxy(url)) => format!("proxy_pass {}", url.value),
+        Some(Handler::Return(r)) => format!("return {}", describe_return(r)),
+        Some(Handler::Metrics(_)) => "metrics".into(),
+        None => match (&s.alias, &s.root) {
+            (Some(a), _) => format!("alias {}", a.value),
+            (None, Some(r)) => format!("root {}", r.value),
+            (None, None) => "404".into(),
+        },
+    }
+}
+
+pub(super) fn describe_return(r: &ReturnConfig) -> String {
+    match r
+        .text
+        .as_deref()
+        .map(|t| (t.lines().next().unwrap_or(""), t.contains('\n')))
+    {
+        Some((first, true)) => format!("{} {first} …", r.code),
+        Some((first, false)) => format!("{} {first}", r.code),
+        None => r.code.to_string(),
+    }
+}

@@ -1,0 +1,267 @@
+//! `upstream` groups and `proxy_pass`: balancing, health, keep-alive, timeouts, retries, upstream TLS.
+
+use super::*;
+
+impl Compiler {
+    pub(super) fn groups(&mut self, config: &Config, previous: Option<&Snapshot>) {
+        for u in &config.upstreams {
+            for s in &u.servers {
+                if !(1..=MAX_WEIGHT).contains(&s.weight) {
+                    self.errors.push(
+                        ConfigError::new(
+                            s.pos.clone(),
+                            format!("weight={} is out of range", s.weight),
+                        )
+                        .hint(format!("weights are relative: use 1 to {MAX_WEIGHT}")),
+                    );
+                }
+            }
+            let prev = previous.and_then(|p| p.groups.iter().find(|g| g.name() == u.name));
+            if let Some(g) = self.group(u, prev) {
+                let servers: Vec<String> = u
+                    .servers
+                    .iter()
+                    .map(|s| format!("{} weight={}", s.addr, s.weight))
+                    .collect();
+                self.summary
+                    .push(format!("upstream {}: {}", u.name, servers.join(", ")));
+                if self.groups.insert(u.name.clone(), Arc::new(g)).is_some() {
+                    self.err(&u.pos, format!("duplicate upstream \"{}\"", u.name));
+                }
+            }
+        }
+    }
+
+    /// One group: its servers, method and connection settings.
+    pub(super) fn group(
+        &mut self,
+        u: &crate::config::UpstreamConfig,
+        previous: Option<&Arc<UpstreamGroup>>,
+    ) -> Option<UpstreamGroup> {
+        use crate::config::BalanceConfig;
+        use crate::upstream::{KeepAlive, Method, ServerSpec};
+        let method = match u.balance.as_ref().map(|b| (&b.value, &b.pos)) {
+            None => Method::RoundRobin,
+            Some((BalanceConfig::LeastConn, _)) => Method::LeastConn,
+            Some((BalanceConfig::IpHash, _)) => Method::IpHash,
+            Some((BalanceConfig::Random { two: false }, _)) => Method::Random,
+            Some((BalanceConfig::Random { two: true }, _)) => Method::RandomTwo,
+            Some((BalanceConfig::Hash { key, consistent }, pos)) => {
+                match Template::parse_in(key, &self.scope) {
+                    Ok(t) if *consistent => Method::Consistent(t),
+                    Ok(t) => Method::Hash(t),
+                    Err(e) => {
+                        self.err(pos, format!("hash: {e}"));
+                        return None;
+                    }
+                }
+            }
+        };
+        let defaults = KeepAlive::default();
+        let mut b = UpstreamGroup::builder(u.name.clone())
+            .method(method)
+            .keepalive(KeepAlive {
+                idle_per_server: u.keepalive.map_or(defaults.idle_per_server, |n| n as usize),
+                timeout: u.keepalive_timeout.unwrap_or(defaults.timeout),
+                requests: u.keepalive_requests.unwrap_or(defaults.requests),
+                time: u.keepalive_time.unwrap_or(defaults.time),
+            });
+        if let Some(h) = &u.health_check {
+            let h = &h.value;
+            b = b.health_check(crate::upstream::HealthCheck {
+                interval: h.interval,
+                path: h.path.clone(),
+                status: h.status.0..=h.status.1,
+                rise: h.rise,
+                fall: h.fall,
+                timeout: h.timeout,
+                port: h.port,
+            });
+        }
+        if let Some(d) = u.resolve_interval {
+            b = b.resolve_interval(d.max(Duration::from_millis(10)));
+        }
+        if let Some(prev) = previous {
+            b = b.previous(prev.clone());
+        }
+        for s in &u.servers {
+            if u.resolve_strict {
+                let host = s.addr.rsplit_once(':').map_or(s.addr.as_str(), |h| h.0);
+                if let Err(e) = crate::upstream::dns::resolve_blocking(host) {
+                    self.err(
+                        &s.pos,
+                        format!("upstream server {host:?} does not resolve: {e} (resolve_strict)"),
+                    );
+                }
+            }
+            b = b.server(ServerSpec {
+                addr: s.addr.clone(),
+                weight: s.weight.clamp(1, MAX_WEIGHT),
+                max_fails: s.max_fails,
+                fail_timeout: s.fail_timeout,
+                backup: s.backup,
+                down: s.down,
+                max_conns: s.max_conns,
+            });
+        }
+        match b.build() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                let pos = match &e {
+                    crate::upstream::GroupError::Server(a) => u
+                        .servers
+                        .iter()
+                        .find(|s| &s.addr == a)
+                        .map_or(&u.pos, |s| &s.pos),
+                    _ => &u.pos,
+                };
+                let pos = pos.clone();
+                self.err(&pos, e);
+                None
+            }
+        }
+    }
+
+    pub(super) fn proxy(
+        &mut self,
+        loc: &LocationConfig,
+        url: &crate::config::Spanned<String>,
+        s: &Settings,
+        server_name: &Arc<str>,
+    ) -> Action {
+        if loc.kind == MatchKind::Named
+            && url
+                .value
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('/'))
+        {
+            // nginx's rule: a named location has no path to replace.
+            self.err(
+                &url.pos,
+                format!(
+                    "proxy_pass cannot have a URI part in a named location: {:?}",
+                    url.value
+                ),
+            );
+            return Action::NotFound;
+        }
+        let defaults = Timeouts::default();
+        let mut b = ProxyService::builder(url.value.clone())
+            .pools(&self.pools)
+            .location(loc.kind, loc.pattern.clone())
+            .groups(self.groups.clone())
+            .server_name(server_name.clone())
+            .variables(self.scope.clone())
+            .timeouts(Timeouts {
+                connect: s.proxy_connect_timeout.or(defaults.connect),
+                read: s.proxy_read_timeout.or(defaults.read),
+                send: s.proxy_send_timeout.or(defaults.send),
+                client_body: s.client_body_timeout.or(defaults.client_body),
+            });
+        b = b.retry(self.retry_policy(s));
+        if let Some(v) = &s.proxy_http_version {
+            b = b.http_version(match v.value {
+                ProxyHttpVersion::Http2 => UpstreamVersion::Http2,
+                ProxyHttpVersion::Http11 => UpstreamVersion::Http1,
+                ProxyHttpVersion::Http10 => {
+                    self.warn(
+                        &v.pos,
+                        "\"proxy_http_version 1.0\": rpx speaks HTTP/1.1 with keep-alive to upstreams (or 2)",
+                    );
+                    UpstreamVersion::Http1
+                }
+            });
+        }
+        for h in s.proxy_set_header.iter().flatten() {
+            b = b.set_header(h.name.clone(), h.value.clone());
+        }
+        for h in s.proxy_hide_header.iter().flatten() {
+            b = b.hide_header(h.value.clone());
+        }
+        for h in s.proxy_pass_header.iter().flatten() {
+            b = b.pass_header(h.value.clone());
+        }
+        b = b.tls(UpstreamTls {
+            verify: s.proxy_ssl_verify.unwrap_or(true),
+            trusted: s
+                .proxy_ssl_trusted_certificate
+                .as_ref()
+                .map(|f| f.value.clone().into()),
+            name: s.proxy_ssl_name.clone(),
+            server_name: s.proxy_ssl_server_name.unwrap_or(true),
+            client_cert: match (&s.proxy_ssl_certificate, &s.proxy_ssl_certificate_key) {
+                (Some(c), Some(k)) => Some((c.value.clone().into(), k.value.clone().into())),
+                (Some(c), None) => {
+                    self.err(
+                        &c.pos,
+                        "proxy_ssl_certificate needs proxy_ssl_certificate_key",
+                    );
+                    None
+                }
+                _ => None,
+            },
+            session_reuse: s.proxy_ssl_session_reuse.unwrap_or(true),
+        });
+        if let Some(r) = &s.proxy_redirect {
+            let redirect = match &r.value {
+                RedirectConfig::Default => ProxyRedirect::Default,
+                RedirectConfig::Off => ProxyRedirect::Off,
+                RedirectConfig::Rules(rules) => {
+                    let mut out = Vec::new();
+                    for (from, to) in rules {
+                        match Template::parse_in(to, &self.scope) {
+                            Ok(to) => out.push(RedirectRule {
+                                from: from.clone(),
+                                to,
+                            }),
+                            Err(e) => self.err(&r.pos, format!("proxy_redirect: {e}")),
+                        }
+                    }
+                    ProxyRedirect::Rules(out)
+                }
+            };
+            b = b.redirect(redirect);
+        }
+        // Only an access log reads the upstream's facts off the response.
+        b = b.upstream_timing(s.access_log.iter().flatten().next().is_some());
+        match b.build() {
+            Ok(p) => Action::Proxy(p),
+            Err(e) => {
+                // Header errors belong to the header rule; the URL to proxy_pass.
+                let pos = match &e {
+                    crate::proxy::ProxyBuildError::Header(_) => s
+                        .proxy_set_header
+                        .as_ref()
+                        .and_then(|v| v.first())
+                        .map_or(&url.pos, |h| &h.pos),
+                    crate::proxy::ProxyBuildError::Target(_) => &url.pos,
+                    crate::proxy::ProxyBuildError::Tls(_) => s
+                        .proxy_ssl_trusted_certificate
+                        .as_ref()
+                        .or(s.proxy_ssl_certificate.as_ref())
+                        .map_or(&url.pos, |f| &f.pos),
+                };
+                let pos = pos.clone();
+                self.err(&pos, e);
+                Action::NotFound
+            }
+        }
+    }
+
+    /// `proxy_next_upstream*` of a location.
+    pub(super) fn retry_policy(&mut self, s: &Settings) -> crate::upstream::RetryPolicy {
+        use crate::upstream::{NextUpstream, RetryPolicy};
+        let next = match &s.proxy_next_upstream {
+            None => NextUpstream::default(),
+            Some(n) => NextUpstream::parse(&n.value).unwrap_or_else(|e| {
+                self.err(&n.pos, e);
+                NextUpstream::default()
+            }),
+        };
+        RetryPolicy {
+            next,
+            tries: s.proxy_next_upstream_tries.unwrap_or(0),
+            timeout: s.proxy_next_upstream_timeout.filter(|t| !t.is_zero()),
+        }
+    }
+}
