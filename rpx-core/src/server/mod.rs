@@ -40,7 +40,7 @@ pub use tls::TlsListener;
 pub type TlsCell = std::sync::Arc<arc_swap::ArcSwapOption<TlsListener>>;
 
 use crate::call::{call_ready_in_place, CallFuture};
-use crate::conn::{ConnInfo, Scheme};
+use crate::conn::{AddConnInfo, ConnInfo, ConnInfoLayer, Scheme};
 use crate::error::BoxError;
 use crate::reply::{error_page_titled, Reply, ReplyBody};
 use crate::tls::{TlsConn, TlsInfo};
@@ -351,10 +351,12 @@ where
             None => (None, None),
         };
         let activity = lifetime::Activity::new(self.requests);
+        let mut conn_info = ConnInfoLayer::new(self.info);
+        if let Some(tls) = tls {
+            conn_info = conn_info.with_tls(tls);
+        }
         let svc = ConnService {
-            service: std::cell::RefCell::new(self.service.clone()),
-            info: self.info,
-            tls,
+            service: std::cell::RefCell::new(conn_info.layer(self.service.clone())),
             rejection,
             activity: activity.clone(),
         };
@@ -468,7 +470,7 @@ where
 }
 
 /// hyper's service for one connection: stamps the connection's facts on
-/// each request (as [`crate::conn::ConnInfoLayer`] does) and calls the
+/// each request (through [`crate::conn::ConnInfoLayer`]) and calls the
 /// stack, or answers with nginx's client-certificate 400. hyper calls it
 /// by reference, so unlike hyper-util's tower adapter it moves no request
 /// through `Oneshot`.
@@ -476,9 +478,9 @@ struct ConnService<S> {
     /// The connection's own copy, called in place: hyper calls by
     /// reference, and a clone per request would be two atomic operations
     /// for each `Arc` in it. Requests start one at a time.
-    service: std::cell::RefCell<S>,
-    info: ConnInfo,
-    tls: Option<Arc<TlsInfo>>,
+    /// Stamps the connection's facts on each request, as an embedder's own
+    /// server would with the same layer.
+    service: std::cell::RefCell<AddConnInfo<S>>,
     /// nginx's verdict on the client certificate, when it refuses.
     rejection: Option<&'static str>,
     activity: Arc<lifetime::Activity>,
@@ -516,7 +518,7 @@ where
     }
 }
 
-type StartedCall<S> = Started<CallFuture<S, Request<RequestBody>>>;
+type StartedCall<S> = Started<CallFuture<AddConnInfo<S>, Request<RequestBody>>>;
 
 impl<S> ConnService<S>
 where
@@ -525,15 +527,11 @@ where
     /// Stamps the connection's facts on `req` and calls the stack. True
     /// with it when `req` is an HTTP/1 connection's last request
     /// (`keepalive_requests`, `keepalive_time`).
-    fn start(&self, mut req: Request<RequestBody>) -> (StartedCall<S>, bool) {
+    fn start(&self, req: Request<RequestBody>) -> (StartedCall<S>, bool) {
         let last = self.activity.request(req.version()) && req.version() < Version::HTTP_2;
         if let Some(reason) = self.rejection {
             let page = error_page_titled(StatusCode::BAD_REQUEST, reason);
             return (Started::Refused { page: Some(page) }, last);
-        }
-        req.extensions_mut().insert(self.info);
-        if let Some(tls) = &self.tls {
-            req.extensions_mut().insert(tls.clone());
         }
         let call = call_ready_in_place(&mut *self.service.borrow_mut(), req);
         (Started::Call { call }, last)
