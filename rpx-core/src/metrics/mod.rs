@@ -22,18 +22,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+#[cfg(feature = "metrics")]
+use std::sync::OnceLock;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response};
 use metrics::{Counter, Gauge, Histogram};
+#[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service};
 
 use crate::error::ProxyError;
 use crate::reply::{reply, Reply};
 
+#[cfg(feature = "metrics")]
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus recorder for this process (once; later calls
@@ -42,6 +46,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 ///
 /// # Errors
 /// Another `metrics` recorder is already installed.
+#[cfg(feature = "metrics")]
 pub fn install() -> Result<&'static PrometheusHandle, String> {
     if let Some(h) = HANDLE.get() {
         return Ok(h);
@@ -57,12 +62,22 @@ pub fn install() -> Result<&'static PrometheusHandle, String> {
     Ok(HANDLE.get_or_init(|| handle))
 }
 
+/// Without the `metrics` feature there is no Prometheus recorder to install.
+///
+/// # Errors
+/// Always.
+#[cfg(not(feature = "metrics"))]
+pub fn install() -> Result<(), String> {
+    Err("rpx-core was built without its `metrics` feature".into())
+}
+
 /// The current metrics as Prometheus text.
 pub fn render() -> String {
-    match HANDLE.get() {
-        Some(h) => h.render(),
-        None => "# metrics are off: the recorder is not installed\n".into(),
+    #[cfg(feature = "metrics")]
+    if let Some(h) = HANDLE.get() {
+        return h.render();
     }
+    "# metrics are off: the recorder is not installed\n".into()
 }
 
 /// The response of a `metrics` location.
@@ -85,7 +100,11 @@ pub fn reload_done(ok: bool) {
 /// when it serves them (`has_location`), or when rpx's recorder is not
 /// installed (an application's own recorder, or none).
 pub(crate) fn requests_recorded(has_location: bool) -> bool {
-    has_location || HANDLE.get().is_none()
+    #[cfg(feature = "metrics")]
+    let ours = HANDLE.get().is_some();
+    #[cfg(not(feature = "metrics"))]
+    let ours = false;
+    has_location || !ours
 }
 
 /// Per-server request metrics; see [`RequestMetrics`].
