@@ -3,6 +3,10 @@
 //! [`compile`] builds an immutable [`Snapshot`] (routing tables, header
 //! programs, proxies); [`Rpx`] serves whichever snapshot is current behind
 //! an `ArcSwap`, so a reload is building a new one and swapping it in.
+//!
+//! The compiled servers and locations, and the order their layers run in,
+//! are in `compiled.rs`; the one response body type of rpx's own stack,
+//! [`Body`], in `body.rs`; `rpx check`'s [`check_file`] in `check.rs`.
 
 mod body;
 mod check;
