@@ -70,10 +70,10 @@ async fn text(res: http::Response<Incoming>) -> String {
     String::from_utf8(body.to_bytes().to_vec()).unwrap()
 }
 
-#[tokio::test]
-async fn proxied_and_streamed_axum_routes_share_one_listener() {
-    let gw = gateway(backend().await).unwrap();
-    let events = gw.events.clone();
+/// The gateway to `backend` served by rpx's server: a client connected to
+/// it, and the sender of its events.
+async fn serve_gateway(backend: SocketAddr) -> (Sender, tokio::sync::broadcast::Sender<String>) {
+    let gw = gateway(backend).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(rpx_core::server::serve(
@@ -81,7 +81,13 @@ async fn proxied_and_streamed_axum_routes_share_one_listener() {
         gw.service,
         std::future::pending(),
     ));
-    let mut send = client(TcpStream::connect(addr).await.unwrap()).await;
+    let send = client(TcpStream::connect(addr).await.unwrap()).await;
+    (send, gw.events)
+}
+
+#[tokio::test]
+async fn proxied_and_streamed_axum_routes_share_one_listener() {
+    let (mut send, events) = serve_gateway(backend().await).await;
 
     // `/api/` is proxied, its prefix stripped, the client's address passed on.
     let res = get(&mut send, "/api/users?x=1").await;
@@ -126,15 +132,7 @@ async fn a_backend_that_is_down_is_a_502_page() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let gw = gateway(gone).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(rpx_core::server::serve(
-        listener,
-        gw.service,
-        std::future::pending(),
-    ));
-    let mut send = client(TcpStream::connect(addr).await.unwrap()).await;
+    let (mut send, _) = serve_gateway(gone).await;
     let res = get(&mut send, "/api/x").await;
     assert_eq!(res.status(), 502);
     assert!(text(res).await.contains("502 Bad Gateway"));
