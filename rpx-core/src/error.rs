@@ -160,8 +160,19 @@ impl ProxyError {
     }
 
     /// The response a client gets for this error: nginx-style HTML page.
+    /// After a 400, 413, 414, 500 or 501 the connection closes, as nginx
+    /// closes it (what follows a bad request cannot be trusted to be framed
+    /// as the client meant).
     pub fn to_response(&self) -> Reply {
-        error_page(self.status())
+        let status = self.status();
+        let mut page = error_page(status);
+        if matches!(status.as_u16(), 400 | 413 | 414 | 500 | 501) {
+            page.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        page
     }
 }
 

@@ -63,7 +63,7 @@ pub fn error_page_titled(status: StatusCode, reason: &str) -> Reply {
 /// `301` to the same URL with a `/` added to the path (nginx's answer to
 /// `/app` for a proxying `location /app/`).
 pub fn add_slash<B>(req: &Request<B>) -> Reply {
-    let mut target = String::from(request_path(req));
+    let mut target = String::from(crate::location::escape_path(request_path(req)));
     target.push('/');
     if let Some(q) = req.uri().query() {
         target.push('?');

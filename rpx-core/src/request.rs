@@ -11,6 +11,11 @@ use http::{Request, Uri};
 #[derive(Debug, Clone)]
 pub struct NormalizedPath(pub String);
 
+/// Marks a request whose path keeps `//` when it is normalised: its
+/// listener's default server has `merge_slashes off`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepSlashes;
+
 /// The request URI as the client sent it, kept in the request extensions
 /// when a `rewrite` changes the URI (`$request_uri` stays the original).
 #[derive(Debug, Clone)]

@@ -7,53 +7,10 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use support::*;
-
-fn nginx_binary() -> Option<PathBuf> {
-    let found = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if found.is_none() && std::env::var("RPX_SKIP_NGINX").as_deref() != Ok("1") {
-        panic!("nginx is not installed: install nginx-light (CI does), or set RPX_SKIP_NGINX=1 to skip the differential tests");
-    }
-    found
-}
-
-/// nginx as a child process, killed on drop.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-async fn wait_until_listening(addr: SocketAddr) {
-    let ready = async {
-        // nginx gives no readiness signal: poll the port, bounded by LIMIT.
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, ready)
-        .await
-        .expect("nginx did not start listening");
-}
 
 const SERVERS: &str = r#"
     upstream app { server 127.0.0.1:UPSTREAM_PORT; }
@@ -120,7 +77,6 @@ const SERVERS: &str = r#"
 "#;
 
 fn write_config(dir: &Path, listen: u16, upstream: u16) -> PathBuf {
-    let d = dir.display();
     let www = dir.join("www");
     std::fs::create_dir_all(www.join("docs")).expect("mkdir www");
     for (file, text) in [
@@ -135,15 +91,7 @@ fn write_config(dir: &Path, listen: u16, upstream: u16) -> PathBuf {
         .replace("FILES_ROOT", &www.display().to_string())
         .replace("LISTEN_PORT", &listen.to_string())
         .replace("UPSTREAM_PORT", &upstream.to_string());
-    let text = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n{servers}}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, text).expect("write config");
-    path
+    nginx::write_config(dir, &servers)
 }
 
 /// Method, URI, Host, X-Forwarded-For, X-Real-IP and Upgrade the upstream saw.
@@ -218,28 +166,16 @@ async fn observe(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_and_rewriting_match_nginx() {
-    let Some(nginx) = nginx_binary() else {
+    let Some(binary) = nginx::binary() else {
         eprintln!("RPX_SKIP_NGINX=1: skipping");
         return;
     };
     let up = Upstream::start(1).await;
     let dir = temp_dir("differential");
-    let port = free_port();
+    let port = nginx::free_port();
     let conf = write_config(&dir, port, up.addr.port());
-    let child = Command::new(&nginx)
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    let _nginx = Nginx(child);
     let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_until_listening(nginx_addr).await;
+    let _nginx = nginx::Nginx::start(&binary, &dir, &conf, nginx_addr).await;
 
     let rpx = serve_file(&conf, false)
         .await

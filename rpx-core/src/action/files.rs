@@ -92,7 +92,8 @@ impl FileService {
                 None => return Err(ProxyError::NoRoute),
             }
         }
-        let uri: Uri = rel
+        // tower-http decodes the path again.
+        let uri: Uri = crate::location::escape_path(&rel)
             .parse()
             .map_err(|_| ProxyError::BadRequest("path is not servable"))?;
         parts.uri = uri;

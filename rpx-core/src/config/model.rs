@@ -512,6 +512,57 @@ pub struct Settings {
     pub proxy_next_upstream_tries: Option<u32>,
     /// `proxy_next_upstream_timeout`; zero is unlimited. Default unlimited.
     pub proxy_next_upstream_timeout: Option<Duration>,
+    /// `merge_slashes` (server level and up). Default on.
+    pub merge_slashes: Option<bool>,
+    /// `underscores_in_headers` (a listener's default server). Default off.
+    pub underscores_in_headers: Option<bool>,
+    /// `ignore_invalid_headers` (a listener's default server). Default on.
+    pub ignore_invalid_headers: Option<bool>,
+    /// `client_header_buffer_size` in bytes (a listener's default server).
+    /// Default 1k.
+    pub client_header_buffer_size: Option<u64>,
+    /// `large_client_header_buffers number size` (a listener's default
+    /// server). Default 4 8k.
+    pub large_client_header_buffers: Option<HeaderBuffers>,
+    /// Which `Upgrade` requests (WebSocket) a proxying location tunnels.
+    /// Default [`Upgrades::Always`]; the nginx front-end sets
+    /// [`Upgrades::WhenForwarded`].
+    pub websocket: Option<Upgrades>,
+}
+
+/// Which `Upgrade` requests a proxying location tunnels to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrades {
+    /// Every one (TOML's `websocket = true`, the default).
+    Always,
+    /// None: `Upgrade` is dropped and the request is an ordinary one
+    /// (`websocket = false`).
+    Off,
+    /// As nginx: only where `proxy_set_header` forwards `Upgrade`
+    /// (`websocket = "nginx"`).
+    WhenForwarded,
+}
+
+/// `large_client_header_buffers number size`: a request line or header
+/// line must fit in one buffer, a whole head in all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderBuffers {
+    /// How many.
+    pub number: u32,
+    /// Bytes each.
+    pub size: u64,
+}
+
+impl HeaderBuffers {
+    /// `"4 8k"`, as nginx writes it.
+    pub fn parse(words: &[&str]) -> Option<HeaderBuffers> {
+        let [number, size] = words else {
+            return None;
+        };
+        let number = number.parse().ok().filter(|&n| n > 0)?;
+        let size = super::units::parse_size(size).filter(|&s| s > 0)?;
+        Some(HeaderBuffers { number, size })
+    }
 }
 
 /// `access_log path [format]`.
@@ -605,6 +656,24 @@ impl Settings {
                 &self.proxy_next_upstream_timeout,
                 &parent.proxy_next_upstream_timeout,
             ),
+            merge_slashes: pick(&self.merge_slashes, &parent.merge_slashes),
+            underscores_in_headers: pick(
+                &self.underscores_in_headers,
+                &parent.underscores_in_headers,
+            ),
+            ignore_invalid_headers: pick(
+                &self.ignore_invalid_headers,
+                &parent.ignore_invalid_headers,
+            ),
+            client_header_buffer_size: pick(
+                &self.client_header_buffer_size,
+                &parent.client_header_buffer_size,
+            ),
+            large_client_header_buffers: pick(
+                &self.large_client_header_buffers,
+                &parent.large_client_header_buffers,
+            ),
+            websocket: pick(&self.websocket, &parent.websocket),
         }
     }
 }

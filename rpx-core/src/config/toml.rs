@@ -169,6 +169,13 @@ enum NumOrText {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
+enum RawWebsocket {
+    Flag(bool),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
 enum RawAddHeader {
     Value(String),
     Full {
@@ -293,6 +300,12 @@ macro_rules! with_settings {
             #[serde(default)] proxy_next_upstream: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] proxy_next_upstream_tries: Option<u32>,
             #[serde(default)] proxy_next_upstream_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] merge_slashes: Option<bool>,
+            #[serde(default)] underscores_in_headers: Option<bool>,
+            #[serde(default)] ignore_invalid_headers: Option<bool>,
+            #[serde(default)] client_header_buffer_size: Option<Spanned<NumOrText>>,
+            #[serde(default)] large_client_header_buffers: Option<Spanned<String>>,
+            #[serde(default)] websocket: Option<Spanned<RawWebsocket>>,
         }
 
         impl HasSettings for $name {
@@ -336,6 +349,12 @@ macro_rules! with_settings {
                     proxy_next_upstream: self.proxy_next_upstream.take(),
                     proxy_next_upstream_tries: self.proxy_next_upstream_tries.take(),
                     proxy_next_upstream_timeout: self.proxy_next_upstream_timeout.take(),
+                    merge_slashes: self.merge_slashes.take(),
+                    underscores_in_headers: self.underscores_in_headers.take(),
+                    ignore_invalid_headers: self.ignore_invalid_headers.take(),
+                    client_header_buffer_size: self.client_header_buffer_size.take(),
+                    large_client_header_buffers: self.large_client_header_buffers.take(),
+                    websocket: self.websocket.take(),
                 })
             }
         }
@@ -385,6 +404,12 @@ struct RawSettings {
     proxy_next_upstream: Option<Spanned<OneOrMany<String>>>,
     proxy_next_upstream_tries: Option<u32>,
     proxy_next_upstream_timeout: Option<Spanned<NumOrText>>,
+    merge_slashes: Option<bool>,
+    underscores_in_headers: Option<bool>,
+    ignore_invalid_headers: Option<bool>,
+    client_header_buffer_size: Option<Spanned<NumOrText>>,
+    large_client_header_buffers: Option<Spanned<String>>,
+    websocket: Option<Spanned<RawWebsocket>>,
 }
 
 with_settings! {
@@ -941,6 +966,34 @@ impl Cx<'_> {
             proxy_next_upstream_timeout: raw
                 .proxy_next_upstream_timeout
                 .and_then(|d| self.duration(d)),
+            merge_slashes: raw.merge_slashes,
+            underscores_in_headers: raw.underscores_in_headers,
+            ignore_invalid_headers: raw.ignore_invalid_headers,
+            client_header_buffer_size: raw.client_header_buffer_size.and_then(|s| self.size(s)),
+            large_client_header_buffers: raw.large_client_header_buffers.and_then(|b| {
+                let words: Vec<&str> = b.get_ref().split_whitespace().collect();
+                HeaderBuffers::parse(&words).or_else(|| {
+                    let pos = self.at(&b);
+                    self.errors.push(
+                        ConfigError::new(pos, format!("invalid large_client_header_buffers {:?}", b.get_ref()))
+                            .hint("a number and a size: \"4 8k\""),
+                    );
+                    None
+                })
+            }),
+            websocket: raw.websocket.and_then(|w| match w.get_ref() {
+                RawWebsocket::Flag(true) => Some(Upgrades::Always),
+                RawWebsocket::Flag(false) => Some(Upgrades::Off),
+                RawWebsocket::Text(t) if t == "nginx" => Some(Upgrades::WhenForwarded),
+                RawWebsocket::Text(t) => {
+                    let pos = self.at(&w);
+                    self.errors.push(
+                        ConfigError::new(pos, format!("invalid websocket {t:?}"))
+                            .hint("`true`, `false`, or \"nginx\" (only where proxy_set_header forwards Upgrade)"),
+                    );
+                    None
+                }
+            }),
         }
     }
 

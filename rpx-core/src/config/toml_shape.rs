@@ -39,6 +39,7 @@ pub(super) fn explain(message: &str, src: &str, offset: usize) -> String {
         }
         ("RawEntries", _) => "a list of `[\"key\", \"value\"]` pairs, or a table of keys to values",
         ("RawServerAcme", _) => "`true`, `false`, or the name of an `[acme]` issuer",
+        ("RawWebsocket", _) => "`true`, `false`, or `\"nginx\"`",
         _ => return message.to_owned(),
     };
     match key {

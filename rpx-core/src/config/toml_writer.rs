@@ -363,6 +363,32 @@ impl Writer {
         if let Some(n) = s.keepalive_requests {
             t.insert("keepalive_requests".into(), integer(u64::from(n)));
         }
+        for (key, flag) in [
+            ("merge_slashes", s.merge_slashes),
+            ("underscores_in_headers", s.underscores_in_headers),
+            ("ignore_invalid_headers", s.ignore_invalid_headers),
+        ] {
+            if let Some(on) = flag {
+                t.insert(key.into(), Value::Boolean(on));
+            }
+        }
+        if let Some(n) = s.client_header_buffer_size {
+            t.insert("client_header_buffer_size".into(), integer(n));
+        }
+        if let Some(w) = s.websocket {
+            let v = match w {
+                Upgrades::Always => Value::Boolean(true),
+                Upgrades::Off => Value::Boolean(false),
+                Upgrades::WhenForwarded => text("nginx"),
+            };
+            t.insert("websocket".into(), v);
+        }
+        if let Some(b) = s.large_client_header_buffers {
+            t.insert(
+                "large_client_header_buffers".into(),
+                text(&format!("{} {}", b.number, b.size)),
+            );
+        }
         if let Some(v) = &s.proxy_http_version {
             t.insert("proxy_http_version".into(), text(v.value.as_str()));
         }

@@ -15,14 +15,14 @@ use futures_util::future::{ready, Either, MapOk, Ready, TryFutureExt};
 use http::{Request, Response, StatusCode};
 use tower::Service;
 
-pub use normalize::{normalize, PathError};
+pub use normalize::{escape_path, normalize, normalize_with, PathError};
 pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableError};
 pub use try_files::{TryFiles, TryFilesError};
 
 use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
-use crate::request::{request_path, set_uri, NormalizedPath};
+use crate::request::{request_path, set_uri, KeepSlashes, NormalizedPath};
 use crate::rewrite::{Outcome, Program, MAX_URI_CHANGES};
 use try_files::Tried;
 
@@ -64,6 +64,8 @@ struct Parts<S> {
     rewrites: Option<Arc<Rewrites>>,
     /// `try_files` per location id.
     try_files: Option<Arc<[Option<TryFiles>]>>,
+    /// `merge_slashes`.
+    merge_slashes: bool,
 }
 
 impl<S> Clone for LocationRouter<S> {
@@ -123,6 +125,7 @@ impl<S> LocationRouter<S> {
                 fallback,
                 rewrites: None,
                 try_files: None,
+                merge_slashes: true,
             }),
         }
     }
@@ -143,6 +146,17 @@ impl<S> LocationRouter<S> {
     {
         let empty = rewrites.server.is_none() && rewrites.locations.iter().all(Option::is_none);
         self.parts_mut().rewrites = (!empty).then(|| Arc::new(rewrites));
+        self
+    }
+
+    /// Keeps `//` in paths when false (nginx's `merge_slashes off`); on by
+    /// default, as nginx. A request marked
+    /// [`KeepSlashes`](crate::request::KeepSlashes) keeps them either way.
+    pub fn with_merge_slashes(mut self, merge: bool) -> Self
+    where
+        S: Clone,
+    {
+        self.parts_mut().merge_slashes = merge;
         self
     }
 
@@ -198,7 +212,8 @@ impl<S> LocationRouter<S> {
     #[inline]
     pub fn route<B>(&self, req: &mut Request<B>) -> Result<Routed<'_, S>, ProxyError> {
         let parts = &*self.parts;
-        let path = normalize(req.uri().path()).map_err(|_| ProxyError::BadPath)?;
+        let merge = parts.merge_slashes && req.extensions().get::<KeepSlashes>().is_none();
+        let path = normalize_with(req.uri().path(), merge).map_err(|_| ProxyError::BadPath)?;
         let found = parts.table.find(&path);
         if let std::borrow::Cow::Owned(p) = path {
             req.extensions_mut().insert(NormalizedPath(p));

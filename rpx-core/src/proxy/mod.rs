@@ -147,6 +147,8 @@ struct Inner {
     server_name: Arc<str>,
     /// Responses carry [`UpstreamTiming`](crate::accesslog::UpstreamTiming).
     timing: bool,
+    /// `Upgrade` requests are tunnelled; off, they are ordinary requests.
+    upgrades: bool,
 }
 
 /// Builder of a [`ProxyService`]; see its example.
@@ -168,6 +170,7 @@ pub struct ProxyServiceBuilder {
     scope: crate::vars::Scope,
     timing: bool,
     pools: Option<UpstreamPools>,
+    upgrades: bool,
 }
 
 impl ProxyService {
@@ -190,6 +193,7 @@ impl ProxyService {
             scope: crate::vars::Scope::default(),
             timing: true,
             pools: None,
+            upgrades: true,
         }
     }
 }
@@ -302,6 +306,15 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// Whether an `Upgrade` request (WebSocket) is tunnelled to the upstream.
+    /// Default on; off (nginx's behaviour for a location that does not
+    /// forward `Upgrade` with `proxy_set_header`), `Upgrade` and
+    /// `Connection: upgrade` are dropped and the request is an ordinary one.
+    pub fn upgrades(mut self, on: bool) -> Self {
+        self.upgrades = on;
+        self
+    }
+
     /// Shares connection pools with the other proxies built with `pools`
     /// (one per snapshot in rpx's stack): proxies to the same upstream with
     /// the same connection settings use one pool. Default: a pool of its own.
@@ -384,6 +397,7 @@ impl ProxyServiceBuilder {
                 h2,
                 server_name: self.server_name,
                 timing: self.timing,
+                upgrades: self.upgrades,
             }),
         })
     }
@@ -523,7 +537,8 @@ where
     B::Error: Into<BoxError>,
 {
     let conn = conn_info(&req);
-    let upgrading = req.version() != Version::HTTP_2 && is_upgrade_request(req.headers());
+    let upgrading =
+        inner.upgrades && req.version() != Version::HTTP_2 && is_upgrade_request(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
 
     // Everything derived from the original request is computed before it is

@@ -193,9 +193,11 @@ impl ProxyTarget {
                     MatchKind::Exact => "",
                     _ => path.strip_prefix(location.1).unwrap_or(path),
                 };
+                // `path` is decoded (`$uri`): escaped again, as nginx does.
+                let rest = crate::location::escape_path(rest);
                 let mut s = String::with_capacity(uri.len() + rest.len() + 32);
                 s.push_str(uri);
-                s.push_str(rest);
+                s.push_str(&rest);
                 if let Some(q) = original.query() {
                     s.push('?');
                     s.push_str(q);
@@ -271,6 +273,26 @@ mod tests {
                 "/status?full",
             ),
             ("http://b:1/", (Prefix, "/"), "/%7Euser/", "/~user/"),
+            // The decoded path, escaped again (nginx's NGX_ESCAPE_URI).
+            (
+                "http://b:1/zm/",
+                (Prefix, "/zm/"),
+                "/zm/a%20b%2Fc",
+                "/zm/a%20b/c",
+            ),
+            (
+                "http://b:1/",
+                (Prefix, "/"),
+                "/a%3Fb%23c?q=%2F",
+                "/a%3Fb%23c?q=%2F",
+            ),
+            (
+                "http://b:1/",
+                (Prefix, "/"),
+                "/caf%c3%a9%25",
+                "/caf%C3%A9%25",
+            ),
+            ("http://b:1", (Prefix, "/"), "/a%2fb%20", "/a%2fb%20"),
             (
                 "http://b:1/app/",
                 (PrefixNoRegex, "/static/"),

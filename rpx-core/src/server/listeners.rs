@@ -110,16 +110,7 @@ where
             let tls: TlsCell =
                 Arc::new(arc_swap::ArcSwapOption::new(spec.tls.clone().map(Arc::new)));
             let (stop, stopped) = oneshot::channel::<()>();
-            let opts = ServeOptions {
-                header_timeout: spec.header_timeout,
-                keepalive_timeout: spec.keepalive_timeout,
-                keepalive_requests: spec.keepalive_requests,
-                keepalive_time: spec.keepalive_time,
-                shutdown_timeout: self.shutdown_timeout,
-                listen: Some(spec.addr),
-                tls: None,
-                ..ServeOptions::default()
-            };
+            let opts = spec.options(self.shutdown_timeout);
             let task = tokio::spawn(serve_with_cell(
                 listener,
                 self.service.clone(),
@@ -180,4 +171,24 @@ pub struct ListenerSpec {
     pub keepalive_time: Duration,
     /// TLS termination, for `ssl` listeners.
     pub tls: Option<super::TlsListener>,
+    /// What request heads may be on it.
+    pub head: super::HeadLimits,
+}
+
+impl ListenerSpec {
+    /// The options [`serve_with_cell`] serves it with (TLS excepted: that
+    /// comes from the listener's cell).
+    pub fn options(&self, shutdown_timeout: Duration) -> ServeOptions {
+        ServeOptions {
+            header_timeout: self.header_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            keepalive_requests: self.keepalive_requests,
+            keepalive_time: self.keepalive_time,
+            shutdown_timeout,
+            listen: Some(self.addr),
+            tls: None,
+            head: self.head,
+            ..ServeOptions::default()
+        }
+    }
 }

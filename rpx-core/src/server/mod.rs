@@ -4,6 +4,7 @@
 
 mod body;
 mod counted;
+mod edge;
 mod h1;
 mod header_timer;
 mod lifetime;
@@ -32,6 +33,7 @@ use tower::ServiceExt;
 use tower::{Layer, Service};
 
 pub use body::RequestBody;
+pub use edge::HeadLimits;
 pub use listeners::{BindError, ListenerSet, ListenerSpec};
 pub use tls::TlsListener;
 
@@ -128,6 +130,9 @@ pub struct ServeOptions {
     /// its first request that has a body, upgrades, or is not HTTP/1.1.
     /// False: hyper serves every connection. Default true.
     pub own_http1: bool,
+    /// What a request head may be ([`HeadLimits`]); every reader refuses
+    /// the same heads with the same answers.
+    pub head: HeadLimits,
 }
 
 impl Default for ServeOptions {
@@ -141,6 +146,7 @@ impl Default for ServeOptions {
             listen: None,
             tls: None,
             own_http1: true,
+            head: HeadLimits::default(),
         }
     }
 }
@@ -218,7 +224,9 @@ where
     builder
         .http1()
         .header_read_timeout(opts.header_timeout)
-        .keep_alive(!opts.keepalive_timeout.is_zero());
+        .keep_alive(!opts.keepalive_timeout.is_zero())
+        // Heads past this get hyper's 431; [`edge`] answers smaller ones as nginx.
+        .max_buf_size((opts.head.total + opts.head.line).max(8192));
     builder.http2().timer(TokioTimer::new());
     // Connections hold a receiver: a send stops them, and the sender's
     // `closed` tells when the last one has ended.
@@ -265,10 +273,14 @@ where
                 idle: opts.keepalive_timeout,
                 time: opts.keepalive_time,
             },
-            timeouts: opts.own_http1.then_some(h1::Timeouts {
-                header: opts.header_timeout,
-                keepalive: opts.keepalive_timeout,
+            own: opts.own_http1.then_some(h1::Settings {
+                timeouts: h1::Timeouts {
+                    header: opts.header_timeout,
+                    keepalive: opts.keepalive_timeout,
+                },
+                limits: opts.head,
             }),
+            head: opts.head,
             info,
             service: service.clone(),
         };
@@ -308,9 +320,11 @@ struct HttpConn<S> {
     requests: u32,
     /// `keepalive_timeout` for HTTP/2 and `keepalive_time` ([`lifetime`]).
     limits: lifetime::Limits,
-    /// The header and keep-alive timeouts of [`h1`]; None: hyper serves
-    /// every connection ([`ServeOptions::own_http1`]).
-    timeouts: Option<h1::Timeouts>,
+    /// The settings of [`h1`]; None: hyper serves every connection
+    /// ([`ServeOptions::own_http1`]).
+    own: Option<h1::Settings>,
+    /// What request heads may be.
+    head: HeadLimits,
     info: ConnInfo,
     service: S,
 }
@@ -359,18 +373,19 @@ where
             service: std::cell::RefCell::new(conn_info.layer(self.service.clone())),
             rejection,
             activity: activity.clone(),
+            head: self.head,
         };
         let stop = self.stop.clone();
         let limits = self.limits;
         let builder = self.builder.clone();
-        let timeouts = self.timeouts;
+        let own = self.own;
         Box::pin(async move {
             // Per connection, not per request: the registry lookup is fine here.
             let active = metrics::gauge!("rpx_connections_active");
             active.increment(1.0);
             let stopping = Arc::new(AtomicBool::new(false));
             let conn = Connection {
-                fut: serve_connection(io, svc, builder, timeouts, stopping.clone()),
+                fut: serve_connection(io, svc, builder, own, stopping.clone()),
                 stopping,
             };
             let result =
@@ -390,16 +405,16 @@ async fn serve_connection<I, S>(
     io: I,
     mut svc: ConnService<S>,
     builder: auto::Builder<TokioExecutor>,
-    timeouts: Option<h1::Timeouts>,
+    own: Option<h1::Settings>,
     stopping: Arc<AtomicBool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: Transport,
     S: Served,
 {
-    let (io, read) = match timeouts {
+    let (io, read) = match own {
         None => (io, bytes::BytesMut::new()),
-        Some(timeouts) => match h1::serve(io, &mut svc, timeouts, &stopping).await {
+        Some(settings) => match h1::serve(io, &mut svc, settings, &stopping).await {
             h1::Ended::Closed => return Ok(()),
             h1::Ended::Handoff(io, read) => (io, read),
         },
@@ -484,6 +499,8 @@ struct ConnService<S> {
     /// nginx's verdict on the client certificate, when it refuses.
     rejection: Option<&'static str>,
     activity: Arc<lifetime::Activity>,
+    /// What request heads may be ([`edge::check_request`]).
+    head: HeadLimits,
 }
 
 pin_project_lite::pin_project! {
@@ -527,10 +544,14 @@ where
     /// Stamps the connection's facts on `req` and calls the stack. True
     /// with it when `req` is an HTTP/1 connection's last request
     /// (`keepalive_requests`, `keepalive_time`).
-    fn start(&self, req: Request<RequestBody>) -> (StartedCall<S>, bool) {
+    fn start(&self, mut req: Request<RequestBody>) -> (StartedCall<S>, bool) {
         let last = self.activity.request(req.version()) && req.version() < Version::HTTP_2;
         if let Some(reason) = self.rejection {
             let page = error_page_titled(StatusCode::BAD_REQUEST, reason);
+            return (Started::Refused { page: Some(page) }, last);
+        }
+        if let Err(refusal) = edge::check_request(&mut req, &self.head) {
+            let page = refusal.page(req.version());
             return (Started::Refused { page: Some(page) }, last);
         }
         let call = call_ready_in_place(&mut *self.service.borrow_mut(), req);

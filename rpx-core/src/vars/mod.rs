@@ -414,14 +414,16 @@ impl<'a> VarCtx<'a> {
     }
 }
 
-/// The host of a request without port: the URI authority (HTTP/2
-/// `:authority`, absolute-form) first, then the `Host` header.
+/// The host of a request without port or a final dot (`Example.com.:80`
+/// is `Example.com`, as nginx's `$host` before it is lower-cased): the URI
+/// authority (HTTP/2 `:authority`, absolute-form) first, then the `Host`
+/// header.
 pub fn request_host<'r>(uri: &'r Uri, headers: &'r HeaderMap) -> Option<&'r str> {
-    if let Some(h) = uri.host() {
-        return Some(h);
-    }
-    let raw = headers.get(header::HOST)?.to_str().ok()?;
-    Some(strip_port(raw))
+    let host = match uri.host() {
+        Some(h) => h,
+        None => strip_port(headers.get(header::HOST)?.to_str().ok()?),
+    };
+    Some(host.strip_suffix('.').unwrap_or(host))
 }
 
 /// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`.

@@ -2,6 +2,8 @@
 //! running rpx, a client, and the corpus case format.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -142,7 +144,17 @@ pub async fn serve_file(path: &Path, lenient: bool) -> Result<Running, Vec<Strin
 
 pub async fn serve_config(
     cfg: &config::Config,
+    warnings: Vec<String>,
+) -> Result<Running, Vec<String>> {
+    serve_config_with(cfg, warnings, true).await
+}
+
+/// [`serve_config`]; `own_http1` false: hyper reads every request
+/// ([`ServeOptions::own_http1`]).
+pub async fn serve_config_with(
+    cfg: &config::Config,
     mut warnings: Vec<String>,
+    own_http1: bool,
 ) -> Result<Running, Vec<String>> {
     let snapshot = rpx_core::stack::compile(cfg)
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
@@ -157,8 +169,8 @@ pub async fn serve_config(
         listeners.push((spec.addr, l.local_addr().expect("addr")));
         let mut rx = rx.clone();
         let opts = ServeOptions {
-            listen: Some(spec.addr),
-            ..ServeOptions::default()
+            own_http1,
+            ..spec.options(Duration::from_secs(1))
         };
         tokio::spawn(serve_with(l, rpx.clone(), opts, async move {
             let _ = rx.wait_for(|s| *s).await;

@@ -86,6 +86,8 @@ impl Mapper {
         let s = &mut self.config.settings;
         s.proxy_ssl_verify.get_or_insert(false);
         s.proxy_ssl_server_name.get_or_insert(false);
+        // nginx tunnels an upgrade only where the config forwards `Upgrade`.
+        s.websocket.get_or_insert(Upgrades::WhenForwarded);
     }
 
     fn err(&mut self, d: &Directive, msg: impl Into<String>) {
@@ -292,6 +294,20 @@ impl Mapper {
             },
             "client_body_timeout" => s.client_body_timeout = self.time(d),
             "client_header_timeout" => s.client_header_timeout = self.time(d),
+            "merge_slashes" => s.merge_slashes = self.flag(d),
+            "underscores_in_headers" => s.underscores_in_headers = self.flag(d),
+            "ignore_invalid_headers" => s.ignore_invalid_headers = self.flag(d),
+            "client_header_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {
+                Some(n) => s.client_header_buffer_size = Some(n),
+                None => self.invalid_value(d),
+            },
+            "large_client_header_buffers" => match HeaderBuffers::parse(&w) {
+                Some(b) => s.large_client_header_buffers = Some(b),
+                None => self.err(
+                    d,
+                    "invalid value in \"large_client_header_buffers\" directive: a number and a size, as \"4 8k\"",
+                ),
+            },
             "keepalive_timeout" => {
                 s.keepalive_timeout = self.time(d);
                 if w.len() > 1 {

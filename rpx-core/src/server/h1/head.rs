@@ -12,6 +12,7 @@ use http::{HeaderValue, Method, Request, Uri, Version};
 
 use crate::headers::{parse_name, HeadCopies};
 use crate::server::body::RequestBody;
+use crate::server::edge::{self, HeadLimits, Refusal};
 
 /// Headers a head may have here; a head with more goes to hyper (whose
 /// limit is 100).
@@ -30,20 +31,32 @@ pub(super) enum Parsed {
     },
     /// The start of a head: more bytes are needed.
     Partial,
+    /// A head to refuse, with nginx's answer; the connection closes after it.
+    Refused(Refusal),
     /// A request for hyper (or not a request at all): left in the buffer.
     Other,
 }
 
 /// Parses the head at the start of `buf`; its values are slices of a copy
-/// made in `copies`.
-pub(super) fn parse(buf: &mut BytesMut, copies: &mut HeadCopies) -> Parsed {
+/// made in `copies`. Every complete head, taken or left for hyper, has
+/// passed [`edge::check_head`] first: hyper would fold the framing headers
+/// it checks.
+pub(super) fn parse(buf: &mut BytesMut, copies: &mut HeadCopies, limits: &HeadLimits) -> Parsed {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Ok(httparse::Status::Partial) => {
+            return match edge::check_partial(buf, limits) {
+                Ok(()) => Parsed::Partial,
+                Err(refusal) => Parsed::Refused(refusal),
+            }
+        }
         Err(_) => return Parsed::Other,
     };
+    if let Err(refusal) = edge::check_head(parsed.headers) {
+        return Parsed::Refused(refusal);
+    }
     if parsed.version != Some(1) {
         return Parsed::Other;
     }
@@ -115,7 +128,10 @@ mod tests {
 
     fn parse_str(s: &str) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(s.as_bytes());
-        (parse(&mut buf, &mut HeadCopies::default()), buf)
+        (
+            parse(&mut buf, &mut HeadCopies::default(), &HeadLimits::default()),
+            buf,
+        )
     }
 
     #[test]
@@ -148,6 +164,28 @@ mod tests {
         let (parsed, rest) = parse_str("GET / HTTP/1.1\r\nHost: x\r\n");
         assert!(matches!(parsed, Parsed::Partial));
         assert_eq!(rest.len(), 25);
+    }
+
+    #[test]
+    fn smuggling_heads_and_long_lines_are_refused() {
+        for (head, status) in [
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                400,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+                400,
+            ),
+        ] {
+            let (parsed, _) = parse_str(head);
+            let Parsed::Refused(r) = parsed else {
+                panic!("{head:?}: {parsed:?}")
+            };
+            assert_eq!(r.status, status, "{head:?}");
+        }
+        let (parsed, _) = parse_str(&format!("GET /{}", "a".repeat(9000)));
+        assert!(matches!(parsed, Parsed::Refused(r) if r.status == 414));
     }
 
     #[test]

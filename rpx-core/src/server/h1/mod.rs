@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 use tower::Service;
 
+use super::edge::HeadLimits;
 use super::{ConnService, RequestBody};
 use crate::clock;
 use crate::headers::HeadCopies;
@@ -72,12 +73,19 @@ pub(super) struct Timeouts {
     pub(super) keepalive: Duration,
 }
 
+/// What the reader needs of the listener's settings.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Settings {
+    pub(super) timeouts: Timeouts,
+    pub(super) limits: HeadLimits,
+}
+
 /// Serves requests on `io` until it closes or meets one for hyper.
 /// `stopping`: the graceful stop has begun.
 pub(super) async fn serve<I, S>(
     mut io: I,
     svc: &mut ConnService<S>,
-    timeouts: Timeouts,
+    settings: Settings,
     stopping: &AtomicBool,
 ) -> Ended<I>
 where
@@ -85,6 +93,7 @@ where
     S: Service<Request<RequestBody>, Error = Infallible> + Clone,
     S::Response: super::ServedResponse,
 {
+    let Settings { timeouts, limits } = settings;
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out = outbox::Outbox::default();
     let mut heads = HeadCopies::default();
@@ -95,9 +104,25 @@ where
     loop {
         let (req, asked_close) = loop {
             if !buf.is_empty() {
-                match head::parse(&mut buf, &mut heads) {
+                match head::parse(&mut buf, &mut heads, &limits) {
                     Parsed::Request { req, close } => break (req, close),
                     Parsed::Partial if buf.len() < MAX_HEAD => {}
+                    Parsed::Refused(refusal) => {
+                        let (parts, body) = refusal.page(http::Version::HTTP_11).into_parts();
+                        if let Ok((framing, _)) = response::encode_head(
+                            out.head(),
+                            &parts,
+                            body.size_hint()
+                                .exact()
+                                .map_or(BodyLen::Unknown, BodyLen::Known),
+                            false,
+                            true,
+                        ) {
+                            let _ = outbox::send(&mut io, &mut out, body, framing, &mut buf).await;
+                        }
+                        let _ = io.shutdown().await;
+                        return Ended::Closed;
+                    }
                     _ => return Ended::Handoff(io, buf),
                 }
                 if idle {

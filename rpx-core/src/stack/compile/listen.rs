@@ -42,18 +42,11 @@ impl Compiler {
                     self.err(pos, format!("a duplicate default server for {addr}"));
                 }
                 list.push((id, &server.names, default));
-                specs.entry(addr).or_insert_with(|| ListenerSpec {
-                    addr,
-                    header_timeout: settings
-                        .client_header_timeout
-                        .unwrap_or(Duration::from_secs(60)),
-                    keepalive_timeout: settings
-                        .keepalive_timeout
-                        .unwrap_or(Duration::from_secs(75)),
-                    keepalive_requests: settings.keepalive_requests.unwrap_or(1000),
-                    keepalive_time: settings.keepalive_time.unwrap_or(Duration::from_secs(3600)),
-                    tls: None,
-                });
+                // The default server's settings are the listener's, as nginx
+                // takes them before a request names its host.
+                if default || !specs.contains_key(&addr) {
+                    specs.insert(addr, listener_spec(addr, &settings));
+                }
             }
         }
         let mut out = Vec::new();
@@ -441,5 +434,38 @@ impl Compiler {
                 ),
             );
         }
+    }
+}
+
+/// A listener's settings from its default server's.
+fn listener_spec(addr: SocketAddr, settings: &Settings) -> ListenerSpec {
+    let buffers = settings
+        .large_client_header_buffers
+        .unwrap_or(HeaderBuffers {
+            number: 4,
+            size: 8 * 1024,
+        });
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let line = size(buffers.size).max(size(settings.client_header_buffer_size.unwrap_or(1024)));
+    ListenerSpec {
+        addr,
+        header_timeout: settings
+            .client_header_timeout
+            .unwrap_or(Duration::from_secs(60)),
+        keepalive_timeout: settings
+            .keepalive_timeout
+            .unwrap_or(Duration::from_secs(75)),
+        keepalive_requests: settings.keepalive_requests.unwrap_or(1000),
+        keepalive_time: settings.keepalive_time.unwrap_or(Duration::from_secs(3600)),
+        tls: None,
+        head: HeadLimits {
+            line,
+            total: size(buffers.size)
+                .saturating_mul(buffers.number as usize)
+                .max(line),
+            underscores: settings.underscores_in_headers.unwrap_or(false),
+            merge_slashes: settings.merge_slashes.unwrap_or(true),
+            ignore_invalid: settings.ignore_invalid_headers.unwrap_or(true),
+        },
     }
 }

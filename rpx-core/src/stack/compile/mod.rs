@@ -21,9 +21,9 @@ use crate::acme::{AcmeManager, AcmeOptions, KeyAlg};
 use crate::action::{FileService, FilesMode, ReturnService};
 use crate::config::Config;
 use crate::config::{
-    Condition as IfCondition, ConfigError, ConfigErrors, Handler, LocationConfig, MapKey,
-    ProxyHttpVersion, RedirectConfig, ReturnConfig, RewriteFlag, RewriteStep, ServerConfig,
-    Settings, SourcePos,
+    Condition as IfCondition, ConfigError, ConfigErrors, Handler, HeaderBuffers, LocationConfig,
+    MapKey, ProxyHttpVersion, RedirectConfig, ReturnConfig, RewriteFlag, RewriteStep, ServerConfig,
+    Settings, SourcePos, Upgrades,
 };
 use crate::headers::{AddHeader, AddHeadersLayer, ProxyRedirect, RedirectRule};
 use crate::host::{HostRouter, HostTable};
@@ -33,8 +33,8 @@ use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind, Tr
 use crate::metrics::RequestMetricsLayer;
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup, UpstreamVersion};
 use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
-use crate::server::ListenerSpec;
 use crate::server::TlsListener;
+use crate::server::{HeadLimits, ListenerSpec};
 use crate::tls::{
     CertResolver, CipherList, ClientAuth, ClientAuthMode, ServerTlsOptions, TlsVersions,
     UpstreamTls, DEFAULT_SESSION_CACHE,

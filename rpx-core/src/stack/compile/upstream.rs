@@ -175,6 +175,15 @@ impl Compiler {
         for h in s.proxy_set_header.iter().flatten() {
             b = b.set_header(h.name.clone(), h.value.clone());
         }
+        b = b.upgrades(match s.websocket.unwrap_or(Upgrades::Always) {
+            Upgrades::Always => true,
+            Upgrades::Off => false,
+            Upgrades::WhenForwarded => s
+                .proxy_set_header
+                .iter()
+                .flatten()
+                .any(|h| h.name.eq_ignore_ascii_case("upgrade")),
+        });
         for h in s.proxy_hide_header.iter().flatten() {
             b = b.hide_header(h.value.clone());
         }
