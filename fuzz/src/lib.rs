@@ -5,7 +5,7 @@
 //! this file with `#[path]` and runs the same functions on the stable
 //! toolchain over the seeds and pseudo-random inputs. So this file may use
 //! only `std`, `rpx_core` and crates rpx-core itself depends on (`regex`,
-//! `http`), never `libfuzzer_sys`.
+//! `http`, `httparse`), never `libfuzzer_sys`.
 
 use std::sync::OnceLock;
 
@@ -337,6 +337,58 @@ pub fn nginx_config(data: &[u8]) {
             if !touches_files {
                 let _ = rpx_core::stack::compile(&loaded.config);
             }
+        }
+    }
+}
+
+/// Reads the input as a request head with rpx's HTTP/1.1 reader and the
+/// edge check, at nginx's default buffers and at tiny ones, and holds it to
+/// httparse: a head rpx takes, httparse must read the same way; one
+/// httparse refuses, rpx must not take. What passes the edge has a `Host`
+/// without `/`, spaces or `..`, and only header names nginx takes.
+pub fn http1_head(data: &[u8]) {
+    use rpx_core::server::fuzzing::{read_head, HeadVerdict};
+    for (line, total) in [(8 * 1024, 32 * 1024), (64, 256)] {
+        let verdict = read_head(data, line, total);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        let theirs = req.parse(data);
+        match &verdict {
+            HeadVerdict::Accepted {
+                method,
+                target,
+                host,
+                names,
+            } => {
+                assert!(
+                    matches!(theirs, Ok(httparse::Status::Complete(_))),
+                    "rpx took a head httparse reads as {theirs:?}"
+                );
+                assert_eq!(Some(method.as_str()), req.method);
+                assert_eq!(Some(target.as_str()), req.path);
+                if let Some(h) = host {
+                    assert!(
+                        !h.contains(['/', ' ', '\t']) && !h.contains(".."),
+                        "host {h:?} passed the edge"
+                    );
+                }
+                for n in names {
+                    assert!(
+                        n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                        "header {n:?} passed the edge"
+                    );
+                }
+            }
+            HeadVerdict::Refused(status) => {
+                assert!(matches!(status, 400 | 405 | 414 | 501), "status {status}");
+            }
+            HeadVerdict::Partial | HeadVerdict::Hyper => {}
+        }
+        if theirs.is_err() {
+            assert!(
+                !matches!(verdict, HeadVerdict::Accepted { .. }),
+                "rpx took a head httparse refuses"
+            );
         }
     }
 }

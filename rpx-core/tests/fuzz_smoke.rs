@@ -298,3 +298,53 @@ fn nginx_config() {
     ];
     run("nginx_config", fuzz_bodies::nginx_config, &tokens, 40);
 }
+
+#[test]
+fn http1_head() {
+    let tokens = [
+        "\r\n",
+        "\r\n",
+        "\r\n\r\n",
+        "\n",
+        "\r",
+        "GET ",
+        "POST ",
+        "TRACE ",
+        "CONNECT ",
+        "/",
+        "/a%2f..",
+        "%00",
+        "?",
+        " HTTP/1.1",
+        " HTTP/1.0",
+        "Host: ",
+        "host: a",
+        "Host: a..b",
+        "Host: [::1]:80",
+        "Host: a b",
+        "Host: x.",
+        ":8080",
+        "Content-Length: ",
+        "3",
+        "+3",
+        "Transfer-Encoding: ",
+        "chunked",
+        "gzip, chunked",
+        "X_Under: 1",
+        "X.Dot: 1",
+        "X-Ok: 1",
+        "Connection: close",
+        "Upgrade: websocket",
+        "Expect: 100-continue",
+        " ",
+        "\t",
+        ":",
+        "_",
+        "a",
+        "v",
+        "\u{e9}",
+        "\u{0}",
+        "\u{1}",
+    ];
+    run("http1_head", fuzz_bodies::http1_head, &tokens, 40);
+}

@@ -602,3 +602,59 @@ where
         Poll::Ready(Ok(res))
     }
 }
+
+/// Entry points for rpx's fuzz targets (`fuzz/`); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::edge::{self, HeadLimits};
+    use super::h1::head::{self, Parsed};
+    use crate::headers::HeadCopies;
+
+    /// What rpx's HTTP/1.1 reader and the edge check make of one head.
+    #[derive(Debug)]
+    pub enum HeadVerdict {
+        /// Taken and accepted: the method, target and `$host`, and the
+        /// header names left after the edge dropped the ones nginx ignores.
+        Accepted {
+            method: String,
+            target: String,
+            host: Option<String>,
+            names: Vec<String>,
+        },
+        /// More bytes needed.
+        Partial,
+        /// Left for hyper.
+        Hyper,
+        /// Refused with this status.
+        Refused(u16),
+    }
+
+    /// Reads `data` as rpx's reader does, with header buffers of `line`
+    /// bytes and `total` in all.
+    pub fn read_head(data: &[u8], line: usize, total: usize) -> HeadVerdict {
+        let limits = HeadLimits {
+            line,
+            total,
+            ..HeadLimits::default()
+        };
+        let mut buf = bytes::BytesMut::from(data);
+        match head::parse(&mut buf, &mut HeadCopies::default(), &limits) {
+            Parsed::Request { mut req, .. } => match edge::check_request(&mut req, &limits) {
+                Ok(()) => HeadVerdict::Accepted {
+                    method: req.method().to_string(),
+                    target: req.uri().to_string(),
+                    host: crate::vars::request_host(req.uri(), req.headers()).map(str::to_owned),
+                    names: req
+                        .headers()
+                        .keys()
+                        .map(|n| n.as_str().to_owned())
+                        .collect(),
+                },
+                Err(r) => HeadVerdict::Refused(r.status.as_u16()),
+            },
+            Parsed::Partial => HeadVerdict::Partial,
+            Parsed::Refused(r) => HeadVerdict::Refused(r.status.as_u16()),
+            Parsed::Other => HeadVerdict::Hyper,
+        }
+    }
+}

@@ -22,7 +22,7 @@ const MAX_HEADERS: usize = 64;
 #[derive(Debug)]
 // Matched at once by the caller; a box would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Parsed {
+pub(in crate::server) enum Parsed {
     /// A request, taken out of the buffer. `close`: it asked for the
     /// connection to close after its response.
     Request {
@@ -41,7 +41,11 @@ pub(super) enum Parsed {
 /// made in `copies`. Every complete head, taken or left for hyper, has
 /// passed [`edge::check_head`] first: hyper would fold the framing headers
 /// it checks.
-pub(super) fn parse(buf: &mut BytesMut, copies: &mut HeadCopies, limits: &HeadLimits) -> Parsed {
+pub(in crate::server) fn parse(
+    buf: &mut BytesMut,
+    copies: &mut HeadCopies,
+    limits: &HeadLimits,
+) -> Parsed {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut headers) {

@@ -22,7 +22,7 @@
 //! an idle connection at once and a busy one after its response.
 
 mod date;
-mod head;
+pub(super) mod head;
 mod outbox;
 mod response;
 
