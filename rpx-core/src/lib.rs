@@ -28,7 +28,7 @@
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
 //! | [`limit`] | `client_max_body_size` |
 //! | [`tls`] | rustls: certificates by SNI, client certificates, upstream TLS |
-//! | [`server`] | the accept loop (HTTP/1.1, HTTP/2, upgrades, graceful stop), any response body |
+//! | [`server`] | the accept loop (HTTP/1.1, HTTP/2, upgrades, graceful stop), the edge check every request head passes ([`server::HeadLimits`]), any response body |
 //! | [`acme`] | automatic certificates |
 //! | [`config`] | the config model, the TOML and nginx front-ends, units |
 //! | [`stack`] | compiling a config into a snapshot (the layer order is written in its `compiled` module); `check_file`; the [`Rpx`] service with hot swap |

@@ -151,7 +151,7 @@ impl<S> LocationRouter<S> {
 
     /// Keeps `//` in paths when false (nginx's `merge_slashes off`); on by
     /// default, as nginx. A request marked
-    /// [`KeepSlashes`](crate::request::KeepSlashes) keeps them either way.
+    /// [`KeepSlashes`] keeps them either way.
     pub fn with_merge_slashes(mut self, merge: bool) -> Self
     where
         S: Clone,

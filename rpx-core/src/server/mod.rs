@@ -1,6 +1,8 @@
 //! Accept loop: HTTP/1.1 and HTTP/2 (h2c by prior knowledge, or ALPN over
 //! TLS) on a TCP listener, upgrades on, connection info stamped on every
 //! request, and a graceful stop that lets requests in flight finish.
+//! Every request head, whichever reader parsed it, passes one check first
+//! (`edge`: nginx's refusals, see docs/security.md).
 
 mod body;
 mod counted;
