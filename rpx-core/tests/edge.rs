@@ -25,6 +25,10 @@ const SERVERS: &str = r#"
             proxy_set_header Connection "upgrade";
         }
         location /uri/ { return 200 "$uri"; }
+        location /small/ {
+            client_max_body_size 10;
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
         location / {
             proxy_pass http://127.0.0.1:UPSTREAM_PORT;
             proxy_set_header X-Host $host;
@@ -196,6 +200,12 @@ enum Expect {
     HyperFolds,
 }
 
+/// A chunked POST to `path` with `body` as its raw chunks.
+fn chunked(path: &str, body: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+        .into_bytes()
+}
+
 fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     use Expect::*;
     let get = |head: &str| format!("GET / HTTP/1.1\r\n{head}\r\n").into_bytes();
@@ -306,6 +316,33 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
         (
             "a good POST",
             b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            Same,
+        ),
+        (
+            "a good chunked POST reaches the upstream with its length",
+            chunked("/p", "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+            Same,
+        ),
+        ("chunk size zz", chunked("/p", "zz\r\nabc\r\n0\r\n\r\n"), Same),
+        (
+            "chunk size overflow",
+            chunked("/p", "fffffffffffffffffff\r\nabc\r\n0\r\n\r\n"),
+            Same,
+        ),
+        ("chunk size negative", chunked("/p", "-1\r\nabc\r\n0\r\n\r\n"), Same),
+        (
+            "chunk longer than its size",
+            chunked("/p", "2\r\nabcdef\r\n0\r\n\r\n"),
+            Same,
+        ),
+        (
+            "chunked body over client_max_body_size",
+            chunked("/small/x", "8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n"),
+            Same,
+        ),
+        (
+            "declared length over client_max_body_size",
+            b"POST /small/x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n12345678901".to_vec(),
             Same,
         ),
     ]

@@ -819,5 +819,28 @@ async fn a_body_goes_to_the_next_server_only_if_never_sent() {
     );
     assert_eq!(broke.load(Ordering::SeqCst), 1);
     assert_eq!(ok.hits(), before);
+
+    // Read whole first (`proxy_request_buffering`, within
+    // `client_body_buffer_size`), the body is sent again from memory.
+    let p = proxy(
+        &[breaker_addr.to_string(), ok.addr.to_string()],
+        "",
+        "proxy_request_buffering = true",
+    )
+    .await;
+    assert_eq!(
+        put(&p).await,
+        (200, "ok:13".into()),
+        "the buffered body went on"
+    );
+    assert_eq!(broke.load(Ordering::SeqCst), 2);
+    // Past the buffer it streams, and is not sent twice.
+    let p = proxy(
+        &[breaker_addr.to_string(), ok.addr.to_string()],
+        "",
+        "proxy_request_buffering = true\nclient_body_buffer_size = 4",
+    )
+    .await;
+    assert_eq!(put(&p).await.0, 502, "a streamed body is not sent again");
     breaking.abort();
 }

@@ -528,6 +528,12 @@ pub struct Settings {
     /// Default [`Upgrades::Always`]; the nginx front-end sets
     /// [`Upgrades::WhenForwarded`].
     pub websocket: Option<Upgrades>,
+    /// `proxy_request_buffering`: read up to `client_body_buffer_size` of
+    /// a request body before the upstream is contacted. Default off in
+    /// TOML (bodies stream); the nginx front-end sets on, as nginx.
+    pub proxy_request_buffering: Option<bool>,
+    /// `client_body_buffer_size` in bytes. Default 16k.
+    pub client_body_buffer_size: Option<u64>,
 }
 
 /// Which `Upgrade` requests a proxying location tunnels to its upstream.
@@ -674,6 +680,14 @@ impl Settings {
                 &parent.large_client_header_buffers,
             ),
             websocket: pick(&self.websocket, &parent.websocket),
+            proxy_request_buffering: pick(
+                &self.proxy_request_buffering,
+                &parent.proxy_request_buffering,
+            ),
+            client_body_buffer_size: pick(
+                &self.client_body_buffer_size,
+                &parent.client_body_buffer_size,
+            ),
         }
     }
 }

@@ -306,6 +306,8 @@ macro_rules! with_settings {
             #[serde(default)] client_header_buffer_size: Option<Spanned<NumOrText>>,
             #[serde(default)] large_client_header_buffers: Option<Spanned<String>>,
             #[serde(default)] websocket: Option<Spanned<RawWebsocket>>,
+            #[serde(default)] proxy_request_buffering: Option<bool>,
+            #[serde(default)] client_body_buffer_size: Option<Spanned<NumOrText>>,
         }
 
         impl HasSettings for $name {
@@ -355,6 +357,8 @@ macro_rules! with_settings {
                     client_header_buffer_size: self.client_header_buffer_size.take(),
                     large_client_header_buffers: self.large_client_header_buffers.take(),
                     websocket: self.websocket.take(),
+                    proxy_request_buffering: self.proxy_request_buffering.take(),
+                    client_body_buffer_size: self.client_body_buffer_size.take(),
                 })
             }
         }
@@ -410,6 +414,8 @@ struct RawSettings {
     client_header_buffer_size: Option<Spanned<NumOrText>>,
     large_client_header_buffers: Option<Spanned<String>>,
     websocket: Option<Spanned<RawWebsocket>>,
+    proxy_request_buffering: Option<bool>,
+    client_body_buffer_size: Option<Spanned<NumOrText>>,
 }
 
 with_settings! {
@@ -981,6 +987,8 @@ impl Cx<'_> {
                     None
                 })
             }),
+            proxy_request_buffering: raw.proxy_request_buffering,
+            client_body_buffer_size: raw.client_body_buffer_size.and_then(|s| self.size(s)),
             websocket: raw.websocket.and_then(|w| match w.get_ref() {
                 RawWebsocket::Flag(true) => Some(Upgrades::Always),
                 RawWebsocket::Flag(false) => Some(Upgrades::Off),

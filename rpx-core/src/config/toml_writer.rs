@@ -367,10 +367,14 @@ impl Writer {
             ("merge_slashes", s.merge_slashes),
             ("underscores_in_headers", s.underscores_in_headers),
             ("ignore_invalid_headers", s.ignore_invalid_headers),
+            ("proxy_request_buffering", s.proxy_request_buffering),
         ] {
             if let Some(on) = flag {
                 t.insert(key.into(), Value::Boolean(on));
             }
+        }
+        if let Some(n) = s.client_body_buffer_size {
+            t.insert("client_body_buffer_size".into(), integer(n));
         }
         if let Some(n) = s.client_header_buffer_size {
             t.insert("client_header_buffer_size".into(), integer(n));

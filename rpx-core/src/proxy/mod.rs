@@ -6,6 +6,7 @@
 //! [`UpstreamVersion::Http2`]), and each phase has its own timeout as in nginx.
 
 mod body;
+mod buffer;
 mod connector;
 mod h1;
 mod h2;
@@ -149,6 +150,9 @@ struct Inner {
     timing: bool,
     /// `Upgrade` requests are tunnelled; off, they are ordinary requests.
     upgrades: bool,
+    /// Bytes of a request body read before the upstream is contacted
+    /// ([`buffer`]); None: bodies stream from the first byte.
+    request_buffer: Option<usize>,
 }
 
 /// Builder of a [`ProxyService`]; see its example.
@@ -171,6 +175,7 @@ pub struct ProxyServiceBuilder {
     timing: bool,
     pools: Option<UpstreamPools>,
     upgrades: bool,
+    request_buffer: Option<usize>,
 }
 
 impl ProxyService {
@@ -194,6 +199,7 @@ impl ProxyService {
             timing: true,
             pools: None,
             upgrades: true,
+            request_buffer: None,
         }
     }
 }
@@ -315,6 +321,19 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// Reads up to `size` bytes of a request body before any upstream is
+    /// contacted (nginx's `proxy_request_buffering on` with
+    /// `client_body_buffer_size`): a body that fails within them (bad
+    /// framing, over `client_max_body_size`, cut short) is answered 400,
+    /// 413 or 408 and the upstream sees nothing; one read whole is sent
+    /// with `Content-Length`, and again to the next server of a group.
+    /// `None`, the default, streams from the first byte. gRPC requests
+    /// always stream.
+    pub fn request_buffering(mut self, size: Option<usize>) -> Self {
+        self.request_buffer = size;
+        self
+    }
+
     /// Shares connection pools with the other proxies built with `pools`
     /// (one per snapshot in rpx's stack): proxies to the same upstream with
     /// the same connection settings use one pool. Default: a pool of its own.
@@ -398,6 +417,7 @@ impl ProxyServiceBuilder {
                 server_name: self.server_name,
                 timing: self.timing,
                 upgrades: self.upgrades,
+                request_buffer: self.request_buffer,
             }),
         })
     }
@@ -529,6 +549,10 @@ struct Prepared {
     )>,
     /// Set once the request body has been sent whole.
     body_done: Option<Arc<AtomicBool>>,
+    /// A body to read into memory first ([`buffer`]), before `body`.
+    unread: Option<UpstreamReqBody>,
+    /// The body, read whole: every attempt sends it.
+    whole: Option<buffer::Whole>,
 }
 
 fn prepare<B>(inner: &Inner, mut req: Request<B>) -> Result<Prepared, ProxyError>
@@ -581,18 +605,19 @@ where
     parts.extensions = http::Extensions::new();
 
     // A request without a body (most of them) needs no timers or flags.
-    let (body, body_done) = if body.is_end_stream() {
-        (None, None)
+    let (body, body_done, unread) = if body.is_end_stream() {
+        (None, None, None)
     } else {
         let done = Arc::new(AtomicBool::new(false));
-        let body = body::DoneFlag::new(
+        let body = UnsyncBoxBody::new(body::DoneFlag::new(
             IdleTimeout::new(body, inner.timeouts.client_body),
             done.clone(),
-        );
-        (
-            Some(reuse::Reusable::new(UnsyncBoxBody::new(body))),
-            Some(done),
-        )
+        ));
+        if inner.request_buffer.is_some() && !is_grpc(&parts.headers) {
+            (None, Some(done), Some(body))
+        } else {
+            (Some(reuse::Reusable::new(body)), Some(done), None)
+        }
     };
     Ok(Prepared {
         parts: Some(parts),
@@ -604,7 +629,16 @@ where
         te_trailers,
         body,
         body_done,
+        unread,
+        whole: None,
     })
+}
+
+/// gRPC streams messages both ways: its bodies are never buffered.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Sends the request to the target's servers (several for a group that
@@ -619,6 +653,15 @@ fn forward(
     mut p: Prepared,
 ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send {
     async move {
+        if let Some(unread) = p.unread.take() {
+            let max = inner.request_buffer.unwrap_or(0);
+            match buffer::read(unread, max).await? {
+                buffer::Buffered::Whole(whole) => p.whole = Some(whole),
+                buffer::Buffered::Partial(rest) => {
+                    p.body = Some(reuse::Reusable::new(rest.boxed()));
+                }
+            }
+        }
         let input = PickInput {
             client_ip: Some(p.client_ip),
             key: p.key.as_deref(),
@@ -658,9 +701,10 @@ fn forward(
             let more = retries
                 && attempt < max_tries
                 && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
-            let (req_body, handle) = match p.body.take() {
-                None => (empty_body(), None),
-                Some((b, h)) => (UnsyncBoxBody::new(b), Some(h)),
+            let (req_body, handle) = match (&p.whole, p.body.take()) {
+                (Some(whole), _) => (whole.body(), None),
+                (None, None) => (empty_body(), None),
+                (None, Some((b, h))) => (UnsyncBoxBody::new(b), Some(h)),
             };
             let sent_at = inner.timing.then(std::time::Instant::now);
             let result = match h2 {

@@ -88,6 +88,8 @@ impl Mapper {
         s.proxy_ssl_server_name.get_or_insert(false);
         // nginx tunnels an upgrade only where the config forwards `Upgrade`.
         s.websocket.get_or_insert(Upgrades::WhenForwarded);
+        // nginx reads a request body before it contacts the upstream.
+        s.proxy_request_buffering.get_or_insert(true);
     }
 
     fn err(&mut self, d: &Directive, msg: impl Into<String>) {
@@ -295,6 +297,11 @@ impl Mapper {
             "client_body_timeout" => s.client_body_timeout = self.time(d),
             "client_header_timeout" => s.client_header_timeout = self.time(d),
             "merge_slashes" => s.merge_slashes = self.flag(d),
+            "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
+            "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {
+                Some(n) => s.client_body_buffer_size = Some(n),
+                None => self.invalid_value(d),
+            },
             "underscores_in_headers" => s.underscores_in_headers = self.flag(d),
             "ignore_invalid_headers" => s.ignore_invalid_headers = self.flag(d),
             "client_header_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {

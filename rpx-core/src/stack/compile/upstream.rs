@@ -175,6 +175,12 @@ impl Compiler {
         for h in s.proxy_set_header.iter().flatten() {
             b = b.set_header(h.name.clone(), h.value.clone());
         }
+        let buffer = s.client_body_buffer_size.unwrap_or(16 * 1024);
+        b = b.request_buffering(
+            s.proxy_request_buffering
+                .unwrap_or(false)
+                .then(|| usize::try_from(buffer).unwrap_or(usize::MAX)),
+        );
         b = b.upgrades(match s.websocket.unwrap_or(Upgrades::Always) {
             Upgrades::Always => true,
             Upgrades::Off => false,
