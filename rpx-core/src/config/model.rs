@@ -534,6 +534,9 @@ pub struct Settings {
     pub proxy_request_buffering: Option<bool>,
     /// `client_body_buffer_size` in bytes. Default 16k.
     pub client_body_buffer_size: Option<u64>,
+    /// `send_timeout`: how long a write may wait for the client (a
+    /// listener's default server). Default 60 s.
+    pub send_timeout: Option<Duration>,
 }
 
 /// Which `Upgrade` requests a proxying location tunnels to its upstream.
@@ -680,6 +683,7 @@ impl Settings {
                 &parent.large_client_header_buffers,
             ),
             websocket: pick(&self.websocket, &parent.websocket),
+            send_timeout: pick(&self.send_timeout, &parent.send_timeout),
             proxy_request_buffering: pick(
                 &self.proxy_request_buffering,
                 &parent.proxy_request_buffering,

@@ -308,6 +308,7 @@ macro_rules! with_settings {
             #[serde(default)] websocket: Option<Spanned<RawWebsocket>>,
             #[serde(default)] proxy_request_buffering: Option<bool>,
             #[serde(default)] client_body_buffer_size: Option<Spanned<NumOrText>>,
+            #[serde(default)] send_timeout: Option<Spanned<NumOrText>>,
         }
 
         impl HasSettings for $name {
@@ -359,6 +360,7 @@ macro_rules! with_settings {
                     websocket: self.websocket.take(),
                     proxy_request_buffering: self.proxy_request_buffering.take(),
                     client_body_buffer_size: self.client_body_buffer_size.take(),
+                    send_timeout: self.send_timeout.take(),
                 })
             }
         }
@@ -416,6 +418,7 @@ struct RawSettings {
     websocket: Option<Spanned<RawWebsocket>>,
     proxy_request_buffering: Option<bool>,
     client_body_buffer_size: Option<Spanned<NumOrText>>,
+    send_timeout: Option<Spanned<NumOrText>>,
 }
 
 with_settings! {
@@ -988,6 +991,7 @@ impl Cx<'_> {
                 })
             }),
             proxy_request_buffering: raw.proxy_request_buffering,
+            send_timeout: raw.send_timeout.and_then(|d| self.duration(d)),
             client_body_buffer_size: raw.client_body_buffer_size.and_then(|s| self.size(s)),
             websocket: raw.websocket.and_then(|w| match w.get_ref() {
                 RawWebsocket::Flag(true) => Some(Upgrades::Always),

@@ -355,6 +355,7 @@ impl Writer {
             ("client_header_timeout", s.client_header_timeout),
             ("keepalive_timeout", s.keepalive_timeout),
             ("keepalive_time", s.keepalive_time),
+            ("send_timeout", s.send_timeout),
         ] {
             if let Some(d) = d {
                 t.insert(key.into(), duration(d));

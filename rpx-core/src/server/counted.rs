@@ -1,16 +1,22 @@
 //! Bytes in and out of each connection, on the wire (TLS included), for
 //! `rpx_bytes_received_total` / `rpx_bytes_sent_total` (one atomic add per
-//! read or write) and for the connection's header timer.
+//! read or write) and for the connection's header timer; and nginx's
+//! `send_timeout`: a write the client does not take for that long fails
+//! the connection. The timer is armed only when a write has to wait.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 use super::header_timer::Received;
+use crate::lazy_sleep::LazySleep;
 
 /// A listener's byte counters (made once per listener).
 #[derive(Debug)]
@@ -35,15 +41,52 @@ pub(crate) struct Counted<T> {
     inner: T,
     counters: Arc<ByteCounters>,
     received: Arc<Received>,
+    send_timeout: Duration,
+    /// Since when writes have been waiting for the client.
+    stalled: Option<Instant>,
+    sleep: LazySleep,
 }
 
 impl<T> Counted<T> {
-    pub(crate) fn new(inner: T, counters: Arc<ByteCounters>, received: Arc<Received>) -> Self {
+    pub(crate) fn new(
+        inner: T,
+        counters: Arc<ByteCounters>,
+        received: Arc<Received>,
+        send_timeout: Duration,
+    ) -> Self {
         Counted {
             inner,
             counters,
             received,
+            send_timeout,
+            stalled: None,
+            sleep: LazySleep::default(),
         }
+    }
+
+    /// A write's result, with `send_timeout` kept: waiting longer than it
+    /// since the first write that had to wait is an error.
+    fn timed<R>(&mut self, res: Poll<io::Result<R>>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        if res.is_ready() {
+            self.stalled = None;
+            return res;
+        }
+        if self.send_timeout.is_zero() {
+            return res;
+        }
+        let since = *self.stalled.get_or_insert_with(crate::clock::now);
+        if self
+            .sleep
+            .poll_until(since + self.send_timeout, cx)
+            .is_ready()
+        {
+            tracing::debug!("client timed out (send_timeout)");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "send_timeout: the client took nothing",
+            )));
+        }
+        res
     }
 }
 
@@ -74,7 +117,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         if let Poll::Ready(Ok(n)) = res {
             self.counters.sent.increment(n as u64);
         }
-        res
+        self.timed(res, cx)
     }
 
     fn poll_write_vectored(
@@ -86,7 +129,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         if let Poll::Ready(Ok(n)) = res {
             self.counters.sent.increment(n as u64);
         }
-        res
+        self.timed(res, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -94,7 +137,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let res = Pin::new(&mut self.inner).poll_flush(cx);
+        self.timed(res, cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

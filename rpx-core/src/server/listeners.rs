@@ -173,6 +173,8 @@ pub struct ListenerSpec {
     pub tls: Option<super::TlsListener>,
     /// What request heads may be on it.
     pub head: super::HeadLimits,
+    /// `send_timeout` for its connections.
+    pub send_timeout: Duration,
 }
 
 impl ListenerSpec {
@@ -188,6 +190,7 @@ impl ListenerSpec {
             listen: Some(self.addr),
             tls: None,
             head: self.head,
+            send_timeout: self.send_timeout,
             ..ServeOptions::default()
         }
     }

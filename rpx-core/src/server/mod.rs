@@ -135,6 +135,10 @@ pub struct ServeOptions {
     /// What a request head may be ([`HeadLimits`]); every reader refuses
     /// the same heads with the same answers.
     pub head: HeadLimits,
+    /// How long a write may wait for the client to take bytes
+    /// (`send_timeout`) before the connection is closed; zero: no limit.
+    /// Default 60 s, as nginx.
+    pub send_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -149,6 +153,7 @@ impl Default for ServeOptions {
             tls: None,
             own_http1: true,
             head: HeadLimits::default(),
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -259,7 +264,8 @@ where
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
         metrics::counter!("rpx_connections_total", "scheme" => scheme.as_str()).increment(1);
         let received = Arc::new(header_timer::Received::default());
-        let stream = counted::Counted::new(stream, bytes.clone(), received.clone());
+        let stream =
+            counted::Counted::new(stream, bytes.clone(), received.clone(), opts.send_timeout);
         let mut builder = builder.clone();
         // Its own: the timer keeps the connection's armed sleep.
         builder.http1().timer(header_timer::HeaderTimer::new(

@@ -179,13 +179,8 @@ impl Proxy {
                 t
             });
             let opts = ServeOptions {
-                listen: Some(spec.addr),
-                header_timeout: spec.header_timeout,
-                keepalive_timeout: spec.keepalive_timeout,
-                keepalive_requests: spec.keepalive_requests,
-                keepalive_time: spec.keepalive_time,
                 tls,
-                ..ServeOptions::default()
+                ..spec.options(ServeOptions::default().shutdown_timeout)
             };
             let svc = rpx.clone();
             tokio::spawn(serve_with(listener, svc, opts, async move {

@@ -247,7 +247,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("fastcgi_temp_path", HSL, 1, 4, Silent),
     d("uwsgi_temp_path", HSL, 1, 4, Silent),
     d("scgi_temp_path", HSL, 1, 4, Silent),
-    d("send_timeout", HSL, 1, 1, Silent),
+    d("send_timeout", HSL, 1, 1, Mapped),
     d("reset_timedout_connection", HSL, 1, 1, Silent),
     d("lingering_close", HSL, 1, 1, Silent),
     d("lingering_time", HSL, 1, 1, Silent),

@@ -297,6 +297,7 @@ impl Mapper {
             "client_body_timeout" => s.client_body_timeout = self.time(d),
             "client_header_timeout" => s.client_header_timeout = self.time(d),
             "merge_slashes" => s.merge_slashes = self.flag(d),
+            "send_timeout" => s.send_timeout = self.time(d),
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
             "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {
                 Some(n) => s.client_body_buffer_size = Some(n),

@@ -458,6 +458,7 @@ fn listener_spec(addr: SocketAddr, settings: &Settings) -> ListenerSpec {
         keepalive_requests: settings.keepalive_requests.unwrap_or(1000),
         keepalive_time: settings.keepalive_time.unwrap_or(Duration::from_secs(3600)),
         tls: None,
+        send_timeout: settings.send_timeout.unwrap_or(Duration::from_secs(60)),
         head: HeadLimits {
             line,
             total: size(buffers.size)

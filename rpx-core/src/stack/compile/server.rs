@@ -94,6 +94,12 @@ impl Compiler {
                     self.err(&loc.pos, format!("invalid regex {:?}: {e}", loc.pattern));
                 }
             }
+            for name in connection_settings(&loc.settings) {
+                self.err(
+                    &loc.pos,
+                    format!("`{name}` in a location: rpx applies it to the whole connection, from the listener's default server; set it in the server or http block"),
+                );
+            }
             let settings = loc.settings.inherit(parent);
             let action = self.action(loc, &settings, server_name);
             self.summary.push(format!(
@@ -267,4 +273,30 @@ pub(super) fn describe_return(r: &ReturnConfig) -> String {
         Some((first, false)) => format!("{} {first}", r.code),
         None => r.code.to_string(),
     }
+}
+
+/// The settings of `s` that belong to a connection, not a request: a
+/// location cannot have its own.
+fn connection_settings(s: &Settings) -> Vec<&'static str> {
+    [
+        ("client_header_timeout", s.client_header_timeout.is_some()),
+        ("keepalive_timeout", s.keepalive_timeout.is_some()),
+        ("keepalive_requests", s.keepalive_requests.is_some()),
+        ("keepalive_time", s.keepalive_time.is_some()),
+        ("send_timeout", s.send_timeout.is_some()),
+        ("merge_slashes", s.merge_slashes.is_some()),
+        ("underscores_in_headers", s.underscores_in_headers.is_some()),
+        ("ignore_invalid_headers", s.ignore_invalid_headers.is_some()),
+        (
+            "client_header_buffer_size",
+            s.client_header_buffer_size.is_some(),
+        ),
+        (
+            "large_client_header_buffers",
+            s.large_client_header_buffers.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
 }
