@@ -392,3 +392,36 @@ pub fn http1_head(data: &[u8]) {
         }
     }
 }
+
+/// Decodes the input as an upstream's HTTP/1.x response (head, then a body
+/// framed by `Content-Length`, chunked or the close), all at once and fed
+/// in small reads: the answers must agree, a `Content-Length` body is that
+/// long, and a head rpx takes httparse takes too. The first byte picks a
+/// HEAD request and the read size.
+pub fn upstream_response(data: &[u8]) {
+    use rpx_core::proxy::fuzzing::decode_response;
+    let Some((&control, data)) = data.split_first() else {
+        return;
+    };
+    let head_request = control & 0x80 != 0;
+    let whole = decode_response(data, data.len(), head_request);
+    for piece in [1, usize::from(control & 0x7f) + 1] {
+        let split = decode_response(data, piece, head_request);
+        match (&whole, &split) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "read {piece} at a time"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("whole {whole:?}, read {piece} at a time {split:?}"),
+        }
+    }
+    if let Ok(d) = &whole {
+        if let Some(n) = d.length {
+            assert_eq!(d.body.len() as u64, n, "Content-Length body");
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut res = httparse::Response::new(&mut headers);
+        assert!(
+            matches!(res.parse(data), Ok(httparse::Status::Complete(_))),
+            "rpx took a head httparse does not"
+        );
+    }
+}

@@ -348,3 +348,45 @@ fn http1_head() {
     ];
     run("http1_head", fuzz_bodies::http1_head, &tokens, 40);
 }
+
+#[test]
+fn upstream_response() {
+    let tokens = [
+        "\r\n",
+        "\r\n",
+        "\r\n\r\n",
+        "HTTP/1.1 200 OK",
+        "HTTP/1.0 200 OK",
+        "HTTP/1.1 204 No Content",
+        "HTTP/1.1 304 Not Modified",
+        "HTTP/1.1 101 Switching",
+        "Content-Length: ",
+        "0",
+        "3",
+        "+3",
+        "18446744073709551616",
+        "Transfer-Encoding: ",
+        "chunked",
+        "gzip, chunked",
+        "chunked, gzip",
+        "Connection: close",
+        "3\r\nabc\r\n",
+        "0\r\n\r\n",
+        "0\r\nX: 1\r\n\r\n",
+        ";ext=1",
+        "ffff",
+        "-1",
+        "zz",
+        " ",
+        "\t",
+        "a",
+        "\u{1}",
+        "\u{80}",
+    ];
+    run(
+        "upstream_response",
+        fuzz_bodies::upstream_response,
+        &tokens,
+        40,
+    );
+}

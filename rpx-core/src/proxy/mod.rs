@@ -981,3 +981,108 @@ mod size_tests {
         assert!(size_of::<super::h1::Exchange>() <= 40);
     }
 }
+
+/// Entry points for rpx's fuzz targets (`fuzz/`); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::BytesMut;
+
+    use super::h1::decode::{parse_head, Decoded, Framing};
+    use crate::headers::HeadCopies;
+
+    /// What the upstream response decoder made of a response.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct DecodedResponse {
+        /// The status.
+        pub status: u16,
+        /// `Content-Length`, when that framed the body.
+        pub length: Option<u64>,
+        /// The body's bytes.
+        pub body: Vec<u8>,
+        /// Trailers came.
+        pub trailers: bool,
+    }
+
+    /// Decodes `data` as an upstream's response, fed `piece` bytes at a
+    /// time as reads would bring them; an error as text.
+    ///
+    /// # Panics
+    /// When the decoder stops making progress: a bug the fuzzer is for.
+    pub fn decode_response(
+        data: &[u8],
+        piece: usize,
+        head_request: bool,
+    ) -> Result<DecodedResponse, String> {
+        let piece = piece.max(1);
+        let mut buf = BytesMut::new();
+        let mut fed = 0;
+        let mut feed = |buf: &mut BytesMut| {
+            let end = (fed + piece).min(data.len());
+            buf.extend_from_slice(&data[fed..end]);
+            fed = end;
+            fed == data.len()
+        };
+        let mut copies = HeadCopies::default();
+        let mut eof = data.is_empty();
+        let head = loop {
+            match parse_head(&mut buf, &mut copies, head_request).map_err(|e| e.to_string())? {
+                Some(head) => break head,
+                None if eof => return Err("incomplete head".into()),
+                None => eof = feed(&mut buf),
+            }
+        };
+        let mut framing = head.framing;
+        let length = match framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        let mut out = DecodedResponse {
+            status: head.response.status().as_u16(),
+            length,
+            body: Vec::new(),
+            trailers: false,
+        };
+        // Every step takes bytes or ends; more steps than bytes is a loop.
+        for _ in 0..4 * data.len() + 16 {
+            match framing.decode(&mut buf, eof).map_err(|e| e.to_string())? {
+                Decoded::Data(d) => {
+                    assert!(!d.is_empty(), "empty data frame");
+                    out.body.extend_from_slice(&d);
+                }
+                Decoded::Trailers(_) => out.trailers = true,
+                Decoded::End => return Ok(out),
+                Decoded::More if eof => panic!("More at the end of the input"),
+                Decoded::More => eof = feed(&mut buf),
+            }
+        }
+        panic!("the decoder makes no progress");
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reads_of_any_size_decode_alike() {
+            let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n";
+            for piece in [1, 4, chunked.len()] {
+                let d = decode_response(chunked, piece, false).unwrap();
+                assert_eq!(
+                    (d.status, &d.body[..], d.trailers),
+                    (200, &b"abcde"[..], true)
+                );
+                let d = decode_response(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                    piece,
+                    false,
+                )
+                .unwrap();
+                assert_eq!((d.length, &d.body[..]), (Some(5), &b"hello"[..]));
+            }
+            assert!(
+                decode_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 2, false)
+                    .is_err()
+            );
+        }
+    }
+}
