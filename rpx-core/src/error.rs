@@ -58,6 +58,9 @@ pub enum ProxyError {
     /// The request itself is malformed (400).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// `deny` refused the client (403).
+    #[error("access forbidden by rule")]
+    Forbidden,
     /// The request path does not normalise: a `..` above the root, a NUL (400).
     #[error("invalid request path")]
     BadPath,
@@ -126,6 +129,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_) | ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -144,6 +148,7 @@ impl ProxyError {
     pub fn fault(&self) -> Fault {
         match self {
             ProxyError::NoRoute
+            | ProxyError::Forbidden
             | ProxyError::BadRequest(_)
             | ProxyError::BadPath
             | ProxyError::BodyTooLarge { .. }

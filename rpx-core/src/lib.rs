@@ -19,6 +19,7 @@
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`action`] | what a location answers itself: `return`, static files |
+//! | [`access`] | `allow` / `deny`: ordered address rules, a 403 for the denied |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
 //! | [`location`] | `location` matching: `=`, `^~`, longest prefix, `~`/`~*` in order, nesting |
 //! | [`host`] | `server_name` routing: exact, `*.wild`, `wild.*`, `~regex`, default server |
@@ -54,6 +55,7 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+pub mod access;
 pub mod accesslog;
 pub mod acme;
 pub mod action;

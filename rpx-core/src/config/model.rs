@@ -537,6 +537,20 @@ pub struct Settings {
     /// `send_timeout`: how long a write may wait for the client (a
     /// listener's default server). Default 60 s.
     pub send_timeout: Option<Duration>,
+    /// `allow` / `deny` rules in order; a level with any replaces the
+    /// inherited list, as nginx.
+    pub access: Option<Vec<AccessRuleConfig>>,
+}
+
+/// One `allow` or `deny`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRuleConfig {
+    /// Which of the two.
+    pub verdict: crate::access::Verdict,
+    /// An address, a CIDR, `unix:` or `all` (checked when read).
+    pub rule: String,
+    /// Where it was written.
+    pub pos: SourcePos,
 }
 
 /// Which `Upgrade` requests a proxying location tunnels to its upstream.
@@ -684,6 +698,7 @@ impl Settings {
             ),
             websocket: pick(&self.websocket, &parent.websocket),
             send_timeout: pick(&self.send_timeout, &parent.send_timeout),
+            access: pick(&self.access, &parent.access),
             proxy_request_buffering: pick(
                 &self.proxy_request_buffering,
                 &parent.proxy_request_buffering,

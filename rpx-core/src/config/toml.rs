@@ -309,6 +309,9 @@ macro_rules! with_settings {
             #[serde(default)] proxy_request_buffering: Option<bool>,
             #[serde(default)] client_body_buffer_size: Option<Spanned<NumOrText>>,
             #[serde(default)] send_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] allow: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] deny: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] access: Option<Spanned<Vec<(String, String)>>>,
         }
 
         impl HasSettings for $name {
@@ -361,6 +364,9 @@ macro_rules! with_settings {
                     proxy_request_buffering: self.proxy_request_buffering.take(),
                     client_body_buffer_size: self.client_body_buffer_size.take(),
                     send_timeout: self.send_timeout.take(),
+                    allow: self.allow.take(),
+                    deny: self.deny.take(),
+                    access: self.access.take(),
                 })
             }
         }
@@ -419,6 +425,9 @@ struct RawSettings {
     proxy_request_buffering: Option<bool>,
     client_body_buffer_size: Option<Spanned<NumOrText>>,
     send_timeout: Option<Spanned<NumOrText>>,
+    allow: Option<Spanned<OneOrMany<String>>>,
+    deny: Option<Spanned<OneOrMany<String>>>,
+    access: Option<Spanned<Vec<(String, String)>>>,
 }
 
 with_settings! {
@@ -992,6 +1001,7 @@ impl Cx<'_> {
             }),
             proxy_request_buffering: raw.proxy_request_buffering,
             send_timeout: raw.send_timeout.and_then(|d| self.duration(d)),
+            access: self.access(raw.allow, raw.deny, raw.access),
             client_body_buffer_size: raw.client_body_buffer_size.and_then(|s| self.size(s)),
             websocket: raw.websocket.and_then(|w| match w.get_ref() {
                 RawWebsocket::Flag(true) => Some(Upgrades::Always),
@@ -1007,6 +1017,61 @@ impl Cx<'_> {
                 }
             }),
         }
+    }
+
+    /// `allow` and `deny` (every `allow` before every `deny`), or `access`
+    /// (`[["deny", "…"], ["allow", "…"]]`, in nginx's order).
+    fn access(
+        &mut self,
+        allow: Option<Spanned<OneOrMany<String>>>,
+        deny: Option<Spanned<OneOrMany<String>>>,
+        access: Option<Spanned<Vec<(String, String)>>>,
+    ) -> Option<Vec<AccessRuleConfig>> {
+        use crate::access::Verdict;
+        let mut rules: Vec<(Verdict, String, SourcePos)> = Vec::new();
+        for (verdict, list) in [(Verdict::Allow, allow), (Verdict::Deny, deny)] {
+            if let Some(list) = list {
+                let pos = self.at(&list);
+                if let Some(a) = &access {
+                    let pos = self.at(a);
+                    self.errors.push(
+                        ConfigError::new(pos, "`access` and `allow`/`deny` at one level")
+                            .hint("write the rules once: `access = [[\"deny\", \"…\"], [\"allow\", \"…\"]]` keeps their order"),
+                    );
+                }
+                for rule in list.into_inner().into_vec() {
+                    rules.push((verdict, rule, pos.clone()));
+                }
+            }
+        }
+        if let Some(list) = access.filter(|_| rules.is_empty()) {
+            let pos = self.at(&list);
+            for (word, rule) in list.into_inner() {
+                let verdict = match word.as_str() {
+                    "allow" => Verdict::Allow,
+                    "deny" => Verdict::Deny,
+                    _ => {
+                        self.errors.push(
+                            ConfigError::new(pos.clone(), format!("invalid access rule {word:?}"))
+                                .hint("each rule is [\"allow\", \"…\"] or [\"deny\", \"…\"]"),
+                        );
+                        continue;
+                    }
+                };
+                rules.push((verdict, rule, pos.clone()));
+            }
+        }
+        if rules.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (verdict, rule, pos) in rules {
+            match crate::access::AccessList::builder().rule(verdict, &rule) {
+                Ok(_) => out.push(AccessRuleConfig { verdict, rule, pos }),
+                Err(e) => self.errors.push(ConfigError::new(pos, e.to_string())),
+            }
+        }
+        Some(out)
     }
 
     fn names(&mut self, v: Vec<Spanned<String>>) -> Vec<super::model::Spanned<String>> {

@@ -380,6 +380,39 @@ impl Writer {
         if let Some(n) = s.client_header_buffer_size {
             t.insert("client_header_buffer_size".into(), integer(n));
         }
+        if let Some(rules) = &s.access {
+            use crate::access::Verdict;
+            let allows = rules
+                .iter()
+                .take_while(|r| r.verdict == Verdict::Allow)
+                .count();
+            let in_key_order = rules[allows..].iter().all(|r| r.verdict == Verdict::Deny);
+            if in_key_order && !rules.is_empty() {
+                for (key, verdict) in [("allow", Verdict::Allow), ("deny", Verdict::Deny)] {
+                    let list: Vec<Value> = rules
+                        .iter()
+                        .filter(|r| r.verdict == verdict)
+                        .map(|r| text(&r.rule))
+                        .collect();
+                    if !list.is_empty() {
+                        t.insert(key.into(), Value::Array(list));
+                    }
+                }
+            } else {
+                let list = rules
+                    .iter()
+                    .map(|r| {
+                        let word = if r.verdict == Verdict::Allow {
+                            "allow"
+                        } else {
+                            "deny"
+                        };
+                        Value::Array(vec![text(word), text(&r.rule)])
+                    })
+                    .collect();
+                t.insert("access".into(), Value::Array(list));
+            }
+        }
         if let Some(w) = s.websocket {
             let v = match w {
                 Upgrades::Always => Value::Boolean(true),

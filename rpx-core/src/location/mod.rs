@@ -19,6 +19,7 @@ pub use normalize::{escape_path, normalize, normalize_with, PathError};
 pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableError};
 pub use try_files::{TryFiles, TryFilesError};
 
+use crate::access::{client_addr, AccessList, Verdict};
 use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
@@ -66,6 +67,22 @@ struct Parts<S> {
     try_files: Option<Arc<[Option<TryFiles>]>>,
     /// `merge_slashes`.
     merge_slashes: bool,
+    /// `allow` / `deny` per location id, and for requests no location matches.
+    access: Option<Arc<RouterAccess>>,
+}
+
+/// The access lists a router checks.
+#[derive(Debug)]
+struct RouterAccess {
+    locations: Vec<Option<AccessList>>,
+    fallback: Option<AccessList>,
+}
+
+impl RouterAccess {
+    /// Whether `list` refuses the client of `req`.
+    fn denies<B>(list: Option<&AccessList>, req: &Request<B>) -> bool {
+        list.is_some_and(|l| l.check(client_addr(req)) == Verdict::Deny)
+    }
 }
 
 impl<S> Clone for LocationRouter<S> {
@@ -126,6 +143,7 @@ impl<S> LocationRouter<S> {
                 rewrites: None,
                 try_files: None,
                 merge_slashes: true,
+                access: None,
             }),
         }
     }
@@ -157,6 +175,29 @@ impl<S> LocationRouter<S> {
         S: Clone,
     {
         self.parts_mut().merge_slashes = merge;
+        self
+    }
+
+    /// Checks `allow` / `deny` (one list per location id, and one for
+    /// requests no location matches) where nginx's access phase is: after
+    /// the location's rewrites, before its `try_files`; a denied client gets
+    /// the location's 403 ([`Routed::Status`]). Locations whose answer is a
+    /// `return` should have none: nginx's `return` comes first.
+    pub fn with_access(
+        mut self,
+        locations: Vec<Option<AccessList>>,
+        fallback: Option<AccessList>,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        let empty = fallback.is_none() && locations.iter().all(Option::is_none);
+        self.parts_mut().access = (!empty).then(|| {
+            Arc::new(RouterAccess {
+                locations,
+                fallback,
+            })
+        });
         self
     }
 
@@ -218,13 +259,24 @@ impl<S> LocationRouter<S> {
         if let std::borrow::Cow::Owned(p) = path {
             req.extensions_mut().insert(NormalizedPath(p));
         }
+        let access = parts.access.as_deref();
         let found = if parts.rewrites.is_none() && parts.try_files.is_none() {
-            Found::Match(found)
+            match found {
+                LocationMatch::Location(id)
+                    if access.is_some_and(|a| {
+                        RouterAccess::denies(a.locations.get(id).and_then(Option::as_ref), req)
+                    }) =>
+                {
+                    Found::Status(id, StatusCode::FORBIDDEN)
+                }
+                found => Found::Match(found),
+            }
         } else {
             let phases = Phases {
                 table: &parts.table,
                 rewrites: parts.rewrites.as_deref(),
                 try_files: parts.try_files.as_deref().unwrap_or_default(),
+                access,
             };
             phases.run(found, req)?
         };
@@ -232,6 +284,11 @@ impl<S> LocationRouter<S> {
             Found::Match(LocationMatch::Location(id)) => Routed::Serve(&parts.services[id]),
             Found::Match(LocationMatch::AddSlash(id)) | Found::AddSlash(id) => {
                 Routed::AddSlash(&parts.services[id])
+            }
+            Found::Match(LocationMatch::None)
+                if access.is_some_and(|a| RouterAccess::denies(a.fallback.as_ref(), req)) =>
+            {
+                Routed::Status(&parts.fallback, StatusCode::FORBIDDEN)
             }
             Found::Match(LocationMatch::None) => Routed::Serve(&parts.fallback),
             Found::Status(id, code) => Routed::Status(&parts.services[id], code),
@@ -294,6 +351,7 @@ struct Phases<'r> {
     table: &'r LocationTable,
     rewrites: Option<&'r Rewrites>,
     try_files: &'r [Option<TryFiles>],
+    access: Option<&'r RouterAccess>,
 }
 
 impl Phases<'_> {
@@ -334,6 +392,12 @@ impl Phases<'_> {
                     }
                     Outcome::Continue => {}
                 }
+            }
+            // nginx's access phase: before `try_files`, and again after
+            // each internal redirect.
+            let list = self.access.and_then(|a| a.locations.get(id)?.as_ref());
+            if RouterAccess::denies(list, req) {
+                return Ok(Found::Status(id, StatusCode::FORBIDDEN));
             }
             let Some(Some(tf)) = self.try_files.get(id) else {
                 return Ok(Found::Match(found));

@@ -370,8 +370,25 @@ pub struct Got {
 
 /// Sends one request on a fresh connection.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Got {
+    send_from(addr, None, req).await
+}
+
+/// [`send`] from the loopback address `source` (any of 127.0.0.0/8).
+pub async fn send_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    req: Request<Full<Bytes>>,
+) -> Got {
     let fut = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let stream = match source {
+            None => tokio::net::TcpStream::connect(addr).await.expect("connect"),
+            Some(ip) => {
+                assert!(ip.is_loopback(), "tests stay on loopback");
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket.bind((ip, 0).into()).expect("bind the source");
+                socket.connect(addr).await.expect("connect")
+            }
+        };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");

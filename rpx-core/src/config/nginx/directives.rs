@@ -150,7 +150,7 @@ fn stapling(_: &[&str]) -> Option<&'static str> {
 }
 
 const TLS: &str = "TLS termination";
-const ACCESS: &str = "access control";
+pub(super) const ACCESS: &str = "access control";
 
 /// The table. Order does not matter; names are unique.
 pub(super) static DIRECTIVES: &[Spec] = &[
@@ -434,8 +434,8 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("ssl_certificate_cache", HTTP | SRV, 1, 3, Silent),
     d("acme_certificate", SRV, 1, ANY, Mapped),
     // Access control.
-    d("allow", HSL | LMT, 1, 1, Unsupported(ACCESS)),
-    d("deny", HSL | LMT, 1, 1, Unsupported(ACCESS)),
+    d("allow", HSL | LMT, 1, 1, Mapped),
+    d("deny", HSL | LMT, 1, 1, Mapped),
     d("satisfy", HSL, 1, 1, Unsupported(ACCESS)),
     d("auth_basic", HSL | LMT, 1, 1, Unsupported(ACCESS)),
     d("auth_basic_user_file", HSL | LMT, 1, 1, Unsupported(ACCESS)),

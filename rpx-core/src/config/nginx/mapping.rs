@@ -104,7 +104,13 @@ impl Mapper {
     /// `--lenient` a warning (and the directive has no effect).
     fn unsupported(&mut self, d: &Directive, what: &str, subject: &str) {
         let msg = format!("{subject} is not yet supported ({what})");
-        if self.lenient {
+        // Ignoring one of these would open what the config closes.
+        let closes = what == directives::ACCESS || d.name == "internal";
+        if closes {
+            self.errors.push(ConfigError::new(at(&d.pos), msg).hint(
+                "access control is never ignored, not even with `--lenient`: without it the config would let in whom it keeps out",
+            ));
+        } else if self.lenient {
             self.warn(d, format!("{msg}; ignored (--lenient)"));
         } else {
             self.errors.push(
@@ -297,6 +303,27 @@ impl Mapper {
             "client_body_timeout" => s.client_body_timeout = self.time(d),
             "client_header_timeout" => s.client_header_timeout = self.time(d),
             "merge_slashes" => s.merge_slashes = self.flag(d),
+            "allow" | "deny" => {
+                let rule = w[0].to_owned();
+                let verdict = if d.name == "allow" {
+                    crate::access::Verdict::Allow
+                } else {
+                    crate::access::Verdict::Deny
+                };
+                match crate::access::AccessList::builder().rule(verdict, &rule) {
+                    Ok(_) => {
+                        if crate::access::has_host_bits(&rule) {
+                            self.warn(d, format!("low address bits of {rule} are meaningless"));
+                        }
+                        s.access.get_or_insert_with(Vec::new).push(AccessRuleConfig {
+                            verdict,
+                            rule,
+                            pos: at(&d.pos),
+                        });
+                    }
+                    Err(e) => self.err(d, format!("\"{}\": {e}", d.name)),
+                }
+            }
             "send_timeout" => s.send_timeout = self.time(d),
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
             "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {

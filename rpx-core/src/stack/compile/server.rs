@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// What the router keeps per location id, in the table's depth-first order.
+#[derive(Default)]
+pub(super) struct PerLocation {
+    services: Vec<Location>,
+    programs: Vec<Option<Program>>,
+    try_files: Vec<Option<TryFiles>>,
+    access: Vec<Option<AccessList>>,
+}
+
 impl Compiler {
     pub(super) fn server(&mut self, server: &ServerConfig, http: &Settings) -> Server {
         let settings = server.settings.inherit(http);
@@ -23,9 +32,7 @@ impl Compiler {
             }
         ));
         let mut specs = Vec::new();
-        let mut services = Vec::new();
-        let mut programs = Vec::new();
-        let mut try_files = Vec::new();
+        let mut per = PerLocation::default();
         let server_program = self.program(&server.rewrites, &settings, &name, &server.pos);
         let fallback_action = match &server.ret {
             // A server-level `return` answers before locations are looked at.
@@ -35,13 +42,7 @@ impl Compiler {
                 self.return_action(ret, &name)
             }
             None => {
-                self.locations(
-                    &server.locations,
-                    &settings,
-                    &name,
-                    &mut specs,
-                    &mut (&mut services, &mut programs, &mut try_files),
-                );
+                self.locations(&server.locations, &settings, &name, &mut specs, &mut per);
                 self.named_fallbacks(&server.locations);
                 Action::NotFound
             }
@@ -49,7 +50,7 @@ impl Compiler {
         let fallback = wrap(self, fallback_action, &settings, &name, &server.pos);
         let rewrites = Rewrites {
             server: server_program,
-            locations: programs,
+            locations: per.programs,
         };
         let metrics = if self.request_metrics {
             RequestMetricsLayer::new(if name.is_empty() { "_" } else { &name })
@@ -57,9 +58,10 @@ impl Compiler {
             RequestMetricsLayer::off()
         };
         let router = match LocationTable::build(&specs) {
-            Ok(table) => LocationRouter::from_parts(table, services, fallback)
+            Ok(table) => LocationRouter::from_parts(table, per.services, fallback)
                 .with_rewrites(rewrites)
-                .with_try_files(try_files),
+                .with_try_files(per.try_files)
+                .with_access(per.access, self.access_list(&settings)),
             Err(e) => {
                 // Regex errors were reported with their location above.
                 if !matches!(e, crate::location::TableError::Regex { .. }) {
@@ -78,11 +80,7 @@ impl Compiler {
         parent: &Settings,
         server_name: &Arc<str>,
         specs: &mut Vec<LocationSpec>,
-        out: &mut (
-            &mut Vec<Location>,
-            &mut Vec<Option<Program>>,
-            &mut Vec<Option<TryFiles>>,
-        ),
+        out: &mut PerLocation,
     ) {
         for loc in locations {
             if loc.kind.is_regex() {
@@ -108,12 +106,20 @@ impl Compiler {
                 describe(loc, &settings)
             ));
             let proxies = action.proxies();
-            out.0
+            out.services
                 .push(wrap(self, action, &settings, server_name, &loc.pos));
             let program = self.program(&loc.rewrites, &settings, server_name, &loc.pos);
-            out.1.push(program);
+            out.programs.push(program);
             let try_files = self.try_files(loc, &settings, server_name);
-            out.2.push(try_files);
+            out.try_files.push(try_files);
+            // nginx's `return` answers in the rewrite phase, before access.
+            let returns = matches!(loc.handler, Some(Handler::Return(_)));
+            let access = if returns {
+                None
+            } else {
+                self.access_list(&settings)
+            };
+            out.access.push(access);
             let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
             spec.auto_redirect = proxies
                 && loc.pattern.ends_with('/')
@@ -299,4 +305,24 @@ fn connection_settings(s: &Settings) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
     .collect()
+}
+
+impl Compiler {
+    /// The `allow` / `deny` list of a level's settings. The front-ends
+    /// check the rules; a model built by hand may still hold a bad one,
+    /// and then nobody is let in.
+    fn access_list(&mut self, s: &Settings) -> Option<AccessList> {
+        let rules = s.access.as_ref().filter(|r| !r.is_empty())?;
+        let mut list = AccessList::builder();
+        for r in rules {
+            list = match list.rule(r.verdict, &r.rule) {
+                Ok(list) => list,
+                Err(e) => {
+                    self.err(&r.pos, e);
+                    return Some(AccessList::builder().deny("all").expect("all").build());
+                }
+            };
+        }
+        Some(list.build())
+    }
 }

@@ -1,0 +1,186 @@
+//! `allow` / `deny` against real nginx: clients from different loopback
+//! addresses, rules in order, inheritance (a level with rules replaces the
+//! inherited ones), `return` before access, access before `try_files`.
+
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use rpx_core::config::{self, LoadOptions};
+use support::*;
+
+const SERVERS: &str = r#"
+    server {
+        listen 127.0.0.1:LISTEN_PORT default_server;
+        server_name _;
+        deny 127.0.0.4;
+        location /admin/ {
+            allow 127.0.0.2;
+            deny all;
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
+        location /ordered/ {
+            deny 127.0.0.3;
+            allow 127.0.0.0/24;
+            allow ::1;
+            deny all;
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
+        location /ret/ { deny all; return 200 "returned"; }
+        location /tried/ { root DIR; deny all; try_files $uri @app; }
+        location @app { proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
+        location /inherit/ {
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+            location /inherit/own/ {
+                allow all;
+                proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+            }
+        }
+        location /net/ {
+            allow 127.0.0.0/30;
+            deny all;
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
+        location / { proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
+    }
+"#;
+
+/// Status, and the path the upstream saw (if it saw one).
+async fn observe(
+    addr: SocketAddr,
+    up: &Upstream,
+    from: IpAddr,
+    path: &str,
+) -> (u16, Option<String>) {
+    let req = http::Request::get(path)
+        .header("host", "a")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let got = send_from(addr, Some(from), req).await;
+    (
+        got.status.as_u16(),
+        up.take().first().map(|s| s.uri.clone()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_and_deny_match_nginx() {
+    let Some(binary) = nginx::binary() else {
+        eprintln!("RPX_SKIP_NGINX=1: skipping");
+        return;
+    };
+    let up = Upstream::start(1).await;
+    let dir = temp_dir("access");
+    let port = nginx::free_port();
+    let servers = SERVERS
+        .replace("LISTEN_PORT", &port.to_string())
+        .replace("UPSTREAM_PORT", &up.addr.port().to_string())
+        .replace("DIR", &dir.display().to_string());
+    let conf = nginx::write_config(&dir, &servers);
+    let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let _nginx = nginx::Nginx::start(&binary, &dir, &conf, nginx_addr).await;
+    let rpx = serve_file(&conf, false)
+        .await
+        .expect("rpx loads the config");
+    let rpx_addr = rpx.listeners[0].1;
+
+    let mut diffs = Vec::new();
+    let mut denied = 0;
+    for from in [
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.9",
+    ] {
+        let from: IpAddr = from.parse().unwrap();
+        for path in [
+            "/admin/x",
+            "/ordered/x",
+            "/ret/x",
+            "/tried/x",
+            "/inherit/x",
+            "/inherit/own/x",
+            "/net/x",
+            "/other",
+        ] {
+            let want = observe(nginx_addr, &up, from, path).await;
+            let got = observe(rpx_addr, &up, from, path).await;
+            denied += usize::from(want.0 == 403);
+            if want != got {
+                diffs.push(format!("{from} {path}: nginx {want:?}, rpx {got:?}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
+    assert!(
+        denied > 10,
+        "the table denies too little to test much: {denied}"
+    );
+}
+
+#[test]
+fn access_directives_are_never_ignored_even_with_lenient() {
+    let dir = temp_dir("access-lenient");
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        "events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / {\n      auth_basic \"closed\";\n      return 200;\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let loaded = config::load_with(&conf, LoadOptions { lenient: true });
+    let Err(errors) = loaded.into_result() else {
+        panic!("auth_basic was ignored with --lenient");
+    };
+    let errors = errors.0;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("never ignored")),
+        "{errors:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn toml_allow_deny_and_ordered_access() {
+    let up = Upstream::start(1).await;
+    let toml = format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:8080"
+        [[server.location]]
+        path = "/keys/"
+        proxy_pass = "http://{up}"
+        allow = ["127.0.0.2", "127.0.0.0/31"]
+        deny = "all"
+        [[server.location]]
+        path = "/ordered/"
+        proxy_pass = "http://{up}"
+        access = [["deny", "127.0.0.3"], ["allow", "127.0.0.0/8"], ["deny", "all"]]
+        "#,
+        up = up.addr
+    );
+    let cfg = config::parse_toml(&toml, "access.toml").expect("config");
+    let back = config::to_toml(&cfg).expect("convert");
+    assert!(
+        back.contains("access = [[\"deny\", \"127.0.0.3\"]"),
+        "{back}"
+    );
+    let rpx = serve_config(&cfg, Vec::new()).await.expect("serve");
+    let addr = rpx.listeners[0].1;
+    for (from, path, want) in [
+        ("127.0.0.1", "/keys/", 200),
+        ("127.0.0.2", "/keys/", 200),
+        ("127.0.0.3", "/keys/", 403),
+        ("127.0.0.1", "/ordered/", 200),
+        ("127.0.0.3", "/ordered/", 403),
+    ] {
+        let got = observe(addr, &up, from.parse().unwrap(), path).await;
+        assert_eq!(got.0, want, "{from} {path}");
+        assert_eq!(got.1.is_some(), want == 200, "{from} {path}: upstream");
+    }
+}
