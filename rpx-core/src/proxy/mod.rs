@@ -8,7 +8,7 @@
 mod body;
 mod buffer;
 mod connector;
-mod h1;
+pub(crate) mod h1;
 mod h2;
 mod pool;
 mod pools;

@@ -11,7 +11,7 @@ mod h1;
 mod header_timer;
 mod lifetime;
 mod listeners;
-mod rewind;
+mod screen;
 mod tls;
 
 use std::convert::Infallible;
@@ -428,7 +428,7 @@ where
         },
     };
     let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(rewind::Rewind::new(io, read)), svc)
+        .serve_connection_with_upgrades(TokioIo::new(screen::Screen::new(io, read)), svc)
         .into_owned();
     Graceful {
         conn,

@@ -246,7 +246,7 @@ pub(crate) enum Chunked {
 }
 
 impl Chunked {
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, H1Error> {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, H1Error> {
         loop {
             match *self {
                 Chunked::Size => {

@@ -7,7 +7,7 @@
 //! connection ran as its own task, it cut rpx's user-space instructions per
 //! proxied request by a fifth (`benches/instructions.sh`).
 
-pub(in crate::proxy) mod decode;
+pub(crate) mod decode;
 mod encode;
 
 use std::future::poll_fn;
