@@ -218,6 +218,14 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             "absolute-form names the host",
             b"GET http://other.example/x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
         ),
+        (
+            "authority-form target",
+            b"GET a.example:80 HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+        ),
+        (
+            "absolute-form with a bad host",
+            b"GET http://a..b/x HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+        ),
         ("8 KiB header", long_header),
         ("header that fits", fits_header),
         ("head over 4 x 8 KiB", get(&format!("Host: a\r\n{many}"))),

@@ -177,8 +177,16 @@ fn drop_invalid(headers: &mut HeaderMap, limits: &HeadLimits) {
 }
 
 /// `Host`: required once in HTTP/1.1 (RFC 9112 §3.2) and well-formed
-/// wherever it is given.
+/// wherever it is given; so is a host in the request target, which only
+/// absolute-form (or `CONNECT`'s authority-form) may carry. Fuzzing found
+/// `GET a..b HTTP/1.1`, authority-form, naming the host routing would use.
 fn check_host<B>(req: &Request<B>) -> Result<(), Refusal> {
+    if let Some(authority) = req.uri().authority() {
+        let form_ok = req.uri().scheme().is_some() || req.method() == Method::CONNECT;
+        if !form_ok || !valid_host(authority.as_str().as_bytes()) {
+            return Err(Refusal::bad("Bad Request"));
+        }
+    }
     let mut hosts = req.headers().get_all(HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -197,17 +205,17 @@ fn check_host<B>(req: &Request<B>) -> Result<(), Refusal> {
 }
 
 /// A `Host` value: a reg-name (RFC 3986's characters, no empty label) or
-/// a bracketed IP literal, then an optional `:port` of digits.
+/// a bracketed IPv6 address, then an optional `:port` of digits.
 pub(crate) fn valid_host(h: &[u8]) -> bool {
     let port = if h.first() == Some(&b'[') {
         let Some(end) = h.iter().position(|&b| b == b']') else {
             return false;
         };
-        let literal = &h[1..end];
-        if literal.is_empty()
-            || !literal
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
+        // An IPv6 address (found by fuzzing: `[..::1]` must not pass).
+        let literal = std::str::from_utf8(&h[1..end]).ok();
+        if literal
+            .and_then(|l| l.parse::<std::net::Ipv6Addr>().ok())
+            .is_none()
         {
             return false;
         }
@@ -300,7 +308,21 @@ mod tests {
             assert!(valid_host(ok.as_bytes()), "{ok}");
         }
         for bad in [
-            "", "a/b", "a b", "a..b", "a:xyz", "a\"b", "[::1", "[]", "[::1]x", "a\\b", "a@b", ":80",
+            "",
+            "a/b",
+            "a b",
+            "a..b",
+            "a:xyz",
+            "a\"b",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "a\\b",
+            "a@b",
+            ":80",
+            "[..::1]",
+            "[1.2.3.4]",
+            "[v1.x]",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }
@@ -367,6 +389,12 @@ mod tests {
                 "{method} {headers:?}"
             );
         }
+        for uri in ["a..b", "http://a..b/", "http://u@a/"] {
+            let mut r = req("GET", uri, &[("host", "a")]);
+            assert_eq!(status(check_request(&mut r, &limits)), 400, "{uri}");
+        }
+        let mut r = req("GET", "http://a.example:8080/x", &[("host", "a")]);
+        assert_eq!(status(check_request(&mut r, &limits)), 200);
         let mut http10 = req("GET", "/", &[]);
         *http10.version_mut() = Version::HTTP_10;
         assert_eq!(status(check_request(&mut http10, &limits)), 200);
