@@ -7,21 +7,8 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use http::Request;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
 use tokio::sync::mpsc;
 
-fn channel_body(rx: mpsc::Receiver<Bytes>) -> TestBody {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| {
-            (
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(b)),
-                rx,
-            )
-        })
-    });
-    BodyExt::boxed(StreamBody::new(stream))
-}
 
 async fn proxy(up: &Upstream) -> Proxy {
     Proxy::start(&format!(
@@ -69,18 +56,6 @@ async fn a_declared_length_over_the_limit_is_413() {
     assert!(up.seen().is_empty());
 }
 
-/// An upstream that reads the whole body before it answers.
-async fn reading_upstream() -> Upstream {
-    Upstream::start(|req: Request<hyper::body::Incoming>| async move {
-        let n = req
-            .into_body()
-            .collect()
-            .await
-            .map_or(0, |b| b.to_bytes().len());
-        http::Response::new(full(format!("read {n}")))
-    })
-    .await
-}
 
 #[tokio::test]
 async fn a_streamed_body_over_the_limit_is_413() {

@@ -11,36 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use http::Request;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-fn channel_body(rx: mpsc::Receiver<Bytes>) -> TestBody {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| {
-            (
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(b)),
-                rx,
-            )
-        })
-    });
-    BodyExt::boxed(StreamBody::new(stream))
-}
 
-/// An upstream that reads the whole body, then answers.
-async fn reading_upstream() -> Upstream {
-    Upstream::start(|req: Request<hyper::body::Incoming>| async move {
-        let n = req
-            .into_body()
-            .collect()
-            .await
-            .map_or(0, |b| b.to_bytes().len());
-        http::Response::new(full(format!("read {n}")))
-    })
-    .await
-}
 
 #[tokio::test]
 async fn a_stalled_body_is_timed_out_on_http1_and_http2() {

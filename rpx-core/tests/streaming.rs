@@ -8,21 +8,9 @@ use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
-fn channel_body(rx: mpsc::Receiver<Bytes>) -> TestBody {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| {
-            (
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(b)),
-                rx,
-            )
-        })
-    });
-    BodyExt::boxed(StreamBody::new(stream))
-}
 
 #[tokio::test]
 async fn sse_events_arrive_one_by_one() {

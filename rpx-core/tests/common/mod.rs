@@ -55,6 +55,34 @@ pub async fn h2c_client(
     (sender, tokio::spawn(conn))
 }
 
+/// A body streaming what is sent on `rx`, a frame per message, until the
+/// sender is dropped.
+pub fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> TestBody {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    BodyExt::boxed(http_body_util::StreamBody::new(stream))
+}
+
+/// An upstream that reads the whole request body before it answers
+/// `read N`.
+pub async fn reading_upstream() -> Upstream {
+    Upstream::start(|req: Request<Incoming>| async move {
+        let n = req
+            .into_body()
+            .collect()
+            .await
+            .map_or(0, |b| b.to_bytes().len());
+        Response::new(full(format!("read {n}")))
+    })
+    .await
+}
+
 pub fn empty() -> TestBody {
     Empty::new().map_err(|e| match e {}).boxed()
 }
