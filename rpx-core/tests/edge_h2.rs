@@ -9,7 +9,6 @@ use common::*;
 use http::Request;
 use tokio::sync::mpsc;
 
-
 async fn proxy(up: &Upstream) -> Proxy {
     Proxy::start(&format!(
         r#"
@@ -55,7 +54,6 @@ async fn a_declared_length_over_the_limit_is_413() {
     }
     assert!(up.seen().is_empty());
 }
-
 
 #[tokio::test]
 async fn a_streamed_body_over_the_limit_is_413() {

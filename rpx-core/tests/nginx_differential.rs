@@ -1,6 +1,6 @@
 //! Differential tests: the same config under real nginx and under rpx, the
 //! same requests to both, and what the client and the upstream see compared.
-//! CI installs Debian's `nginx-light`; without nginx these tests fail unless
+//! CI installs Debian's `nginx`; without nginx these tests fail unless
 //! `RPX_SKIP_NGINX=1`.
 
 mod support;

@@ -15,8 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-
-
 #[tokio::test]
 async fn a_stalled_body_is_timed_out_on_http1_and_http2() {
     let up = reading_upstream().await;

@@ -11,7 +11,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
-
 #[tokio::test]
 async fn sse_events_arrive_one_by_one() {
     // The upstream sends the second event only after the test saw the first

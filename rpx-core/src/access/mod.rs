@@ -78,18 +78,20 @@ impl AccessList {
     /// What the rules say of a client at `addr`; an IPv4-mapped IPv6
     /// address is checked as the IPv4 one, as nginx does.
     pub fn check(&self, addr: IpAddr) -> Verdict {
+        self.first_match(addr).unwrap_or(Verdict::Allow)
+    }
+
+    /// The verdict of the first rule that matches `addr`, if one does.
+    pub fn first_match(&self, addr: IpAddr) -> Option<Verdict> {
         let addr = addr.to_canonical();
-        for (verdict, who) in self.rules.iter() {
+        self.rules.iter().find_map(|(verdict, who)| {
             let matches = match who {
                 Who::All => true,
                 Who::Net(net) => net.contains(&addr),
                 Who::Unix => false,
             };
-            if matches {
-                return *verdict;
-            }
-        }
-        Verdict::Allow
+            matches.then_some(*verdict)
+        })
     }
 
     /// No rules: everyone is let in.

@@ -540,6 +540,13 @@ pub struct Settings {
     /// `allow` / `deny` rules in order; a level with any replaces the
     /// inherited list, as nginx.
     pub access: Option<Vec<AccessRuleConfig>>,
+    /// `set_real_ip_from`: trusted proxies (addresses, CIDR, `unix:`;
+    /// checked when read); a level with any replaces the inherited list.
+    pub set_real_ip_from: Option<Vec<Spanned<String>>>,
+    /// `real_ip_header`. Default `X-Real-IP`.
+    pub real_ip_header: Option<Spanned<String>>,
+    /// `real_ip_recursive`. Default off.
+    pub real_ip_recursive: Option<bool>,
 }
 
 /// One `allow` or `deny`.
@@ -699,6 +706,9 @@ impl Settings {
             websocket: pick(&self.websocket, &parent.websocket),
             send_timeout: pick(&self.send_timeout, &parent.send_timeout),
             access: pick(&self.access, &parent.access),
+            set_real_ip_from: pick(&self.set_real_ip_from, &parent.set_real_ip_from),
+            real_ip_header: pick(&self.real_ip_header, &parent.real_ip_header),
+            real_ip_recursive: pick(&self.real_ip_recursive, &parent.real_ip_recursive),
             proxy_request_buffering: pick(
                 &self.proxy_request_buffering,
                 &parent.proxy_request_buffering,

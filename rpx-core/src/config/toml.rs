@@ -167,6 +167,24 @@ enum NumOrText {
     Text(String),
 }
 
+/// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
+type RealIpSettings = (
+    Option<Vec<super::model::Spanned<String>>>,
+    Option<super::model::Spanned<String>>,
+    Option<bool>,
+);
+
+/// `real_ip = { from = [...], header = "X-Forwarded-For", recursive = true }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRealIp {
+    from: OneOrMany<String>,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    recursive: Option<bool>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum RawWebsocket {
@@ -312,6 +330,7 @@ macro_rules! with_settings {
             #[serde(default)] allow: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] deny: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] access: Option<Spanned<Vec<(String, String)>>>,
+            #[serde(default)] real_ip: Option<Spanned<RawRealIp>>,
         }
 
         impl HasSettings for $name {
@@ -367,6 +386,7 @@ macro_rules! with_settings {
                     allow: self.allow.take(),
                     deny: self.deny.take(),
                     access: self.access.take(),
+                    real_ip: self.real_ip.take(),
                 })
             }
         }
@@ -428,6 +448,7 @@ struct RawSettings {
     allow: Option<Spanned<OneOrMany<String>>>,
     deny: Option<Spanned<OneOrMany<String>>>,
     access: Option<Spanned<Vec<(String, String)>>>,
+    real_ip: Option<Spanned<RawRealIp>>,
 }
 
 with_settings! {
@@ -827,6 +848,7 @@ impl Cx<'_> {
     }
 
     fn settings(&mut self, raw: RawSettings) -> Settings {
+        let real_ip = self.real_ip(raw.real_ip);
         Settings {
             access_log: raw.access_log.map(|v| {
                 let pos = self.at(&v);
@@ -1002,6 +1024,9 @@ impl Cx<'_> {
             proxy_request_buffering: raw.proxy_request_buffering,
             send_timeout: raw.send_timeout.and_then(|d| self.duration(d)),
             access: self.access(raw.allow, raw.deny, raw.access),
+            set_real_ip_from: real_ip.0,
+            real_ip_header: real_ip.1,
+            real_ip_recursive: real_ip.2,
             client_body_buffer_size: raw.client_body_buffer_size.and_then(|s| self.size(s)),
             websocket: raw.websocket.and_then(|w| match w.get_ref() {
                 RawWebsocket::Flag(true) => Some(Upgrades::Always),
@@ -1017,6 +1042,36 @@ impl Cx<'_> {
                 }
             }),
         }
+    }
+
+    /// `real_ip = { from, header, recursive }` as the three settings.
+    fn real_ip(&mut self, raw: Option<Spanned<RawRealIp>>) -> RealIpSettings {
+        let Some(raw) = raw else {
+            return (None, None, None);
+        };
+        let pos = self.at(&raw);
+        let raw = raw.into_inner();
+        let mut from = Vec::new();
+        for rule in raw.from.into_vec() {
+            if rule == "all" || crate::access::AccessList::builder().allow(&rule).is_err() {
+                self.errors.push(
+                    ConfigError::new(pos.clone(), format!("invalid real_ip.from {rule:?}"))
+                        .hint("the trusted proxies: addresses or CIDR (\"10.0.0.0/8\")"),
+                );
+            } else {
+                from.push(pos.clone().with(rule));
+            }
+        }
+        if let Some(h) = &raw.header {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                self.errors.push(ConfigError::new(
+                    pos.clone(),
+                    format!("invalid real_ip.header {h:?}"),
+                ));
+            }
+        }
+        let header = raw.header.map(|h| pos.with(h));
+        (Some(from), header, raw.recursive)
     }
 
     /// `allow` and `deny` (every `allow` before every `deny`), or `access`

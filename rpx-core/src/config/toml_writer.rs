@@ -413,6 +413,26 @@ impl Writer {
                 t.insert("access".into(), Value::Array(list));
             }
         }
+        if s.set_real_ip_from.is_some()
+            || s.real_ip_header.is_some()
+            || s.real_ip_recursive.is_some()
+        {
+            let mut r = Table::new();
+            let from = s
+                .set_real_ip_from
+                .iter()
+                .flatten()
+                .map(|f| text(&f.value))
+                .collect();
+            r.insert("from".into(), Value::Array(from));
+            if let Some(h) = &s.real_ip_header {
+                r.insert("header".into(), text(&h.value));
+            }
+            if let Some(on) = s.real_ip_recursive {
+                r.insert("recursive".into(), Value::Boolean(on));
+            }
+            t.insert("real_ip".into(), Value::Table(r));
+        }
         if let Some(w) = s.websocket {
             let v = match w {
                 Upgrades::Always => Value::Boolean(true),

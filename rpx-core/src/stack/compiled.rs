@@ -8,6 +8,8 @@
 //! decrement per `Arc` in them). These types call the same layers' code
 //! (`start`, `route`) through `&self` instead, in this order, outside in:
 //!
+//! 0. `RealIp` — the client's address from a trusted proxy's header, before
+//!    anything reads it (access lists, logs, `$remote_addr`).
 //! 1. `RequestMetrics` — counts every request of the server, routed or not.
 //! 2. `LocationRouter::route` — path normalisation, the rewrite and
 //!    `try_files` phases, location matching; its answers (`return`,
@@ -33,6 +35,7 @@ use crate::limit::{limited, BodyLimitLayer};
 use crate::location::{LocationRouter, Routed};
 use crate::metrics::{RequestMetricsFuture, RequestMetricsLayer};
 use crate::proxy::{ProxyFuture, ProxyService};
+use crate::realip::RealIp;
 use crate::reply::{add_slash, error_page};
 
 /// What a location runs once its layers have passed the request.
@@ -122,6 +125,9 @@ impl Location {
 #[derive(Debug)]
 pub(crate) struct Server {
     pub(crate) metrics: RequestMetricsLayer,
+    /// `set_real_ip_from`: the client's address from a trusted proxy,
+    /// read before anything uses it.
+    pub(crate) realip: Option<RealIp>,
     pub(crate) router: LocationRouter<Location>,
 }
 
@@ -132,6 +138,9 @@ impl Server {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if let Some(r) = &self.realip {
+            r.apply(&mut req);
+        }
         self.metrics.start(|| match self.router.route(&mut req) {
             Ok(Routed::Serve(l)) => Either::Right(l.call(req, How::Serve)),
             Ok(Routed::AddSlash(l)) => Either::Right(l.call(req, How::AddSlash)),

@@ -27,6 +27,10 @@ pub enum Var {
     RemoteAddr,
     /// `$remote_port`.
     RemotePort,
+    /// `$realip_remote_addr`: the connection's peer before `real_ip`.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`.
+    RealipRemotePort,
     /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` plus `$remote_addr`.
     ProxyAddXForwardedFor,
     /// `$scheme`.
@@ -91,6 +95,8 @@ impl Var {
             "http_host" => Var::HttpHost,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
+            "realip_remote_addr" => Var::RealipRemoteAddr,
+            "realip_remote_port" => Var::RealipRemotePort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
             "scheme" => Var::Scheme,
             "server_port" => Var::ServerPort,
@@ -280,6 +286,8 @@ pub struct VarCtx<'a> {
     pub tls: Option<&'a TlsInfo>,
     /// `$request_uri` when a rewrite changed `uri`.
     pub original_uri: Option<&'a str>,
+    /// The connection's peer when `real_ip` replaced the client's address.
+    pub realip: Option<std::net::SocketAddr>,
 }
 
 impl<'a> VarCtx<'a> {
@@ -305,6 +313,10 @@ impl<'a> VarCtx<'a> {
                 .get::<std::sync::Arc<TlsInfo>>()
                 .map(|t| &**t),
             original_uri: req.extensions().get::<OriginalUri>().map(|o| o.0.as_str()),
+            realip: req
+                .extensions()
+                .get::<crate::realip::RealipPeer>()
+                .map(|p| p.0),
         }
     }
 
@@ -322,7 +334,11 @@ impl<'a> VarCtx<'a> {
                 }
             }
             Var::RemoteAddr => push_ip(out, self.conn.peer.ip()),
+            // Port 0: a real address read without one, shown empty as nginx.
+            Var::RemotePort if self.conn.peer.port() == 0 => {}
             Var::RemotePort => push_num(out, self.conn.peer.port()),
+            Var::RealipRemoteAddr => push_ip(out, self.realip.unwrap_or(self.conn.peer).ip()),
+            Var::RealipRemotePort => push_num(out, self.realip.unwrap_or(self.conn.peer).port()),
             Var::ProxyAddXForwardedFor => {
                 for v in self.headers.get_all("x-forwarded-for") {
                     if let Ok(v) = v.to_str() {

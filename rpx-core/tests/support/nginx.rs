@@ -16,7 +16,7 @@ pub fn binary() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|p| p.exists());
     if found.is_none() && std::env::var("RPX_SKIP_NGINX").as_deref() != Ok("1") {
-        panic!("nginx is not installed: install nginx-light (CI does), or set RPX_SKIP_NGINX=1 to skip the differential tests");
+        panic!("nginx is not installed: install Debian's nginx (CI does), or set RPX_SKIP_NGINX=1 to skip the differential tests");
     }
     found
 }

@@ -105,7 +105,9 @@ impl Mapper {
     fn unsupported(&mut self, d: &Directive, what: &str, subject: &str) {
         let msg = format!("{subject} is not yet supported ({what})");
         // Ignoring one of these would open what the config closes.
-        let closes = what == directives::ACCESS || d.name == "internal";
+        // (`real_ip_header`: the address access lists and limits key on.)
+        let closes =
+            what == directives::ACCESS || d.name == "internal" || d.name == "real_ip_header";
         if closes {
             self.errors.push(ConfigError::new(at(&d.pos), msg).hint(
                 "access control is never ignored, not even with `--lenient`: without it the config would let in whom it keeps out",
@@ -303,6 +305,26 @@ impl Mapper {
             "client_body_timeout" => s.client_body_timeout = self.time(d),
             "client_header_timeout" => s.client_header_timeout = self.time(d),
             "merge_slashes" => s.merge_slashes = self.flag(d),
+            "set_real_ip_from" => {
+                let rule = w[0];
+                if crate::access::AccessList::builder().allow(rule).is_err() || rule == "all" {
+                    self.err(d, format!("\"set_real_ip_from\": invalid parameter \"{rule}\": an address, a CIDR or \"unix:\""));
+                } else {
+                    s.set_real_ip_from
+                        .get_or_insert_with(Vec::new)
+                        .push(Spanned::new(rule.to_owned(), at(&d.pos)));
+                }
+            }
+            "real_ip_header" => {
+                if w[0] == "proxy_protocol" {
+                    self.unsupported(d, "the PROXY protocol", "\"real_ip_header proxy_protocol\"");
+                } else if http::HeaderName::from_bytes(w[0].as_bytes()).is_err() {
+                    self.invalid_value(d);
+                } else {
+                    s.real_ip_header = Some(Spanned::new(w[0].to_owned(), at(&d.pos)));
+                }
+            }
+            "real_ip_recursive" => s.real_ip_recursive = self.flag(d),
             "allow" | "deny" => {
                 let rule = w[0].to_owned();
                 let verdict = if d.name == "allow" {

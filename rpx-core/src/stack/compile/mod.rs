@@ -33,6 +33,7 @@ use crate::location::Rewrites;
 use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind, TryFiles};
 use crate::metrics::RequestMetricsLayer;
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup, UpstreamVersion};
+use crate::realip::RealIp;
 use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
 use crate::server::TlsListener;
 use crate::server::{HeadLimits, ListenerSpec};

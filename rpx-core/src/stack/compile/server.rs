@@ -71,7 +71,12 @@ impl Compiler {
                 LocationRouter::from_parts(empty, Vec::new(), fallback)
             }
         };
-        Server { metrics, router }
+        let realip = self.realip(&settings);
+        Server {
+            metrics,
+            realip,
+            router,
+        }
     }
 
     pub(super) fn locations(
@@ -91,6 +96,12 @@ impl Compiler {
                 {
                     self.err(&loc.pos, format!("invalid regex {:?}: {e}", loc.pattern));
                 }
+            }
+            for name in server_only_settings(&loc.settings) {
+                self.err(
+                    &loc.pos,
+                    format!("`{name}` in a location: rpx reads the client's real address once per server, before locations are matched; set it in the server or http block"),
+                );
             }
             for name in connection_settings(&loc.settings) {
                 self.err(
@@ -308,6 +319,36 @@ fn connection_settings(s: &Settings) -> Vec<&'static str> {
 }
 
 impl Compiler {
+    /// A server's `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
+    fn realip(&mut self, s: &Settings) -> Option<RealIp> {
+        let from = s.set_real_ip_from.as_ref().filter(|f| !f.is_empty())?;
+        let mut trusted = AccessList::builder();
+        for f in from {
+            trusted = match trusted.allow(&f.value) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.err(&f.pos, e);
+                    return None;
+                }
+            };
+        }
+        let header = match &s.real_ip_header {
+            None => http::HeaderName::from_static("x-real-ip"),
+            Some(h) => match http::HeaderName::from_bytes(h.value.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => {
+                    self.err(&h.pos, format!("invalid real_ip_header {:?}", h.value));
+                    return None;
+                }
+            },
+        };
+        Some(RealIp::new(
+            trusted.build(),
+            header,
+            s.real_ip_recursive.unwrap_or(false),
+        ))
+    }
+
     /// The `allow` / `deny` list of a level's settings. The front-ends
     /// check the rules; a model built by hand may still hold a bad one,
     /// and then nobody is let in.
@@ -325,4 +366,16 @@ impl Compiler {
         }
         Some(list.build())
     }
+}
+
+/// The settings of `s` rpx applies per server, not per location.
+fn server_only_settings(s: &Settings) -> Vec<&'static str> {
+    [
+        ("set_real_ip_from", s.set_real_ip_from.is_some()),
+        ("real_ip_header", s.real_ip_header.is_some()),
+        ("real_ip_recursive", s.real_ip_recursive.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
 }
