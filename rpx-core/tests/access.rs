@@ -67,25 +67,11 @@ async fn observe(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_and_deny_match_nginx() {
-    let Some(binary) = nginx::binary() else {
+    let Some(both) = nginx::Both::start("access", SERVERS).await else {
         eprintln!("RPX_SKIP_NGINX=1: skipping");
         return;
     };
-    let up = Upstream::start(1).await;
-    let dir = temp_dir("access");
-    let port = nginx::free_port();
-    let servers = SERVERS
-        .replace("LISTEN_PORT", &port.to_string())
-        .replace("UPSTREAM_PORT", &up.addr.port().to_string())
-        .replace("DIR", &dir.display().to_string());
-    let conf = nginx::write_config(&dir, &servers);
-    let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let _nginx = nginx::Nginx::start(&binary, &dir, &conf, nginx_addr).await;
-    let rpx = serve_file(&conf, false)
-        .await
-        .expect("rpx loads the config");
-    let rpx_addr = rpx.listeners[0].1;
-
+    let (up, nginx_addr, rpx_addr) = (&both.up, both.nginx, both.rpx);
     let mut diffs = Vec::new();
     let mut denied = 0;
     for from in [
@@ -106,15 +92,14 @@ async fn allow_and_deny_match_nginx() {
             "/net/x",
             "/other",
         ] {
-            let want = observe(nginx_addr, &up, from, path).await;
-            let got = observe(rpx_addr, &up, from, path).await;
+            let want = observe(nginx_addr, up, from, path).await;
+            let got = observe(rpx_addr, up, from, path).await;
             denied += usize::from(want.0 == 403);
             if want != got {
                 diffs.push(format!("{from} {path}: nginx {want:?}, rpx {got:?}"));
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
     assert!(
         denied > 10,

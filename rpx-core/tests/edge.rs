@@ -145,45 +145,32 @@ fn response_complete(got: &[u8]) -> bool {
         .is_some_and(|len| body.len() >= len)
 }
 
-/// The three servers under test.
+/// The three servers under test: nginx, rpx with its own reader (the
+/// default) and rpx with hyper's alone.
 struct Servers {
     nginx: SocketAddr,
     own: SocketAddr,
     hyper: SocketAddr,
     up: Upstream,
-    _nginx: nginx::Nginx,
-    _rpx: (Running, Running),
-    dir: std::path::PathBuf,
+    _both: nginx::Both,
+    _hyper: Running,
 }
 
 async fn start() -> Option<Servers> {
-    let binary = nginx::binary()?;
-    let up = Upstream::start(1).await;
-    let dir = temp_dir("edge");
-    let port = nginx::free_port();
-    let servers = SERVERS
-        .replace("LISTEN_PORT", &port.to_string())
-        .replace("UPSTREAM_PORT", &up.addr.port().to_string());
-    let conf = nginx::write_config(&dir, &servers);
-    let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let running = nginx::Nginx::start(&binary, &dir, &conf, nginx_addr).await;
-    let (cfg, _) = config::load_with(&conf, LoadOptions { lenient: false })
+    let both = nginx::Both::start("edge", SERVERS).await?;
+    let (cfg, _) = config::load_with(&both.conf, LoadOptions { lenient: false })
         .into_result()
         .expect("rpx loads the config");
-    let own = serve_config_with(&cfg, Vec::new(), true)
-        .await
-        .expect("serve");
     let hyper = serve_config_with(&cfg, Vec::new(), false)
         .await
         .expect("serve");
     Some(Servers {
-        nginx: nginx_addr,
-        own: own.listeners[0].1,
+        nginx: both.nginx,
+        own: both.rpx,
         hyper: hyper.listeners[0].1,
-        up,
-        _nginx: running,
-        _rpx: (own, hyper),
-        dir,
+        up: both.up.clone(),
+        _both: both,
+        _hyper: hyper,
     })
 }
 
@@ -338,7 +325,6 @@ async fn malformed_and_hostile_heads_get_nginx_answers() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
     assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
 }
 
@@ -380,7 +366,6 @@ async fn smuggling_after_a_first_body_is_refused_too() {
         let seen: Vec<String> = s.up.take().iter().map(|r| r.uri.clone()).collect();
         assert_eq!(seen, ["/p"], "{server}");
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 /// Paths as nginx sees them: `$uri` (decoded, dot segments resolved,
@@ -457,7 +442,6 @@ async fn paths_decode_and_re_escape_as_nginx() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
     assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
 }
 

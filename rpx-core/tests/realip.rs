@@ -91,23 +91,11 @@ async fn observe(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_addresses_match_nginx() {
-    let Some(binary) = nginx::binary() else {
+    let Some(both) = nginx::Both::start("realip", SERVERS).await else {
         eprintln!("RPX_SKIP_NGINX=1: skipping");
         return;
     };
-    let up = Upstream::start(1).await;
-    let dir = temp_dir("realip");
-    let port = nginx::free_port();
-    let servers = SERVERS
-        .replace("LISTEN_PORT", &port.to_string())
-        .replace("UPSTREAM_PORT", &up.addr.port().to_string());
-    let conf = nginx::write_config(&dir, &servers);
-    let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let _nginx = nginx::Nginx::start(&binary, &dir, &conf, nginx_addr).await;
-    let rpx = serve_file(&conf, false)
-        .await
-        .expect("rpx loads the config");
-    let rpx_addr = rpx.listeners[0].1;
+    let (up, nginx_addr, rpx_addr) = (&both.up, both.nginx, both.rpx);
 
     let xff = "x-forwarded-for";
     let cases: &[Probe<'_>] = &[
@@ -133,8 +121,8 @@ async fn real_addresses_match_nginx() {
     for from in ["127.0.0.1", "127.0.1.1"] {
         let from: IpAddr = from.parse().unwrap();
         for case in cases {
-            let want = observe(nginx_addr, &up, from, *case).await;
-            let got = observe(rpx_addr, &up, from, *case).await;
+            let want = observe(nginx_addr, up, from, *case).await;
+            let got = observe(rpx_addr, up, from, *case).await;
             if want != got {
                 diffs.push(format!(
                     "{from} {case:?}:\n  nginx {want:?}\n  rpx   {got:?}"
@@ -142,7 +130,6 @@ async fn real_addresses_match_nginx() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
 }
 

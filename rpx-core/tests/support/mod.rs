@@ -34,6 +34,7 @@ pub struct Seen {
 
 /// A loopback upstream recording every request; it answers `200` with
 /// `up<id> <uri>`, or a `302` to `/elsewhere` for paths containing `redirect`.
+#[derive(Clone)]
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,

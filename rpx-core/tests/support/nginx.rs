@@ -83,3 +83,52 @@ impl Nginx {
         nginx
     }
 }
+
+/// The same servers under nginx and under rpx, proxying to one recording
+/// upstream: `servers` (the inside of `http {}`) with `LISTEN_PORT`,
+/// `UPSTREAM_PORT` and `DIR` (a fresh directory) filled in.
+pub struct Both {
+    pub nginx: SocketAddr,
+    pub rpx: SocketAddr,
+    pub up: super::Upstream,
+    pub dir: PathBuf,
+    /// The config file, for a second rpx with other options.
+    pub conf: PathBuf,
+    _nginx: Nginx,
+    _rpx: super::Running,
+}
+
+impl Both {
+    /// None when nginx is missing and `RPX_SKIP_NGINX=1`.
+    pub async fn start(tag: &str, servers: &str) -> Option<Both> {
+        let binary = binary()?;
+        let up = super::Upstream::start(1).await;
+        let dir = super::temp_dir(tag);
+        let port = free_port();
+        let servers = servers
+            .replace("LISTEN_PORT", &port.to_string())
+            .replace("UPSTREAM_PORT", &up.addr.port().to_string())
+            .replace("DIR", &dir.display().to_string());
+        let conf = write_config(&dir, &servers);
+        let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let nginx = Nginx::start(&binary, &dir, &conf, nginx_addr).await;
+        let rpx = super::serve_file(&conf, false)
+            .await
+            .expect("rpx loads the config");
+        Some(Both {
+            nginx: nginx_addr,
+            rpx: rpx.listeners[0].1,
+            up,
+            dir,
+            conf,
+            _nginx: nginx,
+            _rpx: rpx,
+        })
+    }
+}
+
+impl Drop for Both {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
