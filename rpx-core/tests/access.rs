@@ -1,6 +1,7 @@
 //! `allow` / `deny` against real nginx: clients from different loopback
 //! addresses, rules in order, inheritance (a level with rules replaces the
-//! inherited ones), `return` before access, access before `try_files`.
+//! inherited ones), `return` before access, access before `try_files`; and
+//! `internal` locations, reached only by a rewrite or `try_files`.
 
 mod support;
 
@@ -43,6 +44,9 @@ const SERVERS: &str = r#"
             deny all;
             proxy_pass http://127.0.0.1:UPSTREAM_PORT;
         }
+        location /int/ { internal; proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
+        location /to-int/ { rewrite ^/to-int/(.*)$ /int/$1 last; }
+        location /tf/ { root DIR; try_files $uri /int/from-try-files; }
         location / { proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
     }
 "#;
@@ -91,6 +95,9 @@ async fn allow_and_deny_match_nginx() {
             "/inherit/own/x",
             "/net/x",
             "/other",
+            "/int/x",
+            "/to-int/x",
+            "/tf/x",
         ] {
             let want = observe(nginx_addr, up, from, path).await;
             let got = observe(rpx_addr, up, from, path).await;
@@ -146,6 +153,10 @@ async fn toml_allow_deny_and_ordered_access() {
         path = "/ordered/"
         proxy_pass = "http://{up}"
         access = [["deny", "127.0.0.3"], ["allow", "127.0.0.0/8"], ["deny", "all"]]
+        [[server.location]]
+        path = "/int/"
+        proxy_pass = "http://{up}"
+        internal = true
         "#,
         up = up.addr
     );
@@ -155,6 +166,7 @@ async fn toml_allow_deny_and_ordered_access() {
         back.contains("access = [[\"deny\", \"127.0.0.3\"]"),
         "{back}"
     );
+    assert!(back.contains("internal = true"), "{back}");
     let rpx = serve_config(&cfg, Vec::new()).await.expect("serve");
     let addr = rpx.listeners[0].1;
     for (from, path, want) in [
@@ -163,6 +175,7 @@ async fn toml_allow_deny_and_ordered_access() {
         ("127.0.0.3", "/keys/", 403),
         ("127.0.0.1", "/ordered/", 200),
         ("127.0.0.3", "/ordered/", 403),
+        ("127.0.0.1", "/int/x", 404),
     ] {
         let got = observe(addr, &up, from.parse().unwrap(), path).await;
         assert_eq!(got.0, want, "{from} {path}");

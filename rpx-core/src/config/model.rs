@@ -272,6 +272,9 @@ pub struct LocationConfig {
     pub settings: Settings,
     /// Nested locations.
     pub locations: Vec<LocationConfig>,
+    /// `internal`: only internal redirects (a rewrite, `try_files`) reach
+    /// it; a client's request gets 404.
+    pub internal: bool,
 }
 
 impl LocationConfig {
@@ -287,6 +290,7 @@ impl LocationConfig {
             try_files: None,
             settings: Settings::default(),
             locations: Vec::new(),
+            internal: false,
         }
     }
 

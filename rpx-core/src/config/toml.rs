@@ -487,6 +487,7 @@ with_settings! {
         ret: Option<Spanned<NumOrText>>,
         alias: Option<Spanned<String>>,
         metrics: Option<Spanned<bool>>,
+        internal: Option<bool>,
         location: Vec<Spanned<RawLocation>>,
     }
 }
@@ -744,6 +745,7 @@ impl Cx<'_> {
             try_files,
             settings,
             locations,
+            internal: raw.internal.unwrap_or(false),
         })
     }
 

@@ -250,6 +250,9 @@ impl Writer {
         if !l.rewrites.is_empty() {
             t.insert("rewrite".into(), steps(&l.rewrites));
         }
+        if l.internal {
+            t.insert("internal".into(), Value::Boolean(true));
+        }
         if let Some(tf) = &l.try_files {
             let files = tf.value.iter().map(|f| text(f)).collect();
             t.insert("try_files".into(), Value::Array(files));

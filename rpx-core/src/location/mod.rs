@@ -23,7 +23,7 @@ use crate::access::{client_addr, AccessList, Verdict};
 use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
-use crate::request::{request_path, set_uri, KeepSlashes, NormalizedPath};
+use crate::request::{request_path, set_uri, KeepSlashes, NormalizedPath, OriginalUri};
 use crate::rewrite::{Outcome, Program, MAX_URI_CHANGES};
 use try_files::Tried;
 
@@ -69,6 +69,8 @@ struct Parts<S> {
     merge_slashes: bool,
     /// `allow` / `deny` per location id, and for requests no location matches.
     access: Option<Arc<RouterAccess>>,
+    /// `internal` per location id.
+    internal: Option<Arc<[bool]>>,
 }
 
 /// The access lists a router checks.
@@ -144,6 +146,7 @@ impl<S> LocationRouter<S> {
                 try_files: None,
                 merge_slashes: true,
                 access: None,
+                internal: None,
             }),
         }
     }
@@ -198,6 +201,18 @@ impl<S> LocationRouter<S> {
                 fallback,
             })
         });
+        self
+    }
+
+    /// Marks `internal` locations (one flag per location id): a client's
+    /// request that matches one gets its 404; one changed by a rewrite or
+    /// sent on by `try_files` is served, as nginx.
+    pub fn with_internal(mut self, internal: Vec<bool>) -> Self
+    where
+        S: Clone,
+    {
+        let any = internal.iter().any(|&i| i);
+        self.parts_mut().internal = any.then(|| internal.into());
         self
     }
 
@@ -260,8 +275,12 @@ impl<S> LocationRouter<S> {
             req.extensions_mut().insert(NormalizedPath(p));
         }
         let access = parts.access.as_deref();
+        let internal = parts.internal.as_deref();
         let found = if parts.rewrites.is_none() && parts.try_files.is_none() {
             match found {
+                LocationMatch::Location(id) if is_internal(internal, id) => {
+                    Found::Status(id, StatusCode::NOT_FOUND)
+                }
                 LocationMatch::Location(id)
                     if access.is_some_and(|a| {
                         RouterAccess::denies(a.locations.get(id).and_then(Option::as_ref), req)
@@ -277,6 +296,7 @@ impl<S> LocationRouter<S> {
                 rewrites: parts.rewrites.as_deref(),
                 try_files: parts.try_files.as_deref().unwrap_or_default(),
                 access,
+                internal,
             };
             phases.run(found, req)?
         };
@@ -352,6 +372,7 @@ struct Phases<'r> {
     rewrites: Option<&'r Rewrites>,
     try_files: &'r [Option<TryFiles>],
     access: Option<&'r RouterAccess>,
+    internal: Option<&'r [bool]>,
 }
 
 impl Phases<'_> {
@@ -366,6 +387,7 @@ impl Phases<'_> {
         let server = self.rewrites.and_then(|r| r.server.as_ref());
         let mut server_phase = true;
         let mut search = false;
+        let mut named = false;
         for _ in 0..=MAX_URI_CHANGES {
             if std::mem::take(&mut server_phase) {
                 if let Some(p) = server {
@@ -382,6 +404,12 @@ impl Phases<'_> {
             let LocationMatch::Location(id) = found else {
                 return Ok(Found::Match(found));
             };
+            // A client's own request; a rewrite or `try_files` changes the
+            // URI (and keeps the original), a named location is internal.
+            let redirected = named || req.extensions().get::<OriginalUri>().is_some();
+            if !redirected && is_internal(self.internal, id) {
+                return Ok(Found::Status(id, StatusCode::NOT_FOUND));
+            }
             if let Some(p) = self.rewrites.and_then(|r| r.locations.get(id)?.as_ref()) {
                 match p.run(req) {
                     Outcome::Respond(r) => return Ok(Found::Answer(r)),
@@ -416,7 +444,10 @@ impl Phases<'_> {
                 }
                 Tried::Code(code) => return Ok(Found::Status(id, code)),
                 Tried::Named(name) => match self.table.named(name) {
-                    Some(named) => found = LocationMatch::Location(named),
+                    Some(to) => {
+                        named = true;
+                        found = LocationMatch::Location(to);
+                    }
                     // The compiler checks names; a router built by hand
                     // may still miss one (nginx answers 500 too).
                     None => {
@@ -435,6 +466,11 @@ impl Phases<'_> {
         }
         Err(ProxyError::RewriteCycle)
     }
+}
+
+/// Whether location `id` is `internal`.
+fn is_internal(internal: Option<&[bool]>, id: usize) -> bool {
+    internal.and_then(|i| i.get(id)).copied().unwrap_or(false)
 }
 
 /// Sets the URI path to `path` when it differs, keeping the query.

@@ -305,13 +305,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         Unsupported("directory listings (`autoindex`)"),
     ),
     d("expires", HSL | LIF, 1, 2, Unsupported("`expires` headers")),
-    d(
-        "internal",
-        LOC,
-        0,
-        0,
-        Unsupported("internal-only locations"),
-    ),
+    d("internal", LOC, 0, 0, Mapped),
     d("set", SRV | LOC | IFS, 2, 2, Unsupported("`set` variables")),
     d(
         "sub_filter",

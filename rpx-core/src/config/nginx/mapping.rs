@@ -106,8 +106,7 @@ impl Mapper {
         let msg = format!("{subject} is not yet supported ({what})");
         // Ignoring one of these would open what the config closes.
         // (`real_ip_header`: the address access lists and limits key on.)
-        let closes =
-            what == directives::ACCESS || d.name == "internal" || d.name == "real_ip_header";
+        let closes = what == directives::ACCESS || d.name == "real_ip_header";
         if closes {
             self.errors.push(ConfigError::new(at(&d.pos), msg).hint(
                 "access control is never ignored, not even with `--lenient`: without it the config would let in whom it keeps out",
@@ -766,6 +765,7 @@ impl Mapper {
                     let files: Vec<String> = words(c).iter().map(|w| (*w).to_owned()).collect();
                     loc.try_files = Some(Spanned::new(files, at(&c.pos)));
                 }
+                "internal" => loc.internal = true,
                 _ => self.setting(c, &mut loc.settings),
             }
         }

@@ -10,6 +10,7 @@ pub(super) struct PerLocation {
     programs: Vec<Option<Program>>,
     try_files: Vec<Option<TryFiles>>,
     access: Vec<Option<AccessList>>,
+    internal: Vec<bool>,
 }
 
 impl Compiler {
@@ -61,7 +62,8 @@ impl Compiler {
             Ok(table) => LocationRouter::from_parts(table, per.services, fallback)
                 .with_rewrites(rewrites)
                 .with_try_files(per.try_files)
-                .with_access(per.access, self.access_list(&settings)),
+                .with_access(per.access, self.access_list(&settings))
+                .with_internal(per.internal),
             Err(e) => {
                 // Regex errors were reported with their location above.
                 if !matches!(e, crate::location::TableError::Regex { .. }) {
@@ -131,6 +133,7 @@ impl Compiler {
                 self.access_list(&settings)
             };
             out.access.push(access);
+            out.internal.push(loc.internal);
             let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
             spec.auto_redirect = proxies
                 && loc.pattern.ends_with('/')
