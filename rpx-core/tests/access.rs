@@ -45,27 +45,40 @@ const SERVERS: &str = r#"
             proxy_pass http://127.0.0.1:UPSTREAM_PORT;
         }
         location /int/ { internal; proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
+        location /ro/ {
+            limit_except GET { allow 127.0.0.2; deny all; }
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
+        location /ro2/ {
+            deny 127.0.0.3;
+            limit_except GET POST { }
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
         location /to-int/ { rewrite ^/to-int/(.*)$ /int/$1 last; }
         location /tf/ { root DIR; try_files $uri /int/from-try-files; }
         location / { proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
     }
 "#;
 
-/// Status, and the path the upstream saw (if it saw one).
+/// Status, and the method and path the upstream saw (if it saw one).
+/// `probe`: a path, or a method and a path (`"POST /x"`).
 async fn observe(
     addr: SocketAddr,
     up: &Upstream,
     from: IpAddr,
-    path: &str,
+    probe: &str,
 ) -> (u16, Option<String>) {
-    let req = http::Request::get(path)
+    let (method, path) = probe.split_once(' ').unwrap_or(("GET", probe));
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "a")
         .body(Full::new(Bytes::new()))
         .expect("request");
     let got = send_from(addr, Some(from), req).await;
     (
         got.status.as_u16(),
-        up.take().first().map(|s| s.uri.clone()),
+        up.take().first().map(|s| format!("{} {}", s.method, s.uri)),
     )
 }
 
@@ -98,6 +111,12 @@ async fn allow_and_deny_match_nginx() {
             "/int/x",
             "/to-int/x",
             "/tf/x",
+            "/ro/x",
+            "HEAD /ro/x",
+            "POST /ro/x",
+            "DELETE /ro/x",
+            "POST /ro2/x",
+            "PUT /ro2/x",
         ] {
             let want = observe(nginx_addr, up, from, path).await;
             let got = observe(rpx_addr, up, from, path).await;
@@ -157,6 +176,10 @@ async fn toml_allow_deny_and_ordered_access() {
         path = "/int/"
         proxy_pass = "http://{up}"
         internal = true
+        [[server.location]]
+        path = "/ro/"
+        proxy_pass = "http://{up}"
+        limit_except = {{ methods = ["GET"], deny = "all" }}
         "#,
         up = up.addr
     );
@@ -167,6 +190,9 @@ async fn toml_allow_deny_and_ordered_access() {
         "{back}"
     );
     assert!(back.contains("internal = true"), "{back}");
+    let again = config::to_toml(&config::parse_toml(&back, "again.toml").expect("reads back"))
+        .expect("convert again");
+    assert_eq!(again, back, "limit_except and access round-trip");
     let rpx = serve_config(&cfg, Vec::new()).await.expect("serve");
     let addr = rpx.listeners[0].1;
     for (from, path, want) in [
@@ -176,6 +202,8 @@ async fn toml_allow_deny_and_ordered_access() {
         ("127.0.0.1", "/ordered/", 200),
         ("127.0.0.3", "/ordered/", 403),
         ("127.0.0.1", "/int/x", 404),
+        ("127.0.0.1", "/ro/x", 200),
+        ("127.0.0.1", "POST /ro/x", 403),
     ] {
         let got = observe(addr, &up, from.parse().unwrap(), path).await;
         assert_eq!(got.0, want, "{from} {path}");

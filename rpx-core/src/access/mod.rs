@@ -151,6 +151,28 @@ fn parse_net(rule: &str) -> Option<IpNet> {
     }
 }
 
+/// `limit_except GET … { … }`: requests with a method not listed are held
+/// to `list`. `GET` covers `HEAD`, as nginx.
+#[derive(Debug, Clone)]
+pub struct LimitExcept {
+    methods: Vec<http::Method>,
+    list: AccessList,
+}
+
+impl LimitExcept {
+    /// `list` for methods other than `methods`.
+    pub fn new(methods: Vec<http::Method>, list: AccessList) -> Self {
+        LimitExcept { methods, list }
+    }
+
+    /// The list a request with `method` is held to, if this one.
+    pub fn list_for(&self, method: &http::Method) -> Option<&AccessList> {
+        let left_alone = self.methods.contains(method)
+            || (method == http::Method::HEAD && self.methods.contains(&http::Method::GET));
+        (!left_alone).then_some(&self.list)
+    }
+}
+
 /// Whether `rule` names a network with host bits set (`10.0.0.1/8`), which
 /// nginx warns about.
 pub fn has_host_bits(rule: &str) -> bool {

@@ -275,6 +275,21 @@ pub struct LocationConfig {
     /// `internal`: only internal redirects (a rewrite, `try_files`) reach
     /// it; a client's request gets 404.
     pub internal: bool,
+    /// `limit_except METHOD… { allow/deny }`.
+    pub limit_except: Option<LimitExceptConfig>,
+}
+
+/// `limit_except GET POST { … }`: requests with other methods are checked
+/// against these rules (the location's own when there are none). `GET`
+/// lets `HEAD` through too, as nginx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitExceptConfig {
+    /// The methods left alone (upper case).
+    pub methods: Vec<String>,
+    /// The block's `allow` / `deny`.
+    pub access: Vec<AccessRuleConfig>,
+    /// Where it was written.
+    pub pos: SourcePos,
 }
 
 impl LocationConfig {
@@ -291,6 +306,7 @@ impl LocationConfig {
             settings: Settings::default(),
             locations: Vec::new(),
             internal: false,
+            limit_except: None,
         }
     }
 

@@ -167,6 +167,20 @@ enum NumOrText {
     Text(String),
 }
 
+/// `limit_except = { methods = ["GET"], allow = […], deny = "all" }` (or
+/// `access = [[…]]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimitExcept {
+    methods: Vec<String>,
+    #[serde(default)]
+    allow: Option<Spanned<OneOrMany<String>>>,
+    #[serde(default)]
+    deny: Option<Spanned<OneOrMany<String>>>,
+    #[serde(default)]
+    access: Option<Spanned<Vec<(String, String)>>>,
+}
+
 /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
 type RealIpSettings = (
     Option<Vec<super::model::Spanned<String>>>,
@@ -488,6 +502,7 @@ with_settings! {
         alias: Option<Spanned<String>>,
         metrics: Option<Spanned<bool>>,
         internal: Option<bool>,
+        limit_except: Option<Spanned<RawLimitExcept>>,
         location: Vec<Spanned<RawLocation>>,
     }
 }
@@ -746,6 +761,17 @@ impl Cx<'_> {
             settings,
             locations,
             internal: raw.internal.unwrap_or(false),
+            limit_except: raw.limit_except.take().map(|l| {
+                let pos = self.at(&l);
+                let l = l.into_inner();
+                let methods = l.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+                let access = self.access(l.allow, l.deny, l.access).unwrap_or_default();
+                LimitExceptConfig {
+                    methods,
+                    access,
+                    pos,
+                }
+            }),
         })
     }
 

@@ -250,6 +250,21 @@ impl Writer {
         if !l.rewrites.is_empty() {
             t.insert("rewrite".into(), steps(&l.rewrites));
         }
+        if let Some(le) = &l.limit_except {
+            let rules = Settings {
+                access: Some(le.access.clone()),
+                ..Settings::default()
+            };
+            let mut inner = Table::new();
+            inner.insert(
+                "methods".into(),
+                Value::Array(le.methods.iter().map(|m| text(m)).collect()),
+            );
+            let mut access = Table::new();
+            self.settings(&rules, &mut access);
+            inner.extend(access);
+            t.insert("limit_except".into(), Value::Table(inner));
+        }
         if l.internal {
             t.insert("internal".into(), Value::Boolean(true));
         }

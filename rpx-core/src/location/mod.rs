@@ -19,7 +19,7 @@ pub use normalize::{escape_path, normalize, normalize_with, PathError};
 pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableError};
 pub use try_files::{TryFiles, TryFilesError};
 
-use crate::access::{client_addr, AccessList, Verdict};
+use crate::access::{client_addr, AccessList, LimitExcept, Verdict};
 use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
@@ -74,9 +74,11 @@ struct Parts<S> {
 }
 
 /// The access lists a router checks.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct RouterAccess {
     locations: Vec<Option<AccessList>>,
+    /// `limit_except` per location id.
+    except: Vec<Option<LimitExcept>>,
     fallback: Option<AccessList>,
 }
 
@@ -84,6 +86,16 @@ impl RouterAccess {
     /// Whether `list` refuses the client of `req`.
     fn denies<B>(list: Option<&AccessList>, req: &Request<B>) -> bool {
         list.is_some_and(|l| l.check(client_addr(req)) == Verdict::Deny)
+    }
+
+    /// Whether location `id` refuses `req`: its `limit_except` list for the
+    /// methods that holds, else its own.
+    fn location_denies<B>(&self, id: usize, req: &Request<B>) -> bool {
+        let except = self.except.get(id).and_then(Option::as_ref);
+        let list = except
+            .and_then(|e| e.list_for(req.method()))
+            .or_else(|| self.locations.get(id)?.as_ref());
+        Self::denies(list, req)
     }
 }
 
@@ -194,14 +206,49 @@ impl<S> LocationRouter<S> {
     where
         S: Clone,
     {
-        let empty = fallback.is_none() && locations.iter().all(Option::is_none);
-        self.parts_mut().access = (!empty).then(|| {
-            Arc::new(RouterAccess {
-                locations,
-                fallback,
-            })
+        let except = self
+            .parts
+            .access
+            .as_ref()
+            .map(|a| a.except.clone())
+            .unwrap_or_default();
+        self.set_access(RouterAccess {
+            locations,
+            except,
+            fallback,
         });
         self
+    }
+
+    /// `limit_except` per location id: requests with other methods are
+    /// held to its list, checked where [`LocationRouter::with_access`]'s are.
+    pub fn with_limit_except(mut self, except: Vec<Option<LimitExcept>>) -> Self
+    where
+        S: Clone,
+    {
+        let access = match &self.parts.access {
+            Some(a) => RouterAccess {
+                locations: a.locations.clone(),
+                except,
+                fallback: a.fallback.clone(),
+            },
+            None => RouterAccess {
+                except,
+                ..RouterAccess::default()
+            },
+        };
+        self.set_access(access);
+        self
+    }
+
+    fn set_access(&mut self, access: RouterAccess)
+    where
+        S: Clone,
+    {
+        let empty = access.fallback.is_none()
+            && access.locations.iter().all(Option::is_none)
+            && access.except.iter().all(Option::is_none);
+        self.parts_mut().access = (!empty).then(|| Arc::new(access));
     }
 
     /// Marks `internal` locations (one flag per location id): a client's
@@ -282,9 +329,7 @@ impl<S> LocationRouter<S> {
                     Found::Status(id, StatusCode::NOT_FOUND)
                 }
                 LocationMatch::Location(id)
-                    if access.is_some_and(|a| {
-                        RouterAccess::denies(a.locations.get(id).and_then(Option::as_ref), req)
-                    }) =>
+                    if access.is_some_and(|a| a.location_denies(id, req)) =>
                 {
                     Found::Status(id, StatusCode::FORBIDDEN)
                 }
@@ -423,8 +468,7 @@ impl Phases<'_> {
             }
             // nginx's access phase: before `try_files`, and again after
             // each internal redirect.
-            let list = self.access.and_then(|a| a.locations.get(id)?.as_ref());
-            if RouterAccess::denies(list, req) {
+            if self.access.is_some_and(|a| a.location_denies(id, req)) {
                 return Ok(Found::Status(id, StatusCode::FORBIDDEN));
             }
             let Some(Some(tf)) = self.try_files.get(id) else {

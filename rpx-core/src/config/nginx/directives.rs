@@ -164,7 +164,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     blk("map", HTTP, 2, 2, Mapped),
     blk("types", HSL, 0, 0, Silent),
     blk("if", SL, 1, ANY, Mapped),
-    blk("limit_except", LOC, 1, ANY, Unsupported(ACCESS)),
+    blk("limit_except", LOC, 1, ANY, Mapped),
     blk(
         "stream",
         MAIN,

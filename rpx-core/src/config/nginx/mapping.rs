@@ -92,6 +92,46 @@ impl Mapper {
         s.proxy_request_buffering.get_or_insert(true);
     }
 
+    /// `limit_except METHOD… { allow/deny … }`.
+    fn limit_except(&mut self, d: &Directive) -> Option<LimitExceptConfig> {
+        const METHODS: &[&str] = &[
+            "GET",
+            "HEAD",
+            "POST",
+            "PUT",
+            "DELETE",
+            "MKCOL",
+            "COPY",
+            "MOVE",
+            "OPTIONS",
+            "PROPFIND",
+            "PROPPATCH",
+            "LOCK",
+            "UNLOCK",
+            "PATCH",
+        ];
+        let mut methods = Vec::new();
+        for m in words(d) {
+            if !METHODS.contains(&m) {
+                self.err(d, format!("invalid method \"{m}\""));
+                return None;
+            }
+            methods.push(m.to_owned());
+        }
+        let mut inner = Settings::default();
+        for c in d.block.as_deref().unwrap_or_default() {
+            if self.check(c, directives::LMT).is_none() {
+                continue;
+            }
+            self.setting(c, &mut inner);
+        }
+        Some(LimitExceptConfig {
+            methods,
+            access: inner.access.unwrap_or_default(),
+            pos: at(&d.pos),
+        })
+    }
+
     fn err(&mut self, d: &Directive, msg: impl Into<String>) {
         self.errors.push(ConfigError::new(at(&d.pos), msg));
     }
@@ -766,6 +806,7 @@ impl Mapper {
                     loc.try_files = Some(Spanned::new(files, at(&c.pos)));
                 }
                 "internal" => loc.internal = true,
+                "limit_except" => loc.limit_except = self.limit_except(c),
                 _ => self.setting(c, &mut loc.settings),
             }
         }

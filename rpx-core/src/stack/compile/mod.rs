@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::compiled::{Action, Location, Server};
 use super::Snapshot;
-use crate::access::AccessList;
+use crate::access::{AccessList, LimitExcept};
 use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, COMBINED};
 use crate::acme::{AcmeManager, AcmeOptions, KeyAlg};
 use crate::action::{FileService, FilesMode, ReturnService};

@@ -10,6 +10,7 @@ pub(super) struct PerLocation {
     programs: Vec<Option<Program>>,
     try_files: Vec<Option<TryFiles>>,
     access: Vec<Option<AccessList>>,
+    except: Vec<Option<LimitExcept>>,
     internal: Vec<bool>,
 }
 
@@ -63,6 +64,7 @@ impl Compiler {
                 .with_rewrites(rewrites)
                 .with_try_files(per.try_files)
                 .with_access(per.access, self.access_list(&settings))
+                .with_limit_except(per.except)
                 .with_internal(per.internal),
             Err(e) => {
                 // Regex errors were reported with their location above.
@@ -132,7 +134,13 @@ impl Compiler {
             } else {
                 self.access_list(&settings)
             };
+            let except = if returns {
+                None
+            } else {
+                self.limit_except(loc, access.as_ref())
+            };
             out.access.push(access);
+            out.except.push(except);
             out.internal.push(loc.internal);
             let mut spec = LocationSpec::new(loc.kind, loc.pattern.clone());
             spec.auto_redirect = proxies
@@ -350,6 +358,26 @@ impl Compiler {
             header,
             s.real_ip_recursive.unwrap_or(false),
         ))
+    }
+
+    /// A location's `limit_except`: its own rules, or the location's.
+    fn limit_except(
+        &mut self,
+        loc: &LocationConfig,
+        own: Option<&AccessList>,
+    ) -> Option<LimitExcept> {
+        let le = loc.limit_except.as_ref()?;
+        let methods = le
+            .methods
+            .iter()
+            .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
+            .collect();
+        let rules = Settings {
+            access: Some(le.access.clone()),
+            ..Settings::default()
+        };
+        let list = self.access_list(&rules).or_else(|| own.cloned())?;
+        Some(LimitExcept::new(methods, list))
     }
 
     /// The `allow` / `deny` list of a level's settings. The front-ends
