@@ -445,6 +445,66 @@ async fn paths_decode_and_re_escape_as_nginx() {
     assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
 }
 
+/// The listener's head settings, set on the default server, against nginx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_head_settings_match_nginx() {
+    let servers = r#"
+        server {
+            listen 127.0.0.1:LISTEN_PORT default_server;
+            server_name _;
+            large_client_header_buffers 2 1k;
+            client_header_buffer_size 2k;
+            underscores_in_headers on;
+            ignore_invalid_headers off;
+            merge_slashes off;
+            location = /a/b { return 204; }
+            location / { proxy_pass http://127.0.0.1:UPSTREAM_PORT; }
+        }
+    "#;
+    let Some(both) = nginx::Both::start("edge-listener", servers).await else {
+        eprintln!("RPX_SKIP_NGINX=1: skipping");
+        return;
+    };
+    let header = |n: usize| format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(n));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a header in one large buffer", header(900).into_bytes()),
+        (
+            "a header in the first buffer only",
+            header(1500).into_bytes(),
+        ),
+        ("a header past both", header(2100).into_bytes()),
+        (
+            "a target past both",
+            format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(2100)).into_bytes(),
+        ),
+        (
+            "underscores and dots kept",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 1.2.3.4\r\nX.Dot: 1\r\n\r\n".to_vec(),
+        ),
+        (
+            "merged path",
+            b"GET /a/b HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+        ),
+        (
+            "unmerged path",
+            b"GET /a//b HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+        ),
+        (
+            "escaped slashes",
+            b"GET /a%2F%2Fb HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+        ),
+    ];
+    let mut diffs = Vec::new();
+    for (name, raw) in cases {
+        let want = exchange(both.nginx, &both.up, &raw).await;
+        let got = exchange(both.rpx, &both.up, &raw).await;
+        if got != want {
+            diffs.push(format!("{name}:\n  nginx {want:?}\n  rpx   {got:?}"));
+        }
+    }
+    assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
+}
+
 /// The size limits follow `large_client_header_buffers`, a head too long
 /// is refused before it is complete, and `underscores_in_headers on` keeps
 /// such headers.

@@ -315,8 +315,13 @@ impl<S> LocationRouter<S> {
     #[inline]
     pub fn route<B>(&self, req: &mut Request<B>) -> Result<Routed<'_, S>, ProxyError> {
         let parts = &*self.parts;
-        let merge = parts.merge_slashes && req.extensions().get::<KeepSlashes>().is_none();
-        let path = normalize_with(req.uri().path(), merge).map_err(|_| ProxyError::BadPath)?;
+        // The extension is looked up only for a path that may hold `//`
+        // (written, or escaped as `%2F`).
+        let raw = req.uri().path();
+        let may_merge = raw.contains("//") || raw.contains('%');
+        let merge =
+            parts.merge_slashes && (!may_merge || req.extensions().get::<KeepSlashes>().is_none());
+        let path = normalize_with(raw, merge).map_err(|_| ProxyError::BadPath)?;
         let found = parts.table.find(&path);
         if let std::borrow::Cow::Owned(p) = path {
             req.extensions_mut().insert(NormalizedPath(p));
@@ -451,8 +456,10 @@ impl Phases<'_> {
             };
             // A client's own request; a rewrite or `try_files` changes the
             // URI (and keeps the original), a named location is internal.
-            let redirected = named || req.extensions().get::<OriginalUri>().is_some();
-            if !redirected && is_internal(self.internal, id) {
+            if is_internal(self.internal, id)
+                && !named
+                && req.extensions().get::<OriginalUri>().is_none()
+            {
                 return Ok(Found::Status(id, StatusCode::NOT_FOUND));
             }
             if let Some(p) = self.rewrites.and_then(|r| r.locations.get(id)?.as_ref()) {
