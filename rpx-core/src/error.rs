@@ -61,6 +61,13 @@ pub enum ProxyError {
     /// `deny` refused the client (403).
     #[error("access forbidden by rule")]
     Forbidden,
+    /// `auth_basic` wants credentials the client did not send or that do
+    /// not match (401 with `WWW-Authenticate: Basic realm="…"`).
+    #[error("authorization required")]
+    Unauthorized {
+        /// The realm the browser shows.
+        realm: std::sync::Arc<str>,
+    },
     /// The request path does not normalise: a `..` above the root, a NUL (400).
     #[error("invalid request path")]
     BadPath,
@@ -130,6 +137,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ProxyError::BadRequest(_) | ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -149,6 +157,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute
             | ProxyError::Forbidden
+            | ProxyError::Unauthorized { .. }
             | ProxyError::BadRequest(_)
             | ProxyError::BadPath
             | ProxyError::BodyTooLarge { .. }
@@ -171,6 +180,13 @@ impl ProxyError {
     pub fn to_response(&self) -> Reply {
         let status = self.status();
         let mut page = error_page(status);
+        if let ProxyError::Unauthorized { realm } = self {
+            // As nginx: the realm as written, in quotes.
+            let value = format!("Basic realm=\"{realm}\"");
+            if let Ok(v) = http::HeaderValue::try_from(value) {
+                page.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            }
+        }
         if matches!(status.as_u16(), 400 | 413 | 414 | 500 | 501) {
             page.headers_mut().insert(
                 http::header::CONNECTION,

@@ -1,11 +1,23 @@
-//! nginx's `allow` / `deny` (ngx_http_access_module): rules checked in
-//! order against the client's address, the first that matches decides, and
-//! a client no rule matches is let in. A denied request is a 403.
+//! nginx's access phase: `allow` / `deny` (ngx_http_access_module), rules
+//! checked in order against the client's address, the first that matches
+//! decides, a client no rule matches is let in, a denied one gets a 403;
+//! `auth_basic` ([`basic`]); and `satisfy`, which says whether a request
+//! must pass them all or one ([`Guard`]).
 //!
-//! rpx's stack checks a location's list in the router, where nginx's access
-//! phase sits: after the rewrite phase (so a location's `return` answers
-//! first) and before `try_files`. [`AccessLayer`] is the same check as a
-//! tower layer for an embedder's own services.
+//! rpx's stack decides a location's [`Guard`] in the router, where nginx's
+//! access phase sits: after the rewrite phase (so a location's `return`
+//! answers first) and before `try_files`. The address check is made there;
+//! the password check, which may hash, is left to the compiled stack as a
+//! [`Pending`] check on the request. [`AccessLayer`] and
+//! [`BasicAuthLayer`] are the same checks as tower layers for an
+//! embedder's own services.
+
+pub mod basic;
+mod guard;
+pub mod htpasswd;
+
+pub use basic::{BasicAuth, BasicAuthLayer, Refusal, UserFile};
+pub use guard::{Gate, Guard, Pending, Satisfy};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -152,24 +164,28 @@ fn parse_net(rule: &str) -> Option<IpNet> {
 }
 
 /// `limit_except GET … { … }`: requests with a method not listed are held
-/// to `list`. `GET` covers `HEAD`, as nginx.
+/// to `guard`. `GET` covers `HEAD`, as nginx.
 #[derive(Debug, Clone)]
 pub struct LimitExcept {
     methods: Vec<http::Method>,
-    list: AccessList,
+    guard: Guard,
 }
 
 impl LimitExcept {
-    /// `list` for methods other than `methods`.
-    pub fn new(methods: Vec<http::Method>, list: AccessList) -> Self {
-        LimitExcept { methods, list }
+    /// `guard` (an [`AccessList`] converts) for methods other than
+    /// `methods`.
+    pub fn new(methods: Vec<http::Method>, guard: impl Into<Guard>) -> Self {
+        LimitExcept {
+            methods,
+            guard: guard.into(),
+        }
     }
 
-    /// The list a request with `method` is held to, if this one.
-    pub fn list_for(&self, method: &http::Method) -> Option<&AccessList> {
+    /// The guard a request with `method` is held to, if this one.
+    pub fn guard_for(&self, method: &http::Method) -> Option<&Guard> {
         let left_alone = self.methods.contains(method)
             || (method == http::Method::HEAD && self.methods.contains(&http::Method::GET));
-        (!left_alone).then_some(&self.list)
+        (!left_alone).then_some(&self.guard)
     }
 }
 

@@ -32,7 +32,6 @@ enum LogVar {
     TimeIso8601,
     Msec,
     Request,
-    RemoteUser,
     UpstreamAddr,
     UpstreamStatus,
     UpstreamResponseTime,
@@ -49,7 +48,6 @@ impl LogVar {
             "time_iso8601" => LogVar::TimeIso8601,
             "msec" => LogVar::Msec,
             "request" => LogVar::Request,
-            "remote_user" => LogVar::RemoteUser,
             "upstream_addr" => LogVar::UpstreamAddr,
             "upstream_status" => LogVar::UpstreamStatus,
             "upstream_response_time" => LogVar::UpstreamResponseTime,
@@ -270,7 +268,6 @@ fn log_value(v: LogVar, c: &Captured, d: &Finished) -> String {
             seconds(t)
         }
         LogVar::Request => c.request_line.clone(),
-        LogVar::RemoteUser => String::new(),
         LogVar::UpstreamAddr => d.upstream.as_ref().map_or(String::new(), |u| u.0.clone()),
         LogVar::UpstreamStatus => d
             .upstream

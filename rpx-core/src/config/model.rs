@@ -275,19 +275,20 @@ pub struct LocationConfig {
     /// `internal`: only internal redirects (a rewrite, `try_files`) reach
     /// it; a client's request gets 404.
     pub internal: bool,
-    /// `limit_except METHOD… { allow/deny }`.
+    /// `limit_except METHOD… { allow/deny/auth_basic }`.
     pub limit_except: Option<LimitExceptConfig>,
 }
 
 /// `limit_except GET POST { … }`: requests with other methods are checked
-/// against these rules (the location's own when there are none). `GET`
-/// lets `HEAD` through too, as nginx.
+/// against the block's access settings, a level of its own that inherits
+/// the location's (`allow`/`deny`, `auth_basic`, `satisfy`). `GET` lets
+/// `HEAD` through too, as nginx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitExceptConfig {
     /// The methods left alone (upper case).
     pub methods: Vec<String>,
-    /// The block's `allow` / `deny`.
-    pub access: Vec<AccessRuleConfig>,
+    /// The block's own access settings.
+    pub settings: Settings,
     /// Where it was written.
     pub pos: SourcePos,
 }
@@ -567,6 +568,22 @@ pub struct Settings {
     pub real_ip_header: Option<Spanned<String>>,
     /// `real_ip_recursive`. Default off.
     pub real_ip_recursive: Option<bool>,
+    /// `auth_basic`: the realm, or off. A password is asked for only with
+    /// `auth_basic_user_file` too (both inherited apart), as nginx.
+    pub auth_basic: Option<Spanned<AuthBasic>>,
+    /// `auth_basic_user_file`: an htpasswd file.
+    pub auth_basic_user_file: Option<Spanned<String>>,
+    /// `satisfy`. Default all.
+    pub satisfy: Option<crate::access::Satisfy>,
+}
+
+/// `auth_basic "realm" | off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthBasic {
+    /// `off`: no password, even where an outer level asks for one.
+    Off,
+    /// The realm the browser shows.
+    Realm(String),
 }
 
 /// One `allow` or `deny`.
@@ -729,6 +746,9 @@ impl Settings {
             set_real_ip_from: pick(&self.set_real_ip_from, &parent.set_real_ip_from),
             real_ip_header: pick(&self.real_ip_header, &parent.real_ip_header),
             real_ip_recursive: pick(&self.real_ip_recursive, &parent.real_ip_recursive),
+            auth_basic: pick(&self.auth_basic, &parent.auth_basic),
+            auth_basic_user_file: pick(&self.auth_basic_user_file, &parent.auth_basic_user_file),
+            satisfy: pick(&self.satisfy, &parent.satisfy),
             proxy_request_buffering: pick(
                 &self.proxy_request_buffering,
                 &parent.proxy_request_buffering,

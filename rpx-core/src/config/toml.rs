@@ -179,7 +179,34 @@ struct RawLimitExcept {
     deny: Option<Spanned<OneOrMany<String>>>,
     #[serde(default)]
     access: Option<Spanned<Vec<(String, String)>>>,
+    #[serde(default)]
+    basic_auth: Option<Spanned<RawBasicAuth>>,
 }
+
+/// `basic_auth = { realm = "…", users = "htpasswd file" }`, or `false`
+/// (nginx's `auth_basic off`). Each of the two is inherited apart, as
+/// nginx's `auth_basic` and `auth_basic_user_file`, so a level may set one.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawBasicAuth {
+    Flag(bool),
+    On(RawBasicAuthOn),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuthOn {
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default)]
+    users: Option<String>,
+}
+
+/// `auth_basic`, `auth_basic_user_file`.
+type BasicAuthSettings = (
+    Option<super::model::Spanned<super::model::AuthBasic>>,
+    Option<super::model::Spanned<String>>,
+);
 
 /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
 type RealIpSettings = (
@@ -345,6 +372,8 @@ macro_rules! with_settings {
             #[serde(default)] deny: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] access: Option<Spanned<Vec<(String, String)>>>,
             #[serde(default)] real_ip: Option<Spanned<RawRealIp>>,
+            #[serde(default)] basic_auth: Option<Spanned<RawBasicAuth>>,
+            #[serde(default)] satisfy: Option<Spanned<String>>,
         }
 
         impl HasSettings for $name {
@@ -401,6 +430,8 @@ macro_rules! with_settings {
                     deny: self.deny.take(),
                     access: self.access.take(),
                     real_ip: self.real_ip.take(),
+                    basic_auth: self.basic_auth.take(),
+                    satisfy: self.satisfy.take(),
                 })
             }
         }
@@ -463,6 +494,8 @@ struct RawSettings {
     deny: Option<Spanned<OneOrMany<String>>>,
     access: Option<Spanned<Vec<(String, String)>>>,
     real_ip: Option<Spanned<RawRealIp>>,
+    basic_auth: Option<Spanned<RawBasicAuth>>,
+    satisfy: Option<Spanned<String>>,
 }
 
 with_settings! {
@@ -765,10 +798,16 @@ impl Cx<'_> {
                 let pos = self.at(&l);
                 let l = l.into_inner();
                 let methods = l.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
-                let access = self.access(l.allow, l.deny, l.access).unwrap_or_default();
+                let (auth_basic, auth_basic_user_file) = self.basic_auth(l.basic_auth);
+                let settings = Settings {
+                    access: self.access(l.allow, l.deny, l.access),
+                    auth_basic,
+                    auth_basic_user_file,
+                    ..Settings::default()
+                };
                 LimitExceptConfig {
                     methods,
-                    access,
+                    settings,
                     pos,
                 }
             }),
@@ -877,6 +916,7 @@ impl Cx<'_> {
 
     fn settings(&mut self, raw: RawSettings) -> Settings {
         let real_ip = self.real_ip(raw.real_ip);
+        let (auth_basic, auth_basic_user_file) = self.basic_auth(raw.basic_auth);
         Settings {
             access_log: raw.access_log.map(|v| {
                 let pos = self.at(&v);
@@ -1055,6 +1095,20 @@ impl Cx<'_> {
             set_real_ip_from: real_ip.0,
             real_ip_header: real_ip.1,
             real_ip_recursive: real_ip.2,
+            auth_basic,
+            auth_basic_user_file,
+            satisfy: raw.satisfy.and_then(|v| match v.get_ref().as_str() {
+                "all" => Some(crate::access::Satisfy::All),
+                "any" => Some(crate::access::Satisfy::Any),
+                other => {
+                    let pos = self.at(&v);
+                    self.errors.push(
+                        ConfigError::new(pos, format!("invalid satisfy {other:?}"))
+                            .hint("\"all\" (every check must pass, the default) or \"any\" (an allow rule or the password)"),
+                    );
+                    None
+                }
+            }),
             client_body_buffer_size: raw.client_body_buffer_size.and_then(|s| self.size(s)),
             websocket: raw.websocket.and_then(|w| match w.get_ref() {
                 RawWebsocket::Flag(true) => Some(Upgrades::Always),
@@ -1069,6 +1123,42 @@ impl Cx<'_> {
                     None
                 }
             }),
+        }
+    }
+
+    /// `basic_auth = { realm, users }` or `false`, as nginx's two
+    /// directives.
+    fn basic_auth(&mut self, raw: Option<Spanned<RawBasicAuth>>) -> BasicAuthSettings {
+        use super::model::AuthBasic;
+        let Some(raw) = raw else {
+            return (None, None);
+        };
+        let pos = self.at(&raw);
+        match raw.into_inner() {
+            RawBasicAuth::Flag(false) => (Some(pos.with(AuthBasic::Off)), None),
+            RawBasicAuth::Flag(true) => {
+                self.errors.push(
+                    ConfigError::new(pos, "basic_auth = true says neither realm nor users").hint(
+                        "basic_auth = { realm = \"Staff only\", users = \"/etc/rpx/htpasswd\" }",
+                    ),
+                );
+                (None, None)
+            }
+            RawBasicAuth::On(RawBasicAuthOn {
+                realm: None,
+                users: None,
+            }) => {
+                self.errors.push(
+                    ConfigError::new(pos, "basic_auth = {} says neither realm nor users").hint(
+                        "basic_auth = { realm = \"Staff only\", users = \"/etc/rpx/htpasswd\" }",
+                    ),
+                );
+                (None, None)
+            }
+            RawBasicAuth::On(on) => (
+                on.realm.map(|r| pos.clone().with(AuthBasic::Realm(r))),
+                on.users.map(|u| pos.with(u)),
+            ),
         }
     }
 

@@ -251,17 +251,14 @@ impl Writer {
             t.insert("rewrite".into(), steps(&l.rewrites));
         }
         if let Some(le) = &l.limit_except {
-            let rules = Settings {
-                access: Some(le.access.clone()),
-                ..Settings::default()
-            };
+            let rules = &le.settings;
             let mut inner = Table::new();
             inner.insert(
                 "methods".into(),
                 Value::Array(le.methods.iter().map(|m| text(m)).collect()),
             );
             let mut access = Table::new();
-            self.settings(&rules, &mut access);
+            self.settings(rules, &mut access);
             inner.extend(access);
             t.insert("limit_except".into(), Value::Table(inner));
         }
@@ -430,6 +427,27 @@ impl Writer {
                     .collect();
                 t.insert("access".into(), Value::Array(list));
             }
+        }
+        match (&s.auth_basic, &s.auth_basic_user_file) {
+            (Some(off), _) if off.value == AuthBasic::Off => {
+                t.insert("basic_auth".into(), Value::Boolean(false));
+            }
+            (None, None) => {}
+            (realm, users) => {
+                let mut b = Table::new();
+                if let Some(AuthBasic::Realm(r)) = realm.as_ref().map(|r| &r.value) {
+                    b.insert("realm".into(), text(r));
+                }
+                if let Some(u) = users {
+                    b.insert("users".into(), text(&u.value));
+                }
+                t.insert("basic_auth".into(), Value::Table(b));
+            }
+        }
+        if s.satisfy == Some(crate::access::Satisfy::Any) {
+            t.insert("satisfy".into(), text("any"));
+        } else if s.satisfy.is_some() {
+            t.insert("satisfy".into(), text("all"));
         }
         if s.set_real_ip_from.is_some()
             || s.real_ip_header.is_some()

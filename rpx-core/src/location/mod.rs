@@ -8,6 +8,8 @@ mod normalize;
 mod table;
 mod try_files;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -19,7 +21,7 @@ pub use normalize::{escape_path, normalize, normalize_with, PathError};
 pub use table::{LocationMatch, LocationSpec, LocationTable, MatchKind, TableError};
 pub use try_files::{TryFiles, TryFilesError};
 
-use crate::access::{client_addr, AccessList, LimitExcept, Verdict};
+use crate::access::{client_addr, Gate, Guard, LimitExcept, Pending};
 use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
@@ -73,29 +75,40 @@ struct Parts<S> {
     internal: Option<Arc<[bool]>>,
 }
 
-/// The access lists a router checks.
+/// The access checks a router makes.
 #[derive(Debug, Default)]
 struct RouterAccess {
-    locations: Vec<Option<AccessList>>,
+    locations: Vec<Option<Guard>>,
     /// `limit_except` per location id.
     except: Vec<Option<LimitExcept>>,
-    fallback: Option<AccessList>,
+    fallback: Option<Guard>,
 }
 
 impl RouterAccess {
-    /// Whether `list` refuses the client of `req`.
-    fn denies<B>(list: Option<&AccessList>, req: &Request<B>) -> bool {
-        list.is_some_and(|l| l.check(client_addr(req)) == Verdict::Deny)
+    /// Whether `guard` refuses the client of `req`: a 403 now, or a pass
+    /// once its password is checked (left on the request as [`Pending`]).
+    fn denies<B>(guard: Option<&Guard>, req: &mut Request<B>) -> bool {
+        let Some(guard) = guard else {
+            return false;
+        };
+        match guard.gate(client_addr(req)) {
+            Gate::Pass => false,
+            Gate::Deny => true,
+            Gate::Authenticate(basic) => {
+                Pending::add(req, basic);
+                false
+            }
+        }
     }
 
-    /// Whether location `id` refuses `req`: its `limit_except` list for the
-    /// methods that holds, else its own.
-    fn location_denies<B>(&self, id: usize, req: &Request<B>) -> bool {
+    /// Whether location `id` refuses `req`: its `limit_except` guard for
+    /// the methods that holds, else its own.
+    fn location_denies<B>(&self, id: usize, req: &mut Request<B>) -> bool {
         let except = self.except.get(id).and_then(Option::as_ref);
-        let list = except
-            .and_then(|e| e.list_for(req.method()))
+        let guard = except
+            .and_then(|e| e.guard_for(req.method()))
             .or_else(|| self.locations.get(id)?.as_ref());
-        Self::denies(list, req)
+        Self::denies(guard, req)
     }
 }
 
@@ -193,16 +206,16 @@ impl<S> LocationRouter<S> {
         self
     }
 
-    /// Checks `allow` / `deny` (one list per location id, and one for
-    /// requests no location matches) where nginx's access phase is: after
-    /// the location's rewrites, before its `try_files`; a denied client gets
-    /// the location's 403 ([`Routed::Status`]). Locations whose answer is a
-    /// `return` should have none: nginx's `return` comes first.
-    pub fn with_access(
-        mut self,
-        locations: Vec<Option<AccessList>>,
-        fallback: Option<AccessList>,
-    ) -> Self
+    /// Checks each location's [`Guard`] (one per location id, and one for
+    /// requests no location matches; an [`AccessList`](crate::access::AccessList)
+    /// converts) where nginx's access phase is: after the location's
+    /// rewrites, before its `try_files`; a denied client gets the
+    /// location's 403 ([`Routed::Status`]). A password to check is left on
+    /// the request as [`Pending`]: [`Service::call`] checks it before the
+    /// location's service; a caller of [`LocationRouter::route`] must.
+    /// Locations whose answer is a `return` should have none: nginx's
+    /// `return` comes first.
+    pub fn with_access(mut self, locations: Vec<Option<Guard>>, fallback: Option<Guard>) -> Self
     where
         S: Clone,
     {
@@ -372,15 +385,20 @@ type Own<B, E> = Ready<Result<Response<RouterBody<B>>, E>>;
 /// The chosen service's call, its body put on the left.
 type Chosen<S, B, ResB> =
     MapOk<CallFuture<S, Request<B>>, fn(Response<ResB>) -> Response<RouterBody<ResB>>>;
+/// A request whose password is checked first.
+type Guarded<B, E> = Pin<Box<dyn Future<Output = Result<Response<RouterBody<B>>, E>> + Send>>;
 
 impl<S, B, ResB> Service<Request<B>> for LocationRouter<S>
 where
-    S: Service<Request<B>, Response = Response<ResB>> + Clone,
-    S::Error: From<ProxyError>,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: From<ProxyError> + Send + 'static,
+    B: Send + 'static,
+    ResB: Send + 'static,
 {
     type Response = Response<RouterBody<ResB>>;
     type Error = S::Error;
-    type Future = Either<Own<ResB, S::Error>, Chosen<S, B, ResB>>;
+    type Future = Either<Own<ResB, S::Error>, Either<Chosen<S, B, ResB>, Guarded<ResB, S::Error>>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         // Readiness is checked on the chosen service by `call_ready`.
@@ -388,20 +406,37 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let own = |reply: Reply| Either::Left(ready(Ok(reply.map(RouterBody::Right))));
-        match self.route(&mut req) {
-            Ok(Routed::Serve(service)) => Either::Right(
-                call_ready(service.clone(), req)
-                    .map_ok(left as fn(Response<ResB>) -> Response<RouterBody<ResB>>),
-            ),
-            Ok(Routed::AddSlash(_)) => own(add_slash(&req)),
-            Ok(Routed::Status(_, StatusCode::NOT_FOUND)) => {
-                Either::Left(ready(Err(ProxyError::NoRoute.into())))
+        let routed = self.route(&mut req);
+        // What to answer, the chosen service's call aside.
+        let own = |routed: Result<Routed<'_, S>, ProxyError>, req: &Request<B>| match routed {
+            Ok(Routed::Serve(service)) => Ok(Err(service.clone())),
+            Ok(Routed::AddSlash(_)) => Ok(Ok(add_slash(req))),
+            Ok(Routed::Status(_, StatusCode::NOT_FOUND)) => Err(ProxyError::NoRoute),
+            Ok(Routed::Status(_, code)) => Ok(Ok(error_page(code))),
+            Ok(Routed::Answer(reply)) => Ok(Ok(*reply)),
+            Err(e) => Err(e),
+        };
+        let pending = Pending::take(&mut req);
+        let next = own(routed, &req);
+        let Some(pending) = pending else {
+            return match next {
+                Ok(Err(service)) => Either::Right(Either::Left(
+                    call_ready(service, req)
+                        .map_ok(left as fn(Response<ResB>) -> Response<RouterBody<ResB>>),
+                )),
+                Ok(Ok(reply)) => Either::Left(ready(Ok(reply.map(RouterBody::Right)))),
+                Err(e) => Either::Left(ready(Err(e.into()))),
+            };
+        };
+        let check = pending.check(req.headers());
+        Either::Right(Either::Right(Box::pin(async move {
+            check.await?;
+            match next {
+                Ok(Err(service)) => call_ready(service, req).await.map(left),
+                Ok(Ok(reply)) => Ok(reply.map(RouterBody::Right)),
+                Err(e) => Err(e.into()),
             }
-            Ok(Routed::Status(_, code)) => own(error_page(code)),
-            Ok(Routed::Answer(reply)) => own(*reply),
-            Err(e) => Either::Left(ready(Err(e.into()))),
-        }
+        })))
     }
 }
 

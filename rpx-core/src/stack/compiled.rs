@@ -11,10 +11,12 @@
 //! 0. `RealIp` — the client's address from a trusted proxy's header, before
 //!    anything reads it (access lists, logs, `$remote_addr`).
 //! 1. `RequestMetrics` — counts every request of the server, routed or not.
-//! 2. `LocationRouter::route` — path normalisation, the rewrite and
-//!    `try_files` phases, location matching; its answers (`return`,
-//!    redirects) and errors skip the location's layers, as nginx's
-//!    server-level `return` does.
+//! 2. `LocationRouter::route` — path normalisation, the rewrite, access
+//!    (`allow`/`deny`) and `try_files` phases, location matching; its
+//!    answers (`return`, redirects) and errors skip the location's layers,
+//!    as nginx's server-level `return` does. A password it leaves to check
+//!    (`auth_basic`, which may hash off the executor) is checked next,
+//!    before anything is served; a refusal is the location's answer.
 //! 3. `AccessLog` — per location; sees the location's answer and errors.
 //! 4. `AddHeaders` — per location; also on its redirects and `=code` pages.
 //! 5. `BodyLimit` — only around the handler, which reads the body.
@@ -27,6 +29,7 @@ use futures_util::future::{ready, Either, Ready};
 use http::{Request, Response, StatusCode};
 
 use super::body::{from_reply, Body, IntoBody};
+use crate::access::Pending;
 use crate::accesslog::{AccessLogFuture, AccessLogLayer, LoggedBody};
 use crate::action::{FileService, FilesFuture, ReturnService};
 use crate::error::{BoxError, ProxyError};
@@ -59,9 +62,13 @@ type ActionFuture = Either<Answer<Body>, Either<IntoBody<ProxyFuture>, IntoBody<
 /// The future of one location's request.
 pub(crate) type LocationFuture =
     AccessLogFuture<AddHeadersFuture<Either<Answer<Body>, Either<Answer<Body>, ActionFuture>>>>;
+/// A request whose password is checked before it is served.
+type Guarded = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<LoggedBody<Body>>, ProxyError>> + Send>,
+>;
 /// The future of one server's request.
 pub(crate) type ServerFuture =
-    RequestMetricsFuture<Either<Answer<LoggedBody<Body>>, LocationFuture>>;
+    RequestMetricsFuture<Either<Answer<LoggedBody<Body>>, Either<LocationFuture, Guarded>>>;
 
 impl Action {
     #[inline]
@@ -98,6 +105,8 @@ enum How {
     Serve,
     AddSlash,
     Status(StatusCode),
+    /// A refused password: the error's page, as the location's answer.
+    Refuse(ProxyError),
 }
 
 impl Location {
@@ -116,6 +125,7 @@ impl Location {
                 // As any missing file: through the rescue layer.
                 How::Status(StatusCode::NOT_FOUND) => Either::Left(ready(Err(ProxyError::NoRoute))),
                 How::Status(code) => Either::Left(ready(Ok(from_reply(error_page(code))))),
+                How::Refuse(e) => Either::Left(ready(Ok(from_reply(e.to_response())))),
             })
         })
     }
@@ -141,14 +151,55 @@ impl Server {
         if let Some(r) = &self.realip {
             r.apply(&mut req);
         }
-        self.metrics.start(|| match self.router.route(&mut req) {
-            Ok(Routed::Serve(l)) => Either::Right(l.call(req, How::Serve)),
-            Ok(Routed::AddSlash(l)) => Either::Right(l.call(req, How::AddSlash)),
-            Ok(Routed::Status(l, code)) => Either::Right(l.call(req, How::Status(code))),
-            Ok(Routed::Answer(reply)) => Either::Left(ready(Ok(
-                reply.map(|b| LoggedBody::unlogged(Body::from(b)))
-            ))),
-            Err(e) => Either::Left(ready(Err(e))),
+        self.metrics.start(|| {
+            let routed = self.router.route(&mut req);
+            if let Some(pending) = Pending::take(&mut req) {
+                return Either::Right(Either::Right(guarded(pending, routed, req)));
+            }
+            match routed {
+                Ok(Routed::Serve(l)) => Either::Right(Either::Left(l.call(req, How::Serve))),
+                Ok(Routed::AddSlash(l)) => Either::Right(Either::Left(l.call(req, How::AddSlash))),
+                Ok(Routed::Status(l, code)) => {
+                    Either::Right(Either::Left(l.call(req, How::Status(code))))
+                }
+                Ok(Routed::Answer(reply)) => Either::Left(ready(Ok(unlogged(*reply)))),
+                Err(e) => Either::Left(ready(Err(e))),
+            }
         })
     }
+}
+
+fn unlogged(reply: crate::reply::Reply) -> Response<LoggedBody<Body>> {
+    reply.map(|b| LoggedBody::unlogged(Body::from(b)))
+}
+
+/// Checks `pending` passwords, then answers as `routed` says; a refusal
+/// is the chosen location's answer (logged, with its headers). The
+/// location is cloned: only requests of protected locations come here.
+fn guarded<B>(
+    pending: Pending,
+    routed: Result<Routed<'_, Location>, ProxyError>,
+    req: Request<B>,
+) -> Guarded
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let check = pending.check(req.headers());
+    let plan = match routed {
+        Ok(Routed::Serve(l)) => Ok((l.clone(), How::Serve)),
+        Ok(Routed::AddSlash(l)) => Ok((l.clone(), How::AddSlash)),
+        Ok(Routed::Status(l, code)) => Ok((l.clone(), How::Status(code))),
+        Ok(Routed::Answer(reply)) => Err(Ok(*reply)),
+        Err(e) => Err(Err(e)),
+    };
+    Box::pin(async move {
+        let refused = check.await.err();
+        match (plan, refused) {
+            (Ok((l, _)), Some(e)) => l.call(req, How::Refuse(e)).await,
+            (Ok((l, how)), None) => l.call(req, how).await,
+            (Err(_), Some(e)) => Ok(unlogged(e.to_response())),
+            (Err(answer), None) => answer.map(unlogged),
+        }
+    })
 }

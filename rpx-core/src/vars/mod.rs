@@ -31,6 +31,9 @@ pub enum Var {
     RealipRemoteAddr,
     /// `$realip_remote_port`.
     RealipRemotePort,
+    /// `$remote_user`: the user of `Authorization: Basic …`, whether or
+    /// not a location asks for a password (as nginx).
+    RemoteUser,
     /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` plus `$remote_addr`.
     ProxyAddXForwardedFor,
     /// `$scheme`.
@@ -95,6 +98,7 @@ impl Var {
             "http_host" => Var::HttpHost,
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
+            "remote_user" => Var::RemoteUser,
             "realip_remote_addr" => Var::RealipRemoteAddr,
             "realip_remote_port" => Var::RealipRemotePort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
@@ -334,6 +338,11 @@ impl<'a> VarCtx<'a> {
                 }
             }
             Var::RemoteAddr => push_ip(out, self.conn.peer.ip()),
+            Var::RemoteUser => {
+                if let Some(c) = crate::access::basic::Credentials::from_headers(self.headers) {
+                    out.push_str(&String::from_utf8_lossy(c.user()));
+                }
+            }
             // Port 0: a real address read without one, shown empty as nginx.
             Var::RemotePort if self.conn.peer.port() == 0 => {}
             Var::RemotePort => push_num(out, self.conn.peer.port()),

@@ -430,9 +430,9 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     // Access control.
     d("allow", HSL | LMT, 1, 1, Mapped),
     d("deny", HSL | LMT, 1, 1, Mapped),
-    d("satisfy", HSL, 1, 1, Unsupported(ACCESS)),
-    d("auth_basic", HSL | LMT, 1, 1, Unsupported(ACCESS)),
-    d("auth_basic_user_file", HSL | LMT, 1, 1, Unsupported(ACCESS)),
+    d("satisfy", HSL, 1, 1, Mapped),
+    d("auth_basic", HSL | LMT, 1, 1, Mapped),
+    d("auth_basic_user_file", HSL | LMT, 1, 1, Mapped),
     d("auth_request", HSL, 1, 1, Unsupported(ACCESS)),
     d("auth_request_set", HSL, 2, 2, Unsupported(ACCESS)),
     d("limit_req_zone", HTTP, 3, 4, Unsupported("rate limiting")),

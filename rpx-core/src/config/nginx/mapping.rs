@@ -16,9 +16,12 @@ use crate::location::MatchKind;
 mod acme;
 
 /// Maps a parsed (include-expanded) directive tree onto the model.
-pub(super) fn to_config(dirs: &[Directive], opts: LoadOptions) -> Loaded {
+/// `prefix` is nginx's conf prefix, the main file's directory: relative
+/// file names resolve against it.
+pub(super) fn to_config(dirs: &[Directive], prefix: &std::path::Path, opts: LoadOptions) -> Loaded {
     let mut m = Mapper {
         lenient: opts.lenient,
+        prefix: prefix.to_path_buf(),
         errors: Vec::new(),
         warnings: Vec::new(),
         config: Config::default(),
@@ -51,6 +54,7 @@ fn words(d: &Directive) -> Vec<&str> {
 
 struct Mapper {
     lenient: bool,
+    prefix: std::path::PathBuf,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
     config: Config,
@@ -127,7 +131,7 @@ impl Mapper {
         }
         Some(LimitExceptConfig {
             methods,
-            access: inner.access.unwrap_or_default(),
+            settings: inner,
             pos: at(&d.pos),
         })
     }
@@ -385,6 +389,39 @@ impl Mapper {
                     Err(e) => self.err(d, format!("\"{}\": {e}", d.name)),
                 }
             }
+            "auth_basic" | "auth_basic_user_file" | "satisfy"
+                if match d.name.as_str() {
+                    "auth_basic" => s.auth_basic.is_some(),
+                    "satisfy" => s.satisfy.is_some(),
+                    _ => s.auth_basic_user_file.is_some(),
+                } =>
+            {
+                self.err(d, format!("\"{}\" directive is duplicate", d.name));
+            }
+            "auth_basic" | "auth_basic_user_file" if w[0].contains('$') => self.err(
+                d,
+                format!("\"{}\" with variables is not supported: rpx takes a fixed text", d.name),
+            ),
+            "auth_basic" => {
+                let value = match w[0] {
+                    "off" => AuthBasic::Off,
+                    realm => AuthBasic::Realm(realm.to_owned()),
+                };
+                s.auth_basic = Some(Spanned::new(value, at(&d.pos)));
+            }
+            "auth_basic_user_file" => {
+                // Relative to nginx's conf prefix, the main file's directory.
+                let path = self.prefix.join(w[0]).display().to_string();
+                s.auth_basic_user_file = Some(Spanned::new(path, at(&d.pos)));
+            }
+            "satisfy" => match w[0] {
+                "all" => s.satisfy = Some(crate::access::Satisfy::All),
+                "any" => s.satisfy = Some(crate::access::Satisfy::Any),
+                _ => self.err(
+                    d,
+                    format!("invalid value \"{}\" in \"satisfy\" directive, it must be \"all\" or \"any\"", w[0]),
+                ),
+            },
             "send_timeout" => s.send_timeout = self.time(d),
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
             "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {

@@ -176,16 +176,21 @@ pub fn load(path: &Path) -> Result<Vec<Directive>, ParseError> {
 /// model: every error and warning, each with `file:line`.
 pub fn load_config(path: &Path, opts: super::LoadOptions) -> super::Loaded {
     match load(path) {
-        Ok(dirs) => mapping::to_config(&dirs, opts),
+        Ok(dirs) => mapping::to_config(&dirs, &prefix_of(path), opts),
         Err(e) => super::Loaded::failed(e.into()),
     }
+}
+
+/// nginx's conf prefix for a main file: its directory.
+fn prefix_of(main: &Path) -> PathBuf {
+    main.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// [`load_config`] for text: `include` is not followed (an error). Never
 /// panics on any input.
 pub fn config_from_str(src: &str, file: &Path, opts: super::LoadOptions) -> super::Loaded {
     match parse_str(src, file) {
-        Ok(dirs) => mapping::to_config(&dirs, opts),
+        Ok(dirs) => mapping::to_config(&dirs, &prefix_of(file), opts),
         Err(e) => super::Loaded::failed(e.into()),
     }
 }

@@ -16,15 +16,15 @@ use std::time::Duration;
 
 use super::compiled::{Action, Location, Server};
 use super::Snapshot;
-use crate::access::{AccessList, LimitExcept};
+use crate::access::{AccessList, BasicAuth, Guard, LimitExcept, UserFile};
 use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, COMBINED};
 use crate::acme::{AcmeManager, AcmeOptions, KeyAlg};
 use crate::action::{FileService, FilesMode, ReturnService};
 use crate::config::Config;
 use crate::config::{
-    Condition as IfCondition, ConfigError, ConfigErrors, Handler, HeaderBuffers, LocationConfig,
-    MapKey, ProxyHttpVersion, RedirectConfig, ReturnConfig, RewriteFlag, RewriteStep, ServerConfig,
-    Settings, SourcePos, Upgrades,
+    AuthBasic, Condition as IfCondition, ConfigError, ConfigErrors, Handler, HeaderBuffers,
+    LocationConfig, MapKey, ProxyHttpVersion, RedirectConfig, ReturnConfig, RewriteFlag,
+    RewriteStep, ServerConfig, Settings, SourcePos, Spanned, Upgrades,
 };
 use crate::headers::{AddHeader, AddHeadersLayer, ProxyRedirect, RedirectRule};
 use crate::host::{HostRouter, HostTable};
@@ -87,6 +87,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         acme: None,
         request_metrics: crate::metrics::requests_recorded(serves_metrics(config)),
         pools: crate::proxy::UpstreamPools::new(),
+        user_files: HashMap::new(),
     };
     cx.acme = cx.acme_manager(config, opts);
     // Maps first: a group's `hash` key may use them.
@@ -142,6 +143,8 @@ struct Compiler {
     request_metrics: bool,
     /// Every proxy's connection pools: one per upstream and settings.
     pools: crate::proxy::UpstreamPools,
+    /// `auth_basic_user_file`s by path.
+    user_files: HashMap<String, Arc<UserFile>>,
 }
 
 /// Whether a location of `config` serves the metrics.

@@ -9,7 +9,7 @@ pub(super) struct PerLocation {
     services: Vec<Location>,
     programs: Vec<Option<Program>>,
     try_files: Vec<Option<TryFiles>>,
-    access: Vec<Option<AccessList>>,
+    access: Vec<Option<Guard>>,
     except: Vec<Option<LimitExcept>>,
     internal: Vec<bool>,
 }
@@ -63,7 +63,7 @@ impl Compiler {
             Ok(table) => LocationRouter::from_parts(table, per.services, fallback)
                 .with_rewrites(rewrites)
                 .with_try_files(per.try_files)
-                .with_access(per.access, self.access_list(&settings))
+                .with_access(per.access, self.guard(&settings))
                 .with_limit_except(per.except)
                 .with_internal(per.internal),
             Err(e) => {
@@ -129,15 +129,10 @@ impl Compiler {
             out.try_files.push(try_files);
             // nginx's `return` answers in the rewrite phase, before access.
             let returns = matches!(loc.handler, Some(Handler::Return(_)));
-            let access = if returns {
-                None
+            let (access, except) = if returns {
+                (None, None)
             } else {
-                self.access_list(&settings)
-            };
-            let except = if returns {
-                None
-            } else {
-                self.limit_except(loc, access.as_ref())
+                (self.guard(&settings), self.limit_except(loc, &settings))
             };
             out.access.push(access);
             out.except.push(except);
@@ -360,24 +355,47 @@ impl Compiler {
         ))
     }
 
-    /// A location's `limit_except`: its own rules, or the location's.
-    fn limit_except(
-        &mut self,
-        loc: &LocationConfig,
-        own: Option<&AccessList>,
-    ) -> Option<LimitExcept> {
+    /// A location's `limit_except`: a level of its own inheriting the
+    /// location's access settings.
+    fn limit_except(&mut self, loc: &LocationConfig, own: &Settings) -> Option<LimitExcept> {
         let le = loc.limit_except.as_ref()?;
         let methods = le
             .methods
             .iter()
             .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
             .collect();
-        let rules = Settings {
-            access: Some(le.access.clone()),
-            ..Settings::default()
-        };
-        let list = self.access_list(&rules).or_else(|| own.cloned())?;
-        Some(LimitExcept::new(methods, list))
+        let guard = self.guard(&le.settings.inherit(own))?;
+        Some(LimitExcept::new(methods, guard))
+    }
+
+    /// A level's access checks: `allow` / `deny`, `auth_basic`, `satisfy`.
+    fn guard(&mut self, s: &Settings) -> Option<Guard> {
+        let mut guard = Guard::default().with_satisfy(s.satisfy.unwrap_or_default());
+        if let Some(list) = self.access_list(s) {
+            guard = guard.with_list(list);
+        }
+        match (&s.auth_basic, &s.auth_basic_user_file) {
+            (Some(realm), Some(file)) => {
+                if let AuthBasic::Realm(realm) = &realm.value {
+                    guard = guard.with_basic(BasicAuth::with_users(realm, self.user_file(file)));
+                }
+            }
+            (Some(realm), None) if realm.value != AuthBasic::Off => self.warn(
+                &realm.pos,
+                "auth_basic without auth_basic_user_file: no password is asked for (as nginx)",
+            ),
+            _ => {}
+        }
+        (!guard.is_empty()).then_some(guard)
+    }
+
+    /// One [`UserFile`] per path: the servers and locations that name it
+    /// share what it was read into.
+    fn user_file(&mut self, path: &Spanned<String>) -> Arc<UserFile> {
+        self.user_files
+            .entry(path.value.clone())
+            .or_insert_with(|| Arc::new(UserFile::new(&path.value)))
+            .clone()
     }
 
     /// The `allow` / `deny` list of a level's settings. The front-ends
