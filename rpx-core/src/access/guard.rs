@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use http::{HeaderMap, Request};
 
@@ -95,19 +96,30 @@ impl Guard {
     }
 }
 
-/// Password checks the router left on a request for the stack to make
-/// before it is served: one per location passed on the way (an internal
-/// redirect from a protected location still needs that location's).
+/// What the router left on a request for the stack to do before it is
+/// served: `limit_req`'s delay, then the password checks, one per location
+/// passed on the way (an internal redirect from a protected location still
+/// needs that location's).
 #[derive(Debug, Clone, Default)]
-pub struct Pending(Vec<BasicAuth>);
+pub struct Pending {
+    delay: Option<Duration>,
+    basic: Vec<BasicAuth>,
+}
 
 impl Pending {
     /// Adds `basic` to the request's checks.
     pub(crate) fn add<B>(req: &mut Request<B>, basic: &BasicAuth) {
         let pending = req.extensions_mut().get_or_insert_default::<Pending>();
-        if !pending.0.iter().any(|b| b.same(basic)) {
-            pending.0.push(basic.clone());
+        if !pending.basic.iter().any(|b| b.same(basic)) {
+            pending.basic.push(basic.clone());
         }
+    }
+
+    /// Holds the request `delay` first.
+    pub(crate) fn delay<B>(req: &mut Request<B>, delay: Duration) {
+        req.extensions_mut()
+            .get_or_insert_default::<Pending>()
+            .delay = Some(delay);
     }
 
     /// The checks left on `req`, taken off it.
@@ -121,8 +133,9 @@ impl Pending {
         self,
         headers: &HeaderMap,
     ) -> impl Future<Output = Result<(), ProxyError>> + Send + 'static {
+        let delay = self.delay;
         let checks: Vec<_> = self
-            .0
+            .basic
             .into_iter()
             .map(|basic| {
                 let check = basic.check(headers);
@@ -130,6 +143,9 @@ impl Pending {
             })
             .collect();
         async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
             for (basic, check) in checks {
                 check.await.map_err(|r| basic.error(r))?;
             }

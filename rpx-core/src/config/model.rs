@@ -89,6 +89,36 @@ pub struct Config {
     pub acme_issuers: Vec<super::AcmeIssuerConfig>,
     /// Where rpx's own log goes (`error_log`). None: stderr, level `info`.
     pub error_log: Option<super::ErrorLogConfig>,
+    /// `limit_req_zone`s.
+    pub limit_req_zones: Vec<LimitReqZoneConfig>,
+}
+
+/// `limit_req_zone key zone=name:size rate=rate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitReqZoneConfig {
+    /// The zone's name, as `limit_req zone=` names it.
+    pub name: String,
+    /// The key, with variables (`$binary_remote_addr`).
+    pub key: String,
+    /// Bytes (nginx's 128 a key).
+    pub size: u64,
+    /// `10r/s`, `30r/m`.
+    pub rate: String,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// One `limit_req zone=name [burst=N] [nodelay | delay=N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitReqConfig {
+    /// The zone.
+    pub zone: String,
+    /// Requests over the rate held. Default 0.
+    pub burst: u64,
+    /// Of those, how many are not delayed; `None` is `nodelay`. Default 0.
+    pub delay: Option<u64>,
+    /// Where it was written.
+    pub pos: SourcePos,
 }
 
 impl Config {
@@ -575,6 +605,14 @@ pub struct Settings {
     pub auth_basic_user_file: Option<Spanned<String>>,
     /// `satisfy`. Default all.
     pub satisfy: Option<crate::access::Satisfy>,
+    /// `limit_req`s; a level with any replaces the inherited ones.
+    pub limit_req: Option<Vec<LimitReqConfig>>,
+    /// `limit_req_status`. Default 503.
+    pub limit_req_status: Option<u16>,
+    /// `limit_req_dry_run`. Default off.
+    pub limit_req_dry_run: Option<bool>,
+    /// `limit_req_log_level`. Default error.
+    pub limit_req_log_level: Option<super::ErrorLogLevel>,
 }
 
 /// `auth_basic "realm" | off`.
@@ -749,6 +787,10 @@ impl Settings {
             auth_basic: pick(&self.auth_basic, &parent.auth_basic),
             auth_basic_user_file: pick(&self.auth_basic_user_file, &parent.auth_basic_user_file),
             satisfy: pick(&self.satisfy, &parent.satisfy),
+            limit_req: pick(&self.limit_req, &parent.limit_req),
+            limit_req_status: pick(&self.limit_req_status, &parent.limit_req_status),
+            limit_req_dry_run: pick(&self.limit_req_dry_run, &parent.limit_req_dry_run),
+            limit_req_log_level: pick(&self.limit_req_log_level, &parent.limit_req_log_level),
             proxy_request_buffering: pick(
                 &self.proxy_request_buffering,
                 &parent.proxy_request_buffering,

@@ -305,6 +305,30 @@ enum RawErrorLog {
     },
 }
 
+/// `[limit_zone.NAME]`: nginx's `limit_req_zone`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimitZone {
+    key: String,
+    rate: String,
+    #[serde(default)]
+    size: Option<Spanned<NumOrText>>,
+}
+
+/// `rate_limit = { zone = "api", burst = 20, nodelay = true }` (or
+/// `delay = 5`), or a list of them: nginx's `limit_req`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    zone: String,
+    #[serde(default)]
+    burst: Option<u64>,
+    #[serde(default)]
+    nodelay: Option<bool>,
+    #[serde(default)]
+    delay: Option<u64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLogFormat {
@@ -374,6 +398,10 @@ macro_rules! with_settings {
             #[serde(default)] real_ip: Option<Spanned<RawRealIp>>,
             #[serde(default)] basic_auth: Option<Spanned<RawBasicAuth>>,
             #[serde(default)] satisfy: Option<Spanned<String>>,
+            #[serde(default)] rate_limit: Option<Spanned<OneOrMany<RawRateLimit>>>,
+            #[serde(default)] rate_limit_status: Option<Spanned<u16>>,
+            #[serde(default)] rate_limit_dry_run: Option<bool>,
+            #[serde(default)] rate_limit_log_level: Option<Spanned<String>>,
         }
 
         impl HasSettings for $name {
@@ -432,6 +460,10 @@ macro_rules! with_settings {
                     real_ip: self.real_ip.take(),
                     basic_auth: self.basic_auth.take(),
                     satisfy: self.satisfy.take(),
+                    rate_limit: self.rate_limit.take(),
+                    rate_limit_status: self.rate_limit_status.take(),
+                    rate_limit_dry_run: self.rate_limit_dry_run.take(),
+                    rate_limit_log_level: self.rate_limit_log_level.take(),
                 })
             }
         }
@@ -496,6 +528,10 @@ struct RawSettings {
     real_ip: Option<Spanned<RawRealIp>>,
     basic_auth: Option<Spanned<RawBasicAuth>>,
     satisfy: Option<Spanned<String>>,
+    rate_limit: Option<Spanned<OneOrMany<RawRateLimit>>>,
+    rate_limit_status: Option<Spanned<u16>>,
+    rate_limit_dry_run: Option<bool>,
+    rate_limit_log_level: Option<Spanned<String>>,
 }
 
 with_settings! {
@@ -507,6 +543,7 @@ with_settings! {
         server: Vec<Spanned<RawServer>>,
         upstream: BTreeMap<String, Spanned<RawUpstream>>,
         acme: Option<Spanned<RawAcme>>,
+        limit_zone: BTreeMap<String, Spanned<RawLimitZone>>,
     }
 }
 
@@ -618,7 +655,23 @@ impl Cx<'_> {
             .collect();
         let shutdown_timeout = raw.shutdown_timeout.take().and_then(|d| self.duration(d));
         let error_log = raw.error_log.take().and_then(|e| self.error_log(e));
+        let limit_req_zones = std::mem::take(&mut raw.limit_zone)
+            .into_iter()
+            .map(|(name, z)| {
+                let pos = self.at(&z);
+                let z = z.into_inner();
+                LimitReqZoneConfig {
+                    name,
+                    key: z.key,
+                    // nginx's tutorials' size: 160,000 IPv4 clients' states.
+                    size: z.size.and_then(|s| self.size(s)).unwrap_or(10 << 20),
+                    rate: z.rate,
+                    pos,
+                }
+            })
+            .collect();
         Config {
+            limit_req_zones,
             settings,
             servers,
             upstreams,
@@ -1097,6 +1150,46 @@ impl Cx<'_> {
             real_ip_recursive: real_ip.2,
             auth_basic,
             auth_basic_user_file,
+            limit_req: raw.rate_limit.map(|r| {
+                let pos = self.at(&r);
+                r.into_inner()
+                    .into_vec()
+                    .into_iter()
+                    .map(|l| LimitReqConfig {
+                        zone: l.zone,
+                        burst: l.burst.unwrap_or(0),
+                        delay: if l.nodelay == Some(true) {
+                            None
+                        } else {
+                            Some(l.delay.unwrap_or(0))
+                        },
+                        pos: pos.clone(),
+                    })
+                    .collect()
+            }),
+            limit_req_status: raw.rate_limit_status.and_then(|c| match *c.get_ref() {
+                code @ 400..=599 => Some(code),
+                other => {
+                    let pos = self.at(&c);
+                    self.err(pos, format!("invalid rate_limit_status {other}: a status from 400 to 599"));
+                    None
+                }
+            }),
+            limit_req_dry_run: raw.rate_limit_dry_run,
+            limit_req_log_level: raw.rate_limit_log_level.and_then(|l| {
+                use crate::config::ErrorLogLevel as L;
+                match l.get_ref().as_str() {
+                    "info" => Some(L::Info),
+                    "notice" => Some(L::Notice),
+                    "warn" => Some(L::Warn),
+                    "error" => Some(L::Error),
+                    other => {
+                        let pos = self.at(&l);
+                        self.err(pos, format!("invalid rate_limit_log_level {other:?}: \"info\", \"notice\", \"warn\" or \"error\""));
+                        None
+                    }
+                }
+            }),
             satisfy: raw.satisfy.and_then(|v| match v.get_ref().as_str() {
                 "all" => Some(crate::access::Satisfy::All),
                 "any" => Some(crate::access::Satisfy::Any),

@@ -40,6 +40,17 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
             Value::Table(t)
         })
         .collect();
+    if !config.limit_req_zones.is_empty() {
+        let mut zones = Table::new();
+        for z in &config.limit_req_zones {
+            let mut t = Table::new();
+            t.insert("key".into(), text(&z.key));
+            t.insert("rate".into(), text(&z.rate));
+            t.insert("size".into(), integer(z.size));
+            zones.insert(z.name.clone(), Value::Table(t));
+        }
+        root.insert("limit_zone".into(), Value::Table(zones));
+    }
     if let Some(acme) = super::toml_acme::acme_value(&config.acme_issuers) {
         root.insert("acme".into(), acme);
     }
@@ -443,6 +454,38 @@ impl Writer {
                 }
                 t.insert("basic_auth".into(), Value::Table(b));
             }
+        }
+        if let Some(limits) = &s.limit_req {
+            let list: Vec<Value> = limits
+                .iter()
+                .map(|l| {
+                    let mut t = Table::new();
+                    t.insert("zone".into(), text(&l.zone));
+                    if l.burst > 0 {
+                        t.insert("burst".into(), integer(l.burst));
+                    }
+                    match l.delay {
+                        None => {
+                            t.insert("nodelay".into(), Value::Boolean(true));
+                        }
+                        Some(0) => {}
+                        Some(d) => {
+                            t.insert("delay".into(), integer(d));
+                        }
+                    }
+                    Value::Table(t)
+                })
+                .collect();
+            t.insert("rate_limit".into(), Value::Array(list));
+        }
+        if let Some(code) = s.limit_req_status {
+            t.insert("rate_limit_status".into(), integer(u64::from(code)));
+        }
+        if let Some(on) = s.limit_req_dry_run {
+            t.insert("rate_limit_dry_run".into(), Value::Boolean(on));
+        }
+        if let Some(level) = s.limit_req_log_level {
+            t.insert("rate_limit_log_level".into(), text(level.name()));
         }
         if s.satisfy == Some(crate::access::Satisfy::Any) {
             t.insert("satisfy".into(), text("any"));

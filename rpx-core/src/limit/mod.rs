@@ -1,8 +1,10 @@
-//! `client_max_body_size` as a layer: a declared length over the limit is
-//! refused with 413 before anything is forwarded; a streamed body is cut
-//! off (and answered 413 if no response has started) when it exceeds it.
+//! Limits: `client_max_body_size` as a layer (here: a declared length
+//! over the limit is refused with 413 before anything is forwarded; a
+//! streamed body is cut off, and answered 413 if no response has started,
+//! when it exceeds it), and request rates ([`rate`]: `limit_req`).
 
 mod body;
+pub mod rate;
 
 pub use body::{BodyTooLarge, Limited};
 

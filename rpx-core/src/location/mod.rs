@@ -24,6 +24,7 @@ pub use try_files::{TryFiles, TryFilesError};
 use crate::access::{client_addr, Gate, Guard, LimitExcept, Pending};
 use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
+use crate::limit::rate::{RateDecision, RateLimits};
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
 use crate::request::{request_path, set_uri, KeepSlashes, NormalizedPath, OriginalUri};
 use crate::rewrite::{Outcome, Program, MAX_URI_CHANGES};
@@ -75,16 +76,56 @@ struct Parts<S> {
     internal: Option<Arc<[bool]>>,
 }
 
-/// The access checks a router makes.
-#[derive(Debug, Default)]
+/// The checks of nginx's preaccess and access phases a router makes.
+#[derive(Debug, Default, Clone)]
 struct RouterAccess {
     locations: Vec<Option<Guard>>,
     /// `limit_except` per location id.
     except: Vec<Option<LimitExcept>>,
     fallback: Option<Guard>,
+    /// `limit_req` per location id.
+    limits: Vec<Option<RateLimits>>,
+    fallback_limits: Option<RateLimits>,
 }
 
 impl RouterAccess {
+    /// `limit_req` (nginx's preaccess phase, once per request): a refusal's
+    /// status, or nothing; a delay is left on the request as [`Pending`].
+    fn limit<B>(limits: Option<&RateLimits>, req: &mut Request<B>) -> Option<StatusCode> {
+        let limits = limits?;
+        if req.extensions().get::<RateDecision>().is_some() {
+            return None;
+        }
+        let decision = limits.decide(req)?;
+        req.extensions_mut().insert(decision);
+        match decision {
+            RateDecision::Rejected(code) => Some(code),
+            RateDecision::Delayed(d) => {
+                Pending::delay(req, d);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Location `id`'s preaccess and access phases: the status it answers
+    /// with, if it refuses `req`.
+    fn location_refuses<B>(&self, id: usize, req: &mut Request<B>) -> Option<StatusCode> {
+        if let Some(code) = Self::limit(self.limits.get(id).and_then(Option::as_ref), req) {
+            return Some(code);
+        }
+        self.location_denies(id, req)
+            .then_some(StatusCode::FORBIDDEN)
+    }
+
+    /// The same for requests no location matches.
+    fn fallback_refuses<B>(&self, req: &mut Request<B>) -> Option<StatusCode> {
+        if let Some(code) = Self::limit(self.fallback_limits.as_ref(), req) {
+            return Some(code);
+        }
+        Self::denies(self.fallback.as_ref(), req).then_some(StatusCode::FORBIDDEN)
+    }
+
     /// Whether `guard` refuses the client of `req`: a 403 now, or a pass
     /// once its password is checked (left on the request as [`Pending`]).
     fn denies<B>(guard: Option<&Guard>, req: &mut Request<B>) -> bool {
@@ -219,48 +260,54 @@ impl<S> LocationRouter<S> {
     where
         S: Clone,
     {
-        let except = self
-            .parts
-            .access
-            .as_ref()
-            .map(|a| a.except.clone())
-            .unwrap_or_default();
-        self.set_access(RouterAccess {
-            locations,
-            except,
-            fallback,
+        self.change_access(|a| {
+            a.locations = locations;
+            a.fallback = fallback;
         });
         self
     }
 
     /// `limit_except` per location id: requests with other methods are
-    /// held to its list, checked where [`LocationRouter::with_access`]'s are.
+    /// held to its guard, checked where [`LocationRouter::with_access`]'s are.
     pub fn with_limit_except(mut self, except: Vec<Option<LimitExcept>>) -> Self
     where
         S: Clone,
     {
-        let access = match &self.parts.access {
-            Some(a) => RouterAccess {
-                locations: a.locations.clone(),
-                except,
-                fallback: a.fallback.clone(),
-            },
-            None => RouterAccess {
-                except,
-                ..RouterAccess::default()
-            },
-        };
-        self.set_access(access);
+        self.change_access(|a| a.except = except);
         self
     }
 
-    fn set_access(&mut self, access: RouterAccess)
+    /// `limit_req` (one set per location id, and one for requests no
+    /// location matches), checked once per request before the access
+    /// checks, as nginx's preaccess phase: a refusal is the location's
+    /// answer with the set's status; a delay is left on the request as
+    /// [`Pending`], as a password is.
+    pub fn with_rate_limits(
+        mut self,
+        locations: Vec<Option<RateLimits>>,
+        fallback: Option<RateLimits>,
+    ) -> Self
     where
         S: Clone,
     {
+        self.change_access(|a| {
+            a.limits = locations;
+            a.fallback_limits = fallback;
+        });
+        self
+    }
+
+    fn change_access(&mut self, change: impl FnOnce(&mut RouterAccess))
+    where
+        S: Clone,
+    {
+        let mut access = self.parts.access.as_deref().cloned().unwrap_or_default();
+        change(&mut access);
         let empty = access.fallback.is_none()
+            && access.fallback_limits.is_none()
             && access.locations.iter().all(Option::is_none)
-            && access.except.iter().all(Option::is_none);
+            && access.except.iter().all(Option::is_none)
+            && access.limits.iter().all(Option::is_none);
         self.parts_mut().access = (!empty).then(|| Arc::new(access));
     }
 
@@ -346,10 +393,11 @@ impl<S> LocationRouter<S> {
                 LocationMatch::Location(id) if is_internal(internal, id) => {
                     Found::Status(id, StatusCode::NOT_FOUND)
                 }
-                LocationMatch::Location(id)
-                    if access.is_some_and(|a| a.location_denies(id, req)) =>
-                {
-                    Found::Status(id, StatusCode::FORBIDDEN)
+                LocationMatch::Location(id) => {
+                    match access.and_then(|a| a.location_refuses(id, req)) {
+                        Some(code) => Found::Status(id, code),
+                        None => Found::Match(found),
+                    }
                 }
                 found => Found::Match(found),
             }
@@ -368,12 +416,12 @@ impl<S> LocationRouter<S> {
             Found::Match(LocationMatch::AddSlash(id)) | Found::AddSlash(id) => {
                 Routed::AddSlash(&parts.services[id])
             }
-            Found::Match(LocationMatch::None)
-                if access.is_some_and(|a| RouterAccess::denies(a.fallback.as_ref(), req)) =>
-            {
-                Routed::Status(&parts.fallback, StatusCode::FORBIDDEN)
+            Found::Match(LocationMatch::None) => {
+                match access.and_then(|a| a.fallback_refuses(req)) {
+                    Some(code) => Routed::Status(&parts.fallback, code),
+                    None => Routed::Serve(&parts.fallback),
+                }
             }
-            Found::Match(LocationMatch::None) => Routed::Serve(&parts.fallback),
             Found::Status(id, code) => Routed::Status(&parts.services[id], code),
             Found::Answer(reply) => Routed::Answer(reply),
         })
@@ -508,10 +556,10 @@ impl Phases<'_> {
                     Outcome::Continue => {}
                 }
             }
-            // nginx's access phase: before `try_files`, and again after
-            // each internal redirect.
-            if self.access.is_some_and(|a| a.location_denies(id, req)) {
-                return Ok(Found::Status(id, StatusCode::FORBIDDEN));
+            // nginx's preaccess and access phases: before `try_files`,
+            // and again after each internal redirect.
+            if let Some(code) = self.access.and_then(|a| a.location_refuses(id, req)) {
+                return Ok(Found::Status(id, code));
             }
             let Some(Some(tf)) = self.try_files.get(id) else {
                 return Ok(Found::Match(found));

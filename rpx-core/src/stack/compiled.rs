@@ -11,12 +11,13 @@
 //! 0. `RealIp` — the client's address from a trusted proxy's header, before
 //!    anything reads it (access lists, logs, `$remote_addr`).
 //! 1. `RequestMetrics` — counts every request of the server, routed or not.
-//! 2. `LocationRouter::route` — path normalisation, the rewrite, access
-//!    (`allow`/`deny`) and `try_files` phases, location matching; its
-//!    answers (`return`, redirects) and errors skip the location's layers,
-//!    as nginx's server-level `return` does. A password it leaves to check
-//!    (`auth_basic`, which may hash off the executor) is checked next,
-//!    before anything is served; a refusal is the location's answer.
+//! 2. `LocationRouter::route` — path normalisation, the rewrite,
+//!    preaccess (`limit_req`), access (`allow`/`deny`) and `try_files`
+//!    phases, location matching; its answers (`return`, redirects) and
+//!    errors skip the location's layers, as nginx's server-level `return`
+//!    does. What it leaves to wait for (`limit_req`'s delay, then an
+//!    `auth_basic` password, which may hash off the executor) is done
+//!    next, before anything is served; a refusal is the location's answer.
 //! 3. `AccessLog` — per location; sees the location's answer and errors.
 //! 4. `AddHeaders` — per location; also on its redirects and `=code` pages.
 //! 5. `BodyLimit` — only around the handler, which reads the body.

@@ -51,6 +51,8 @@ pub struct Snapshot {
     acme: Option<Arc<crate::acme::AcmeManager>>,
     /// Where the config wants rpx's own log (the binary applies it).
     error_log: Option<crate::config::ErrorLogConfig>,
+    /// `limit_req_zone`s by name: a reload keeps their buckets.
+    rate_zones: std::collections::HashMap<String, std::sync::Arc<crate::limit::rate::RateZone>>,
 }
 
 impl Snapshot {

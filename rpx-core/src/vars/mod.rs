@@ -34,6 +34,9 @@ pub enum Var {
     /// `$remote_user`: the user of `Authorization: Basic …`, whether or
     /// not a location asks for a password (as nginx).
     RemoteUser,
+    /// `$limit_req_status`: `PASSED`, `DELAYED`, `REJECTED`,
+    /// `DELAYED_DRY_RUN`, `REJECTED_DRY_RUN`; empty where no limit applied.
+    LimitReqStatus,
     /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` plus `$remote_addr`.
     ProxyAddXForwardedFor,
     /// `$scheme`.
@@ -99,6 +102,7 @@ impl Var {
             "remote_addr" => Var::RemoteAddr,
             "remote_port" => Var::RemotePort,
             "remote_user" => Var::RemoteUser,
+            "limit_req_status" => Var::LimitReqStatus,
             "realip_remote_addr" => Var::RealipRemoteAddr,
             "realip_remote_port" => Var::RealipRemotePort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
@@ -292,6 +296,8 @@ pub struct VarCtx<'a> {
     pub original_uri: Option<&'a str>,
     /// The connection's peer when `real_ip` replaced the client's address.
     pub realip: Option<std::net::SocketAddr>,
+    /// `$limit_req_status`, once `limit_req` decided.
+    pub limit_req: Option<&'static str>,
 }
 
 impl<'a> VarCtx<'a> {
@@ -321,6 +327,10 @@ impl<'a> VarCtx<'a> {
                 .extensions()
                 .get::<crate::realip::RealipPeer>()
                 .map(|p| p.0),
+            limit_req: req
+                .extensions()
+                .get::<crate::limit::rate::RateDecision>()
+                .map(|d| d.as_str()),
         }
     }
 
@@ -338,6 +348,7 @@ impl<'a> VarCtx<'a> {
                 }
             }
             Var::RemoteAddr => push_ip(out, self.conn.peer.ip()),
+            Var::LimitReqStatus => out.push_str(self.limit_req.unwrap_or_default()),
             Var::RemoteUser => {
                 if let Some(c) = crate::access::basic::Credentials::from_headers(self.headers) {
                     out.push_str(&String::from_utf8_lossy(c.user()));

@@ -96,6 +96,84 @@ impl Mapper {
         s.proxy_request_buffering.get_or_insert(true);
     }
 
+    /// `limit_req_zone key zone=name:size rate=rate [sync]`.
+    fn limit_req_zone(&mut self, d: &Directive) {
+        let w = words(d);
+        let (mut zone, mut rate) = (None, None);
+        for word in &w[1..] {
+            if let Some(z) = word.strip_prefix("zone=") {
+                let Some((name, size)) = z.split_once(':') else {
+                    return self.err(d, format!("invalid zone size \"{word}\""));
+                };
+                let Some(size) = parse_size(size) else {
+                    return self.err(d, format!("invalid zone size \"{word}\""));
+                };
+                zone = Some((name.to_owned(), size));
+            } else if let Some(r) = word.strip_prefix("rate=") {
+                rate = Some(r.to_owned());
+            } else if *word == "sync" {
+                return self.err(d, "\"sync\": rpx keeps a zone in its own memory, with no cluster to share it with (nginx Plus's zone_sync)");
+            } else {
+                return self.err(d, format!("invalid parameter \"{word}\""));
+            }
+        }
+        let Some((name, size)) = zone else {
+            return self.err(d, "\"limit_req_zone\" must have \"zone\" parameter");
+        };
+        if let Some(prev) = self.config.limit_req_zones.iter().find(|z| z.name == name) {
+            let line = prev.pos.line;
+            return self.err(
+                d,
+                format!("duplicate zone \"{name}\" (first at line {line})"),
+            );
+        }
+        self.config.limit_req_zones.push(LimitReqZoneConfig {
+            name,
+            key: w[0].to_owned(),
+            size,
+            rate: rate.unwrap_or_else(|| "1r/s".to_owned()),
+            pos: at(&d.pos),
+        });
+    }
+
+    /// `limit_req zone=name [burst=N] [nodelay | delay=N]`.
+    fn limit_req(&mut self, d: &Directive) -> Option<LimitReqConfig> {
+        let (mut zone, mut burst, mut delay) = (None, 0, Some(0));
+        for word in words(d) {
+            let number = |v: &str| v.parse::<u64>().ok().filter(|&n| n > 0);
+            if let Some(z) = word.strip_prefix("zone=") {
+                zone = Some(z.to_owned());
+            } else if let Some(b) = word.strip_prefix("burst=") {
+                let Some(b) = number(b) else {
+                    self.err(d, format!("invalid burst value \"{word}\""));
+                    return None;
+                };
+                burst = b;
+            } else if let Some(v) = word.strip_prefix("delay=") {
+                let Some(v) = number(v) else {
+                    self.err(d, format!("invalid delay value \"{word}\""));
+                    return None;
+                };
+                delay = Some(v);
+            } else if word == "nodelay" {
+                delay = None;
+            } else {
+                self.err(d, format!("invalid parameter \"{word}\""));
+                return None;
+            }
+        }
+        let Some(zone) = zone else {
+            self.err(d, "\"limit_req\" must have \"zone\" parameter");
+            return None;
+        };
+        Some(LimitReqConfig {
+            zone,
+            burst,
+            delay,
+            pos: at(&d.pos),
+        })
+    }
+
     /// `limit_except METHOD… { allow/deny … }`.
     fn limit_except(&mut self, d: &Directive) -> Option<LimitExceptConfig> {
         const METHODS: &[&str] = &[
@@ -279,6 +357,7 @@ impl Mapper {
                     }
                 }
                 "log_format" => self.log_format(d),
+                "limit_req_zone" => self.limit_req_zone(d),
                 "acme_issuer" => self.acme_issuer(d),
                 "acme_shared_zone" => {}
                 "error_log" => self.error_log(d, true),
@@ -422,6 +501,29 @@ impl Mapper {
                     format!("invalid value \"{}\" in \"satisfy\" directive, it must be \"all\" or \"any\"", w[0]),
                 ),
             },
+            "limit_req" => {
+                if let Some(l) = self.limit_req(d) {
+                    s.limit_req.get_or_insert_with(Vec::new).push(l);
+                }
+            }
+            "limit_req_status" => match w[0].parse::<u16>() {
+                Ok(code @ 400..=599) => s.limit_req_status = Some(code),
+                _ => self.err(d, "value must be between 400 and 599"),
+            },
+            "limit_req_dry_run" => s.limit_req_dry_run = self.flag(d),
+            "limit_req_log_level" => {
+                use crate::config::ErrorLogLevel as L;
+                s.limit_req_log_level = match w[0] {
+                    "info" => Some(L::Info),
+                    "notice" => Some(L::Notice),
+                    "warn" => Some(L::Warn),
+                    "error" => Some(L::Error),
+                    other => {
+                        self.err(d, format!("invalid value \"{other}\" in \"limit_req_log_level\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\""));
+                        None
+                    }
+                };
+            }
             "send_timeout" => s.send_timeout = self.time(d),
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
             "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {

@@ -3,6 +3,7 @@
 //! (servers and locations), [`upstream`] (groups, `proxy_pass`),
 //! [`rewrite`] (`map`, rewrite programs), [`log`] (access logs).
 
+mod limits;
 mod listen;
 mod log;
 mod rewrite;
@@ -21,6 +22,7 @@ use crate::accesslog::{AccessLogLayer, Escape, LogFile, LogFormat, LogTarget, CO
 use crate::acme::{AcmeManager, AcmeOptions, KeyAlg};
 use crate::action::{FileService, FilesMode, ReturnService};
 use crate::config::Config;
+use crate::config::ErrorLogLevel;
 use crate::config::{
     AuthBasic, Condition as IfCondition, ConfigError, ConfigErrors, Handler, HeaderBuffers,
     LocationConfig, MapKey, ProxyHttpVersion, RedirectConfig, ReturnConfig, RewriteFlag,
@@ -41,8 +43,8 @@ use crate::tls::{
     CertResolver, CipherList, ClientAuth, ClientAuthMode, ServerTlsOptions, TlsVersions,
     UpstreamTls, DEFAULT_SESSION_CACHE,
 };
-use crate::vars::Template;
 use crate::vars::{MapKeySpec, MapVar, Scope};
+use crate::vars::{Template, Var};
 
 /// Largest upstream `weight`: weights are relative, and a bound keeps a
 /// config from costing memory in proportion to a number.
@@ -88,11 +90,13 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         request_metrics: crate::metrics::requests_recorded(serves_metrics(config)),
         pools: crate::proxy::UpstreamPools::new(),
         user_files: HashMap::new(),
+        rate_zones: HashMap::new(),
     };
     cx.acme = cx.acme_manager(config, opts);
     // Maps first: a group's `hash` key may use them.
     cx.maps(config);
     cx.log_formats(config);
+    cx.rate_zones(config, opts.previous);
     cx.groups(config, opts.previous);
     let mut servers = Vec::with_capacity(config.servers.len());
     for server in &config.servers {
@@ -120,6 +124,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         shutdown_timeout: config.shutdown_timeout,
         acme: cx.acme,
         error_log: config.error_log.clone(),
+        rate_zones: cx.rate_zones,
     })
 }
 
@@ -145,6 +150,8 @@ struct Compiler {
     pools: crate::proxy::UpstreamPools,
     /// `auth_basic_user_file`s by path.
     user_files: HashMap<String, Arc<UserFile>>,
+    /// `limit_req_zone`s by name.
+    rate_zones: HashMap<String, Arc<crate::limit::rate::RateZone>>,
 }
 
 /// Whether a location of `config` serves the metrics.

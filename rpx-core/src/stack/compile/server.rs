@@ -11,6 +11,7 @@ pub(super) struct PerLocation {
     try_files: Vec<Option<TryFiles>>,
     access: Vec<Option<Guard>>,
     except: Vec<Option<LimitExcept>>,
+    limits: Vec<Option<crate::limit::rate::RateLimits>>,
     internal: Vec<bool>,
 }
 
@@ -59,12 +60,20 @@ impl Compiler {
         } else {
             RequestMetricsLayer::off()
         };
+        // A server-level `return` answers in the rewrite phase, before
+        // limits and access.
+        let (fallback_guard, fallback_limits) = if server.ret.is_some() {
+            (None, None)
+        } else {
+            (self.guard(&settings), self.rate_limits(&settings, &name))
+        };
         let router = match LocationTable::build(&specs) {
             Ok(table) => LocationRouter::from_parts(table, per.services, fallback)
                 .with_rewrites(rewrites)
                 .with_try_files(per.try_files)
-                .with_access(per.access, self.guard(&settings))
+                .with_access(per.access, fallback_guard)
                 .with_limit_except(per.except)
+                .with_rate_limits(per.limits, fallback_limits)
                 .with_internal(per.internal),
             Err(e) => {
                 // Regex errors were reported with their location above.
@@ -129,11 +138,16 @@ impl Compiler {
             out.try_files.push(try_files);
             // nginx's `return` answers in the rewrite phase, before access.
             let returns = matches!(loc.handler, Some(Handler::Return(_)));
-            let (access, except) = if returns {
-                (None, None)
+            let (access, except, limits) = if returns {
+                (None, None, None)
             } else {
-                (self.guard(&settings), self.limit_except(loc, &settings))
+                (
+                    self.guard(&settings),
+                    self.limit_except(loc, &settings),
+                    self.rate_limits(&settings, server_name),
+                )
             };
+            out.limits.push(limits);
             out.access.push(access);
             out.except.push(except);
             out.internal.push(loc.internal);
