@@ -3,12 +3,14 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Request};
 
 use super::{AccessList, BasicAuth, Verdict};
 use crate::error::ProxyError;
+use crate::limit::conn::Slots;
 
 /// `satisfy all | any`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,6 +106,8 @@ impl Guard {
 pub struct Pending {
     delay: Option<Duration>,
     basic: Vec<BasicAuth>,
+    /// `limit_conn`'s counts, held until the response is done.
+    slots: Option<Arc<Slots>>,
 }
 
 impl Pending {
@@ -113,6 +117,20 @@ impl Pending {
         if !pending.basic.iter().any(|b| b.same(basic)) {
             pending.basic.push(basic.clone());
         }
+    }
+
+    /// Counts the request in `limit_conn` zones until it is done: the
+    /// stack keeps `slots` with the response body.
+    pub(crate) fn hold<B>(req: &mut Request<B>, slots: Slots) {
+        req.extensions_mut()
+            .get_or_insert_default::<Pending>()
+            .slots = Some(Arc::new(slots));
+    }
+
+    /// The `limit_conn` counts, taken off the checks; they are given back
+    /// when the last clone is dropped.
+    pub fn take_slots(&mut self) -> Option<Arc<Slots>> {
+        self.slots.take()
     }
 
     /// Holds the request `delay` first.

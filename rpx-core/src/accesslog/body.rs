@@ -26,6 +26,11 @@ impl<B> LoggedBody<B> {
         LoggedBody { inner, pending }
     }
 
+    /// The body inside.
+    pub fn get_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+
     /// `inner` with no log line pending: what a stack that logs some
     /// responses answers the others with.
     pub fn unlogged(inner: B) -> Self {

@@ -91,6 +91,32 @@ pub struct Config {
     pub error_log: Option<super::ErrorLogConfig>,
     /// `limit_req_zone`s.
     pub limit_req_zones: Vec<LimitReqZoneConfig>,
+    /// `limit_conn_zone`s.
+    pub limit_conn_zones: Vec<LimitConnZoneConfig>,
+}
+
+/// `limit_conn_zone key zone=name:size`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitConnZoneConfig {
+    /// The zone's name, as `limit_conn` names it.
+    pub name: String,
+    /// The key, with variables (`$binary_remote_addr`, `$server_name`).
+    pub key: String,
+    /// Bytes (nginx's 64 a key).
+    pub size: u64,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// One `limit_conn zone number`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitConnConfig {
+    /// The zone.
+    pub zone: String,
+    /// Requests in progress allowed per key.
+    pub max: u32,
+    /// Where it was written.
+    pub pos: SourcePos,
 }
 
 /// `limit_req_zone key zone=name:size rate=rate`.
@@ -613,6 +639,14 @@ pub struct Settings {
     pub limit_req_dry_run: Option<bool>,
     /// `limit_req_log_level`. Default error.
     pub limit_req_log_level: Option<super::ErrorLogLevel>,
+    /// `limit_conn`s; a level with any replaces the inherited ones.
+    pub limit_conn: Option<Vec<LimitConnConfig>>,
+    /// `limit_conn_status`. Default 503.
+    pub limit_conn_status: Option<u16>,
+    /// `limit_conn_dry_run`. Default off.
+    pub limit_conn_dry_run: Option<bool>,
+    /// `limit_conn_log_level`. Default error.
+    pub limit_conn_log_level: Option<super::ErrorLogLevel>,
 }
 
 /// `auth_basic "realm" | off`.
@@ -791,6 +825,10 @@ impl Settings {
             limit_req_status: pick(&self.limit_req_status, &parent.limit_req_status),
             limit_req_dry_run: pick(&self.limit_req_dry_run, &parent.limit_req_dry_run),
             limit_req_log_level: pick(&self.limit_req_log_level, &parent.limit_req_log_level),
+            limit_conn: pick(&self.limit_conn, &parent.limit_conn),
+            limit_conn_status: pick(&self.limit_conn_status, &parent.limit_conn_status),
+            limit_conn_dry_run: pick(&self.limit_conn_dry_run, &parent.limit_conn_dry_run),
+            limit_conn_log_level: pick(&self.limit_conn_log_level, &parent.limit_conn_log_level),
             proxy_request_buffering: pick(
                 &self.proxy_request_buffering,
                 &parent.proxy_request_buffering,

@@ -315,6 +315,24 @@ struct RawLimitZone {
     size: Option<Spanned<NumOrText>>,
 }
 
+/// `[conn_zone.NAME]`: nginx's `limit_conn_zone`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnZone {
+    key: String,
+    #[serde(default)]
+    size: Option<Spanned<NumOrText>>,
+}
+
+/// `conn_limit = { zone = "addr", max = 10 }`, or a list: nginx's
+/// `limit_conn`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnLimit {
+    zone: String,
+    max: u32,
+}
+
 /// `rate_limit = { zone = "api", burst = 20, nodelay = true }` (or
 /// `delay = 5`), or a list of them: nginx's `limit_req`.
 #[derive(Debug, Deserialize)]
@@ -402,6 +420,10 @@ macro_rules! with_settings {
             #[serde(default)] rate_limit_status: Option<Spanned<u16>>,
             #[serde(default)] rate_limit_dry_run: Option<bool>,
             #[serde(default)] rate_limit_log_level: Option<Spanned<String>>,
+            #[serde(default)] conn_limit: Option<Spanned<OneOrMany<RawConnLimit>>>,
+            #[serde(default)] conn_limit_status: Option<Spanned<u16>>,
+            #[serde(default)] conn_limit_dry_run: Option<bool>,
+            #[serde(default)] conn_limit_log_level: Option<Spanned<String>>,
         }
 
         impl HasSettings for $name {
@@ -464,6 +486,10 @@ macro_rules! with_settings {
                     rate_limit_status: self.rate_limit_status.take(),
                     rate_limit_dry_run: self.rate_limit_dry_run.take(),
                     rate_limit_log_level: self.rate_limit_log_level.take(),
+                    conn_limit: self.conn_limit.take(),
+                    conn_limit_status: self.conn_limit_status.take(),
+                    conn_limit_dry_run: self.conn_limit_dry_run.take(),
+                    conn_limit_log_level: self.conn_limit_log_level.take(),
                 })
             }
         }
@@ -532,6 +558,10 @@ struct RawSettings {
     rate_limit_status: Option<Spanned<u16>>,
     rate_limit_dry_run: Option<bool>,
     rate_limit_log_level: Option<Spanned<String>>,
+    conn_limit: Option<Spanned<OneOrMany<RawConnLimit>>>,
+    conn_limit_status: Option<Spanned<u16>>,
+    conn_limit_dry_run: Option<bool>,
+    conn_limit_log_level: Option<Spanned<String>>,
 }
 
 with_settings! {
@@ -544,6 +574,7 @@ with_settings! {
         upstream: BTreeMap<String, Spanned<RawUpstream>>,
         acme: Option<Spanned<RawAcme>>,
         limit_zone: BTreeMap<String, Spanned<RawLimitZone>>,
+        conn_zone: BTreeMap<String, Spanned<RawConnZone>>,
     }
 }
 
@@ -670,8 +701,22 @@ impl Cx<'_> {
                 }
             })
             .collect();
+        let limit_conn_zones = std::mem::take(&mut raw.conn_zone)
+            .into_iter()
+            .map(|(name, z)| {
+                let pos = self.at(&z);
+                let z = z.into_inner();
+                LimitConnZoneConfig {
+                    name,
+                    key: z.key,
+                    size: z.size.and_then(|s| self.size(s)).unwrap_or(10 << 20),
+                    pos,
+                }
+            })
+            .collect();
         Config {
             limit_req_zones,
+            limit_conn_zones,
             settings,
             servers,
             upstreams,
@@ -1167,29 +1212,24 @@ impl Cx<'_> {
                     })
                     .collect()
             }),
-            limit_req_status: raw.rate_limit_status.and_then(|c| match *c.get_ref() {
-                code @ 400..=599 => Some(code),
-                other => {
-                    let pos = self.at(&c);
-                    self.err(pos, format!("invalid rate_limit_status {other}: a status from 400 to 599"));
-                    None
-                }
-            }),
+            limit_req_status: raw.rate_limit_status.and_then(|c| self.refusal_status(c, "rate_limit_status")),
             limit_req_dry_run: raw.rate_limit_dry_run,
-            limit_req_log_level: raw.rate_limit_log_level.and_then(|l| {
-                use crate::config::ErrorLogLevel as L;
-                match l.get_ref().as_str() {
-                    "info" => Some(L::Info),
-                    "notice" => Some(L::Notice),
-                    "warn" => Some(L::Warn),
-                    "error" => Some(L::Error),
-                    other => {
-                        let pos = self.at(&l);
-                        self.err(pos, format!("invalid rate_limit_log_level {other:?}: \"info\", \"notice\", \"warn\" or \"error\""));
-                        None
-                    }
-                }
+            limit_req_log_level: raw.rate_limit_log_level.and_then(|l| self.limit_log_level(l, "rate_limit_log_level")),
+            limit_conn: raw.conn_limit.map(|r| {
+                let pos = self.at(&r);
+                r.into_inner()
+                    .into_vec()
+                    .into_iter()
+                    .map(|l| LimitConnConfig {
+                        zone: l.zone,
+                        max: l.max,
+                        pos: pos.clone(),
+                    })
+                    .collect()
             }),
+            limit_conn_status: raw.conn_limit_status.and_then(|c| self.refusal_status(c, "conn_limit_status")),
+            limit_conn_dry_run: raw.conn_limit_dry_run,
+            limit_conn_log_level: raw.conn_limit_log_level.and_then(|l| self.limit_log_level(l, "conn_limit_log_level")),
             satisfy: raw.satisfy.and_then(|v| match v.get_ref().as_str() {
                 "all" => Some(crate::access::Satisfy::All),
                 "any" => Some(crate::access::Satisfy::Any),
@@ -1216,6 +1256,44 @@ impl Cx<'_> {
                     None
                 }
             }),
+        }
+    }
+
+    /// A limit's refusal status: 400 to 599.
+    fn refusal_status(&mut self, code: Spanned<u16>, key: &str) -> Option<u16> {
+        match *code.get_ref() {
+            c @ 400..=599 => Some(c),
+            other => {
+                let pos = self.at(&code);
+                self.err(
+                    pos,
+                    format!("invalid {key} {other}: a status from 400 to 599"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A limit's log level.
+    fn limit_log_level(
+        &mut self,
+        level: Spanned<String>,
+        key: &str,
+    ) -> Option<crate::config::ErrorLogLevel> {
+        use crate::config::ErrorLogLevel as L;
+        match level.get_ref().as_str() {
+            "info" => Some(L::Info),
+            "notice" => Some(L::Notice),
+            "warn" => Some(L::Warn),
+            "error" => Some(L::Error),
+            other => {
+                let pos = self.at(&level);
+                self.err(
+                    pos,
+                    format!("invalid {key} {other:?}: \"info\", \"notice\", \"warn\" or \"error\""),
+                );
+                None
+            }
         }
     }
 

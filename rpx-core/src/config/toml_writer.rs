@@ -51,6 +51,16 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
         }
         root.insert("limit_zone".into(), Value::Table(zones));
     }
+    if !config.limit_conn_zones.is_empty() {
+        let mut zones = Table::new();
+        for z in &config.limit_conn_zones {
+            let mut t = Table::new();
+            t.insert("key".into(), text(&z.key));
+            t.insert("size".into(), integer(z.size));
+            zones.insert(z.name.clone(), Value::Table(t));
+        }
+        root.insert("conn_zone".into(), Value::Table(zones));
+    }
     if let Some(acme) = super::toml_acme::acme_value(&config.acme_issuers) {
         root.insert("acme".into(), acme);
     }
@@ -486,6 +496,27 @@ impl Writer {
         }
         if let Some(level) = s.limit_req_log_level {
             t.insert("rate_limit_log_level".into(), text(level.name()));
+        }
+        if let Some(limits) = &s.limit_conn {
+            let list: Vec<Value> = limits
+                .iter()
+                .map(|l| {
+                    let mut t = Table::new();
+                    t.insert("zone".into(), text(&l.zone));
+                    t.insert("max".into(), integer(u64::from(l.max)));
+                    Value::Table(t)
+                })
+                .collect();
+            t.insert("conn_limit".into(), Value::Array(list));
+        }
+        if let Some(code) = s.limit_conn_status {
+            t.insert("conn_limit_status".into(), integer(u64::from(code)));
+        }
+        if let Some(on) = s.limit_conn_dry_run {
+            t.insert("conn_limit_dry_run".into(), Value::Boolean(on));
+        }
+        if let Some(level) = s.limit_conn_log_level {
+            t.insert("conn_limit_log_level".into(), text(level.name()));
         }
         if s.satisfy == Some(crate::access::Satisfy::Any) {
             t.insert("satisfy".into(), text("any"));

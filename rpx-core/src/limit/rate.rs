@@ -262,7 +262,7 @@ impl RateLimits {
         let mut looked: Vec<(&RateLimit, Key)> = Vec::new();
         let mut accounted = None;
         for (n, limit) in self.limits.iter().enumerate() {
-            let key = key_of(&limit.zone.key, req, &self.server_name);
+            let key = zone_key(&limit.zone.key, req, &self.server_name);
             if key.is_empty() {
                 continue;
             }
@@ -322,13 +322,13 @@ impl RateLimits {
 }
 
 /// A request's key in one zone.
-enum Key {
+pub(super) enum Key {
     Addr([u8; 16], usize),
     Text(String),
 }
 
 impl Key {
-    fn bytes(&self) -> &[u8] {
+    pub(super) fn bytes(&self) -> &[u8] {
         match self {
             Key::Addr(b, n) => &b[..*n],
             Key::Text(t) => t.as_bytes(),
@@ -340,7 +340,8 @@ impl Key {
     }
 }
 
-fn key_of<B>(key: &ZoneKey, req: &Request<B>, server_name: &str) -> Key {
+/// The key `req` has in a zone keyed on `key`.
+pub(super) fn zone_key<B>(key: &ZoneKey, req: &Request<B>, server_name: &str) -> Key {
     match key {
         ZoneKey::BinaryRemoteAddr => {
             let mut b = [0; 16];

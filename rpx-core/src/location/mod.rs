@@ -24,6 +24,7 @@ pub use try_files::{TryFiles, TryFilesError};
 use crate::access::{client_addr, Gate, Guard, LimitExcept, Pending};
 use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
+use crate::limit::conn::{ConnDecision, ConnLimits, ConnStatus};
 use crate::limit::rate::{RateDecision, RateLimits};
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
 use crate::request::{request_path, set_uri, KeepSlashes, NormalizedPath, OriginalUri};
@@ -86,11 +87,41 @@ struct RouterAccess {
     /// `limit_req` per location id.
     limits: Vec<Option<RateLimits>>,
     fallback_limits: Option<RateLimits>,
+    /// `limit_conn` per location id.
+    conns: Vec<Option<ConnLimits>>,
+    fallback_conns: Option<ConnLimits>,
 }
 
 impl RouterAccess {
-    /// `limit_req` (nginx's preaccess phase, once per request): a refusal's
-    /// status, or nothing; a delay is left on the request as [`Pending`].
+    /// nginx's preaccess phase: `limit_req`, then `limit_conn`, each once
+    /// per request; a refusal's status, or nothing. A delay and the counts
+    /// a request holds are left on it as [`Pending`].
+    fn preaccess<B>(
+        rate: Option<&RateLimits>,
+        conn: Option<&ConnLimits>,
+        req: &mut Request<B>,
+    ) -> Option<StatusCode> {
+        if let Some(code) = Self::limit(rate, req) {
+            return Some(code);
+        }
+        let conn = conn?;
+        if req.extensions().get::<ConnStatus>().is_some() {
+            return None;
+        }
+        let decision = conn.decide(req)?;
+        req.extensions_mut().insert(decision.status());
+        match decision {
+            ConnDecision::Passed(slots) => {
+                Pending::hold(req, slots);
+                None
+            }
+            ConnDecision::Rejected(code) => Some(code),
+            ConnDecision::RejectedDryRun => None,
+        }
+    }
+
+    /// `limit_req`: a refusal's status, or nothing; a delay is left on the
+    /// request as [`Pending`].
     fn limit<B>(limits: Option<&RateLimits>, req: &mut Request<B>) -> Option<StatusCode> {
         let limits = limits?;
         if req.extensions().get::<RateDecision>().is_some() {
@@ -111,7 +142,9 @@ impl RouterAccess {
     /// Location `id`'s preaccess and access phases: the status it answers
     /// with, if it refuses `req`.
     fn location_refuses<B>(&self, id: usize, req: &mut Request<B>) -> Option<StatusCode> {
-        if let Some(code) = Self::limit(self.limits.get(id).and_then(Option::as_ref), req) {
+        let rate = self.limits.get(id).and_then(Option::as_ref);
+        let conn = self.conns.get(id).and_then(Option::as_ref);
+        if let Some(code) = Self::preaccess(rate, conn, req) {
             return Some(code);
         }
         self.location_denies(id, req)
@@ -120,7 +153,8 @@ impl RouterAccess {
 
     /// The same for requests no location matches.
     fn fallback_refuses<B>(&self, req: &mut Request<B>) -> Option<StatusCode> {
-        if let Some(code) = Self::limit(self.fallback_limits.as_ref(), req) {
+        let (rate, conn) = (self.fallback_limits.as_ref(), self.fallback_conns.as_ref());
+        if let Some(code) = Self::preaccess(rate, conn, req) {
             return Some(code);
         }
         Self::denies(self.fallback.as_ref(), req).then_some(StatusCode::FORBIDDEN)
@@ -297,6 +331,27 @@ impl<S> LocationRouter<S> {
         self
     }
 
+    /// `limit_conn` (one set per location id, and one for requests no
+    /// location matches), counted once per request after `limit_req`, as
+    /// nginx's preaccess phase: a refusal is the location's answer with the
+    /// set's status; the counts are left on the request as [`Pending`] for
+    /// the stack to hold until the response is done. ([`Service::call`]
+    /// holds them until the chosen service answers.)
+    pub fn with_conn_limits(
+        mut self,
+        locations: Vec<Option<ConnLimits>>,
+        fallback: Option<ConnLimits>,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        self.change_access(|a| {
+            a.conns = locations;
+            a.fallback_conns = fallback;
+        });
+        self
+    }
+
     fn change_access(&mut self, change: impl FnOnce(&mut RouterAccess))
     where
         S: Clone,
@@ -307,7 +362,9 @@ impl<S> LocationRouter<S> {
             && access.fallback_limits.is_none()
             && access.locations.iter().all(Option::is_none)
             && access.except.iter().all(Option::is_none)
-            && access.limits.iter().all(Option::is_none);
+            && access.limits.iter().all(Option::is_none)
+            && access.fallback_conns.is_none()
+            && access.conns.iter().all(Option::is_none);
         self.parts_mut().access = (!empty).then(|| Arc::new(access));
     }
 
@@ -466,7 +523,7 @@ where
         };
         let pending = Pending::take(&mut req);
         let next = own(routed, &req);
-        let Some(pending) = pending else {
+        let Some(mut pending) = pending else {
             return match next {
                 Ok(Err(service)) => Either::Right(Either::Left(
                     call_ready(service, req)
@@ -476,8 +533,11 @@ where
                 Err(e) => Either::Left(ready(Err(e.into()))),
             };
         };
+        let slots = pending.take_slots();
         let check = pending.check(req.headers());
         Either::Right(Either::Right(Box::pin(async move {
+            // `limit_conn` counts the request until its service answers.
+            let _slots = slots;
             check.await?;
             match next {
                 Ok(Err(service)) => call_ready(service, req).await.map(left),

@@ -24,6 +24,9 @@ pin_project_lite::pin_project! {
     pub struct Body {
         #[pin]
         kind: Kind,
+        // `limit_conn`'s counts, given back when the body is dropped (a
+        // download counts until it ends). Boxed: most bodies have none.
+        held: Option<Box<std::sync::Arc<crate::limit::conn::Slots>>>,
     }
 }
 
@@ -40,6 +43,7 @@ impl From<ReplyBody> for Body {
     fn from(body: ReplyBody) -> Self {
         Body {
             kind: Kind::Reply { body },
+            held: None,
         }
     }
 }
@@ -48,6 +52,7 @@ impl From<ProxyBody> for Body {
     fn from(body: ProxyBody) -> Self {
         Body {
             kind: Kind::Upstream { body },
+            held: None,
         }
     }
 }
@@ -56,7 +61,15 @@ impl From<FileBody> for Body {
     fn from(body: FileBody) -> Self {
         Body {
             kind: Kind::File { body },
+            held: None,
         }
+    }
+}
+
+impl Body {
+    /// Keeps `slots` until the body is dropped.
+    pub(crate) fn hold(&mut self, slots: std::sync::Arc<crate::limit::conn::Slots>) {
+        self.held = Some(Box::new(slots));
     }
 }
 

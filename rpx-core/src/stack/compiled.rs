@@ -174,11 +174,13 @@ fn unlogged(reply: crate::reply::Reply) -> Response<LoggedBody<Body>> {
     reply.map(|b| LoggedBody::unlogged(Body::from(b)))
 }
 
-/// Checks `pending` passwords, then answers as `routed` says; a refusal
-/// is the chosen location's answer (logged, with its headers). The
-/// location is cloned: only requests of protected locations come here.
+/// Waits out `pending`'s delay and checks its passwords, then answers as
+/// `routed` says; a refusal is the chosen location's answer (logged, with
+/// its headers). `limit_conn`'s counts go with the response body. The
+/// location is cloned: only requests of limited or protected locations
+/// come here.
 fn guarded<B>(
-    pending: Pending,
+    mut pending: Pending,
     routed: Result<Routed<'_, Location>, ProxyError>,
     req: Request<B>,
 ) -> Guarded
@@ -186,6 +188,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let slots = pending.take_slots();
     let check = pending.check(req.headers());
     let plan = match routed {
         Ok(Routed::Serve(l)) => Ok((l.clone(), How::Serve)),
@@ -196,11 +199,15 @@ where
     };
     Box::pin(async move {
         let refused = check.await.err();
-        match (plan, refused) {
+        let mut res = match (plan, refused) {
             (Ok((l, _)), Some(e)) => l.call(req, How::Refuse(e)).await,
             (Ok((l, how)), None) => l.call(req, how).await,
             (Err(_), Some(e)) => Ok(unlogged(e.to_response())),
             (Err(answer), None) => answer.map(unlogged),
+        };
+        if let (Ok(res), Some(slots)) = (&mut res, slots) {
+            res.body_mut().get_mut().hold(slots);
         }
+        res
     })
 }

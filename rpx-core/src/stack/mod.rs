@@ -53,6 +53,10 @@ pub struct Snapshot {
     error_log: Option<crate::config::ErrorLogConfig>,
     /// `limit_req_zone`s by name: a reload keeps their buckets.
     rate_zones: std::collections::HashMap<String, std::sync::Arc<crate::limit::rate::RateZone>>,
+    /// `limit_conn_zone`s by name (with the key as written): a reload
+    /// keeps their counts of requests in progress.
+    conn_zones:
+        std::collections::HashMap<String, (String, std::sync::Arc<crate::limit::conn::ConnZone>)>,
 }
 
 impl Snapshot {

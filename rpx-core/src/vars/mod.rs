@@ -37,6 +37,9 @@ pub enum Var {
     /// `$limit_req_status`: `PASSED`, `DELAYED`, `REJECTED`,
     /// `DELAYED_DRY_RUN`, `REJECTED_DRY_RUN`; empty where no limit applied.
     LimitReqStatus,
+    /// `$limit_conn_status`: `PASSED`, `REJECTED`, `REJECTED_DRY_RUN`;
+    /// empty where no limit applied.
+    LimitConnStatus,
     /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` plus `$remote_addr`.
     ProxyAddXForwardedFor,
     /// `$scheme`.
@@ -103,6 +106,7 @@ impl Var {
             "remote_port" => Var::RemotePort,
             "remote_user" => Var::RemoteUser,
             "limit_req_status" => Var::LimitReqStatus,
+            "limit_conn_status" => Var::LimitConnStatus,
             "realip_remote_addr" => Var::RealipRemoteAddr,
             "realip_remote_port" => Var::RealipRemotePort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
@@ -298,6 +302,8 @@ pub struct VarCtx<'a> {
     pub realip: Option<std::net::SocketAddr>,
     /// `$limit_req_status`, once `limit_req` decided.
     pub limit_req: Option<&'static str>,
+    /// `$limit_conn_status`, once `limit_conn` decided.
+    pub limit_conn: Option<&'static str>,
 }
 
 impl<'a> VarCtx<'a> {
@@ -331,6 +337,10 @@ impl<'a> VarCtx<'a> {
                 .extensions()
                 .get::<crate::limit::rate::RateDecision>()
                 .map(|d| d.as_str()),
+            limit_conn: req
+                .extensions()
+                .get::<crate::limit::conn::ConnStatus>()
+                .map(|s| s.0),
         }
     }
 
@@ -349,6 +359,7 @@ impl<'a> VarCtx<'a> {
             }
             Var::RemoteAddr => push_ip(out, self.conn.peer.ip()),
             Var::LimitReqStatus => out.push_str(self.limit_req.unwrap_or_default()),
+            Var::LimitConnStatus => out.push_str(self.limit_conn.unwrap_or_default()),
             Var::RemoteUser => {
                 if let Some(c) = crate::access::basic::Credentials::from_headers(self.headers) {
                     out.push_str(&String::from_utf8_lossy(c.user()));

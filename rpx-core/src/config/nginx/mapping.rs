@@ -136,6 +136,48 @@ impl Mapper {
         });
     }
 
+    /// `limit_conn_zone key zone=name:size`.
+    fn limit_conn_zone(&mut self, d: &Directive) {
+        let w = words(d);
+        let Some(zone) = w[1].strip_prefix("zone=") else {
+            return self.err(d, format!("invalid parameter \"{}\"", w[1]));
+        };
+        let Some((name, size)) = zone
+            .split_once(':')
+            .and_then(|(n, s)| Some((n, parse_size(s)?)))
+        else {
+            return self.err(d, format!("invalid zone size \"{}\"", w[1]));
+        };
+        if let Some(prev) = self.config.limit_conn_zones.iter().find(|z| z.name == name) {
+            let line = prev.pos.line;
+            return self.err(
+                d,
+                format!("duplicate zone \"{name}\" (first at line {line})"),
+            );
+        }
+        self.config.limit_conn_zones.push(LimitConnZoneConfig {
+            name: name.to_owned(),
+            key: w[0].to_owned(),
+            size,
+            pos: at(&d.pos),
+        });
+    }
+
+    /// `limit_req_log_level` / `limit_conn_log_level`.
+    fn limit_log_level(&mut self, d: &Directive) -> Option<crate::config::ErrorLogLevel> {
+        use crate::config::ErrorLogLevel as L;
+        match words(d)[0] {
+            "info" => Some(L::Info),
+            "notice" => Some(L::Notice),
+            "warn" => Some(L::Warn),
+            "error" => Some(L::Error),
+            other => {
+                self.err(d, format!("invalid value \"{other}\" in \"{}\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\"", d.name));
+                None
+            }
+        }
+    }
+
     /// `limit_req zone=name [burst=N] [nodelay | delay=N]`.
     fn limit_req(&mut self, d: &Directive) -> Option<LimitReqConfig> {
         let (mut zone, mut burst, mut delay) = (None, 0, Some(0));
@@ -358,6 +400,7 @@ impl Mapper {
                 }
                 "log_format" => self.log_format(d),
                 "limit_req_zone" => self.limit_req_zone(d),
+                "limit_conn_zone" => self.limit_conn_zone(d),
                 "acme_issuer" => self.acme_issuer(d),
                 "acme_shared_zone" => {}
                 "error_log" => self.error_log(d, true),
@@ -511,19 +554,24 @@ impl Mapper {
                 _ => self.err(d, "value must be between 400 and 599"),
             },
             "limit_req_dry_run" => s.limit_req_dry_run = self.flag(d),
-            "limit_req_log_level" => {
-                use crate::config::ErrorLogLevel as L;
-                s.limit_req_log_level = match w[0] {
-                    "info" => Some(L::Info),
-                    "notice" => Some(L::Notice),
-                    "warn" => Some(L::Warn),
-                    "error" => Some(L::Error),
-                    other => {
-                        self.err(d, format!("invalid value \"{other}\" in \"limit_req_log_level\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\""));
-                        None
-                    }
-                };
+            "limit_req_log_level" => s.limit_req_log_level = self.limit_log_level(d),
+            "limit_conn" => {
+                let n = w[1].parse::<u32>().ok().filter(|&n| (1..=65535).contains(&n));
+                match (w[0], n) {
+                    (_, None) => self.err(d, format!("invalid number of connections \"{}\"", w[1])),
+                    (zone, Some(max)) => s.limit_conn.get_or_insert_with(Vec::new).push(LimitConnConfig {
+                        zone: zone.to_owned(),
+                        max,
+                        pos: at(&d.pos),
+                    }),
+                }
             }
+            "limit_conn_status" => match w[0].parse::<u16>() {
+                Ok(code @ 400..=599) => s.limit_conn_status = Some(code),
+                _ => self.err(d, "value must be between 400 and 599"),
+            },
+            "limit_conn_dry_run" => s.limit_conn_dry_run = self.flag(d),
+            "limit_conn_log_level" => s.limit_conn_log_level = self.limit_log_level(d),
             "send_timeout" => s.send_timeout = self.time(d),
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
             "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {

@@ -91,12 +91,14 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         pools: crate::proxy::UpstreamPools::new(),
         user_files: HashMap::new(),
         rate_zones: HashMap::new(),
+        conn_zones: HashMap::new(),
     };
     cx.acme = cx.acme_manager(config, opts);
     // Maps first: a group's `hash` key may use them.
     cx.maps(config);
     cx.log_formats(config);
     cx.rate_zones(config, opts.previous);
+    cx.conn_zones(config, opts.previous);
     cx.groups(config, opts.previous);
     let mut servers = Vec::with_capacity(config.servers.len());
     for server in &config.servers {
@@ -125,6 +127,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         acme: cx.acme,
         error_log: config.error_log.clone(),
         rate_zones: cx.rate_zones,
+        conn_zones: cx.conn_zones,
     })
 }
 
@@ -152,6 +155,8 @@ struct Compiler {
     user_files: HashMap<String, Arc<UserFile>>,
     /// `limit_req_zone`s by name.
     rate_zones: HashMap<String, Arc<crate::limit::rate::RateZone>>,
+    /// `limit_conn_zone`s by name, with the key as written.
+    conn_zones: HashMap<String, (String, Arc<crate::limit::conn::ConnZone>)>,
 }
 
 /// Whether a location of `config` serves the metrics.

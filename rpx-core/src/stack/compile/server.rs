@@ -12,6 +12,7 @@ pub(super) struct PerLocation {
     access: Vec<Option<Guard>>,
     except: Vec<Option<LimitExcept>>,
     limits: Vec<Option<crate::limit::rate::RateLimits>>,
+    conns: Vec<Option<crate::limit::conn::ConnLimits>>,
     internal: Vec<bool>,
 }
 
@@ -62,10 +63,14 @@ impl Compiler {
         };
         // A server-level `return` answers in the rewrite phase, before
         // limits and access.
-        let (fallback_guard, fallback_limits) = if server.ret.is_some() {
-            (None, None)
+        let (fallback_guard, fallback_limits, fallback_conns) = if server.ret.is_some() {
+            (None, None, None)
         } else {
-            (self.guard(&settings), self.rate_limits(&settings, &name))
+            (
+                self.guard(&settings),
+                self.rate_limits(&settings, &name),
+                self.conn_limits(&settings, &name),
+            )
         };
         let router = match LocationTable::build(&specs) {
             Ok(table) => LocationRouter::from_parts(table, per.services, fallback)
@@ -74,6 +79,7 @@ impl Compiler {
                 .with_access(per.access, fallback_guard)
                 .with_limit_except(per.except)
                 .with_rate_limits(per.limits, fallback_limits)
+                .with_conn_limits(per.conns, fallback_conns)
                 .with_internal(per.internal),
             Err(e) => {
                 // Regex errors were reported with their location above.
@@ -138,16 +144,18 @@ impl Compiler {
             out.try_files.push(try_files);
             // nginx's `return` answers in the rewrite phase, before access.
             let returns = matches!(loc.handler, Some(Handler::Return(_)));
-            let (access, except, limits) = if returns {
-                (None, None, None)
+            let (access, except, limits, conns) = if returns {
+                (None, None, None, None)
             } else {
                 (
                     self.guard(&settings),
                     self.limit_except(loc, &settings),
                     self.rate_limits(&settings, server_name),
+                    self.conn_limits(&settings, server_name),
                 )
             };
             out.limits.push(limits);
+            out.conns.push(conns);
             out.access.push(access);
             out.except.push(except);
             out.internal.push(loc.internal);
