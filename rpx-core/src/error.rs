@@ -68,6 +68,15 @@ pub enum ProxyError {
         /// The realm the browser shows.
         realm: std::sync::Arc<str>,
     },
+    /// `auth_request`'s subrequest answered 401 or 403: that status, with
+    /// a 401's `WWW-Authenticate` headers.
+    #[error("access refused by the authorization subrequest ({status})")]
+    AuthRequest {
+        /// 401 or 403.
+        status: StatusCode,
+        /// The subrequest's `WWW-Authenticate` headers.
+        challenges: Vec<http::HeaderValue>,
+    },
     /// The request path does not normalise: a `..` above the root, a NUL (400).
     #[error("invalid request path")]
     BadPath,
@@ -138,6 +147,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::AuthRequest { status, .. } => *status,
             ProxyError::BadRequest(_) | ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -158,6 +168,7 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::Forbidden
             | ProxyError::Unauthorized { .. }
+            | ProxyError::AuthRequest { .. }
             | ProxyError::BadRequest(_)
             | ProxyError::BadPath
             | ProxyError::BodyTooLarge { .. }
@@ -185,6 +196,12 @@ impl ProxyError {
             let value = format!("Basic realm=\"{realm}\"");
             if let Ok(v) = http::HeaderValue::try_from(value) {
                 page.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if let ProxyError::AuthRequest { challenges, .. } = self {
+            for c in challenges {
+                page.headers_mut()
+                    .append(http::header::WWW_AUTHENTICATE, c.clone());
             }
         }
         if matches!(status.as_u16(), 400 | 413 | 414 | 500 | 501) {

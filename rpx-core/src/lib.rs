@@ -19,7 +19,7 @@
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`action`] | what a location answers itself: `return`, static files |
-//! | [`access`] | nginx's access phase: `allow` / `deny`, `auth_basic` (htpasswd, hashed off the executor), `satisfy`; 403 or 401 for the refused |
+//! | [`access`] | nginx's access phase: `allow` / `deny`, `auth_basic` (htpasswd, hashed off the executor), `auth_request` (a subrequest to a gatekeeper), `satisfy`; 403 or 401 for the refused |
 //! | [`realip`] | `set_real_ip_from`, `real_ip_header`: the client's address from a trusted proxy's header |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
 //! | [`location`] | `location` matching: `=`, `^~`, longest prefix, `~`/`~*` in order, nesting |

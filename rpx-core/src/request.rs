@@ -21,6 +21,17 @@ pub struct KeepSlashes;
 #[derive(Debug, Clone)]
 pub struct OriginalUri(pub PathAndQuery);
 
+/// Set on a subrequest (`auth_request`): the client's request it is made
+/// for, whose URI and method `$request_uri` and `$request_method` are, as
+/// nginx's variables of the main request.
+#[derive(Debug, Clone)]
+pub struct MainRequest {
+    /// Path and query as the client sent them.
+    pub uri: PathAndQuery,
+    /// The client's method.
+    pub method: http::Method,
+}
+
 /// The path locations were matched on: normalised when that changed it.
 ///
 /// ```

@@ -139,12 +139,12 @@ fn access_directives_are_never_ignored_even_with_lenient() {
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
-        "events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / {\n      auth_request /auth;\n      return 200;\n    }\n  }\n}\n",
+        "events {}\nhttp {\n  server {\n    listen 127.0.0.1:8080;\n    location / {\n      valid_referers none blocked;\n      return 200;\n    }\n  }\n}\n",
     )
     .unwrap();
     let loaded = config::load_with(&conf, LoadOptions { lenient: true });
     let Err(errors) = loaded.into_result() else {
-        panic!("auth_request was ignored with --lenient");
+        panic!("valid_referers was ignored with --lenient");
     };
     let errors = errors.0;
     assert!(

@@ -1,23 +1,26 @@
 //! nginx's access phase: `allow` / `deny` (ngx_http_access_module), rules
 //! checked in order against the client's address, the first that matches
 //! decides, a client no rule matches is let in, a denied one gets a 403;
-//! `auth_basic` ([`basic`]); and `satisfy`, which says whether a request
-//! must pass them all or one ([`Guard`]).
+//! `auth_basic` ([`basic`]); `auth_request` ([`AuthRequest`]); and
+//! `satisfy`, which says whether a request must pass them all or one
+//! ([`Guard`]).
 //!
 //! rpx's stack decides a location's [`Guard`] in the router, where nginx's
 //! access phase sits: after the rewrite phase (so a location's `return`
 //! answers first) and before `try_files`. The address check is made there;
-//! the password check, which may hash, is left to the compiled stack as a
-//! [`Pending`] check on the request. [`AccessLayer`] and
+//! the checks that wait (a password, which may hash; a subrequest) are
+//! left to the compiled stack as [`Pending`] on the request. [`AccessLayer`] and
 //! [`BasicAuthLayer`] are the same checks as tower layers for an
 //! embedder's own services.
 
 pub mod basic;
 mod guard;
 pub mod htpasswd;
+mod request;
 
 pub use basic::{BasicAuth, BasicAuthLayer, Refusal, UserFile};
-pub use guard::{Gate, Guard, Pending, Satisfy};
+pub use guard::{Checked, Gate, Guard, Pending, Satisfy};
+pub use request::{AuthRequest, Subrequest};
 
 use std::net::IpAddr;
 use std::sync::Arc;

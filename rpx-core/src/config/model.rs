@@ -631,6 +631,11 @@ pub struct Settings {
     pub auth_basic_user_file: Option<Spanned<String>>,
     /// `satisfy`. Default all.
     pub satisfy: Option<crate::access::Satisfy>,
+    /// `auth_request uri | off`.
+    pub auth_request: Option<Spanned<AuthRequestConfig>>,
+    /// `auth_request_set $name value`s; a level with any replaces the
+    /// inherited ones.
+    pub auth_request_set: Option<Vec<AuthRequestSetConfig>>,
     /// `limit_req`s; a level with any replaces the inherited ones.
     pub limit_req: Option<Vec<LimitReqConfig>>,
     /// `limit_req_status`. Default 503.
@@ -647,6 +652,26 @@ pub struct Settings {
     pub limit_conn_dry_run: Option<bool>,
     /// `limit_conn_log_level`. Default error.
     pub limit_conn_log_level: Option<super::ErrorLogLevel>,
+}
+
+/// `auth_request uri | off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRequestConfig {
+    /// `off`: no subrequest, even where an outer level asks for one.
+    Off,
+    /// The subrequest's URI (a path, maybe with a query).
+    Uri(String),
+}
+
+/// `auth_request_set $name value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRequestSetConfig {
+    /// The variable, without `$`.
+    pub name: String,
+    /// Its value, with variables (the subrequest's `$upstream_http_*`).
+    pub value: String,
+    /// Where it was written.
+    pub pos: SourcePos,
 }
 
 /// `auth_basic "realm" | off`.
@@ -821,6 +846,8 @@ impl Settings {
             auth_basic: pick(&self.auth_basic, &parent.auth_basic),
             auth_basic_user_file: pick(&self.auth_basic_user_file, &parent.auth_basic_user_file),
             satisfy: pick(&self.satisfy, &parent.satisfy),
+            auth_request: pick(&self.auth_request, &parent.auth_request),
+            auth_request_set: pick(&self.auth_request_set, &parent.auth_request_set),
             limit_req: pick(&self.limit_req, &parent.limit_req),
             limit_req_status: pick(&self.limit_req_status, &parent.limit_req_status),
             limit_req_dry_run: pick(&self.limit_req_dry_run, &parent.limit_req_dry_run),

@@ -202,6 +202,31 @@ struct RawBasicAuthOn {
     users: Option<String>,
 }
 
+/// `forward_auth = { uri = "/auth", set = { user = "$upstream_http_remote_user" } }`
+/// (Caddy's and Traefik's name for nginx's `auth_request` and
+/// `auth_request_set`, each inherited apart), or `false`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawForwardAuth {
+    Flag(bool),
+    On(RawForwardAuthOn),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwardAuthOn {
+    #[serde(default)]
+    uri: Option<String>,
+    #[serde(default)]
+    set: Option<BTreeMap<String, String>>,
+}
+
+/// `auth_request`, `auth_request_set`.
+type ForwardAuthSettings = (
+    Option<super::model::Spanned<super::model::AuthRequestConfig>>,
+    Option<Vec<super::model::AuthRequestSetConfig>>,
+);
+
 /// `auth_basic`, `auth_basic_user_file`.
 type BasicAuthSettings = (
     Option<super::model::Spanned<super::model::AuthBasic>>,
@@ -416,6 +441,7 @@ macro_rules! with_settings {
             #[serde(default)] real_ip: Option<Spanned<RawRealIp>>,
             #[serde(default)] basic_auth: Option<Spanned<RawBasicAuth>>,
             #[serde(default)] satisfy: Option<Spanned<String>>,
+            #[serde(default)] forward_auth: Option<Spanned<RawForwardAuth>>,
             #[serde(default)] rate_limit: Option<Spanned<OneOrMany<RawRateLimit>>>,
             #[serde(default)] rate_limit_status: Option<Spanned<u16>>,
             #[serde(default)] rate_limit_dry_run: Option<bool>,
@@ -482,6 +508,7 @@ macro_rules! with_settings {
                     real_ip: self.real_ip.take(),
                     basic_auth: self.basic_auth.take(),
                     satisfy: self.satisfy.take(),
+                    forward_auth: self.forward_auth.take(),
                     rate_limit: self.rate_limit.take(),
                     rate_limit_status: self.rate_limit_status.take(),
                     rate_limit_dry_run: self.rate_limit_dry_run.take(),
@@ -554,6 +581,7 @@ struct RawSettings {
     real_ip: Option<Spanned<RawRealIp>>,
     basic_auth: Option<Spanned<RawBasicAuth>>,
     satisfy: Option<Spanned<String>>,
+    forward_auth: Option<Spanned<RawForwardAuth>>,
     rate_limit: Option<Spanned<OneOrMany<RawRateLimit>>>,
     rate_limit_status: Option<Spanned<u16>>,
     rate_limit_dry_run: Option<bool>,
@@ -1015,7 +1043,10 @@ impl Cx<'_> {
     fn settings(&mut self, raw: RawSettings) -> Settings {
         let real_ip = self.real_ip(raw.real_ip);
         let (auth_basic, auth_basic_user_file) = self.basic_auth(raw.basic_auth);
+        let (auth_request, auth_request_set) = self.forward_auth(raw.forward_auth);
         Settings {
+            auth_request,
+            auth_request_set,
             access_log: raw.access_log.map(|v| {
                 let pos = self.at(&v);
                 let items = match v.into_inner() {
@@ -1256,6 +1287,41 @@ impl Cx<'_> {
                     None
                 }
             }),
+        }
+    }
+
+    /// `forward_auth = { uri, set }` or `false`, as nginx's two directives.
+    fn forward_auth(&mut self, raw: Option<Spanned<RawForwardAuth>>) -> ForwardAuthSettings {
+        use super::model::{AuthRequestConfig, AuthRequestSetConfig};
+        let Some(raw) = raw else {
+            return (None, None);
+        };
+        let pos = self.at(&raw);
+        match raw.into_inner() {
+            RawForwardAuth::Flag(false) => (Some(pos.with(AuthRequestConfig::Off)), None),
+            RawForwardAuth::Flag(true)
+            | RawForwardAuth::On(RawForwardAuthOn {
+                uri: None,
+                set: None,
+            }) => {
+                self.errors.push(
+                    ConfigError::new(pos, "forward_auth says no uri")
+                        .hint("forward_auth = { uri = \"/auth\" }, a location that answers 2xx to let a request in"),
+                );
+                (None, None)
+            }
+            RawForwardAuth::On(on) => {
+                let sets = on.set.map(|set| {
+                    set.into_iter()
+                        .map(|(name, value)| AuthRequestSetConfig {
+                            name: name.trim_start_matches('$').to_owned(),
+                            value,
+                            pos: pos.clone(),
+                        })
+                        .collect()
+                });
+                (on.uri.map(|u| pos.with(AuthRequestConfig::Uri(u))), sets)
+            }
         }
     }
 

@@ -518,6 +518,26 @@ impl Writer {
         if let Some(level) = s.limit_conn_log_level {
             t.insert("conn_limit_log_level".into(), text(level.name()));
         }
+        match (&s.auth_request, &s.auth_request_set) {
+            (Some(off), _) if off.value == AuthRequestConfig::Off => {
+                t.insert("forward_auth".into(), Value::Boolean(false));
+            }
+            (None, None) => {}
+            (uri, sets) => {
+                let mut f = Table::new();
+                if let Some(AuthRequestConfig::Uri(u)) = uri.as_ref().map(|u| &u.value) {
+                    f.insert("uri".into(), text(u));
+                }
+                if let Some(sets) = sets {
+                    let mut set = Table::new();
+                    for v in sets {
+                        set.insert(v.name.clone(), text(&v.value));
+                    }
+                    f.insert("set".into(), Value::Table(set));
+                }
+                t.insert("forward_auth".into(), Value::Table(f));
+            }
+        }
         if s.satisfy == Some(crate::access::Satisfy::Any) {
             t.insert("satisfy".into(), text("any"));
         } else if s.satisfy.is_some() {

@@ -169,8 +169,8 @@ impl RouterAccess {
         match guard.gate(client_addr(req)) {
             Gate::Pass => false,
             Gate::Deny => true,
-            Gate::Authenticate(basic) => {
-                Pending::add(req, basic);
+            Gate::Check => {
+                Pending::add(req, guard);
                 false
             }
         }
@@ -534,11 +534,15 @@ where
             };
         };
         let slots = pending.take_slots();
-        let check = pending.check(req.headers());
+        let check = pending.check(&req);
         Either::Right(Either::Right(Box::pin(async move {
             // `limit_conn` counts the request until its service answers.
             let _slots = slots;
-            check.await?;
+            let (result, vars) = check.await;
+            if let Some(vars) = vars {
+                req.extensions_mut().insert(vars);
+            }
+            result?;
             match next {
                 Ok(Err(service)) => call_ready(service, req).await.map(left),
                 Ok(Ok(reply)) => Ok(reply.map(RouterBody::Right)),

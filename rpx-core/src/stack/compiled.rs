@@ -101,6 +101,19 @@ pub(crate) struct Location {
     pub(crate) action: Action,
 }
 
+impl Location {
+    /// An `auth_request` subrequest: the handler alone, as nginx (no
+    /// access log, `log_subrequest off`; no `add_header`, the answer is
+    /// not the client's). Its body is not read.
+    pub(crate) fn subrequest(
+        &self,
+        req: Request<http_body_util::Empty<Bytes>>,
+    ) -> impl std::future::Future<Output = Result<Response<()>, ProxyError>> + Send + 'static {
+        let answer = limited(self.limit.limit(), req, |req| self.action.call(req));
+        async move { answer.await.map(|res| res.map(|_| ())) }
+    }
+}
+
 /// How routing asked a location to answer.
 enum How {
     Serve,
@@ -189,7 +202,7 @@ where
     B::Error: Into<BoxError>,
 {
     let slots = pending.take_slots();
-    let check = pending.check(req.headers());
+    let check = pending.check(&req);
     let plan = match routed {
         Ok(Routed::Serve(l)) => Ok((l.clone(), How::Serve)),
         Ok(Routed::AddSlash(l)) => Ok((l.clone(), How::AddSlash)),
@@ -197,8 +210,13 @@ where
         Ok(Routed::Answer(reply)) => Err(Ok(*reply)),
         Err(e) => Err(Err(e)),
     };
+    let mut req = req;
     Box::pin(async move {
-        let refused = check.await.err();
+        let (result, vars) = check.await;
+        if let Some(vars) = vars {
+            req.extensions_mut().insert(vars);
+        }
+        let refused = result.err();
         let mut res = match (plan, refused) {
             (Ok((l, _)), Some(e)) => l.call(req, How::Refuse(e)).await,
             (Ok((l, how)), None) => l.call(req, how).await,

@@ -111,6 +111,12 @@ impl Scope {
             .insert(name.into(), super::Var::Map(Arc::new(map)));
     }
 
+    /// Defines `name` as a variable the config sets per request
+    /// (`auth_request_set`).
+    pub fn define_set(&mut self, name: &str) {
+        self.vars.insert(name.into(), super::Var::Set(name.into()));
+    }
+
     /// The variable a name refers to in this scope.
     pub fn get(&self, name: &str) -> Option<super::Var> {
         self.vars.get(name).cloned()

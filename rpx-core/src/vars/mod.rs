@@ -86,6 +86,34 @@ pub enum Var {
     SslClientEscapedCert,
     /// A `map` variable, compiled once and shared.
     Map(Arc<MapVar>),
+    /// A variable the config sets per request (`auth_request_set`): its
+    /// value from [`SetVars`], empty when unset.
+    Set(Arc<str>),
+    /// `$upstream_http_<name>`: a header of the response being looked at
+    /// (the authorization subrequest's, for `auth_request_set`).
+    UpstreamHttp(HeaderName),
+}
+
+/// Values the config set on a request (`auth_request_set`), by name.
+#[derive(Debug, Clone, Default)]
+pub struct SetVars(Vec<(Arc<str>, String)>);
+
+impl SetVars {
+    /// Sets `name` to `value`.
+    pub fn set(&mut self, name: &Arc<str>, value: String) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.clone(), value)),
+        }
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl PartialEq for MapVar {
@@ -142,6 +170,21 @@ impl Var {
                 return None;
             }
         })
+    }
+}
+
+/// The values of header `name`, joined as nginx joins them (`; ` for
+/// cookies, `, ` for the rest).
+fn join_values(headers: &HeaderMap, name: &HeaderName, out: &mut String) {
+    let mut first = true;
+    for v in headers.get_all(name) {
+        if let Ok(v) = v.to_str() {
+            if !first {
+                out.push_str(if name == header::COOKIE { "; " } else { ", " });
+            }
+            out.push_str(v);
+            first = false;
+        }
     }
 }
 
@@ -304,6 +347,10 @@ pub struct VarCtx<'a> {
     pub limit_req: Option<&'static str>,
     /// `$limit_conn_status`, once `limit_conn` decided.
     pub limit_conn: Option<&'static str>,
+    /// What the config set on the request (`auth_request_set`).
+    pub sets: Option<&'a SetVars>,
+    /// The response `$upstream_http_*` reads, where there is one.
+    pub upstream: Option<&'a HeaderMap>,
 }
 
 impl<'a> VarCtx<'a> {
@@ -314,8 +361,9 @@ impl<'a> VarCtx<'a> {
         path: &'a str,
         server_name: &'a str,
     ) -> Self {
+        let main = req.extensions().get::<crate::request::MainRequest>();
         VarCtx {
-            method: req.method(),
+            method: main.map_or(req.method(), |m| &m.method),
             uri: req.uri(),
             version: req.version(),
             headers: req.headers(),
@@ -328,7 +376,11 @@ impl<'a> VarCtx<'a> {
                 .extensions()
                 .get::<std::sync::Arc<TlsInfo>>()
                 .map(|t| &**t),
-            original_uri: req.extensions().get::<OriginalUri>().map(|o| o.0.as_str()),
+            original_uri: req
+                .extensions()
+                .get::<OriginalUri>()
+                .map(|o| o.0.as_str())
+                .or_else(|| main.map(|m| m.uri.as_str())),
             realip: req
                 .extensions()
                 .get::<crate::realip::RealipPeer>()
@@ -341,6 +393,8 @@ impl<'a> VarCtx<'a> {
                 .extensions()
                 .get::<crate::limit::conn::ConnStatus>()
                 .map(|s| s.0),
+            sets: req.extensions().get::<SetVars>(),
+            upstream: None,
         }
     }
 
@@ -359,6 +413,16 @@ impl<'a> VarCtx<'a> {
             }
             Var::RemoteAddr => push_ip(out, self.conn.peer.ip()),
             Var::LimitReqStatus => out.push_str(self.limit_req.unwrap_or_default()),
+            Var::Set(name) => {
+                if let Some(v) = self.sets.and_then(|s| s.get(name)) {
+                    out.push_str(v);
+                }
+            }
+            Var::UpstreamHttp(name) => {
+                if let Some(h) = self.upstream {
+                    join_values(h, name, out);
+                }
+            }
             Var::LimitConnStatus => out.push_str(self.limit_conn.unwrap_or_default()),
             Var::RemoteUser => {
                 if let Some(c) = crate::access::basic::Credentials::from_headers(self.headers) {
@@ -407,18 +471,7 @@ impl<'a> VarCtx<'a> {
             Var::RequestMethod => out.push_str(self.method.as_str()),
             Var::ProxyHost => out.push_str(self.proxy_host),
             Var::ProxyPort => push_num(out, self.proxy_port),
-            Var::Http(name) => {
-                let mut first = true;
-                for v in self.headers.get_all(name) {
-                    if let Ok(v) = v.to_str() {
-                        if !first {
-                            out.push_str(if name == header::COOKIE { "; " } else { ", " });
-                        }
-                        out.push_str(v);
-                        first = false;
-                    }
-                }
-            }
+            Var::Http(name) => join_values(self.headers, name, out),
             Var::Arg(name) => {
                 if let Some(v) = query_arg(self.uri.query().unwrap_or(""), name) {
                     out.push_str(v);

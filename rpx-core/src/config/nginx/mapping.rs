@@ -544,6 +544,26 @@ impl Mapper {
                     format!("invalid value \"{}\" in \"satisfy\" directive, it must be \"all\" or \"any\"", w[0]),
                 ),
             },
+            "auth_request" if s.auth_request.is_some() => {
+                self.err(d, "\"auth_request\" directive is duplicate");
+            }
+            "auth_request" => {
+                let value = match w[0] {
+                    "off" => AuthRequestConfig::Off,
+                    uri => AuthRequestConfig::Uri(uri.to_owned()),
+                };
+                s.auth_request = Some(Spanned::new(value, at(&d.pos)));
+            }
+            "auth_request_set" => match w[0].strip_prefix('$') {
+                Some(name) if !name.is_empty() => {
+                    s.auth_request_set.get_or_insert_with(Vec::new).push(AuthRequestSetConfig {
+                        name: name.to_owned(),
+                        value: w[1].to_owned(),
+                        pos: at(&d.pos),
+                    });
+                }
+                _ => self.err(d, format!("invalid variable name \"{}\"", w[0])),
+            },
             "limit_req" => {
                 if let Some(l) = self.limit_req(d) {
                     s.limit_req.get_or_insert_with(Vec::new).push(l);

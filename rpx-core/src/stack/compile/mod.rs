@@ -3,6 +3,7 @@
 //! (servers and locations), [`upstream`] (groups, `proxy_pass`),
 //! [`rewrite`] (`map`, rewrite programs), [`log`] (access logs).
 
+mod access;
 mod limits;
 mod listen;
 mod log;
@@ -24,9 +25,9 @@ use crate::action::{FileService, FilesMode, ReturnService};
 use crate::config::Config;
 use crate::config::ErrorLogLevel;
 use crate::config::{
-    AuthBasic, Condition as IfCondition, ConfigError, ConfigErrors, Handler, HeaderBuffers,
-    LocationConfig, MapKey, ProxyHttpVersion, RedirectConfig, ReturnConfig, RewriteFlag,
-    RewriteStep, ServerConfig, Settings, SourcePos, Spanned, Upgrades,
+    AuthBasic, AuthRequestConfig, Condition as IfCondition, ConfigError, ConfigErrors, Handler,
+    HeaderBuffers, LocationConfig, MapKey, ProxyHttpVersion, RedirectConfig, ReturnConfig,
+    RewriteFlag, RewriteStep, ServerConfig, Settings, SourcePos, Spanned, Upgrades,
 };
 use crate::headers::{AddHeader, AddHeadersLayer, ProxyRedirect, RedirectRule};
 use crate::host::{HostRouter, HostTable};
@@ -92,10 +93,12 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         user_files: HashMap::new(),
         rate_zones: HashMap::new(),
         conn_zones: HashMap::new(),
+        auth_targets: Vec::new(),
     };
     cx.acme = cx.acme_manager(config, opts);
     // Maps first: a group's `hash` key may use them.
     cx.maps(config);
+    cx.set_vars(config);
     cx.log_formats(config);
     cx.rate_zones(config, opts.previous);
     cx.conn_zones(config, opts.previous);
@@ -157,6 +160,9 @@ struct Compiler {
     rate_zones: HashMap<String, Arc<crate::limit::rate::RateZone>>,
     /// `limit_conn_zone`s by name, with the key as written.
     conn_zones: HashMap<String, (String, Arc<crate::limit::conn::ConnZone>)>,
+    /// The server being compiled's `auth_request`s, pointed at their
+    /// locations once those exist.
+    auth_targets: Vec<(crate::access::AuthRequest, SourcePos)>,
 }
 
 /// Whether a location of `config` serves the metrics.

@@ -67,20 +67,23 @@ impl Compiler {
             (None, None, None)
         } else {
             (
-                self.guard(&settings),
+                self.guard(&settings, &name),
                 self.rate_limits(&settings, &name),
                 self.conn_limits(&settings, &name),
             )
         };
         let router = match LocationTable::build(&specs) {
-            Ok(table) => LocationRouter::from_parts(table, per.services, fallback)
-                .with_rewrites(rewrites)
-                .with_try_files(per.try_files)
-                .with_access(per.access, fallback_guard)
-                .with_limit_except(per.except)
-                .with_rate_limits(per.limits, fallback_limits)
-                .with_conn_limits(per.conns, fallback_conns)
-                .with_internal(per.internal),
+            Ok(table) => {
+                self.auth_targets(&table, &per.services, &fallback);
+                LocationRouter::from_parts(table, per.services, fallback)
+                    .with_rewrites(rewrites)
+                    .with_try_files(per.try_files)
+                    .with_access(per.access, fallback_guard)
+                    .with_limit_except(per.except)
+                    .with_rate_limits(per.limits, fallback_limits)
+                    .with_conn_limits(per.conns, fallback_conns)
+                    .with_internal(per.internal)
+            }
             Err(e) => {
                 // Regex errors were reported with their location above.
                 if !matches!(e, crate::location::TableError::Regex { .. }) {
@@ -148,8 +151,8 @@ impl Compiler {
                 (None, None, None, None)
             } else {
                 (
-                    self.guard(&settings),
-                    self.limit_except(loc, &settings),
+                    self.guard(&settings, server_name),
+                    self.limit_except(loc, &settings, server_name),
                     self.rate_limits(&settings, server_name),
                     self.conn_limits(&settings, server_name),
                 )
@@ -375,67 +378,6 @@ impl Compiler {
             header,
             s.real_ip_recursive.unwrap_or(false),
         ))
-    }
-
-    /// A location's `limit_except`: a level of its own inheriting the
-    /// location's access settings.
-    fn limit_except(&mut self, loc: &LocationConfig, own: &Settings) -> Option<LimitExcept> {
-        let le = loc.limit_except.as_ref()?;
-        let methods = le
-            .methods
-            .iter()
-            .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
-            .collect();
-        let guard = self.guard(&le.settings.inherit(own))?;
-        Some(LimitExcept::new(methods, guard))
-    }
-
-    /// A level's access checks: `allow` / `deny`, `auth_basic`, `satisfy`.
-    fn guard(&mut self, s: &Settings) -> Option<Guard> {
-        let mut guard = Guard::default().with_satisfy(s.satisfy.unwrap_or_default());
-        if let Some(list) = self.access_list(s) {
-            guard = guard.with_list(list);
-        }
-        match (&s.auth_basic, &s.auth_basic_user_file) {
-            (Some(realm), Some(file)) => {
-                if let AuthBasic::Realm(realm) = &realm.value {
-                    guard = guard.with_basic(BasicAuth::with_users(realm, self.user_file(file)));
-                }
-            }
-            (Some(realm), None) if realm.value != AuthBasic::Off => self.warn(
-                &realm.pos,
-                "auth_basic without auth_basic_user_file: no password is asked for (as nginx)",
-            ),
-            _ => {}
-        }
-        (!guard.is_empty()).then_some(guard)
-    }
-
-    /// One [`UserFile`] per path: the servers and locations that name it
-    /// share what it was read into.
-    fn user_file(&mut self, path: &Spanned<String>) -> Arc<UserFile> {
-        self.user_files
-            .entry(path.value.clone())
-            .or_insert_with(|| Arc::new(UserFile::new(&path.value)))
-            .clone()
-    }
-
-    /// The `allow` / `deny` list of a level's settings. The front-ends
-    /// check the rules; a model built by hand may still hold a bad one,
-    /// and then nobody is let in.
-    fn access_list(&mut self, s: &Settings) -> Option<AccessList> {
-        let rules = s.access.as_ref().filter(|r| !r.is_empty())?;
-        let mut list = AccessList::builder();
-        for r in rules {
-            list = match list.rule(r.verdict, &r.rule) {
-                Ok(list) => list,
-                Err(e) => {
-                    self.err(&r.pos, e);
-                    return Some(AccessList::builder().deny("all").expect("all").build());
-                }
-            };
-        }
-        Some(list.build())
     }
 }
 
