@@ -6,7 +6,10 @@
 # each pinned to PROXY_CPU, proxying to the origin with keep-alive on both
 # sides. Two scenarios, each with its own rpx and nginx processes:
 #   plain  wrk, pinned to CLIENT_CPU, loads each over plain HTTP with a
-#          12-byte body (/small) and a 1 MiB body (/big).
+#          12-byte body (/small) and a 1 MiB body (/big); then /small
+#          through a group with one server down (failover), and through a
+#          location with `allow`/`deny` and `limit_req` (guarded, a rate
+#          no request reaches): what access checks cost per request.
 #   tls    the same proxies terminating TLS (same ECDSA P-256 certificate,
 #          made with openssl in the temp dir): wrk over https with
 #          keep-alive on /small (tls-small), then src/bin/handshake.rs, one
@@ -205,6 +208,18 @@ keepalive_requests = 1000000
   path = "/fo/"
   proxy_pass = "http://failover/"
 
+  # As nginx's /lim/: an address list and a rate limit nothing reaches.
+  [[server.location]]
+  path = "/lim/"
+  proxy_pass = "http://origin/"
+  allow = "127.0.0.0/8"
+  deny = "all"
+  rate_limit = { zone = "bench", burst = 1000000, nodelay = true }
+
+[limit_zone.bench]
+key = "\$binary_remote_addr"
+rate = "100000000r/s"
+
 # The same groups as nginx's config below.
 [upstream.origin]
 servers = ["$origin"]
@@ -265,6 +280,7 @@ http {
     scgi_temp_path $tmp/nginx/scgi;
     # wrk keeps its connections for the whole run, as rpx lets it.
     keepalive_requests 1000000;
+    limit_req_zone \$binary_remote_addr zone=bench:10m rate=100000000r/s;
     upstream origin {
         server $origin;
         keepalive 32;
@@ -281,6 +297,15 @@ http {
         $tls
         location / {
             proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering $NGINX_BUFFERING;
+        }
+        location /lim/ {
+            allow 127.0.0.0/8;
+            deny all;
+            limit_req zone=bench burst=1000000 nodelay;
+            proxy_pass http://origin/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering $NGINX_BUFFERING;
@@ -378,6 +403,7 @@ measure_plain() {
     run_wrk "$1.small.$2" "$3/small" "$4"
     run_wrk "$1.big.$2" "$3/big" "$4"
     run_wrk "$1.failover.$2" "$3/fo/small" "$4"
+    run_wrk "$1.guarded.$2" "$3/lim/small" "$4"
 }
 
 # measure_tls PROXY ROUND BASE_URL PID: warm-up, then /small with
@@ -511,7 +537,7 @@ rows=()
 for sc in "${scenarios[@]}"; do
     case $sc in
         plain) rows+=(small/rps small/p99 small/mibs small/cpu big/rps big/p99 big/mibs big/cpu
-            failover/rps failover/p99 failover/cpu) ;;
+            failover/rps failover/p99 failover/cpu guarded/rps guarded/cpu) ;;
         tls) rows+=(tls-small/rps tls-small/p99 tls-small/cpu tls-handshake/rps tls-handshake/p99
             tls-handshake/cpu) ;;
     esac
@@ -548,3 +574,24 @@ for row in "${rows[@]}"; do
             verdict, spread
     }'
 done
+
+# within PROXY A B METRIC: the median over the rounds of PROXY's own A/B
+# ratio (each round's two runs are a minute apart at most).
+within() {
+    local r a b
+    for ((r = 1; r <= ROUNDS; r++)); do
+        a=$(metric "$tmp/$1.$2.$r.wrk" "$4")
+        b=$(metric "$tmp/$1.$3.$r.wrk" "$4")
+        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f\n", (b > 0) ? a / b : 0 }'
+    done | sort -g | awk '{ v[NR] = $1 } END {
+        printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
+
+if [[ " ${scenarios[*]} " == *" plain "* ]]; then
+    echo
+    for p in rpx nginx; do
+        echo "$p: CPU per request with allow/deny and limit_req over without (guarded/small, paired):" \
+            "$(within "$p" guarded small cpu) (issue 25's target for rpx: < 1.05)"
+    done
+fi
