@@ -28,7 +28,7 @@
 //! | [`metrics`] | Prometheus metrics: handles made at compile time, atomics per request |
 //! | [`upstream`] | upstream groups: balancing, passive and active health, retries, DNS |
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
-//! | [`limit`] | `client_max_body_size`; `limit_req` ([`limit::rate`]) and `limit_conn` ([`limit::conn`]) |
+//! | [`limit`] | `client_max_body_size`; `limit_req` ([`limit::rate`]), `limit_conn` ([`limit::conn`]) and `limit_rate` ([`limit::bandwidth`]) |
 //! | [`tls`] | rustls: certificates by SNI, client certificates, upstream TLS |
 //! | [`server`] | the accept loop (HTTP/1.1, HTTP/2, upgrades, graceful stop), the edge check every request head passes ([`server::HeadLimits`]), any response body |
 //! | [`acme`] | automatic certificates |

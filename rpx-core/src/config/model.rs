@@ -644,6 +644,11 @@ pub struct Settings {
     pub limit_req_dry_run: Option<bool>,
     /// `limit_req_log_level`. Default error.
     pub limit_req_log_level: Option<super::ErrorLogLevel>,
+    /// `limit_rate`: response bytes a second; 0 is none. Default 0.
+    pub limit_rate: Option<u64>,
+    /// `limit_rate_after`: bytes sent before `limit_rate` applies.
+    /// Default 0.
+    pub limit_rate_after: Option<u64>,
     /// `limit_conn`s; a level with any replaces the inherited ones.
     pub limit_conn: Option<Vec<LimitConnConfig>>,
     /// `limit_conn_status`. Default 503.
@@ -852,6 +857,8 @@ impl Settings {
             limit_req_status: pick(&self.limit_req_status, &parent.limit_req_status),
             limit_req_dry_run: pick(&self.limit_req_dry_run, &parent.limit_req_dry_run),
             limit_req_log_level: pick(&self.limit_req_log_level, &parent.limit_req_log_level),
+            limit_rate: pick(&self.limit_rate, &parent.limit_rate),
+            limit_rate_after: pick(&self.limit_rate_after, &parent.limit_rate_after),
             limit_conn: pick(&self.limit_conn, &parent.limit_conn),
             limit_conn_status: pick(&self.limit_conn_status, &parent.limit_conn_status),
             limit_conn_dry_run: pick(&self.limit_conn_dry_run, &parent.limit_conn_dry_run),

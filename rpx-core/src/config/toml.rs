@@ -446,6 +446,8 @@ macro_rules! with_settings {
             #[serde(default)] rate_limit_status: Option<Spanned<u16>>,
             #[serde(default)] rate_limit_dry_run: Option<bool>,
             #[serde(default)] rate_limit_log_level: Option<Spanned<String>>,
+            #[serde(default)] limit_rate: Option<Spanned<NumOrText>>,
+            #[serde(default)] limit_rate_after: Option<Spanned<NumOrText>>,
             #[serde(default)] conn_limit: Option<Spanned<OneOrMany<RawConnLimit>>>,
             #[serde(default)] conn_limit_status: Option<Spanned<u16>>,
             #[serde(default)] conn_limit_dry_run: Option<bool>,
@@ -513,6 +515,8 @@ macro_rules! with_settings {
                     rate_limit_status: self.rate_limit_status.take(),
                     rate_limit_dry_run: self.rate_limit_dry_run.take(),
                     rate_limit_log_level: self.rate_limit_log_level.take(),
+                    limit_rate: self.limit_rate.take(),
+                    limit_rate_after: self.limit_rate_after.take(),
                     conn_limit: self.conn_limit.take(),
                     conn_limit_status: self.conn_limit_status.take(),
                     conn_limit_dry_run: self.conn_limit_dry_run.take(),
@@ -586,6 +590,8 @@ struct RawSettings {
     rate_limit_status: Option<Spanned<u16>>,
     rate_limit_dry_run: Option<bool>,
     rate_limit_log_level: Option<Spanned<String>>,
+    limit_rate: Option<Spanned<NumOrText>>,
+    limit_rate_after: Option<Spanned<NumOrText>>,
     conn_limit: Option<Spanned<OneOrMany<RawConnLimit>>>,
     conn_limit_status: Option<Spanned<u16>>,
     conn_limit_dry_run: Option<bool>,
@@ -1246,6 +1252,8 @@ impl Cx<'_> {
             limit_req_status: raw.rate_limit_status.and_then(|c| self.refusal_status(c, "rate_limit_status")),
             limit_req_dry_run: raw.rate_limit_dry_run,
             limit_req_log_level: raw.rate_limit_log_level.and_then(|l| self.limit_log_level(l, "rate_limit_log_level")),
+            limit_rate: raw.limit_rate.and_then(|s| self.size(s)),
+            limit_rate_after: raw.limit_rate_after.and_then(|s| self.size(s)),
             limit_conn: raw.conn_limit.map(|r| {
                 let pos = self.at(&r);
                 r.into_inner()

@@ -497,6 +497,12 @@ impl Writer {
         if let Some(level) = s.limit_req_log_level {
             t.insert("rate_limit_log_level".into(), text(level.name()));
         }
+        if let Some(n) = s.limit_rate {
+            t.insert("limit_rate".into(), integer(n));
+        }
+        if let Some(n) = s.limit_rate_after {
+            t.insert("limit_rate_after".into(), integer(n));
+        }
         if let Some(limits) = &s.limit_conn {
             let list: Vec<Value> = limits
                 .iter()

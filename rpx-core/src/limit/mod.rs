@@ -1,9 +1,11 @@
 //! Limits: `client_max_body_size` as a layer (here: a declared length
 //! over the limit is refused with 413 before anything is forwarded; a
 //! streamed body is cut off, and answered 413 if no response has started,
-//! when it exceeds it), request rates ([`rate`]: `limit_req`) and requests
-//! in progress ([`conn`]: `limit_conn`).
+//! when it exceeds it), request rates ([`rate`]: `limit_req`), requests
+//! in progress ([`conn`]: `limit_conn`) and response bandwidth
+//! ([`bandwidth`]: `limit_rate`).
 
+pub mod bandwidth;
 mod body;
 pub mod conn;
 pub mod rate;

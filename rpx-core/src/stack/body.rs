@@ -15,6 +15,7 @@ use http_body::{Frame, SizeHint};
 
 use crate::action::FileBody;
 use crate::error::{BoxError, ProxyError};
+use crate::limit::bandwidth::{Bandwidth, Pacer};
 use crate::proxy::ProxyBody;
 use crate::reply::{Reply, ReplyBody};
 
@@ -27,6 +28,8 @@ pin_project_lite::pin_project! {
         // `limit_conn`'s counts, given back when the body is dropped (a
         // download counts until it ends). Boxed: most bodies have none.
         held: Option<Box<std::sync::Arc<crate::limit::conn::Slots>>>,
+        // `limit_rate`'s pacing. Boxed: most bodies have none.
+        pacer: Option<Box<Pacer>>,
     }
 }
 
@@ -44,6 +47,7 @@ impl From<ReplyBody> for Body {
         Body {
             kind: Kind::Reply { body },
             held: None,
+            pacer: None,
         }
     }
 }
@@ -53,6 +57,7 @@ impl From<ProxyBody> for Body {
         Body {
             kind: Kind::Upstream { body },
             held: None,
+            pacer: None,
         }
     }
 }
@@ -62,6 +67,7 @@ impl From<FileBody> for Body {
         Body {
             kind: Kind::File { body },
             held: None,
+            pacer: None,
         }
     }
 }
@@ -70,6 +76,12 @@ impl Body {
     /// Keeps `slots` until the body is dropped.
     pub(crate) fn hold(&mut self, slots: std::sync::Arc<crate::limit::conn::Slots>) {
         self.held = Some(Box::new(slots));
+    }
+
+    /// Paces the body's bytes (`limit_rate`).
+    pub(crate) fn paced(mut self, limit: Option<Bandwidth>) -> Body {
+        self.pacer = limit.map(|l| Box::new(Pacer::new(l)));
+        self
     }
 }
 
@@ -93,10 +105,13 @@ impl http_body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            KindProj::Reply { body } => body.poll_frame(cx).map_err(|e| match e {}),
-            KindProj::Upstream { body } => body.poll_frame(cx),
-            KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
+        let this = self.project();
+        match this.pacer {
+            None => poll_kind(this.kind, cx),
+            Some(pacer) => {
+                let mut kind = this.kind;
+                pacer.poll_frame(cx, |cx| poll_kind(kind.as_mut(), cx))
+            }
         }
     }
 
@@ -117,6 +132,19 @@ impl http_body::Body for Body {
     }
 }
 
+#[inline]
+fn poll_kind(
+    kind: Pin<&mut Kind>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    use http_body::Body as _;
+    match kind.project() {
+        KindProj::Reply { body } => body.poll_frame(cx).map_err(|e| match e {}),
+        KindProj::Upstream { body } => body.poll_frame(cx),
+        KindProj::File { body } => body.poll_frame(cx).map_err(Into::into),
+    }
+}
+
 /// A reply as the stack's response.
 pub(super) fn from_reply(reply: Reply) -> Response<Body> {
     reply.map(Body::from)
@@ -128,12 +156,14 @@ pin_project_lite::pin_project! {
     pub struct IntoBody<F> {
         #[pin]
         inner: F,
+        pace: Option<Bandwidth>,
     }
 }
 
 impl<F> IntoBody<F> {
-    pub(super) fn new(inner: F) -> Self {
-        IntoBody { inner }
+    /// `inner`, its body paced at `pace` (`limit_rate`).
+    pub(super) fn new(inner: F, pace: Option<Bandwidth>) -> Self {
+        IntoBody { inner, pace }
     }
 }
 
@@ -146,7 +176,9 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(ready!(self.project().inner.poll(cx)).map(|res| res.map(Body::from)))
+        let this = self.project();
+        let pace = *this.pace;
+        Poll::Ready(ready!(this.inner.poll(cx)).map(|res| res.map(|b| Body::from(b).paced(pace))))
     }
 }
 

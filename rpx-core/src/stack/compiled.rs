@@ -35,6 +35,7 @@ use crate::accesslog::{AccessLogFuture, AccessLogLayer, LoggedBody};
 use crate::action::{FileService, FilesFuture, ReturnService};
 use crate::error::{BoxError, ProxyError};
 use crate::headers::{AddHeadersFuture, AddHeadersLayer};
+use crate::limit::bandwidth::{Bandwidth, LimitRate};
 use crate::limit::{limited, BodyLimitLayer};
 use crate::location::{LocationRouter, Routed};
 use crate::metrics::{RequestMetricsFuture, RequestMetricsLayer};
@@ -73,15 +74,15 @@ pub(crate) type ServerFuture =
 
 impl Action {
     #[inline]
-    fn call<B>(&self, req: Request<B>) -> ActionFuture
+    fn call<B>(&self, req: Request<B>, pace: Option<Bandwidth>) -> ActionFuture
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         match self {
-            Action::Proxy(p) => Either::Right(Either::Left(IntoBody::new(p.forward(req)))),
+            Action::Proxy(p) => Either::Right(Either::Left(IntoBody::new(p.forward(req), pace))),
             Action::Return(r) => Either::Left(ready(Ok(from_reply(r.respond(&req))))),
-            Action::Files(f) => Either::Right(Either::Right(IntoBody::new(f.serve(req)))),
+            Action::Files(f) => Either::Right(Either::Right(IntoBody::new(f.serve(req), pace))),
             Action::Metrics => Either::Left(ready(Ok(from_reply(crate::metrics::response())))),
             Action::NotFound => Either::Left(ready(Err(ProxyError::NoRoute))),
         }
@@ -98,6 +99,8 @@ pub(crate) struct Location {
     pub(crate) log: AccessLogLayer,
     pub(crate) headers: AddHeadersLayer,
     pub(crate) limit: BodyLimitLayer,
+    /// `limit_rate` / `limit_rate_after`.
+    pub(crate) bandwidth: Option<Bandwidth>,
     pub(crate) action: Action,
 }
 
@@ -109,7 +112,7 @@ impl Location {
         &self,
         req: Request<http_body_util::Empty<Bytes>>,
     ) -> impl std::future::Future<Output = Result<Response<()>, ProxyError>> + Send + 'static {
-        let answer = limited(self.limit.limit(), req, |req| self.action.call(req));
+        let answer = limited(self.limit.limit(), req, |req| self.action.call(req, None));
         async move { answer.await.map(|res| res.map(|_| ())) }
     }
 }
@@ -125,15 +128,18 @@ enum How {
 
 impl Location {
     #[inline]
-    fn call<B>(&self, req: Request<B>, how: How) -> LocationFuture
+    fn call<B>(&self, mut req: Request<B>, how: How) -> LocationFuture
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if let Some(b) = self.bandwidth {
+            req.extensions_mut().insert(LimitRate(b.rate()));
+        }
         self.log.start(req, |req| {
             self.headers.start(req, |req| match how {
                 How::Serve => Either::Right(limited(self.limit.limit(), req, |req| {
-                    self.action.call(req)
+                    self.action.call(req, self.bandwidth)
                 })),
                 How::AddSlash => Either::Left(ready(Ok(from_reply(add_slash(&req))))),
                 // As any missing file: through the rescue layer.

@@ -40,6 +40,8 @@ pub enum Var {
     /// `$limit_conn_status`: `PASSED`, `REJECTED`, `REJECTED_DRY_RUN`;
     /// empty where no limit applied.
     LimitConnStatus,
+    /// `$limit_rate`: the response's bytes a second, `0` when unpaced.
+    LimitRate,
     /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` plus `$remote_addr`.
     ProxyAddXForwardedFor,
     /// `$scheme`.
@@ -135,6 +137,7 @@ impl Var {
             "remote_user" => Var::RemoteUser,
             "limit_req_status" => Var::LimitReqStatus,
             "limit_conn_status" => Var::LimitConnStatus,
+            "limit_rate" => Var::LimitRate,
             "realip_remote_addr" => Var::RealipRemoteAddr,
             "realip_remote_port" => Var::RealipRemotePort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
@@ -347,6 +350,8 @@ pub struct VarCtx<'a> {
     pub limit_req: Option<&'static str>,
     /// `$limit_conn_status`, once `limit_conn` decided.
     pub limit_conn: Option<&'static str>,
+    /// `$limit_rate` where the response is paced.
+    pub limit_rate: Option<u64>,
     /// What the config set on the request (`auth_request_set`).
     pub sets: Option<&'a SetVars>,
     /// The response `$upstream_http_*` reads, where there is one.
@@ -394,6 +399,10 @@ impl<'a> VarCtx<'a> {
                 .get::<crate::limit::conn::ConnStatus>()
                 .map(|s| s.0),
             sets: req.extensions().get::<SetVars>(),
+            limit_rate: req
+                .extensions()
+                .get::<crate::limit::bandwidth::LimitRate>()
+                .map(|l| l.0),
             upstream: None,
         }
     }
@@ -424,6 +433,9 @@ impl<'a> VarCtx<'a> {
                 }
             }
             Var::LimitConnStatus => out.push_str(self.limit_conn.unwrap_or_default()),
+            Var::LimitRate => {
+                let _ = write!(out, "{}", self.limit_rate.unwrap_or(0));
+            }
             Var::RemoteUser => {
                 if let Some(c) = crate::access::basic::Credentials::from_headers(self.headers) {
                     out.push_str(&String::from_utf8_lossy(c.user()));

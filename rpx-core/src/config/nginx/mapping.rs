@@ -586,6 +586,15 @@ impl Mapper {
                     }),
                 }
             }
+            "limit_rate" | "limit_rate_after" if w[0].contains('$') => self.err(
+                d,
+                format!("\"{}\" with variables is not supported: rpx takes a fixed size", d.name),
+            ),
+            "limit_rate" | "limit_rate_after" => match parse_size(w[0]) {
+                Some(n) if d.name == "limit_rate" => s.limit_rate = Some(n),
+                Some(n) => s.limit_rate_after = Some(n),
+                None => self.invalid_value(d),
+            },
             "limit_conn_status" => match w[0].parse::<u16>() {
                 Ok(code @ 400..=599) => s.limit_conn_status = Some(code),
                 _ => self.err(d, "value must be between 400 and 599"),

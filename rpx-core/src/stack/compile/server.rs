@@ -274,6 +274,10 @@ pub(super) fn wrap(
         log: cx.access_log(s, server_name),
         headers: add_headers(cx, s, server_name, pos),
         limit: BodyLimitLayer::new(s.client_max_body_size.unwrap_or(DEFAULT_MAX_BODY)),
+        bandwidth: crate::limit::bandwidth::Bandwidth::new(
+            s.limit_rate.unwrap_or(0),
+            s.limit_rate_after.unwrap_or(0),
+        ),
         action,
     }
 }
