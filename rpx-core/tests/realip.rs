@@ -1,6 +1,7 @@
 //! `set_real_ip_from`, `real_ip_header`, `real_ip_recursive` against real
 //! nginx (Debian's full package has the realip module): what the upstream
-//! sees as the client, and access lists keyed on the real address.
+//! sees as the client, and access lists keyed on the real address; a
+//! location's own settings.
 
 mod support;
 
@@ -47,6 +48,22 @@ const SERVERS: &str = r#"
             proxy_pass http://127.0.0.1:UPSTREAM_PORT;
             proxy_set_header X-Real $remote_addr;
             proxy_set_header X-Port $remote_port;
+        }
+    }
+    server {
+        listen 127.0.0.1:LISTEN_PORT;
+        server_name loc.test;
+        real_ip_header X-Real-IP;
+        location /xff/ {
+            real_ip_header X-Forwarded-For;
+            deny 203.0.113.7;
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+            proxy_set_header X-Real $remote_addr;
+            proxy_set_header X-Peer $realip_remote_addr;
+        }
+        location / {
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+            proxy_set_header X-Real $remote_addr;
         }
     }
 "#;
@@ -116,6 +133,16 @@ async fn real_addresses_match_nginx() {
         ("xri.test", "/", &[("x-real-ip", "192.0.2.44")]),
         ("xri.test", "/", &[("x-real-ip", "192.0.2.44:55")]),
         ("xri.test", "/", &[(xff, "192.0.2.44")]),
+        // A location's own settings, in nginx's preaccess phase; the
+        // server's, when they found an address, stand.
+        ("loc.test", "/xff/a", &[(xff, "203.0.113.7")]),
+        ("loc.test", "/xff/a", &[(xff, "198.51.100.9")]),
+        (
+            "loc.test",
+            "/xff/a",
+            &[(xff, "198.51.100.9"), ("x-real-ip", "192.0.2.1")],
+        ),
+        ("loc.test", "/other", &[(xff, "198.51.100.9")]),
     ];
     let mut diffs = Vec::new();
     for from in ["127.0.0.1", "127.0.1.1"] {

@@ -26,6 +26,7 @@ use crate::call::{call_ready, CallFuture};
 use crate::error::ProxyError;
 use crate::limit::conn::{ConnDecision, ConnLimits, ConnStatus};
 use crate::limit::rate::{RateDecision, RateLimits};
+use crate::realip::{RealIp, RealipPeer};
 use crate::reply::{add_slash, error_page, Reply, ReplyBody};
 use crate::request::{request_path, set_uri, KeepSlashes, NormalizedPath, OriginalUri};
 use crate::rewrite::{Outcome, Program, MAX_URI_CHANGES};
@@ -90,6 +91,8 @@ struct RouterAccess {
     /// `limit_conn` per location id.
     conns: Vec<Option<ConnLimits>>,
     fallback_conns: Option<ConnLimits>,
+    /// A location's own `real_ip` settings, per location id.
+    realip: Vec<Option<RealIp>>,
 }
 
 impl RouterAccess {
@@ -142,6 +145,14 @@ impl RouterAccess {
     /// Location `id`'s preaccess and access phases: the status it answers
     /// with, if it refuses `req`.
     fn location_refuses<B>(&self, id: usize, req: &mut Request<B>) -> Option<StatusCode> {
+        // nginx's realip runs again in the preaccess phase with the
+        // location's settings, unless the server's already replaced the
+        // address.
+        if let Some(realip) = self.realip.get(id).and_then(Option::as_ref) {
+            if req.extensions().get::<RealipPeer>().is_none() {
+                realip.apply(req);
+            }
+        }
         let rate = self.limits.get(id).and_then(Option::as_ref);
         let conn = self.conns.get(id).and_then(Option::as_ref);
         if let Some(code) = Self::preaccess(rate, conn, req) {
@@ -352,6 +363,17 @@ impl<S> LocationRouter<S> {
         self
     }
 
+    /// A location's own `real_ip` settings (one per location id), applied
+    /// before its limits and access checks, as nginx's preaccess phase
+    /// applies them, unless the server's already replaced the address.
+    pub fn with_realip(mut self, realip: Vec<Option<RealIp>>) -> Self
+    where
+        S: Clone,
+    {
+        self.change_access(|a| a.realip = realip);
+        self
+    }
+
     fn change_access(&mut self, change: impl FnOnce(&mut RouterAccess))
     where
         S: Clone,
@@ -364,7 +386,8 @@ impl<S> LocationRouter<S> {
             && access.except.iter().all(Option::is_none)
             && access.limits.iter().all(Option::is_none)
             && access.fallback_conns.is_none()
-            && access.conns.iter().all(Option::is_none);
+            && access.conns.iter().all(Option::is_none)
+            && access.realip.iter().all(Option::is_none);
         self.parts_mut().access = (!empty).then(|| Arc::new(access));
     }
 

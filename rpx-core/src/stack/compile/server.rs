@@ -13,6 +13,11 @@ pub(super) struct PerLocation {
     except: Vec<Option<LimitExcept>>,
     limits: Vec<Option<crate::limit::rate::RateLimits>>,
     conns: Vec<Option<crate::limit::conn::ConnLimits>>,
+    /// A location's own `real_ip` settings (where they differ from its
+    /// server's), applied in nginx's preaccess phase.
+    realip: Vec<Option<RealIp>>,
+    /// The server's `real_ip` settings.
+    server_realip: RealIpKey,
     internal: Vec<bool>,
 }
 
@@ -36,7 +41,10 @@ impl Compiler {
             }
         ));
         let mut specs = Vec::new();
-        let mut per = PerLocation::default();
+        let mut per = PerLocation {
+            server_realip: realip_key(&settings),
+            ..PerLocation::default()
+        };
         let server_program = self.program(&server.rewrites, &settings, &name, &server.pos);
         let fallback_action = match &server.ret {
             // A server-level `return` answers before locations are looked at.
@@ -82,6 +90,7 @@ impl Compiler {
                     .with_limit_except(per.except)
                     .with_rate_limits(per.limits, fallback_limits)
                     .with_conn_limits(per.conns, fallback_conns)
+                    .with_realip(per.realip)
                     .with_internal(per.internal)
             }
             Err(e) => {
@@ -119,12 +128,6 @@ impl Compiler {
                     self.err(&loc.pos, format!("invalid regex {:?}: {e}", loc.pattern));
                 }
             }
-            for name in server_only_settings(&loc.settings) {
-                self.err(
-                    &loc.pos,
-                    format!("`{name}` in a location: rpx reads the client's real address once per server, before locations are matched; set it in the server or http block"),
-                );
-            }
             for name in connection_settings(&loc.settings) {
                 self.err(
                     &loc.pos,
@@ -159,6 +162,13 @@ impl Compiler {
             };
             out.limits.push(limits);
             out.conns.push(conns);
+            let own_realip = realip_key(&settings) != out.server_realip;
+            let realip = if own_realip && !returns {
+                self.realip(&settings)
+            } else {
+                None
+            };
+            out.realip.push(realip);
             out.access.push(access);
             out.except.push(except);
             out.internal.push(loc.internal);
@@ -385,14 +395,18 @@ impl Compiler {
     }
 }
 
-/// The settings of `s` rpx applies per server, not per location.
-fn server_only_settings(s: &Settings) -> Vec<&'static str> {
-    [
-        ("set_real_ip_from", s.set_real_ip_from.is_some()),
-        ("real_ip_header", s.real_ip_header.is_some()),
-        ("real_ip_recursive", s.real_ip_recursive.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, set)| set.then_some(name))
-    .collect()
+/// What decides a level's `real_ip` settings, to tell a location's from
+/// its server's.
+type RealIpKey = (Vec<String>, Option<String>, Option<bool>);
+
+fn realip_key(s: &Settings) -> RealIpKey {
+    (
+        s.set_real_ip_from
+            .iter()
+            .flatten()
+            .map(|f| f.value.clone())
+            .collect(),
+        s.real_ip_header.as_ref().map(|h| h.value.clone()),
+        s.real_ip_recursive,
+    )
 }
