@@ -19,6 +19,7 @@
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`action`] | what a location answers itself: `return`, static files |
+//! | [`compress`] | `gzip`: nginx's decision, bodies compressed as they stream |
 //! | [`access`] | nginx's access phase: `allow` / `deny`, `auth_basic` (htpasswd, hashed off the executor), `auth_request` (a subrequest to a gatekeeper), `satisfy`; 403 or 401 for the refused |
 //! | [`realip`] | `set_real_ip_from`, `real_ip_header`: the client's address from a trusted proxy's header |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
@@ -62,6 +63,7 @@ pub mod acme;
 pub mod action;
 mod call;
 mod clock;
+pub mod compress;
 pub mod config;
 pub mod conn;
 pub mod error;

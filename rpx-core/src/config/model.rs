@@ -644,6 +644,22 @@ pub struct Settings {
     pub limit_req_dry_run: Option<bool>,
     /// `limit_req_log_level`. Default error.
     pub limit_req_log_level: Option<super::ErrorLogLevel>,
+    /// `gzip`. Default off.
+    pub gzip: Option<bool>,
+    /// `gzip_types` (besides `text/html`; `*` is any). Default none.
+    pub gzip_types: Option<Vec<String>>,
+    /// `gzip_min_length`. Default 20.
+    pub gzip_min_length: Option<u64>,
+    /// `gzip_comp_level`, 1 to 9. Default 1.
+    pub gzip_comp_level: Option<u32>,
+    /// `gzip_vary`. Default off.
+    pub gzip_vary: Option<bool>,
+    /// `gzip_proxied` words. Default `off`.
+    pub gzip_proxied: Option<Spanned<Vec<String>>>,
+    /// `gzip_disable` regexes (`msie6`, `degradation`).
+    pub gzip_disable: Option<Spanned<Vec<String>>>,
+    /// `gzip_http_version 1.0` (true) or `1.1`. Default 1.1.
+    pub gzip_http10: Option<bool>,
     /// `limit_rate`: response bytes a second; 0 is none. Default 0.
     pub limit_rate: Option<u64>,
     /// `limit_rate_after`: bytes sent before `limit_rate` applies.
@@ -857,6 +873,14 @@ impl Settings {
             limit_req_status: pick(&self.limit_req_status, &parent.limit_req_status),
             limit_req_dry_run: pick(&self.limit_req_dry_run, &parent.limit_req_dry_run),
             limit_req_log_level: pick(&self.limit_req_log_level, &parent.limit_req_log_level),
+            gzip: pick(&self.gzip, &parent.gzip),
+            gzip_types: pick(&self.gzip_types, &parent.gzip_types),
+            gzip_min_length: pick(&self.gzip_min_length, &parent.gzip_min_length),
+            gzip_comp_level: pick(&self.gzip_comp_level, &parent.gzip_comp_level),
+            gzip_vary: pick(&self.gzip_vary, &parent.gzip_vary),
+            gzip_proxied: pick(&self.gzip_proxied, &parent.gzip_proxied),
+            gzip_disable: pick(&self.gzip_disable, &parent.gzip_disable),
+            gzip_http10: pick(&self.gzip_http10, &parent.gzip_http10),
             limit_rate: pick(&self.limit_rate, &parent.limit_rate),
             limit_rate_after: pick(&self.limit_rate_after, &parent.limit_rate_after),
             limit_conn: pick(&self.limit_conn, &parent.limit_conn),

@@ -446,6 +446,14 @@ macro_rules! with_settings {
             #[serde(default)] rate_limit_status: Option<Spanned<u16>>,
             #[serde(default)] rate_limit_dry_run: Option<bool>,
             #[serde(default)] rate_limit_log_level: Option<Spanned<String>>,
+            #[serde(default)] gzip: Option<bool>,
+            #[serde(default)] gzip_types: Option<OneOrMany<String>>,
+            #[serde(default)] gzip_min_length: Option<Spanned<NumOrText>>,
+            #[serde(default)] gzip_comp_level: Option<Spanned<u32>>,
+            #[serde(default)] gzip_vary: Option<bool>,
+            #[serde(default)] gzip_proxied: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] gzip_disable: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] gzip_http_version: Option<Spanned<String>>,
             #[serde(default)] limit_rate: Option<Spanned<NumOrText>>,
             #[serde(default)] limit_rate_after: Option<Spanned<NumOrText>>,
             #[serde(default)] conn_limit: Option<Spanned<OneOrMany<RawConnLimit>>>,
@@ -515,6 +523,14 @@ macro_rules! with_settings {
                     rate_limit_status: self.rate_limit_status.take(),
                     rate_limit_dry_run: self.rate_limit_dry_run.take(),
                     rate_limit_log_level: self.rate_limit_log_level.take(),
+                    gzip: self.gzip.take(),
+                    gzip_types: self.gzip_types.take(),
+                    gzip_min_length: self.gzip_min_length.take(),
+                    gzip_comp_level: self.gzip_comp_level.take(),
+                    gzip_vary: self.gzip_vary.take(),
+                    gzip_proxied: self.gzip_proxied.take(),
+                    gzip_disable: self.gzip_disable.take(),
+                    gzip_http_version: self.gzip_http_version.take(),
                     limit_rate: self.limit_rate.take(),
                     limit_rate_after: self.limit_rate_after.take(),
                     conn_limit: self.conn_limit.take(),
@@ -590,6 +606,14 @@ struct RawSettings {
     rate_limit_status: Option<Spanned<u16>>,
     rate_limit_dry_run: Option<bool>,
     rate_limit_log_level: Option<Spanned<String>>,
+    gzip: Option<bool>,
+    gzip_types: Option<OneOrMany<String>>,
+    gzip_min_length: Option<Spanned<NumOrText>>,
+    gzip_comp_level: Option<Spanned<u32>>,
+    gzip_vary: Option<bool>,
+    gzip_proxied: Option<Spanned<OneOrMany<String>>>,
+    gzip_disable: Option<Spanned<OneOrMany<String>>>,
+    gzip_http_version: Option<Spanned<String>>,
     limit_rate: Option<Spanned<NumOrText>>,
     limit_rate_after: Option<Spanned<NumOrText>>,
     conn_limit: Option<Spanned<OneOrMany<RawConnLimit>>>,
@@ -1252,6 +1276,45 @@ impl Cx<'_> {
             limit_req_status: raw.rate_limit_status.and_then(|c| self.refusal_status(c, "rate_limit_status")),
             limit_req_dry_run: raw.rate_limit_dry_run,
             limit_req_log_level: raw.rate_limit_log_level.and_then(|l| self.limit_log_level(l, "rate_limit_log_level")),
+            gzip: raw.gzip,
+            gzip_types: raw.gzip_types.map(OneOrMany::into_vec),
+            gzip_min_length: raw.gzip_min_length.and_then(|s| self.size(s)),
+            gzip_comp_level: raw.gzip_comp_level.and_then(|l| match *l.get_ref() {
+                n @ 1..=9 => Some(n),
+                n => {
+                    let pos = self.at(&l);
+                    self.err(pos, format!("invalid gzip_comp_level {n}: 1 (fastest) to 9 (smallest)"));
+                    None
+                }
+            }),
+            gzip_vary: raw.gzip_vary,
+            gzip_proxied: raw.gzip_proxied.and_then(|p| {
+                let pos = self.at(&p);
+                let words = p.into_inner().into_vec();
+                let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+                match crate::compress::Proxied::parse(&refs) {
+                    Ok(_) => Some(pos.with(words)),
+                    Err(e) => {
+                        self.errors.push(ConfigError::new(pos, format!("gzip_proxied: {e}")).hint(
+                            "\"off\", \"any\", \"expired\", \"no-cache\", \"no-store\", \"private\", \"no_last_modified\", \"no_etag\", \"auth\"",
+                        ));
+                        None
+                    }
+                }
+            }),
+            gzip_disable: raw.gzip_disable.map(|d| {
+                let pos = self.at(&d);
+                pos.with(d.into_inner().into_vec())
+            }),
+            gzip_http10: raw.gzip_http_version.and_then(|v| match v.get_ref().as_str() {
+                "1.0" => Some(true),
+                "1.1" => Some(false),
+                other => {
+                    let pos = self.at(&v);
+                    self.err(pos, format!("invalid gzip_http_version {other:?}: \"1.0\" or \"1.1\""));
+                    None
+                }
+            }),
             limit_rate: raw.limit_rate.and_then(|s| self.size(s)),
             limit_rate_after: raw.limit_rate_after.and_then(|s| self.size(s)),
             limit_conn: raw.conn_limit.map(|r| {

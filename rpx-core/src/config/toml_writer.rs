@@ -497,6 +497,42 @@ impl Writer {
         if let Some(level) = s.limit_req_log_level {
             t.insert("rate_limit_log_level".into(), text(level.name()));
         }
+        if let Some(on) = s.gzip {
+            t.insert("gzip".into(), Value::Boolean(on));
+        }
+        if let Some(types) = &s.gzip_types {
+            t.insert(
+                "gzip_types".into(),
+                Value::Array(types.iter().map(|x| text(x)).collect()),
+            );
+        }
+        if let Some(n) = s.gzip_min_length {
+            t.insert("gzip_min_length".into(), integer(n));
+        }
+        if let Some(n) = s.gzip_comp_level {
+            t.insert("gzip_comp_level".into(), integer(u64::from(n)));
+        }
+        if let Some(on) = s.gzip_vary {
+            t.insert("gzip_vary".into(), Value::Boolean(on));
+        }
+        if let Some(p) = &s.gzip_proxied {
+            t.insert(
+                "gzip_proxied".into(),
+                Value::Array(p.value.iter().map(|x| text(x)).collect()),
+            );
+        }
+        if let Some(d) = &s.gzip_disable {
+            t.insert(
+                "gzip_disable".into(),
+                Value::Array(d.value.iter().map(|x| text(x)).collect()),
+            );
+        }
+        if let Some(ten) = s.gzip_http10 {
+            t.insert(
+                "gzip_http_version".into(),
+                text(if ten { "1.0" } else { "1.1" }),
+            );
+        }
         if let Some(n) = s.limit_rate {
             t.insert("limit_rate".into(), integer(n));
         }

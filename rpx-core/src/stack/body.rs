@@ -14,6 +14,7 @@ use http::Response;
 use http_body::{Frame, SizeHint};
 
 use crate::action::FileBody;
+use crate::compress::{Asked, Gzip, GzipBody};
 use crate::error::{BoxError, ProxyError};
 use crate::limit::bandwidth::{Bandwidth, Pacer};
 use crate::proxy::ProxyBody;
@@ -25,11 +26,8 @@ pin_project_lite::pin_project! {
     pub struct Body {
         #[pin]
         kind: Kind,
-        // `limit_conn`'s counts, given back when the body is dropped (a
-        // download counts until it ends). Boxed: most bodies have none.
-        held: Option<Box<std::sync::Arc<crate::limit::conn::Slots>>>,
-        // `limit_rate`'s pacing. Boxed: most bodies have none.
-        pacer: Option<Box<Pacer>>,
+        // What some bodies carry besides: boxed, as most have none.
+        extra: Option<Box<Extra>>,
     }
 }
 
@@ -46,8 +44,7 @@ impl From<ReplyBody> for Body {
     fn from(body: ReplyBody) -> Self {
         Body {
             kind: Kind::Reply { body },
-            held: None,
-            pacer: None,
+            extra: None,
         }
     }
 }
@@ -56,8 +53,7 @@ impl From<ProxyBody> for Body {
     fn from(body: ProxyBody) -> Self {
         Body {
             kind: Kind::Upstream { body },
-            held: None,
-            pacer: None,
+            extra: None,
         }
     }
 }
@@ -66,22 +62,51 @@ impl From<FileBody> for Body {
     fn from(body: FileBody) -> Self {
         Body {
             kind: Kind::File { body },
-            held: None,
-            pacer: None,
+            extra: None,
         }
     }
 }
 
+/// What a body may carry besides its bytes.
+#[derive(Debug, Default)]
+struct Extra {
+    /// `limit_conn`'s counts, given back when the body is dropped (a
+    /// download counts until it ends).
+    held: Option<std::sync::Arc<crate::limit::conn::Slots>>,
+    /// `gzip`'s encoder.
+    gzip: Option<GzipBody>,
+    /// `limit_rate`'s pacing, of what goes out (compressed or not).
+    pacer: Option<Pacer>,
+}
+
 impl Body {
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
     /// Keeps `slots` until the body is dropped.
     pub(crate) fn hold(&mut self, slots: std::sync::Arc<crate::limit::conn::Slots>) {
-        self.held = Some(Box::new(slots));
+        self.extra().held = Some(slots);
     }
 
     /// Paces the body's bytes (`limit_rate`).
     pub(crate) fn paced(mut self, limit: Option<Bandwidth>) -> Body {
-        self.pacer = limit.map(|l| Box::new(Pacer::new(l)));
+        if let Some(l) = limit {
+            self.extra().pacer = Some(Pacer::new(l));
+        }
         self
+    }
+
+    /// Gzips the body at `level`.
+    pub(crate) fn gzipped(mut self, level: Option<u32>) -> Body {
+        if let Some(l) = level {
+            self.extra().gzip = Some(GzipBody::new(l));
+        }
+        self
+    }
+
+    fn gzips(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.gzip.is_some())
     }
 }
 
@@ -106,16 +131,25 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        match this.pacer {
-            None => poll_kind(this.kind, cx),
-            Some(pacer) => {
-                let mut kind = this.kind;
-                pacer.poll_frame(cx, |cx| poll_kind(kind.as_mut(), cx))
-            }
+        let Some(extra) = this.extra.as_deref_mut() else {
+            return poll_kind(this.kind, cx);
+        };
+        let mut kind = this.kind;
+        let gzip = &mut extra.gzip;
+        let mut encoded = |cx: &mut Context<'_>| match gzip {
+            None => poll_kind(kind.as_mut(), cx),
+            Some(g) => g.poll_frame(cx, |cx| poll_kind(kind.as_mut(), cx)),
+        };
+        match &mut extra.pacer {
+            None => encoded(cx),
+            Some(pacer) => pacer.poll_frame(cx, encoded),
         }
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.gzips() {
+            return false;
+        }
         match &self.kind {
             Kind::Reply { body } => body.is_end_stream(),
             Kind::Upstream { body } => body.is_end_stream(),
@@ -124,6 +158,9 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.gzips() {
+            return SizeHint::default();
+        }
         match &self.kind {
             Kind::Reply { body } => body.size_hint(),
             Kind::Upstream { body } => body.size_hint(),
@@ -145,6 +182,15 @@ fn poll_kind(
     }
 }
 
+/// What a location does to its handler's body on the way out.
+#[derive(Debug, Default)]
+pub(crate) struct Shape {
+    /// `gzip`, with what the request said about it.
+    pub(crate) gzip: Option<(std::sync::Arc<Gzip>, Asked)>,
+    /// `limit_rate`.
+    pub(crate) pace: Option<Bandwidth>,
+}
+
 /// A reply as the stack's response.
 pub(super) fn from_reply(reply: Reply) -> Response<Body> {
     reply.map(Body::from)
@@ -156,14 +202,14 @@ pin_project_lite::pin_project! {
     pub struct IntoBody<F> {
         #[pin]
         inner: F,
-        pace: Option<Bandwidth>,
+        shape: Shape,
     }
 }
 
 impl<F> IntoBody<F> {
-    /// `inner`, its body paced at `pace` (`limit_rate`).
-    pub(super) fn new(inner: F, pace: Option<Bandwidth>) -> Self {
-        IntoBody { inner, pace }
+    /// `inner`, its body shaped by `shape`.
+    pub(super) fn new(inner: F, shape: Shape) -> Self {
+        IntoBody { inner, shape }
     }
 }
 
@@ -177,8 +223,14 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let pace = *this.pace;
-        Poll::Ready(ready!(this.inner.poll(cx)).map(|res| res.map(|b| Body::from(b).paced(pace))))
+        let res = ready!(this.inner.poll(cx))?;
+        let shape = std::mem::take(this.shape);
+        let mut res = res.map(Body::from);
+        let level = shape
+            .gzip
+            .filter(|(g, asked)| g.apply(*asked, &mut res))
+            .and_then(|(g, asked)| g.comp_level(asked));
+        Poll::Ready(Ok(res.map(|b| b.gzipped(level).paced(shape.pace))))
     }
 }
 

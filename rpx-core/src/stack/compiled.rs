@@ -29,10 +29,13 @@ use bytes::Bytes;
 use futures_util::future::{ready, Either, Ready};
 use http::{Request, Response, StatusCode};
 
-use super::body::{from_reply, Body, IntoBody};
+use std::sync::Arc;
+
+use super::body::{from_reply, Body, IntoBody, Shape};
 use crate::access::Pending;
 use crate::accesslog::{AccessLogFuture, AccessLogLayer, LoggedBody};
 use crate::action::{FileService, FilesFuture, ReturnService};
+use crate::compress::Gzip;
 use crate::error::{BoxError, ProxyError};
 use crate::headers::{AddHeadersFuture, AddHeadersLayer};
 use crate::limit::bandwidth::{Bandwidth, LimitRate};
@@ -74,15 +77,15 @@ pub(crate) type ServerFuture =
 
 impl Action {
     #[inline]
-    fn call<B>(&self, req: Request<B>, pace: Option<Bandwidth>) -> ActionFuture
+    fn call<B>(&self, req: Request<B>, shape: Shape) -> ActionFuture
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         match self {
-            Action::Proxy(p) => Either::Right(Either::Left(IntoBody::new(p.forward(req), pace))),
+            Action::Proxy(p) => Either::Right(Either::Left(IntoBody::new(p.forward(req), shape))),
             Action::Return(r) => Either::Left(ready(Ok(from_reply(r.respond(&req))))),
-            Action::Files(f) => Either::Right(Either::Right(IntoBody::new(f.serve(req), pace))),
+            Action::Files(f) => Either::Right(Either::Right(IntoBody::new(f.serve(req), shape))),
             Action::Metrics => Either::Left(ready(Ok(from_reply(crate::metrics::response())))),
             Action::NotFound => Either::Left(ready(Err(ProxyError::NoRoute))),
         }
@@ -101,6 +104,8 @@ pub(crate) struct Location {
     pub(crate) limit: BodyLimitLayer,
     /// `limit_rate` / `limit_rate_after`.
     pub(crate) bandwidth: Option<Bandwidth>,
+    /// `gzip`.
+    pub(crate) gzip: Option<Arc<Gzip>>,
     pub(crate) action: Action,
 }
 
@@ -112,7 +117,9 @@ impl Location {
         &self,
         req: Request<http_body_util::Empty<Bytes>>,
     ) -> impl std::future::Future<Output = Result<Response<()>, ProxyError>> + Send + 'static {
-        let answer = limited(self.limit.limit(), req, |req| self.action.call(req, None));
+        let answer = limited(self.limit.limit(), req, |req| {
+            self.action.call(req, Shape::default())
+        });
         async move { answer.await.map(|res| res.map(|_| ())) }
     }
 }
@@ -139,7 +146,11 @@ impl Location {
         self.log.start(req, |req| {
             self.headers.start(req, |req| match how {
                 How::Serve => Either::Right(limited(self.limit.limit(), req, |req| {
-                    self.action.call(req, self.bandwidth)
+                    let shape = Shape {
+                        gzip: self.gzip.as_ref().map(|g| (g.clone(), g.ask(&req))),
+                        pace: self.bandwidth,
+                    };
+                    self.action.call(req, shape)
                 })),
                 How::AddSlash => Either::Left(ready(Ok(from_reply(add_slash(&req))))),
                 // As any missing file: through the rescue layer.

@@ -84,11 +84,6 @@ fn cache(a: &[&str]) -> Option<&'static str> {
     (a.first() != Some(&"off")).then_some("rpx does not cache responses; every request is proxied")
 }
 
-fn gzip(a: &[&str]) -> Option<&'static str> {
-    (a.first() == Some(&"on"))
-        .then_some("rpx does not compress responses; they pass as the upstream sent them")
-}
-
 fn workers(a: &[&str]) -> Option<&'static str> {
     (a.first() != Some(&"auto"))
         .then_some("rpx runs one worker thread per core; use `rpx run --threads N` to choose")
@@ -280,15 +275,16 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("resolver_timeout", HSL, 1, 1, Silent),
     d("http2", HTTP | SRV, 1, 1, Mapped),
     d("http2_max_concurrent_streams", HTTP | SRV, 1, 1, Silent),
-    d("gzip", HSL | LIF, 1, 1, Support::Fixed(gzip)),
-    d("gzip_vary", HSL, 1, 1, Silent),
-    d("gzip_proxied", HSL, 1, ANY, Silent),
-    d("gzip_comp_level", HSL, 1, 1, Silent),
+    d("gzip", HSL | LIF, 1, 1, Mapped),
+    d("gzip_vary", HSL, 1, 1, Mapped),
+    d("gzip_proxied", HSL, 1, ANY, Mapped),
+    d("gzip_comp_level", HSL, 1, 1, Mapped),
+    // Memory for the encoder: rpx's grows as it needs.
     d("gzip_buffers", HSL, 2, 2, Silent),
-    d("gzip_http_version", HSL, 1, 1, Silent),
-    d("gzip_min_length", HSL, 1, 1, Silent),
-    d("gzip_types", HSL, 1, ANY, Silent),
-    d("gzip_disable", HSL, 1, ANY, Silent),
+    d("gzip_http_version", HSL, 1, 1, Mapped),
+    d("gzip_min_length", HSL, 1, 1, Mapped),
+    d("gzip_types", HSL, 1, ANY, Mapped),
+    d("gzip_disable", HSL, 1, ANY, Mapped),
     d(
         "error_page",
         HSL | LIF,

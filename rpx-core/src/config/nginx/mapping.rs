@@ -586,6 +586,37 @@ impl Mapper {
                     }),
                 }
             }
+            "gzip" => s.gzip = self.flag(d),
+            "gzip_vary" => s.gzip_vary = self.flag(d),
+            "gzip_types" => {
+                let types = s.gzip_types.get_or_insert_with(Vec::new);
+                types.extend(w.iter().map(|t| t.to_string()));
+            }
+            "gzip_min_length" => match parse_size(w[0]) {
+                Some(n) => s.gzip_min_length = Some(n),
+                None => self.invalid_value(d),
+            },
+            "gzip_comp_level" => match w[0].parse::<u32>() {
+                Ok(n @ 1..=9) => s.gzip_comp_level = Some(n),
+                _ => self.err(d, "value must be between 1 and 9"),
+            },
+            "gzip_proxied" => match crate::compress::Proxied::parse(&w) {
+                Ok(_) => s.gzip_proxied = Some(Spanned::new(w.iter().map(|x| x.to_string()).collect(), at(&d.pos))),
+                Err(e) => self.err(d, format!("{e} in \"gzip_proxied\" directive")),
+            },
+            "gzip_disable" => {
+                if let Err(e) = crate::compress::Gzip::new().disable(&w) {
+                    self.err(d, format!("\"gzip_disable\": {e}"));
+                } else {
+                    let list = s.gzip_disable.get_or_insert_with(|| Spanned::new(Vec::new(), at(&d.pos)));
+                    list.value.extend(w.iter().map(|x| x.to_string()));
+                }
+            }
+            "gzip_http_version" => match w[0] {
+                "1.0" => s.gzip_http10 = Some(true),
+                "1.1" => s.gzip_http10 = Some(false),
+                other => self.err(d, format!("invalid value \"{other}\" in \"gzip_http_version\" directive, it must be \"1.0\" or \"1.1\"")),
+            },
             "limit_rate" | "limit_rate_after" if w[0].contains('$') => self.err(
                 d,
                 format!("\"{}\" with variables is not supported: rpx takes a fixed size", d.name),

@@ -288,7 +288,42 @@ pub(super) fn wrap(
             s.limit_rate.unwrap_or(0),
             s.limit_rate_after.unwrap_or(0),
         ),
+        gzip: cx.gzip(s, pos),
         action,
+    }
+}
+
+impl Compiler {
+    /// A level's `gzip` settings, when `gzip on`.
+    fn gzip(&mut self, s: &Settings, pos: &SourcePos) -> Option<Arc<crate::compress::Gzip>> {
+        if s.gzip != Some(true) {
+            return None;
+        }
+        let types: Vec<&str> = s.gzip_types.iter().flatten().map(String::as_str).collect();
+        let mut g = crate::compress::Gzip::new()
+            .types(&types)
+            .min_length(s.gzip_min_length.unwrap_or(20))
+            .level(s.gzip_comp_level.unwrap_or(1))
+            .vary(s.gzip_vary.unwrap_or(false))
+            .http10(s.gzip_http10.unwrap_or(false));
+        if let Some(p) = &s.gzip_proxied {
+            let words: Vec<&str> = p.value.iter().map(String::as_str).collect();
+            match crate::compress::Proxied::parse(&words) {
+                Ok(p) => g = g.proxied(p),
+                Err(e) => self.err(&p.pos, format!("gzip_proxied: {e}")),
+            }
+        }
+        if let Some(d) = &s.gzip_disable {
+            let patterns: Vec<&str> = d.value.iter().map(String::as_str).collect();
+            match g.clone().disable(&patterns) {
+                Ok(with) => g = with,
+                Err(e) => self.err(
+                    if d.pos.line > 0 { &d.pos } else { pos },
+                    format!("gzip_disable: {e}"),
+                ),
+            }
+        }
+        Some(Arc::new(g))
     }
 }
 
