@@ -427,3 +427,53 @@ pub fn upstream_response(data: &[u8]) {
         );
     }
 }
+
+/// The PROXY protocol parser and the listener's reader: a control byte
+/// (the size of the pieces the connection's bytes arrive in), then bytes
+/// a client sends first.
+///
+/// `parse` never says `Incomplete` of a prefix of a header it refuses, nor
+/// refuses a prefix of one it takes; a header's length is within the
+/// bounds; refused bytes stay refused whatever follows; the reader takes
+/// exactly the header's bytes, whether they come at once or in pieces, and
+/// closes on what `parse` refuses or leaves incomplete.
+pub fn proxy_protocol(data: &[u8]) {
+    use rpx_core::conn::proxy_protocol::{parse, Parsed, MAX_HEADER, V1_MAX};
+    use rpx_core::server::fuzzing::read_proxy_header;
+    let Some((&control, data)) = data.split_first() else {
+        return;
+    };
+    let whole = parse(data);
+    match whole {
+        Ok(Parsed::Complete(h)) => {
+            assert!(h.len <= data.len() && h.len <= MAX_HEADER, "{h:?}");
+            assert!(h.version == 2 || h.len <= V1_MAX, "{h:?}");
+            for cut in 0..h.len {
+                assert_eq!(
+                    parse(&data[..cut]),
+                    Ok(Parsed::Incomplete),
+                    "a prefix of {cut}"
+                );
+            }
+            assert_eq!(parse(&data[..h.len]), whole, "the header alone");
+        }
+        Ok(Parsed::Incomplete) => assert!(data.len() < MAX_HEADER),
+        Err(_) => {
+            for more in [&b"\r\n"[..], b"\0", b" 1 2\r\n"] {
+                let longer = [data, more].concat();
+                assert!(parse(&longer).is_err(), "refused, then taken with {more:?}");
+            }
+        }
+    }
+    for piece in [0, usize::from(control) + 1] {
+        let read = read_proxy_header(data, piece);
+        match (whole, &read) {
+            (Ok(Parsed::Complete(h)), Ok((got, taken))) => {
+                assert_eq!((h, h.len), (*got, *taken), "in pieces of {piece}");
+            }
+            (Ok(Parsed::Complete(_)), Err(e)) => panic!("in pieces of {piece}: {e}"),
+            (_, Ok(got)) => panic!("parse {whole:?}, read in pieces of {piece} {got:?}"),
+            (_, Err(e)) => assert!(!e.contains("peeked") && !e.contains("waits"), "{e}"),
+        }
+    }
+}

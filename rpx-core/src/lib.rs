@@ -15,13 +15,13 @@
 //! | [`request`] | request facts: the path locations match on (`$uri`), the original URI |
 //! | [`reply`] | responses rpx makes itself: error pages, redirects, text; one body type |
 //! | [`error`] | typed request errors and [`error::Rescue`], the one layer turning them into responses |
-//! | [`conn`] | connection facts (peer, local address, scheme) in request extensions |
+//! | [`conn`] | connection facts (peer, local address, scheme, PROXY protocol addresses) in request extensions; the PROXY protocol parser |
 //! | [`vars`] | nginx variables compiled into segments |
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`action`] | what a location answers itself: `return`, static files |
 //! | [`compress`] | `gzip`: nginx's decision, bodies compressed as they stream |
 //! | [`access`] | nginx's access phase: `allow` / `deny`, `auth_basic` (htpasswd, hashed off the executor), `auth_request` (a subrequest to a gatekeeper), `satisfy`; 403 or 401 for the refused |
-//! | [`realip`] | `set_real_ip_from`, `real_ip_header`: the client's address from a trusted proxy's header |
+//! | [`realip`] | `set_real_ip_from`, `real_ip_header`: the client's address from a trusted proxy's header or PROXY protocol header |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
 //! | [`location`] | `location` matching: `=`, `^~`, longest prefix, `~`/`~*` in order, nesting |
 //! | [`host`] | `server_name` routing: exact, `*.wild`, `wild.*`, `~regex`, default server |
@@ -31,7 +31,7 @@
 //! | [`proxy`] | streaming proxying, upgrades, pooled upstream connections, per-phase timeouts |
 //! | [`limit`] | `client_max_body_size`; `limit_req` ([`limit::rate`]), `limit_conn` ([`limit::conn`]) and `limit_rate` ([`limit::bandwidth`]) |
 //! | [`tls`] | rustls: certificates by SNI, client certificates, upstream TLS |
-//! | [`server`] | the accept loop (HTTP/1.1, HTTP/2, upgrades, graceful stop), the edge check every request head passes ([`server::HeadLimits`]), any response body |
+//! | [`server`] | the accept loop (PROXY protocol header, HTTP/1.1, HTTP/2, upgrades, graceful stop), the edge check every request head passes ([`server::HeadLimits`]), any response body |
 //! | [`acme`] | automatic certificates |
 //! | [`config`] | the config model, the TOML and nginx front-ends, units |
 //! | [`stack`] | compiling a config into a snapshot (the layer order is written in its `compiled` module); `check_file`; the [`Rpx`] service with hot swap |

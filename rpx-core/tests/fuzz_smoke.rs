@@ -390,3 +390,43 @@ fn upstream_response() {
         40,
     );
 }
+
+#[test]
+fn proxy_protocol() {
+    let tokens = [
+        "\u{0}",
+        "\u{5}",
+        "\u{ff}",
+        "PROXY ",
+        "PROXY TCP4 ",
+        "PROXY TCP6 ",
+        "PROXY UNKNOWN",
+        "TCP4 ",
+        "TCP6 ",
+        "203.0.113.7 ",
+        "192.0.2.1 ",
+        "1.2.3.4.5 ",
+        "2001:db8::7 ",
+        "::1 ",
+        "::ffff:1.2.3.4 ",
+        "51000 ",
+        "443",
+        "65536",
+        "0",
+        " ",
+        "\r\n",
+        "\r",
+        "\n",
+        "\r\n\r\n\u{0}\r\nQUIT\n",
+        "\u{21}\u{11}\u{0}\u{c}",
+        "\u{21}\u{21}\u{0}\u{24}",
+        "\u{20}\u{0}\u{0}\u{0}",
+        "\u{21}\u{31}\u{0}\u{d8}",
+        "\u{21}\u{11}\u{f}\u{ff}",
+        "\u{12}\u{0}\u{3}abc",
+        "\u{1}\u{2}\u{3}\u{4}",
+        "GET / HTTP/1.1\r\n",
+        "\u{16}\u{3}\u{1}",
+    ];
+    run("proxy_protocol", fuzz_bodies::proxy_protocol, &tokens, 24);
+}

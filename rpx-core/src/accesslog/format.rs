@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use crate::vars::{Template, TemplateError, Var, VarCtx};
+use crate::vars::{Template, TemplateError, VarCtx};
 
 /// nginx's predefined `combined` format.
 pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
@@ -136,11 +136,8 @@ impl LogFormat {
             }
             match LogVar::from_name(name) {
                 Some(v) => parts.push(Part::Log(v)),
-                None => {
-                    Var::from_name(name)
-                        .ok_or_else(|| TemplateError::UnknownVariable(name.into()))?;
-                    parts.push(Part::Request(Template::parse(&format!("${{{name}}}"))?));
-                }
+                // Unknown names are the template's errors.
+                None => parts.push(Part::Request(Template::parse(&format!("${{{name}}}"))?)),
             }
             rest = tail;
         }

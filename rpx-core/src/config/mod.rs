@@ -103,7 +103,8 @@ pub fn is_toml(path: &Path) -> bool {
 }
 
 /// Parses nginx-style `listen` words: `80`, `127.0.0.1:8080`, `[::]:443`,
-/// `localhost:80`, then flags `default_server`, `ssl`, `http2`.
+/// `localhost:80`, then flags `default_server`, `ssl`, `http2`,
+/// `proxy_protocol`.
 ///
 /// # Errors
 /// A message for the caller to place.
@@ -120,6 +121,7 @@ pub fn parse_listen(words: &[&str]) -> Result<Listen, String> {
             "default_server" | "default" => listen.default_server = true,
             "ssl" => listen.ssl = true,
             "http2" => listen.http2 = true,
+            "proxy_protocol" => listen.proxy_protocol = true,
             other => return Err(format!("unsupported listen parameter {other:?}")),
         }
     }
@@ -196,7 +198,9 @@ mod tests {
         assert!(l.default_server);
         let l = parse_listen(&["[::]:443", "ssl", "http2"]).unwrap();
         assert_eq!(l.addr, "[::]:443".parse().unwrap());
-        assert!(l.ssl && l.http2);
+        assert!(l.ssl && l.http2 && !l.proxy_protocol);
+        let l = parse_listen(&["443", "ssl", "proxy_protocol"]).unwrap();
+        assert!(l.ssl && l.proxy_protocol);
         assert_eq!(
             parse_listen(&["localhost:81"]).unwrap().addr,
             "127.0.0.1:81".parse().unwrap()

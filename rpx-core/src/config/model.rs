@@ -189,6 +189,10 @@ pub struct Listen {
     pub ssl: bool,
     /// `http2`.
     pub http2: bool,
+    /// `proxy_protocol`: every connection starts with a PROXY protocol
+    /// header (v1 or v2), read before TLS. As in nginx, one server naming
+    /// it turns it on for the whole address.
+    pub proxy_protocol: bool,
     /// Where it was written.
     pub pos: SourcePos,
 }
@@ -201,6 +205,7 @@ impl Listen {
             default_server: false,
             ssl: false,
             http2: false,
+            proxy_protocol: false,
             pos: SourcePos::code(),
         }
     }

@@ -232,6 +232,7 @@ impl Writer {
                     (l.default_server, "default_server"),
                     (l.ssl, "ssl"),
                     (l.http2, "http2"),
+                    (l.proxy_protocol, "proxy_protocol"),
                 ] {
                     if on {
                         words.push(flag.into());

@@ -1,8 +1,12 @@
 //! Connection facts every request carries in its extensions.
 //!
-//! The server loop knows the peer, the local address and the listener; the
-//! [`ConnInfoLayer`] puts them into each request so that routing and
-//! variables (`$remote_addr`, `$server_port`, `$scheme`) can read them.
+//! The server loop knows the peer, the local address and the listener (and,
+//! behind a load balancer speaking the [`proxy_protocol`], the addresses its
+//! header gave); the [`ConnInfoLayer`] puts them into each request so that
+//! routing and variables (`$remote_addr`, `$server_port`, `$scheme`,
+//! `$proxy_protocol_addr`) can read them.
+
+pub mod proxy_protocol;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +16,8 @@ use http::Request;
 use tower::{Layer, Service};
 
 use crate::tls::TlsInfo;
+
+pub use proxy_protocol::ProxiedAddrs;
 
 /// The URL scheme a connection was accepted with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +58,9 @@ pub struct ConnInfo {
     pub listen: SocketAddr,
     /// `http` or `https`.
     pub scheme: Scheme,
+    /// The addresses of the PROXY protocol header the connection began
+    /// with (`listen … proxy_protocol`), when it gave some.
+    pub proxied: Option<ProxiedAddrs>,
 }
 
 impl ConnInfo {
@@ -62,7 +71,16 @@ impl ConnInfo {
             local,
             listen,
             scheme,
+            proxied: None,
         }
+    }
+
+    /// The same, with the addresses of the connection's PROXY protocol
+    /// header.
+    #[must_use]
+    pub fn with_proxied(mut self, proxied: Option<ProxiedAddrs>) -> Self {
+        self.proxied = proxied;
+        self
     }
 
     /// The port the client connected to (`$server_port`).

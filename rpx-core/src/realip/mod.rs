@@ -1,6 +1,8 @@
 //! nginx's `set_real_ip_from`, `real_ip_header` and `real_ip_recursive`
 //! (ngx_http_realip_module): behind a trusted proxy, the client's address
-//! is the one the proxy put in a header. The request's [`ConnInfo`] then
+//! is the one the proxy put in a header, or in the PROXY protocol header
+//! its connection began with (`real_ip_header proxy_protocol`). The
+//! request's [`ConnInfo`] then
 //! carries it, so `$remote_addr`, access lists, logs and
 //! `$proxy_add_x_forwarded_for` all use it; [`RealipPeer`] keeps the peer
 //! for `$realip_remote_addr`.
@@ -38,8 +40,17 @@ pub struct RealipPeer(pub SocketAddr);
 #[derive(Debug, Clone)]
 pub struct RealIp {
     trusted: AccessList,
-    header: HeaderName,
+    source: Source,
     recursive: bool,
+}
+
+/// What names the client.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A request header.
+    Header(HeaderName),
+    /// The connection's PROXY protocol header ([`ConnInfo::proxied`]).
+    ProxyProtocol,
 }
 
 impl RealIp {
@@ -51,8 +62,38 @@ impl RealIp {
     pub fn new(trusted: AccessList, header: HeaderName, recursive: bool) -> Self {
         RealIp {
             trusted,
-            header,
+            source: Source::Header(header),
             recursive,
+        }
+    }
+
+    /// Trusts the peers `trusted` allows, as [`RealIp::new`], and takes
+    /// the client's address and port from the PROXY protocol header of
+    /// their connection (`real_ip_header proxy_protocol`); a connection
+    /// without addresses in one keeps its peer.
+    ///
+    /// ```
+    /// use rpx_core::access::AccessList;
+    /// use rpx_core::conn::{ConnInfo, ProxiedAddrs, Scheme};
+    /// use rpx_core::realip::RealIp;
+    ///
+    /// let trusted = AccessList::builder().allow("10.0.0.0/8").unwrap().build();
+    /// let peer = "10.0.0.2:4000".parse().unwrap();
+    /// let proxied = ProxiedAddrs {
+    ///     source: "203.0.113.7:51000".parse().unwrap(),
+    ///     destination: "192.0.2.1:443".parse().unwrap(),
+    /// };
+    /// let mut req = http::Request::new(());
+    /// req.extensions_mut()
+    ///     .insert(ConnInfo::new(peer, peer, peer, Scheme::Http).with_proxied(Some(proxied)));
+    /// RealIp::proxy_protocol(trusted).apply(&mut req);
+    /// assert_eq!(rpx_core::conn::conn_info(&req).peer, proxied.source);
+    /// ```
+    pub fn proxy_protocol(trusted: AccessList) -> Self {
+        RealIp {
+            trusted,
+            source: Source::ProxyProtocol,
+            recursive: false,
         }
     }
 
@@ -68,11 +109,21 @@ impl RealIp {
         if !self.trusts(conn.peer.ip()) {
             return;
         }
-        let mut values = req.headers().get_all(&self.header).iter();
-        let Some(first) = values.next() else {
-            return;
+        let found = match &self.source {
+            Source::ProxyProtocol => conn.proxied.map(|p| p.source),
+            Source::Header(name) => self.header_addr(req, name),
         };
-        let found = if self.header == "x-forwarded-for" {
+        if let Some(addr) = found {
+            req.extensions_mut().insert(RealipPeer(conn.peer));
+            req.extensions_mut().insert(ConnInfo { peer: addr, ..conn });
+        }
+    }
+
+    /// The address `name` gives, if it names a valid one.
+    fn header_addr<B>(&self, req: &Request<B>, name: &HeaderName) -> Option<SocketAddr> {
+        let mut values = req.headers().get_all(name).iter();
+        let first = values.next()?;
+        if name == "x-forwarded-for" {
             // Several lines are one list, in order.
             let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
             for v in values {
@@ -84,10 +135,6 @@ impl RealIp {
             std::str::from_utf8(first.as_bytes())
                 .ok()
                 .and_then(|v| parse_addr(v.trim()))
-        };
-        if let Some(addr) = found {
-            req.extensions_mut().insert(RealipPeer(conn.peer));
-            req.extensions_mut().insert(ConnInfo { peer: addr, ..conn });
         }
     }
 

@@ -33,6 +33,12 @@ impl ByteCounters {
             sent: metrics::counter!("rpx_bytes_sent_total", "listen" => listen),
         })
     }
+
+    /// Counts bytes read before the stream was wrapped (a PROXY protocol
+    /// header).
+    pub(crate) fn received(&self, n: usize) {
+        self.received.increment(n as u64);
+    }
 }
 
 /// A stream that counts what passes through it.

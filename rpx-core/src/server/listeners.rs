@@ -1,6 +1,7 @@
 //! The set of listening sockets, following the config across reloads: new
-//! addresses are bound, unchanged ones keep their socket (no moment of
-//! refusal), removed ones stop accepting and drain their connections.
+//! addresses are bound, kept ones keep their socket (no moment of
+//! refusal; one whose settings changed, TLS aside, gets a new accept loop
+//! on it), removed ones stop accepting and drain their connections.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +28,10 @@ pub struct BindError {
 struct Running {
     bound: SocketAddr,
     tls: TlsCell,
+    /// The socket, open while its accept loop is replaced.
+    socket: std::net::TcpListener,
+    /// What it serves with; TLS is its cell's.
+    spec: ListenerSpec,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -67,7 +72,9 @@ where
 
     /// Makes the listeners match `specs`. New addresses are bound first, so
     /// a bind failure changes nothing; then kept ones get their new TLS
-    /// settings and removed ones stop accepting and drain in the background.
+    /// settings, those whose other settings changed a new accept loop on
+    /// the same socket (the old one drains, as a removed one), and removed
+    /// ones stop accepting and drain in the background.
     /// Returns `(configured, bound)` for every address now served.
     ///
     /// # Errors
@@ -77,14 +84,22 @@ where
         specs: &[ListenerSpec],
     ) -> Result<Vec<(SocketAddr, SocketAddr)>, BindError> {
         let mut fresh = Vec::new();
-        for spec in specs.iter().filter(|s| !self.running.contains_key(&s.addr)) {
-            let listener = TcpListener::bind(spec.addr)
-                .await
-                .map_err(|source| BindError {
-                    addr: spec.addr,
-                    source,
-                })?;
-            fresh.push((spec, listener));
+        for spec in specs {
+            let socket = match self.running.get(&spec.addr) {
+                None => bind(spec.addr).await,
+                Some(r) if !r.spec.serves_like(spec) => r.socket.try_clone(),
+                Some(_) => continue,
+            };
+            let failed = |source| BindError {
+                addr: spec.addr,
+                source,
+            };
+            let socket = socket.map_err(failed)?;
+            let listener = socket
+                .try_clone()
+                .and_then(TcpListener::from_std)
+                .map_err(failed)?;
+            fresh.push((spec, socket, listener));
         }
         for spec in specs {
             if let Some(r) = self.running.get(&spec.addr) {
@@ -105,7 +120,12 @@ where
                 tracing::info!(listen = %addr, "listener removed; draining its connections");
             }
         }
-        for (spec, listener) in fresh {
+        for (spec, socket, listener) in fresh {
+            if let Some(old) = self.running.remove(&spec.addr) {
+                let _ = old.stop.send(());
+                self.draining.push(old.task);
+                tracing::info!(listen = %spec.addr, "listener settings changed; its connections so far drain");
+            }
             let bound = listener.local_addr().unwrap_or(spec.addr);
             let tls: TlsCell =
                 Arc::new(arc_swap::ArcSwapOption::new(spec.tls.clone().map(Arc::new)));
@@ -125,6 +145,8 @@ where
                 Running {
                     bound,
                     tls,
+                    socket,
+                    spec: spec.clone(),
                     stop,
                     task,
                 },
@@ -175,9 +197,29 @@ pub struct ListenerSpec {
     pub head: super::HeadLimits,
     /// `send_timeout` for its connections.
     pub send_timeout: Duration,
+    /// `listen … proxy_protocol`: connections start with a PROXY protocol
+    /// header ([`ServeOptions::proxy_protocol`]).
+    pub proxy_protocol: bool,
 }
 
 impl ListenerSpec {
+    /// Whether `other` is served as this one is, TLS aside (a running
+    /// listener's cell takes new TLS settings without a new accept loop).
+    fn serves_like(&self, other: &ListenerSpec) -> bool {
+        let key = |s: &ListenerSpec| {
+            (
+                s.header_timeout,
+                s.keepalive_timeout,
+                s.keepalive_requests,
+                s.keepalive_time,
+                s.head,
+                s.send_timeout,
+                s.proxy_protocol,
+            )
+        };
+        key(self) == key(other)
+    }
+
     /// The options [`serve_with_cell`] serves it with (TLS excepted: that
     /// comes from the listener's cell).
     pub fn options(&self, shutdown_timeout: Duration) -> ServeOptions {
@@ -191,7 +233,14 @@ impl ListenerSpec {
             tls: None,
             head: self.head,
             send_timeout: self.send_timeout,
+            proxy_protocol: self.proxy_protocol,
             ..ServeOptions::default()
         }
     }
+}
+
+/// A listening socket on `addr`, outside the runtime's reactor until an
+/// accept loop takes a copy of it.
+async fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    TcpListener::bind(addr).await?.into_std()
 }

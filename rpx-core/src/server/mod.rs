@@ -2,7 +2,8 @@
 //! TLS) on a TCP listener, upgrades on, connection info stamped on every
 //! request, and a graceful stop that lets requests in flight finish.
 //! Every request head, whichever reader parsed it, passes one check first
-//! (`edge`: nginx's refusals, see docs/security.md).
+//! (`edge`: nginx's refusals, see docs/security.md). A `proxy_protocol`
+//! listener reads the PROXY protocol header first ([`read_header`]).
 
 mod body;
 mod counted;
@@ -11,6 +12,7 @@ mod h1;
 mod header_timer;
 mod lifetime;
 mod listeners;
+mod proxy_protocol;
 mod screen;
 mod tls;
 
@@ -37,6 +39,7 @@ use tower::{Layer, Service};
 pub use body::RequestBody;
 pub use edge::HeadLimits;
 pub use listeners::{BindError, ListenerSet, ListenerSpec};
+pub use proxy_protocol::{read_header, ReadHeaderError};
 pub use tls::TlsListener;
 
 /// A listener's TLS settings, swappable while it serves: a reload stores
@@ -104,7 +107,8 @@ pub(crate) type SentBody<R> = http_body_util::Either<<R as ServedResponse>::Body
 pub struct ServeOptions {
     /// Time a client has to send a request head (`client_header_timeout`):
     /// from the connection's start for its first request, from the first
-    /// byte for a later one; also the time to finish a TLS handshake.
+    /// byte for a later one; also the time to finish a TLS handshake, and
+    /// to send the PROXY protocol header ([`ServeOptions::proxy_protocol`]).
     /// Default 60 s.
     pub header_timeout: Duration,
     /// How long a connection may wait idle for its next request
@@ -139,6 +143,12 @@ pub struct ServeOptions {
     /// (`send_timeout`) before the connection is closed; zero: no limit.
     /// Default 60 s, as nginx.
     pub send_timeout: Duration,
+    /// Every connection starts with a PROXY protocol header (`listen …
+    /// proxy_protocol`), read before TLS within
+    /// [`ServeOptions::header_timeout`]; its addresses go into
+    /// [`ConnInfo::proxied`]. A connection without a valid one is closed
+    /// unanswered, as nginx does. Default false.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServeOptions {
@@ -154,6 +164,7 @@ impl Default for ServeOptions {
             own_http1: true,
             head: HeadLimits::default(),
             send_timeout: Duration::from_secs(60),
+            proxy_protocol: false,
         }
     }
 }
@@ -264,16 +275,14 @@ where
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
         metrics::counter!("rpx_connections_total", "scheme" => scheme.as_str()).increment(1);
         let received = Arc::new(header_timer::Received::default());
-        let stream =
-            counted::Counted::new(stream, bytes.clone(), received.clone(), opts.send_timeout);
         let mut builder = builder.clone();
         // Its own: the timer keeps the connection's armed sleep.
         builder.http1().timer(header_timer::HeaderTimer::new(
             opts.header_timeout,
             opts.keepalive_timeout,
-            received,
+            received.clone(),
         ));
-        let conn = HttpConn {
+        let mut conn = HttpConn {
             builder,
             stop: stopping.clone(),
             requests: opts.keepalive_requests,
@@ -292,16 +301,35 @@ where
             info,
             service: service.clone(),
         };
-        match current {
-            None => {
-                tokio::spawn(conn.oneshot(stream));
-            }
-            Some(tls) => {
-                // The handshake is bounded by the header timeout.
-                let tls = tls.acceptor(opts.header_timeout).layer(conn);
-                tokio::spawn(tls.oneshot(stream));
-            }
+        let (bytes, send_timeout, timeout) =
+            (bytes.clone(), opts.send_timeout, opts.header_timeout);
+        if !opts.proxy_protocol {
+            let stream = counted::Counted::new(stream, bytes, received, send_timeout);
+            tokio::spawn(start(conn, stream, current, timeout));
+            continue;
         }
+        let mut stream = stream;
+        let mut stop = conn.stop.clone();
+        tokio::spawn(async move {
+            let read = tokio::select! {
+                read = read_header(&mut stream, timeout) => read,
+                // A graceful stop need not wait for a header.
+                _ = stop.changed() => return,
+            };
+            match read {
+                Ok(header) => {
+                    bytes.received(header.len);
+                    conn.info = conn.info.with_proxied(header.addrs);
+                }
+                Err(e) => {
+                    // nginx closes such a connection without an answer too.
+                    tracing::info!(%peer, error = %e, "connection closed: no valid PROXY protocol header");
+                    return;
+                }
+            }
+            let stream = counted::Counted::new(stream, bytes, received, send_timeout);
+            start(conn, stream, current, timeout).await;
+        });
     }
     drop(listener);
     reloader.abort();
@@ -314,6 +342,24 @@ where
         }
     }
     Ok(())
+}
+
+/// Serves an accepted connection: HTTP, after the TLS handshake (bounded
+/// by `handshake`) on a TLS listener.
+async fn start<S: Served>(
+    conn: HttpConn<S>,
+    stream: counted::Counted<TcpStream>,
+    tls: Option<Arc<TlsListener>>,
+    handshake: Duration,
+) {
+    match tls {
+        None => {
+            let _ = conn.oneshot(stream).await;
+        }
+        Some(tls) => {
+            let _ = tls.acceptor(handshake).layer(conn).oneshot(stream).await;
+        }
+    }
 }
 
 /// The connection service rpx serves HTTP with: HTTP/1.1 and HTTP/2 on one
@@ -616,7 +662,57 @@ where
 pub mod fuzzing {
     use super::edge::{self, HeadLimits};
     use super::h1::head::{self, Parsed};
+    use super::proxy_protocol::{self, Peek};
+    use crate::conn::proxy_protocol::ProxyHeader;
     use crate::headers::HeadCopies;
+
+    /// What rpx's PROXY protocol reader makes of a connection that sends
+    /// `data` in pieces of `piece` bytes (0: all at once): the header and
+    /// how many bytes it took, or why it closed the connection. Fails when
+    /// the reader takes bytes it has not peeked.
+    pub fn read_proxy_header(data: &[u8], piece: usize) -> Result<(ProxyHeader, usize), String> {
+        let mut conn = Arriving {
+            data,
+            piece: if piece == 0 { data.len() } else { piece },
+            arrived: 0,
+            taken: 0,
+        };
+        let read = futures_util::FutureExt::now_or_never(proxy_protocol::read(&mut conn))
+            .ok_or("the reader waits on bytes in memory")?;
+        match read {
+            Ok(header) => Ok((header, conn.taken)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A connection's bytes arriving a piece at a time, once all before
+    /// them are taken.
+    struct Arriving<'a> {
+        data: &'a [u8],
+        piece: usize,
+        arrived: usize,
+        taken: usize,
+    }
+
+    impl Peek for Arriving<'_> {
+        async fn peek(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.taken == self.arrived {
+                self.arrived = (self.arrived + self.piece).min(self.data.len());
+            }
+            let n = (self.arrived - self.taken).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[self.taken..self.taken + n]);
+            Ok(n)
+        }
+
+        async fn take(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+            let end = self.taken + buf.len();
+            if end > self.arrived || buf != &self.data[self.taken..end] {
+                return Err(std::io::Error::other("took bytes it had not peeked"));
+            }
+            self.taken = end;
+            Ok(())
+        }
+    }
 
     /// What rpx's HTTP/1.1 reader and the edge check make of one head.
     #[derive(Debug)]

@@ -31,6 +31,16 @@ pub enum Var {
     RealipRemoteAddr,
     /// `$realip_remote_port`.
     RealipRemotePort,
+    /// `$proxy_protocol_addr`: the client's address in the connection's
+    /// PROXY protocol header; empty without one.
+    ProxyProtocolAddr,
+    /// `$proxy_protocol_port`: its port (empty when 0, as nginx).
+    ProxyProtocolPort,
+    /// `$proxy_protocol_server_addr`: the address the client connected to,
+    /// from the same header.
+    ProxyProtocolServerAddr,
+    /// `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
     /// `$remote_user`: the user of `Authorization: Basic …`, whether or
     /// not a location asks for a password (as nginx).
     RemoteUser,
@@ -140,6 +150,10 @@ impl Var {
             "limit_rate" => Var::LimitRate,
             "realip_remote_addr" => Var::RealipRemoteAddr,
             "realip_remote_port" => Var::RealipRemotePort,
+            "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+            "proxy_protocol_port" => Var::ProxyProtocolPort,
+            "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
+            "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
             "scheme" => Var::Scheme,
             "server_port" => Var::ServerPort,
@@ -200,6 +214,12 @@ pub enum TemplateError {
     /// `${` without `}` or an empty name.
     #[error("invalid variable name in \"{0}\"")]
     BadSyntax(String),
+    /// `$proxy_protocol_tlv_NAME` (nginx 1.23.2): rpx skips the PROXY
+    /// protocol header's TLVs.
+    #[error(
+        "\"${0}\" is not supported: rpx reads the PROXY protocol header's addresses, not its TLVs"
+    )]
+    ProxyProtocolTlv(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,7 +291,13 @@ impl Template {
             }
             let var = extra(name)
                 .or_else(|| Var::from_name(name))
-                .ok_or_else(|| TemplateError::UnknownVariable(name.to_owned()))?;
+                .ok_or_else(|| {
+                    if name.starts_with("proxy_protocol_tlv_") {
+                        TemplateError::ProxyProtocolTlv(name.to_owned())
+                    } else {
+                        TemplateError::UnknownVariable(name.to_owned())
+                    }
+                })?;
             if !lit.is_empty() {
                 segments.push(Segment::Lit(std::mem::take(&mut lit).into()));
             }
@@ -446,6 +472,29 @@ impl<'a> VarCtx<'a> {
             Var::RemotePort => push_num(out, self.conn.peer.port()),
             Var::RealipRemoteAddr => push_ip(out, self.realip.unwrap_or(self.conn.peer).ip()),
             Var::RealipRemotePort => push_num(out, self.realip.unwrap_or(self.conn.peer).port()),
+            Var::ProxyProtocolAddr | Var::ProxyProtocolServerAddr => {
+                if let Some(p) = self.conn.proxied {
+                    let a = if *var == Var::ProxyProtocolAddr {
+                        p.source
+                    } else {
+                        p.destination
+                    };
+                    push_ip(out, a.ip());
+                }
+            }
+            Var::ProxyProtocolPort | Var::ProxyProtocolServerPort => {
+                if let Some(p) = self.conn.proxied {
+                    let a = if *var == Var::ProxyProtocolPort {
+                        p.source
+                    } else {
+                        p.destination
+                    };
+                    // Port 0 is empty, as nginx.
+                    if a.port() != 0 {
+                        push_num(out, a.port());
+                    }
+                }
+            }
             Var::ProxyAddXForwardedFor => {
                 for v in self.headers.get_all("x-forwarded-for") {
                     if let Ok(v) = v.to_str() {
@@ -639,6 +688,28 @@ mod tests {
         assert_eq!(render("$proxy_add_x_forwarded_for", &req), "10.0.0.7");
         assert_eq!(render("$host", &req), "example.com");
         assert_eq!(render("[$is_args]", &req), "[]");
+    }
+
+    #[test]
+    fn proxy_protocol_addresses() {
+        let req = http::Request::builder().uri("/").body(()).unwrap();
+        let tpl = "[$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port]";
+        assert_eq!(render(tpl, &req), "[   ]", "empty without a header");
+        let lo = "127.0.0.1:8080".parse().unwrap();
+        let conn =
+            ConnInfo::new(lo, lo, lo, Scheme::Http).with_proxied(Some(crate::conn::ProxiedAddrs {
+                source: "[2001:db8::7]:51000".parse().unwrap(),
+                destination: "192.0.2.1:0".parse().unwrap(),
+            }));
+        let ctx = VarCtx::new(&req, &conn, "/", "");
+        assert_eq!(
+            Template::parse(tpl).unwrap().render_to_string(&ctx),
+            "[2001:db8::7 51000 192.0.2.1 ]"
+        );
+        assert_eq!(
+            Template::parse("$proxy_protocol_tlv_alpn").unwrap_err(),
+            TemplateError::ProxyProtocolTlv("proxy_protocol_tlv_alpn".into())
+        );
     }
 
     #[test]

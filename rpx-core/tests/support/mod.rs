@@ -143,6 +143,17 @@ pub async fn serve_file(path: &Path, lenient: bool) -> Result<Running, Vec<Strin
     serve_config(&cfg, warnings).await
 }
 
+/// [`serve_file`] with TLS on the `ssl` listeners (the corpus sends plain
+/// requests to them, so the others serve them without).
+pub async fn serve_file_tls(path: &Path) -> Result<Running, Vec<String>> {
+    let loaded = config::load_with(path, LoadOptions::default());
+    let warnings = loaded.warnings.iter().map(ToString::to_string).collect();
+    let (cfg, _) = loaded
+        .into_result()
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    serve(&cfg, warnings, true, true).await
+}
+
 pub async fn serve_config(
     cfg: &config::Config,
     warnings: Vec<String>,
@@ -154,8 +165,17 @@ pub async fn serve_config(
 /// ([`ServeOptions::own_http1`]).
 pub async fn serve_config_with(
     cfg: &config::Config,
+    warnings: Vec<String>,
+    own_http1: bool,
+) -> Result<Running, Vec<String>> {
+    serve(cfg, warnings, own_http1, false).await
+}
+
+async fn serve(
+    cfg: &config::Config,
     mut warnings: Vec<String>,
     own_http1: bool,
+    tls: bool,
 ) -> Result<Running, Vec<String>> {
     let snapshot = rpx_core::stack::compile(cfg)
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
@@ -171,6 +191,7 @@ pub async fn serve_config_with(
         let mut rx = rx.clone();
         let opts = ServeOptions {
             own_http1,
+            tls: spec.tls.clone().filter(|_| tls),
             ..spec.options(Duration::from_secs(1))
         };
         tokio::spawn(serve_with(l, rpx.clone(), opts, async move {

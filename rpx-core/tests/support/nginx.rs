@@ -101,6 +101,15 @@ pub struct Both {
 impl Both {
     /// None when nginx is missing and `RPX_SKIP_NGINX=1`.
     pub async fn start(tag: &str, servers: &str) -> Option<Both> {
+        Self::start_with(tag, servers, false).await
+    }
+
+    /// [`Both::start`] with rpx terminating TLS on `ssl` listeners.
+    pub async fn start_tls(tag: &str, servers: &str) -> Option<Both> {
+        Self::start_with(tag, servers, true).await
+    }
+
+    async fn start_with(tag: &str, servers: &str, tls: bool) -> Option<Both> {
         let binary = binary()?;
         let up = super::Upstream::start(1).await;
         let dir = super::temp_dir(tag);
@@ -112,9 +121,12 @@ impl Both {
         let conf = write_config(&dir, &servers);
         let nginx_addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let nginx = Nginx::start(&binary, &dir, &conf, nginx_addr).await;
-        let rpx = super::serve_file(&conf, false)
-            .await
-            .expect("rpx loads the config");
+        let rpx = if tls {
+            super::serve_file_tls(&conf).await
+        } else {
+            super::serve_file(&conf, false).await
+        }
+        .expect("rpx loads the config");
         Some(Both {
             nginx: nginx_addr,
             rpx: rpx.listeners[0].1,

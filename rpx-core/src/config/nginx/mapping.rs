@@ -269,8 +269,7 @@ impl Mapper {
     fn unsupported(&mut self, d: &Directive, what: &str, subject: &str) {
         let msg = format!("{subject} is not yet supported ({what})");
         // Ignoring one of these would open what the config closes.
-        // (`real_ip_header`: the address access lists and limits key on.)
-        let closes = what == directives::ACCESS || d.name == "real_ip_header";
+        let closes = what == directives::ACCESS;
         if closes {
             self.errors.push(ConfigError::new(at(&d.pos), msg).hint(
                 "access control is never ignored, not even with `--lenient`: without it the config would let in whom it keeps out",
@@ -481,9 +480,8 @@ impl Mapper {
                 }
             }
             "real_ip_header" => {
-                if w[0] == "proxy_protocol" {
-                    self.unsupported(d, "the PROXY protocol", "\"real_ip_header proxy_protocol\"");
-                } else if http::HeaderName::from_bytes(w[0].as_bytes()).is_err() {
+                // `proxy_protocol` is a keyword; the compiler reads it.
+                if http::HeaderName::from_bytes(w[0].as_bytes()).is_err() {
                     self.invalid_value(d);
                 } else {
                     s.real_ip_header = Some(Spanned::new(w[0].to_owned(), at(&d.pos)));
@@ -938,10 +936,6 @@ impl Mapper {
                 // Socket tuning rpx leaves to the OS.
                 "reuseport" | "deferred" | "bind" | "ipv6only" | "backlog" | "rcvbuf"
                 | "sndbuf" | "fastopen" | "so_keepalive" | "accept_filter" | "setfib" => {}
-                "proxy_protocol" => {
-                    self.unsupported(d, "the PROXY protocol", "\"listen … proxy_protocol\"");
-                    return None;
-                }
                 "quic" => {
                     self.unsupported(d, "HTTP/3", "\"listen … quic\"");
                     return None;

@@ -49,6 +49,7 @@ impl Compiler {
                 }
             }
         }
+        self.realip_without_proxy_protocol(config, &members);
         let mut out = Vec::new();
         for addr in order {
             let entries: Vec<(usize, Vec<String>, bool)> = members[&addr]
@@ -63,6 +64,7 @@ impl Compiler {
             if ssl_of.get(&addr).copied().unwrap_or(false) {
                 spec.tls = self.tls_listener(config, addr, &members[&addr]);
             }
+            spec.proxy_protocol = self.proxy_protocol(config, addr, &members[&addr]);
             match HostTable::build_with_ids(&borrowed) {
                 Ok(table) => out.push(((addr, table), spec)),
                 Err(e) => {
@@ -310,6 +312,74 @@ impl Compiler {
         true
     }
 
+    /// Whether connections to `addr` start with a PROXY protocol header:
+    /// `listen … proxy_protocol` in any server on it, as nginx takes the
+    /// flag for the whole address (said for the servers without it).
+    pub(super) fn proxy_protocol(
+        &mut self,
+        config: &Config,
+        addr: SocketAddr,
+        members: &[Member<'_>],
+    ) -> bool {
+        let on = |id: usize| {
+            config.servers[id]
+                .listen
+                .iter()
+                .any(|l| l.addr == addr && l.proxy_protocol)
+        };
+        if !members.iter().any(|m| on(m.0)) {
+            return false;
+        }
+        for (id, _, _) in members.iter().filter(|m| !on(m.0)) {
+            let server = &config.servers[*id];
+            let pos = server
+                .listen
+                .iter()
+                .find(|l| l.addr == addr)
+                .map_or(&server.pos, |l| &l.pos)
+                .clone();
+            self.warn(
+                &pos,
+                format!("connections to {addr} must start with a PROXY protocol header for this server too: another server on {addr} has `listen … proxy_protocol`, which holds for the whole address (as nginx)"),
+            );
+        }
+        true
+    }
+
+    /// `real_ip_header proxy_protocol` in a server none of whose addresses
+    /// reads the header does nothing (as in nginx): said.
+    fn realip_without_proxy_protocol(
+        &mut self,
+        config: &Config,
+        members: &HashMap<SocketAddr, Vec<Member<'_>>>,
+    ) {
+        let pp_addrs: Vec<SocketAddr> = config
+            .servers
+            .iter()
+            .flat_map(|s| s.listen.iter().filter(|l| l.proxy_protocol).map(|l| l.addr))
+            .collect();
+        for (id, server) in config.servers.iter().enumerate() {
+            let s = server.settings.inherit(&config.settings);
+            let Some(h) = s.real_ip_header.as_ref() else {
+                continue;
+            };
+            if h.value != super::server::REAL_IP_PROXY_PROTOCOL
+                || s.set_real_ip_from.as_ref().is_none_or(Vec::is_empty)
+            {
+                continue;
+            }
+            let served = members
+                .iter()
+                .any(|(addr, list)| pp_addrs.contains(addr) && list.iter().any(|m| m.0 == id));
+            if !served {
+                self.warn(
+                    &h.pos,
+                    "real_ip_header proxy_protocol: no address of this server has `listen … proxy_protocol`, so the client's address never changes",
+                );
+            }
+        }
+    }
+
     /// The ACME manager of the config: issuers carried over from the
     /// previous snapshot where unchanged.
     pub(super) fn acme_manager(
@@ -459,6 +529,7 @@ fn listener_spec(addr: SocketAddr, settings: &Settings) -> ListenerSpec {
         keepalive_time: settings.keepalive_time.unwrap_or(Duration::from_secs(3600)),
         tls: None,
         send_timeout: settings.send_timeout.unwrap_or(Duration::from_secs(60)),
+        proxy_protocol: false,
         head: HeadLimits {
             line,
             total: size(buffers.size)

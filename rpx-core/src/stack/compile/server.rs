@@ -398,6 +398,10 @@ fn connection_settings(s: &Settings) -> Vec<&'static str> {
     .collect()
 }
 
+/// `real_ip_header proxy_protocol`: the address of the connection's PROXY
+/// protocol header.
+pub(super) const REAL_IP_PROXY_PROTOCOL: &str = "proxy_protocol";
+
 impl Compiler {
     /// A server's `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
     fn realip(&mut self, s: &Settings) -> Option<RealIp> {
@@ -413,6 +417,10 @@ impl Compiler {
             };
         }
         let header = match &s.real_ip_header {
+            // nginx's keyword, not a header name.
+            Some(h) if h.value == REAL_IP_PROXY_PROTOCOL => {
+                return Some(RealIp::proxy_protocol(trusted.build()))
+            }
             None => http::HeaderName::from_static("x-real-ip"),
             Some(h) => match http::HeaderName::from_bytes(h.value.as_bytes()) {
                 Ok(name) => name,
