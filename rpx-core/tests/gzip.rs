@@ -2,7 +2,8 @@
 //! several `Accept-Encoding`s, HEAD, and a request through a proxy (`Via`,
 //! `gzip_proxied`): the same `Content-Encoding`, `Vary`, `Content-Length`,
 //! ETag strength, and the same bytes once decoded. Then rpx alone: an
-//! event stream arrives compressed event by event.
+//! event stream arrives compressed event by event. (The server's `root`
+//! serves what no location matches, as in nginx.)
 
 mod support;
 
@@ -44,7 +45,6 @@ const SERVERS: &str = r#"
             gzip_http_version 1.0;
             gzip_disable "curl/7";
         }
-        location / { }
     }
 "#;
 

@@ -56,7 +56,17 @@ impl Compiler {
             None => {
                 self.locations(&server.locations, &settings, &name, &mut specs, &mut per);
                 self.named_fallbacks(&server.locations);
-                Action::NotFound
+                // No location matches: nginx serves the server's `root`.
+                match &settings.root {
+                    Some(root) => {
+                        let index = settings
+                            .index
+                            .clone()
+                            .unwrap_or_else(|| vec!["index.html".into()]);
+                        Action::Files(FileService::new(&root.value, FilesMode::Root, index))
+                    }
+                    None => Action::NotFound,
+                }
             }
         };
         let fallback = wrap(self, fallback_action, &settings, &name, &server.pos);
