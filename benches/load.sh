@@ -504,18 +504,24 @@ median() {
     }'
 }
 
-# paired BODY METRIC: the median over the rounds of each round's rpx/nginx
-# ratio. A round's two runs are a minute apart at most, so a shared
-# machine's slow minutes weigh on both sides of each ratio.
-paired() {
+# ratio_median A B METRIC DIGITS: the median over the rounds of each
+# round's A/B ratio (A, B: a run's name without its round). A round's runs
+# are a minute apart at most, so a shared machine's slow minutes weigh on
+# both sides of each ratio.
+ratio_median() {
     local r a b
     for ((r = 1; r <= ROUNDS; r++)); do
-        a=$(metric "$tmp/rpx.$1.$r.wrk" "$2")
-        b=$(metric "$tmp/nginx.$1.$r.wrk" "$2")
+        a=$(metric "$tmp/$1.$r.wrk" "$3")
+        b=$(metric "$tmp/$2.$r.wrk" "$3")
         awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f\n", (b > 0) ? a / b : 0 }'
-    done | sort -g | awk '{ v[NR] = $1 } END {
-        printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    done | sort -g | awk -v d="$4" '{ v[NR] = $1 } END {
+        printf "%." d "f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
     }'
+}
+
+# paired BODY METRIC: the median of the rounds' own rpx/nginx ratios.
+paired() {
+    ratio_median "rpx.$1" "nginx.$1" "$2" 2
 }
 
 echo
@@ -575,23 +581,10 @@ for row in "${rows[@]}"; do
     }'
 done
 
-# within PROXY A B METRIC: the median over the rounds of PROXY's own A/B
-# ratio (each round's two runs are a minute apart at most).
-within() {
-    local r a b
-    for ((r = 1; r <= ROUNDS; r++)); do
-        a=$(metric "$tmp/$1.$2.$r.wrk" "$4")
-        b=$(metric "$tmp/$1.$3.$r.wrk" "$4")
-        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.4f\n", (b > 0) ? a / b : 0 }'
-    done | sort -g | awk '{ v[NR] = $1 } END {
-        printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    }'
-}
-
 if [[ " ${scenarios[*]} " == *" plain "* ]]; then
     echo
     for p in rpx nginx; do
         echo "$p: CPU per request with allow/deny and limit_req over without (guarded/small, paired):" \
-            "$(within "$p" guarded small cpu) (issue 25's target for rpx: < 1.05)"
+            "$(ratio_median "$p.guarded" "$p.small" cpu 3) (issue 25's target for rpx: < 1.05)"
     done
 fi
