@@ -90,7 +90,8 @@ impl AuthRequest {
         req: &Request<B>,
     ) -> impl Future<Output = (Result<(), ProxyError>, Option<SetVars>)> + Send + 'static {
         let sub = self.subrequest(req);
-        let head = head_of(req);
+        // The request's head, only for `auth_request_set`'s variables.
+        let head = (!self.sets.is_empty()).then(|| head_of(req));
         let target = self.target.get().cloned();
         let sets = self.sets.clone();
         let server_name = self.server_name.clone();
@@ -108,7 +109,7 @@ impl AuthRequest {
                     return (Err(ProxyError::Internal(e.into())), None);
                 }
             };
-            let vars = (!sets.is_empty()).then(|| {
+            let vars = head.map(|head| {
                 let conn = crate::conn::conn_info(&head);
                 let path = crate::request::request_path(&head);
                 let mut ctx = VarCtx::new(&head, &conn, path, &server_name);
@@ -188,7 +189,7 @@ fn head_of<B>(req: &Request<B>) -> Request<()> {
     *head.version_mut() = req.version();
     *head.headers_mut() = req.headers().clone();
     copy_connection(req, &mut head);
-    for_each_request_fact(req, &mut head);
+    copy_routing(req, &mut head);
     head
 }
 
@@ -206,7 +207,8 @@ fn copy_connection<B, C>(from: &Request<B>, to: &mut Request<C>) {
     }
 }
 
-fn for_each_request_fact<B, C>(from: &Request<B>, to: &mut Request<C>) {
+/// What routing so far changed or set, for variables.
+fn copy_routing<B, C>(from: &Request<B>, to: &mut Request<C>) {
     let ext = from.extensions();
     if let Some(o) = ext.get::<OriginalUri>() {
         to.extensions_mut().insert(o.clone());

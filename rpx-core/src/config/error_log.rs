@@ -79,6 +79,14 @@ impl ErrorLogLevel {
             })
     }
 
+    /// A level `limit_req_log_level` and `limit_conn_log_level` take:
+    /// `info`, `notice`, `warn` or `error`.
+    pub fn parse_limit(name: &str) -> Option<Self> {
+        Self::parse(name)
+            .ok()
+            .filter(|l| matches!(l, Self::Info | Self::Notice | Self::Warn | Self::Error))
+    }
+
     /// The name as nginx writes it.
     pub fn name(self) -> &'static str {
         LEVELS

@@ -1417,21 +1417,16 @@ impl Cx<'_> {
         level: Spanned<String>,
         key: &str,
     ) -> Option<crate::config::ErrorLogLevel> {
-        use crate::config::ErrorLogLevel as L;
-        match level.get_ref().as_str() {
-            "info" => Some(L::Info),
-            "notice" => Some(L::Notice),
-            "warn" => Some(L::Warn),
-            "error" => Some(L::Error),
-            other => {
-                let pos = self.at(&level);
-                self.err(
-                    pos,
-                    format!("invalid {key} {other:?}: \"info\", \"notice\", \"warn\" or \"error\""),
-                );
-                None
-            }
+        let parsed = crate::config::ErrorLogLevel::parse_limit(level.get_ref());
+        if parsed.is_none() {
+            let pos = self.at(&level);
+            let other = level.get_ref();
+            self.err(
+                pos,
+                format!("invalid {key} {other:?}: \"info\", \"notice\", \"warn\" or \"error\""),
+            );
         }
+        parsed
     }
 
     /// `basic_auth = { realm, users }` or `false`, as nginx's two

@@ -165,17 +165,24 @@ impl Mapper {
 
     /// `limit_req_log_level` / `limit_conn_log_level`.
     fn limit_log_level(&mut self, d: &Directive) -> Option<crate::config::ErrorLogLevel> {
-        use crate::config::ErrorLogLevel as L;
-        match words(d)[0] {
-            "info" => Some(L::Info),
-            "notice" => Some(L::Notice),
-            "warn" => Some(L::Warn),
-            "error" => Some(L::Error),
-            other => {
-                self.err(d, format!("invalid value \"{other}\" in \"{}\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\"", d.name));
-                None
-            }
+        let word = words(d)[0];
+        let level = crate::config::ErrorLogLevel::parse_limit(word);
+        if level.is_none() {
+            self.err(d, format!("invalid value \"{word}\" in \"{}\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\"", d.name));
         }
+        level
+    }
+
+    /// `limit_req_status` / `limit_conn_status`: 400 to 599.
+    fn refusal_status(&mut self, d: &Directive) -> Option<u16> {
+        let code = words(d)[0]
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (400..=599).contains(c));
+        if code.is_none() {
+            self.err(d, "value must be between 400 and 599");
+        }
+        code
     }
 
     /// `limit_req zone=name [burst=N] [nodelay | delay=N]`.
@@ -567,10 +574,7 @@ impl Mapper {
                     s.limit_req.get_or_insert_with(Vec::new).push(l);
                 }
             }
-            "limit_req_status" => match w[0].parse::<u16>() {
-                Ok(code @ 400..=599) => s.limit_req_status = Some(code),
-                _ => self.err(d, "value must be between 400 and 599"),
-            },
+            "limit_req_status" => s.limit_req_status = self.refusal_status(d),
             "limit_req_dry_run" => s.limit_req_dry_run = self.flag(d),
             "limit_req_log_level" => s.limit_req_log_level = self.limit_log_level(d),
             "limit_conn" => {
@@ -624,10 +628,7 @@ impl Mapper {
                 Some(n) => s.limit_rate_after = Some(n),
                 None => self.invalid_value(d),
             },
-            "limit_conn_status" => match w[0].parse::<u16>() {
-                Ok(code @ 400..=599) => s.limit_conn_status = Some(code),
-                _ => self.err(d, "value must be between 400 and 599"),
-            },
+            "limit_conn_status" => s.limit_conn_status = self.refusal_status(d),
             "limit_conn_dry_run" => s.limit_conn_dry_run = self.flag(d),
             "limit_conn_log_level" => s.limit_conn_log_level = self.limit_log_level(d),
             "send_timeout" => s.send_timeout = self.time(d),

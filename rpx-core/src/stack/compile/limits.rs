@@ -133,9 +133,5 @@ fn refusal_status(code: Option<u16>) -> http::StatusCode {
 
 /// `limit_req_log_level` / `limit_conn_log_level` as `tracing`'s levels.
 fn log_level(level: Option<ErrorLogLevel>) -> tracing::Level {
-    match level {
-        Some(ErrorLogLevel::Info | ErrorLogLevel::Notice) => tracing::Level::INFO,
-        Some(ErrorLogLevel::Warn) => tracing::Level::WARN,
-        _ => tracing::Level::ERROR,
-    }
+    level.map_or(tracing::Level::ERROR, ErrorLogLevel::tracing_level)
 }
