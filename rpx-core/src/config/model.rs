@@ -614,6 +614,14 @@ pub struct Settings {
     /// a request body before the upstream is contacted. Default off in
     /// TOML (bodies stream); the nginx front-end sets on, as nginx.
     pub proxy_request_buffering: Option<bool>,
+    /// `proxy_pass_request_body`: send the client's body on. Off, the
+    /// upstream gets no body, and no `Content-Length` or
+    /// `Transfer-Encoding` for it. Default on.
+    pub proxy_pass_request_body: Option<bool>,
+    /// `proxy_pass_request_headers`: send the client's headers on. Off,
+    /// the upstream gets only the `proxy_set_header` ones (and the body's
+    /// framing). Default on.
+    pub proxy_pass_request_headers: Option<bool>,
     /// `client_body_buffer_size` in bytes. Default 16k.
     pub client_body_buffer_size: Option<u64>,
     /// `send_timeout`: how long a write may wait for the client (a
@@ -895,6 +903,14 @@ impl Settings {
             proxy_request_buffering: pick(
                 &self.proxy_request_buffering,
                 &parent.proxy_request_buffering,
+            ),
+            proxy_pass_request_body: pick(
+                &self.proxy_pass_request_body,
+                &parent.proxy_pass_request_body,
+            ),
+            proxy_pass_request_headers: pick(
+                &self.proxy_pass_request_headers,
+                &parent.proxy_pass_request_headers,
             ),
             client_body_buffer_size: pick(
                 &self.client_body_buffer_size,

@@ -406,6 +406,8 @@ impl Writer {
             ("underscores_in_headers", s.underscores_in_headers),
             ("ignore_invalid_headers", s.ignore_invalid_headers),
             ("proxy_request_buffering", s.proxy_request_buffering),
+            ("proxy_pass_request_body", s.proxy_pass_request_body),
+            ("proxy_pass_request_headers", s.proxy_pass_request_headers),
         ] {
             if let Some(on) = flag {
                 t.insert(key.into(), Value::Boolean(on));

@@ -153,6 +153,10 @@ struct Inner {
     /// Bytes of a request body read before the upstream is contacted
     /// ([`buffer`]); None: bodies stream from the first byte.
     request_buffer: Option<usize>,
+    /// `proxy_pass_request_body`.
+    pass_body: bool,
+    /// `proxy_pass_request_headers`.
+    pass_headers: bool,
 }
 
 /// Builder of a [`ProxyService`]; see its example.
@@ -176,6 +180,8 @@ pub struct ProxyServiceBuilder {
     pools: Option<UpstreamPools>,
     upgrades: bool,
     request_buffer: Option<usize>,
+    pass_body: bool,
+    pass_headers: bool,
 }
 
 impl ProxyService {
@@ -200,6 +206,8 @@ impl ProxyService {
             pools: None,
             upgrades: true,
             request_buffer: None,
+            pass_body: true,
+            pass_headers: true,
         }
     }
 }
@@ -334,6 +342,25 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// Sends the client's request body on (nginx's
+    /// `proxy_pass_request_body`). Off, the upstream gets no body and no
+    /// `Content-Length` or `Transfer-Encoding` header for it, whatever the
+    /// client sent (nginx keeps the length header unless a
+    /// `proxy_set_header Content-Length ""` clears it). Default on.
+    pub fn pass_request_body(mut self, on: bool) -> Self {
+        self.pass_body = on;
+        self
+    }
+
+    /// Sends the client's headers on (nginx's
+    /// `proxy_pass_request_headers`). Off, the upstream gets only the
+    /// headers [`set_header`](Self::set_header) gives, `Host`, and the
+    /// body's framing. Default on.
+    pub fn pass_request_headers(mut self, on: bool) -> Self {
+        self.pass_headers = on;
+        self
+    }
+
     /// Shares connection pools with the other proxies built with `pools`
     /// (one per snapshot in rpx's stack): proxies to the same upstream with
     /// the same connection settings use one pool. Default: a pool of its own.
@@ -418,6 +445,8 @@ impl ProxyServiceBuilder {
                 timing: self.timing,
                 upgrades: self.upgrades,
                 request_buffer: self.request_buffer,
+                pass_body: self.pass_body,
+                pass_headers: self.pass_headers,
             }),
         })
     }
@@ -597,6 +626,13 @@ where
     let te_trailers = h2 && asks_for_trailers(req.headers());
 
     let (mut parts, body) = req.into_parts();
+    if !inner.pass_headers {
+        keep_only_framing(&mut parts.headers);
+    }
+    if !inner.pass_body {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+    }
     strip_hop_by_hop(&mut parts.headers, upgrading);
     set_headers.apply(&mut parts.headers);
     parts.version = Version::HTTP_11;
@@ -605,7 +641,7 @@ where
     parts.extensions = http::Extensions::new();
 
     // A request without a body (most of them) needs no timers or flags.
-    let (body, body_done, unread) = if body.is_end_stream() {
+    let (body, body_done, unread) = if !inner.pass_body || body.is_end_stream() {
         (None, None, None)
     } else {
         let done = Arc::new(AtomicBool::new(false));
@@ -632,6 +668,20 @@ where
         unread,
         whole: None,
     })
+}
+
+/// `proxy_pass_request_headers off`: of the client's headers, only those
+/// that frame its body stay.
+fn keep_only_framing(headers: &mut http::HeaderMap) {
+    let length = headers.remove(http::header::CONTENT_LENGTH);
+    let chunked = headers.remove(http::header::TRANSFER_ENCODING);
+    headers.clear();
+    if let Some(v) = length {
+        headers.insert(http::header::CONTENT_LENGTH, v);
+    }
+    if let Some(v) = chunked {
+        headers.insert(http::header::TRANSFER_ENCODING, v);
+    }
 }
 
 /// gRPC streams messages both ways: its bodies are never buffered.

@@ -497,8 +497,8 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("proxy_max_temp_file_size", HSL, 1, 1, Silent),
     d("proxy_temp_file_write_size", HSL, 1, 1, Silent),
     d("proxy_socket_keepalive", HSL, 1, 1, Silent),
-    d("proxy_pass_request_headers", HSL, 1, 1, Silent),
-    d("proxy_pass_request_body", HSL, 1, 1, Silent),
+    d("proxy_pass_request_headers", HSL, 1, 1, Mapped),
+    d("proxy_pass_request_body", HSL, 1, 1, Mapped),
     d("proxy_ignore_client_abort", HSL, 1, 1, Silent),
     d(
         "proxy_intercept_errors",

@@ -633,6 +633,8 @@ impl Mapper {
             "limit_conn_log_level" => s.limit_conn_log_level = self.limit_log_level(d),
             "send_timeout" => s.send_timeout = self.time(d),
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
+            "proxy_pass_request_body" => s.proxy_pass_request_body = self.flag(d),
+            "proxy_pass_request_headers" => s.proxy_pass_request_headers = self.flag(d),
             "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {
                 Some(n) => s.client_body_buffer_size = Some(n),
                 None => self.invalid_value(d),

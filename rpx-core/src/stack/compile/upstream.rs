@@ -181,6 +181,9 @@ impl Compiler {
                 .unwrap_or(false)
                 .then(|| usize::try_from(buffer).unwrap_or(usize::MAX)),
         );
+        b = b
+            .pass_request_body(s.proxy_pass_request_body.unwrap_or(true))
+            .pass_request_headers(s.proxy_pass_request_headers.unwrap_or(true));
         b = b.upgrades(match s.websocket.unwrap_or(Upgrades::Always) {
             Upgrades::Always => true,
             Upgrades::Off => false,
