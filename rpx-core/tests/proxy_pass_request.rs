@@ -115,4 +115,33 @@ async fn no_body_means_no_length() {
     assert_eq!(seen[0].method, "POST");
     assert!(seen[0].headers.get("content-length").is_none());
     assert!(seen[0].headers.get("transfer-encoding").is_none());
+
+    // The body left unread is still the client's: the next request on the
+    // connection is read after it, not out of it, by either reader.
+    pipelined(rpx.listeners[0].1, &up).await;
+    let hyper = serve_config_with(&cfg, Vec::new(), false)
+        .await
+        .expect("config loads");
+    pipelined(hyper.listeners[0].1, &up).await;
+}
+
+/// A POST whose body is not forwarded, then a GET on the same connection:
+/// the upstream sees both, and the client gets both answers.
+async fn pipelined(addr: std::net::SocketAddr, up: &Upstream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let raw = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
+        GET /y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let talk = async {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(raw).await.unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let text = tokio::time::timeout(LIMIT, talk)
+        .await
+        .expect("answered in time");
+    let uris: Vec<String> = up.take().into_iter().map(|r| r.uri).collect();
+    assert_eq!(uris, ["/x", "/y"], "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
 }
