@@ -77,6 +77,10 @@ pub enum ProxyError {
         /// The subrequest's `WWW-Authenticate` headers.
         challenges: Vec<http::HeaderValue>,
     },
+    /// A method the handler does not serve: a static file for anything but
+    /// GET and HEAD (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// The request path does not normalise: a `..` above the root, a NUL (400).
     #[error("invalid request path")]
     BadPath,
@@ -149,6 +153,7 @@ impl ProxyError {
             ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ProxyError::AuthRequest { status, .. } => *status,
             ProxyError::BadRequest(_) | ProxyError::BadPath => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -171,6 +176,7 @@ impl ProxyError {
             | ProxyError::AuthRequest { .. }
             | ProxyError::BadRequest(_)
             | ProxyError::BadPath
+            | ProxyError::MethodNotAllowed
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::ClientTimeout => Fault::Downstream,
             ProxyError::UpstreamConnect { .. }
@@ -320,7 +326,8 @@ where
     }
 }
 
-fn log_error(err: &ProxyError) {
+/// Logs `err` once, with whose fault it was.
+pub(crate) fn log_error(err: &ProxyError) {
     let status = err.status().as_u16();
     match err.fault() {
         Fault::Downstream => tracing::info!(status, fault = "downstream", "{err}"),

@@ -17,6 +17,7 @@
 //! | [`error`] | typed request errors and [`error::Rescue`], the one layer turning them into responses |
 //! | [`conn`] | connection facts (peer, local address, scheme, PROXY protocol addresses) in request extensions; the PROXY protocol parser |
 //! | [`vars`] | nginx variables compiled into segments |
+//! | [`error_page`] | `error_page`: which answers are replaced by another page, and by which |
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`action`] | what a location answers itself: `return`, static files |
 //! | [`compress`] | `gzip`: nginx's decision, bodies compressed as they stream |
@@ -67,6 +68,7 @@ pub mod compress;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod error_page;
 pub mod headers;
 pub mod host;
 mod lazy_sleep;

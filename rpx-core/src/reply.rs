@@ -11,6 +11,13 @@ use crate::conn::conn_info;
 use crate::request::request_path;
 use crate::vars::request_host;
 
+/// Marks the answers rpx makes itself for a status (nginx's "special
+/// responses": its error pages, redirects, `return code` without text),
+/// which `error_page` may replace; a `return 404 "text"` or an upstream's
+/// response is not one.
+#[derive(Debug, Clone, Copy)]
+pub struct Special;
+
 /// The body of the responses rpx makes itself: one buffer.
 pub type ReplyBody = http_body_util::Full<Bytes>;
 
@@ -57,6 +64,7 @@ pub fn error_page_titled(status: StatusCode, reason: &str) -> Reply {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    res.extensions_mut().insert(Special);
     res
 }
 

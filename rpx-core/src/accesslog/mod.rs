@@ -188,14 +188,24 @@ impl AccessLogLayer {
         req: Request<B>,
         inner: impl FnOnce(Request<B>) -> F,
     ) -> AccessLogFuture<F> {
+        AccessLogFuture {
+            pending: self.capture(&req),
+            inner: inner(req),
+        }
+    }
+
+    /// What the line needs of `req`, taken before the request is served;
+    /// nothing without targets. [`Pending::attach`] gives it the response.
+    #[inline]
+    pub(crate) fn capture<B>(&self, req: &Request<B>) -> Option<Box<Pending>> {
         let Targets {
             targets,
             server_name,
         } = &*self.shared;
         // Boxed: the future is moved through every outer layer, logging or not.
-        let pending = (!targets.is_empty()).then(|| {
-            let conn = conn_info(&req);
-            let ctx = VarCtx::new(&req, &conn, request_path(&req), server_name);
+        (!targets.is_empty()).then(|| {
+            let conn = conn_info(req);
+            let ctx = VarCtx::new(req, &conn, request_path(req), server_name);
             Box::new(Pending {
                 captured: targets.iter().map(|t| t.format.capture(&ctx)).collect(),
                 targets: targets.clone(),
@@ -207,11 +217,41 @@ impl AccessLogLayer {
                 body_bytes: 0,
                 written: false,
             })
-        });
-        AccessLogFuture {
-            inner: inner(req),
-            pending,
+        })
+    }
+}
+
+impl Pending {
+    /// Gives a captured line its request's outcome: the line is written
+    /// when the body ends, or now for an error (which the rescue layer
+    /// above turns into its page).
+    #[inline]
+    pub(crate) fn attach<B>(
+        pending: Option<Box<Pending>>,
+        result: Result<Response<B>, ProxyError>,
+    ) -> Result<Response<LoggedBody<B>>, ProxyError> {
+        let Some(mut pending) = pending else {
+            return result.map(|res| res.map(LoggedBody::unlogged));
+        };
+        match result {
+            Ok(res) => {
+                pending.status = res.status().as_u16();
+                pending.upstream = res.extensions().get::<UpstreamTiming>().cloned();
+                pending.header_bytes = head_size(&res);
+                Ok(res.map(|b| LoggedBody::new(b, Some(pending))))
+            }
+            Err(e) => {
+                pending.status = e.status().as_u16();
+                pending.finish();
+                Err(e)
+            }
         }
+    }
+
+    /// Drops the line unwritten: the request was answered by another
+    /// location (`error_page`), whose line it is.
+    pub(crate) fn discard(&mut self) {
+        self.written = true;
     }
 }
 
@@ -235,23 +275,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let Some(mut pending) = this.pending.take() else {
-            return Poll::Ready(result.map(|res| res.map(LoggedBody::unlogged)));
-        };
-        match result {
-            Ok(res) => {
-                pending.status = res.status().as_u16();
-                pending.upstream = res.extensions().get::<UpstreamTiming>().cloned();
-                pending.header_bytes = head_size(&res);
-                Poll::Ready(Ok(res.map(|b| LoggedBody::new(b, Some(pending)))))
-            }
-            Err(e) => {
-                // The rescue layer above turns it into its error page.
-                pending.status = e.status().as_u16();
-                pending.finish();
-                Poll::Ready(Err(e))
-            }
-        }
+        Poll::Ready(Pending::attach(this.pending.take(), result))
     }
 }
 

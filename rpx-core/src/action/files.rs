@@ -92,6 +92,20 @@ impl FileService {
                 None => return Err(ProxyError::NoRoute),
             }
         }
+        // nginx's static module: GET and HEAD; a POST is refused only once
+        // the file is found (a missing one is a 404, which `error_page`
+        // may replace); anything else is a 405.
+        match parts.method {
+            http::Method::GET | http::Method::HEAD => {}
+            http::Method::POST => {
+                let path = self.inner.dir.join(rel.trim_start_matches('/'));
+                if tokio::fs::metadata(&path).await.is_err() {
+                    return Err(ProxyError::NoRoute);
+                }
+                return Err(ProxyError::MethodNotAllowed);
+            }
+            _ => return Err(ProxyError::MethodNotAllowed),
+        }
         // tower-http decodes the path again.
         let uri: Uri = crate::location::escape_path(&rel)
             .parse()

@@ -622,6 +622,15 @@ pub struct Settings {
     /// the upstream gets only the `proxy_set_header` ones (and the body's
     /// framing). Default on.
     pub proxy_pass_request_headers: Option<bool>,
+    /// `error_page`s, in order. A level with any replaces the inherited
+    /// list, as nginx.
+    pub error_page: Option<Vec<Spanned<crate::error_page::ErrorPageSpec>>>,
+    /// `proxy_intercept_errors`: upstream responses of 300 and above with
+    /// an `error_page` get that page. Default off.
+    pub proxy_intercept_errors: Option<bool>,
+    /// `recursive_error_pages`: a page's own errors get their pages too.
+    /// Default off.
+    pub recursive_error_pages: Option<bool>,
     /// `client_body_buffer_size` in bytes. Default 16k.
     pub client_body_buffer_size: Option<u64>,
     /// `send_timeout`: how long a write may wait for the client (a
@@ -912,6 +921,12 @@ impl Settings {
                 &self.proxy_pass_request_headers,
                 &parent.proxy_pass_request_headers,
             ),
+            error_page: pick(&self.error_page, &parent.error_page),
+            proxy_intercept_errors: pick(
+                &self.proxy_intercept_errors,
+                &parent.proxy_intercept_errors,
+            ),
+            recursive_error_pages: pick(&self.recursive_error_pages, &parent.recursive_error_pages),
             client_body_buffer_size: pick(
                 &self.client_body_buffer_size,
                 &parent.client_body_buffer_size,

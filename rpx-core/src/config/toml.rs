@@ -435,6 +435,9 @@ macro_rules! with_settings {
             #[serde(default)] proxy_request_buffering: Option<bool>,
             #[serde(default)] proxy_pass_request_body: Option<bool>,
             #[serde(default)] proxy_pass_request_headers: Option<bool>,
+            #[serde(default)] error_page: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] proxy_intercept_errors: Option<bool>,
+            #[serde(default)] recursive_error_pages: Option<bool>,
             #[serde(default)] client_body_buffer_size: Option<Spanned<NumOrText>>,
             #[serde(default)] send_timeout: Option<Spanned<NumOrText>>,
             #[serde(default)] allow: Option<Spanned<OneOrMany<String>>>,
@@ -514,6 +517,9 @@ macro_rules! with_settings {
                     proxy_request_buffering: self.proxy_request_buffering.take(),
                     proxy_pass_request_body: self.proxy_pass_request_body.take(),
                     proxy_pass_request_headers: self.proxy_pass_request_headers.take(),
+                    error_page: self.error_page.take(),
+                    proxy_intercept_errors: self.proxy_intercept_errors.take(),
+                    recursive_error_pages: self.recursive_error_pages.take(),
                     client_body_buffer_size: self.client_body_buffer_size.take(),
                     send_timeout: self.send_timeout.take(),
                     allow: self.allow.take(),
@@ -599,6 +605,9 @@ struct RawSettings {
     proxy_request_buffering: Option<bool>,
     proxy_pass_request_body: Option<bool>,
     proxy_pass_request_headers: Option<bool>,
+    error_page: Option<Spanned<OneOrMany<String>>>,
+    proxy_intercept_errors: Option<bool>,
+    recursive_error_pages: Option<bool>,
     client_body_buffer_size: Option<Spanned<NumOrText>>,
     send_timeout: Option<Spanned<NumOrText>>,
     allow: Option<Spanned<OneOrMany<String>>>,
@@ -1257,6 +1266,23 @@ impl Cx<'_> {
             proxy_request_buffering: raw.proxy_request_buffering,
             proxy_pass_request_body: raw.proxy_pass_request_body,
             proxy_pass_request_headers: raw.proxy_pass_request_headers,
+            error_page: raw.error_page.map(|list| {
+                let pos = self.at(&list);
+                let mut pages = Vec::new();
+                for line in list.into_inner().into_vec() {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    match crate::error_page::ErrorPageSpec::parse(&words) {
+                        Ok(page) => pages.push(pos.clone().with(page)),
+                        Err(e) => self.errors.push(
+                            ConfigError::new(pos.clone(), format!("error_page {line:?}: {e}"))
+                                .hint("codes, then `=` or `=code` if wanted, then a URI, `@name` or URL: \"500 502 503 504 /50x.html\""),
+                        ),
+                    }
+                }
+                pages
+            }),
+            proxy_intercept_errors: raw.proxy_intercept_errors,
+            recursive_error_pages: raw.recursive_error_pages,
             send_timeout: raw.send_timeout.and_then(|d| self.duration(d)),
             access: self.access(raw.allow, raw.deny, raw.access),
             set_real_ip_from: real_ip.0,

@@ -408,6 +408,8 @@ impl Writer {
             ("proxy_request_buffering", s.proxy_request_buffering),
             ("proxy_pass_request_body", s.proxy_pass_request_body),
             ("proxy_pass_request_headers", s.proxy_pass_request_headers),
+            ("proxy_intercept_errors", s.proxy_intercept_errors),
+            ("recursive_error_pages", s.recursive_error_pages),
         ] {
             if let Some(on) = flag {
                 t.insert(key.into(), Value::Boolean(on));
@@ -517,6 +519,12 @@ impl Writer {
         }
         if let Some(on) = s.gzip_vary {
             t.insert("gzip_vary".into(), Value::Boolean(on));
+        }
+        if let Some(pages) = &s.error_page {
+            t.insert(
+                "error_page".into(),
+                Value::Array(pages.iter().map(|p| text(&p.value.to_string())).collect()),
+            );
         }
         if let Some(p) = &s.gzip_proxied {
             t.insert(

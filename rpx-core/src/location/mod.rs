@@ -218,8 +218,9 @@ pub enum Routed<'r, S> {
     /// `try_files … =code` ended the search: the location answers `code`.
     Status(&'r S, StatusCode),
     /// A rewrite program answered (`return`, `rewrite … redirect`) before
-    /// any location's service was chosen.
-    Answer(Box<Reply>),
+    /// the location's service was called: the location's program (whose
+    /// service is given), or the server's (`None`).
+    Answer(Option<&'r S>, Box<Reply>),
 }
 
 /// The body of what [`LocationRouter`] answers: the chosen service's, or
@@ -470,7 +471,10 @@ impl<S> LocationRouter<S> {
         let internal = parts.internal.as_deref();
         let found = if parts.rewrites.is_none() && parts.try_files.is_none() {
             match found {
-                LocationMatch::Location(id) if is_internal(internal, id) => {
+                LocationMatch::Location(id)
+                    if is_internal(internal, id)
+                        && req.extensions().get::<OriginalUri>().is_none() =>
+                {
                     Found::Status(id, StatusCode::NOT_FOUND)
                 }
                 LocationMatch::Location(id) => {
@@ -491,7 +495,48 @@ impl<S> LocationRouter<S> {
             };
             phases.run(found, req)?
         };
-        Ok(match found {
+        Ok(self.routed(found, req))
+    }
+
+    /// Routes `req` to `location @name` (an `error_page`'s internal
+    /// redirect), URI kept: its rewrites, access checks and `try_files`
+    /// run, the server's rewrites do not, as nginx.
+    ///
+    /// # Errors
+    /// No location of that name ([`ProxyError::BadRedirect`]), and as
+    /// [`LocationRouter::route`].
+    pub fn route_named<B>(
+        &self,
+        name: &str,
+        req: &mut Request<B>,
+    ) -> Result<Routed<'_, S>, ProxyError> {
+        let parts = &*self.parts;
+        let Some(id) = parts.table.named(name) else {
+            return Err(ProxyError::BadRedirect(format!(
+                "no named location \"@{name}\""
+            )));
+        };
+        let phases = Phases {
+            table: &parts.table,
+            rewrites: parts.rewrites.as_deref(),
+            try_files: parts.try_files.as_deref().unwrap_or_default(),
+            access: parts.access.as_deref(),
+            internal: parts.internal.as_deref(),
+        };
+        let found = phases.run_from(LocationMatch::Location(id), req, true)?;
+        Ok(self.routed(found, req))
+    }
+
+    /// The service for requests no location matches: the server's own
+    /// level.
+    pub fn fallback(&self) -> &S {
+        &self.parts.fallback
+    }
+
+    fn routed<B>(&self, found: Found, req: &mut Request<B>) -> Routed<'_, S> {
+        let parts = &*self.parts;
+        let access = parts.access.as_deref();
+        match found {
             Found::Match(LocationMatch::Location(id)) => Routed::Serve(&parts.services[id]),
             Found::Match(LocationMatch::AddSlash(id)) | Found::AddSlash(id) => {
                 Routed::AddSlash(&parts.services[id])
@@ -503,8 +548,8 @@ impl<S> LocationRouter<S> {
                 }
             }
             Found::Status(id, code) => Routed::Status(&parts.services[id], code),
-            Found::Answer(reply) => Routed::Answer(reply),
-        })
+            Found::Answer(id, reply) => Routed::Answer(id.map(|id| &parts.services[id]), reply),
+        }
     }
 }
 
@@ -541,7 +586,7 @@ where
             Ok(Routed::AddSlash(_)) => Ok(Ok(add_slash(req))),
             Ok(Routed::Status(_, StatusCode::NOT_FOUND)) => Err(ProxyError::NoRoute),
             Ok(Routed::Status(_, code)) => Ok(Ok(error_page(code))),
-            Ok(Routed::Answer(reply)) => Ok(Ok(*reply)),
+            Ok(Routed::Answer(_, reply)) => Ok(Ok(*reply)),
             Err(e) => Err(e),
         };
         let pending = Pending::take(&mut req);
@@ -584,7 +629,8 @@ enum Found {
     Match(LocationMatch),
     AddSlash(usize),
     Status(usize, StatusCode),
-    Answer(Box<Reply>),
+    /// A program answered: a location's (its id), or the server's.
+    Answer(Option<usize>, Box<Reply>),
 }
 
 struct Phases<'r> {
@@ -603,16 +649,27 @@ impl Phases<'_> {
     /// server rewrite phase); `@name` goes to the named location's
     /// rewrites. Each counts against [`MAX_URI_CHANGES`]. `Err` is a
     /// response to send at once.
-    fn run<B>(&self, mut found: LocationMatch, req: &mut Request<B>) -> Result<Found, ProxyError> {
+    fn run<B>(&self, found: LocationMatch, req: &mut Request<B>) -> Result<Found, ProxyError> {
+        self.run_from(found, req, false)
+    }
+
+    /// [`Phases::run`] from location `found`; `named`: a named location,
+    /// entered without the server's program (nginx's
+    /// `ngx_http_named_location`).
+    fn run_from<B>(
+        &self,
+        mut found: LocationMatch,
+        req: &mut Request<B>,
+        mut named: bool,
+    ) -> Result<Found, ProxyError> {
         let server = self.rewrites.and_then(|r| r.server.as_ref());
-        let mut server_phase = true;
+        let mut server_phase = !named;
         let mut search = false;
-        let mut named = false;
         for _ in 0..=MAX_URI_CHANGES {
             if std::mem::take(&mut server_phase) {
                 if let Some(p) = server {
                     match p.run(req) {
-                        Outcome::Respond(r) => return Ok(Found::Answer(r)),
+                        Outcome::Respond(r) => return Ok(Found::Answer(None, r)),
                         Outcome::Fail(e) => return Err(e),
                         Outcome::Last | Outcome::Continue => search = true,
                     }
@@ -634,7 +691,7 @@ impl Phases<'_> {
             }
             if let Some(p) = self.rewrites.and_then(|r| r.locations.get(id)?.as_ref()) {
                 match p.run(req) {
-                    Outcome::Respond(r) => return Ok(Found::Answer(r)),
+                    Outcome::Respond(r) => return Ok(Found::Answer(Some(id), r)),
                     Outcome::Fail(e) => return Err(e),
                     Outcome::Last => {
                         search = true;

@@ -189,6 +189,27 @@ pub(crate) struct Shape {
     pub(crate) gzip: Option<(std::sync::Arc<Gzip>, Asked)>,
     /// `limit_rate`.
     pub(crate) pace: Option<Bandwidth>,
+    /// The status an `error_page` sends its page with.
+    pub(crate) status: Option<http::StatusCode>,
+}
+
+/// The status a page's handler answered with, before `error_page` gave it
+/// the page's: what decides whether that answer is replaced in turn.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HandlerStatus(pub(crate) http::StatusCode);
+
+impl Shape {
+    /// Gives `res` the page's status, unless it is an error answer of
+    /// rpx's own, whose status wins (nginx's `err_status` is the last
+    /// error's).
+    pub(crate) fn restatus<B>(&self, res: &mut Response<B>) {
+        let Some(status) = self.status else { return };
+        if res.extensions().get::<crate::reply::Special>().is_some() || res.status() == status {
+            return;
+        }
+        let was = std::mem::replace(res.status_mut(), status);
+        res.extensions_mut().insert(HandlerStatus(was));
+    }
 }
 
 /// A reply as the stack's response.
@@ -226,6 +247,7 @@ where
         let res = ready!(this.inner.poll(cx))?;
         let shape = std::mem::take(this.shape);
         let mut res = res.map(Body::from);
+        shape.restatus(&mut res);
         let level = shape
             .gzip
             .filter(|(g, asked)| g.apply(*asked, &mut res))

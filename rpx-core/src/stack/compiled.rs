@@ -19,6 +19,9 @@
 //!    `auth_basic` password, which may hash off the executor) is done
 //!    next, before anything is served; a refusal is the location's answer.
 //! 3. `AccessLog` — per location; sees the location's answer and errors.
+//!    With `error_page`s (`pages`), the answer is looked at before it is
+//!    logged: one the pages replace is not, the page's location logs the
+//!    request instead (nginx writes one line, where the request ended).
 //! 4. `AddHeaders` — per location; also on its redirects and `=code` pages.
 //! 5. `BodyLimit` — only around the handler, which reads the body.
 //! 6. the handler: proxy, `return`, files, metrics.
@@ -32,11 +35,13 @@ use http::{Request, Response, StatusCode};
 use std::sync::Arc;
 
 use super::body::{from_reply, Body, IntoBody, Shape};
+use super::pages;
 use crate::access::Pending;
 use crate::accesslog::{AccessLogFuture, AccessLogLayer, LoggedBody};
 use crate::action::{FileService, FilesFuture, ReturnService};
 use crate::compress::Gzip;
 use crate::error::{BoxError, ProxyError};
+use crate::error_page::ErrorPages;
 use crate::headers::{AddHeadersFuture, AddHeadersLayer};
 use crate::limit::bandwidth::{Bandwidth, LimitRate};
 use crate::limit::{limited, BodyLimitLayer};
@@ -64,11 +69,14 @@ pub(crate) enum Action {
 /// An answer made at once.
 type Answer<B> = Ready<Result<Response<B>, ProxyError>>;
 type ActionFuture = Either<Answer<Body>, Either<IntoBody<ProxyFuture>, IntoBody<FilesFuture>>>;
+/// A location's answer before it is logged.
+pub(super) type Responding =
+    AddHeadersFuture<Either<Answer<Body>, Either<Answer<Body>, ActionFuture>>>;
 /// The future of one location's request.
-pub(crate) type LocationFuture =
-    AccessLogFuture<AddHeadersFuture<Either<Answer<Body>, Either<Answer<Body>, ActionFuture>>>>;
-/// A request whose password is checked before it is served.
-type Guarded = std::pin::Pin<
+pub(crate) type LocationFuture = AccessLogFuture<Responding>;
+/// A request whose password is checked, or whose answer may be replaced
+/// by an `error_page`, before it is served.
+pub(super) type Guarded = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Response<LoggedBody<Body>>, ProxyError>> + Send>,
 >;
 /// The future of one server's request.
@@ -82,11 +90,16 @@ impl Action {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let answer = |reply| {
+            let mut res = from_reply(reply);
+            shape.restatus(&mut res);
+            Either::Left(ready(Ok(res)))
+        };
         match self {
             Action::Proxy(p) => Either::Right(Either::Left(IntoBody::new(p.forward(req), shape))),
-            Action::Return(r) => Either::Left(ready(Ok(from_reply(r.respond(&req))))),
+            Action::Return(r) => answer(r.respond(&req)),
             Action::Files(f) => Either::Right(Either::Right(IntoBody::new(f.serve(req), shape))),
-            Action::Metrics => Either::Left(ready(Ok(from_reply(crate::metrics::response())))),
+            Action::Metrics => answer(crate::metrics::response()),
             Action::NotFound => Either::Left(ready(Err(ProxyError::NoRoute))),
         }
     }
@@ -106,6 +119,9 @@ pub(crate) struct Location {
     pub(crate) bandwidth: Option<Bandwidth>,
     /// `gzip`.
     pub(crate) gzip: Option<Arc<Gzip>>,
+    /// `error_page`, with `proxy_intercept_errors` and
+    /// `recursive_error_pages`.
+    pub(crate) pages: Option<Arc<ErrorPages>>,
     pub(crate) action: Action,
 }
 
@@ -125,7 +141,7 @@ impl Location {
 }
 
 /// How routing asked a location to answer.
-enum How {
+pub(super) enum How {
     Serve,
     AddSlash,
     Status(StatusCode),
@@ -135,7 +151,39 @@ enum How {
 
 impl Location {
     #[inline]
-    fn call<B>(&self, mut req: Request<B>, how: How) -> LocationFuture
+    pub(super) fn call<B>(&self, req: Request<B>, how: How) -> LocationFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.respond_logged(req, how, None)
+    }
+
+    /// [`Location::respond`], logged.
+    #[inline]
+    pub(super) fn respond_logged<B>(
+        &self,
+        req: Request<B>,
+        how: How,
+        status: Option<StatusCode>,
+    ) -> LocationFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.log.start(req, |req| self.respond(req, how, status))
+    }
+
+    /// The location's answer, not logged yet; `status`: the one an
+    /// `error_page` sends the page with, given to what the handler
+    /// answers before `add_header` and `gzip` look at it, as nginx.
+    #[inline]
+    pub(super) fn respond<B>(
+        &self,
+        mut req: Request<B>,
+        how: How,
+        status: Option<StatusCode>,
+    ) -> Responding
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -143,21 +191,20 @@ impl Location {
         if let Some(b) = self.bandwidth {
             req.extensions_mut().insert(LimitRate(b.rate()));
         }
-        self.log.start(req, |req| {
-            self.headers.start(req, |req| match how {
-                How::Serve => Either::Right(limited(self.limit.limit(), req, |req| {
-                    let shape = Shape {
-                        gzip: self.gzip.as_ref().map(|g| (g.clone(), g.ask(&req))),
-                        pace: self.bandwidth,
-                    };
-                    self.action.call(req, shape)
-                })),
-                How::AddSlash => Either::Left(ready(Ok(from_reply(add_slash(&req))))),
-                // As any missing file: through the rescue layer.
-                How::Status(StatusCode::NOT_FOUND) => Either::Left(ready(Err(ProxyError::NoRoute))),
-                How::Status(code) => Either::Left(ready(Ok(from_reply(error_page(code))))),
-                How::Refuse(e) => Either::Left(ready(Ok(from_reply(e.to_response())))),
-            })
+        self.headers.start(req, |req| match how {
+            How::Serve => Either::Right(limited(self.limit.limit(), req, |req| {
+                let shape = Shape {
+                    gzip: self.gzip.as_ref().map(|g| (g.clone(), g.ask(&req))),
+                    pace: self.bandwidth,
+                    status,
+                };
+                self.action.call(req, shape)
+            })),
+            How::AddSlash => Either::Left(ready(Ok(from_reply(add_slash(&req))))),
+            // As any missing file: through the rescue layer.
+            How::Status(StatusCode::NOT_FOUND) => Either::Left(ready(Err(ProxyError::NoRoute))),
+            How::Status(code) => Either::Left(ready(Ok(from_reply(error_page(code))))),
+            How::Refuse(e) => Either::Left(ready(Ok(from_reply(e.to_response())))),
         })
     }
 }
@@ -183,19 +230,46 @@ impl Server {
             r.apply(&mut req);
         }
         self.metrics.start(|| {
-            let routed = self.router.route(&mut req);
+            let router = &self.router;
+            let routed = router.route(&mut req);
             if let Some(pending) = Pending::take(&mut req) {
-                return Either::Right(Either::Right(guarded(pending, routed, req)));
+                let paged = guarded(router, pending, routed, req, None, pages::FIRST);
+                return Either::Right(Either::Right(paged));
             }
-            match routed {
-                Ok(Routed::Serve(l)) => Either::Right(Either::Left(l.call(req, How::Serve))),
-                Ok(Routed::AddSlash(l)) => Either::Right(Either::Left(l.call(req, How::AddSlash))),
-                Ok(Routed::Status(l, code)) => {
-                    Either::Right(Either::Left(l.call(req, How::Status(code))))
+            let (l, how) = match routed {
+                Ok(Routed::Serve(l)) => (l, How::Serve),
+                Ok(Routed::AddSlash(l)) => (l, How::AddSlash),
+                Ok(Routed::Status(l, code)) => (l, How::Status(code)),
+                Ok(Routed::Answer(by, reply)) => {
+                    let by = by.unwrap_or(router.fallback());
+                    return match pages::replaces_answer(by, &reply) {
+                        true => Either::Right(Either::Right(pages::answered(
+                            router.clone(),
+                            by.clone(),
+                            &req,
+                            Ok(*reply),
+                        ))),
+                        false => Either::Left(ready(Ok(unlogged(*reply)))),
+                    };
                 }
-                Ok(Routed::Answer(reply)) => Either::Left(ready(Ok(unlogged(*reply)))),
-                Err(e) => Either::Left(ready(Err(e))),
+                Err(e) => {
+                    let by = router.fallback();
+                    return match pages::replaces_error(by, &e) {
+                        true => Either::Right(Either::Right(pages::answered(
+                            router.clone(),
+                            by.clone(),
+                            &req,
+                            Err(e),
+                        ))),
+                        false => Either::Left(ready(Err(e))),
+                    };
+                }
+            };
+            if l.pages.is_some() {
+                let paged = pages::serve(router.clone(), l.clone(), req, how, None, pages::FIRST);
+                return Either::Right(Either::Right(paged));
             }
+            Either::Right(Either::Left(l.call(req, how)))
         })
     }
 }
@@ -208,11 +282,14 @@ fn unlogged(reply: crate::reply::Reply) -> Response<LoggedBody<Body>> {
 /// `routed` says; a refusal is the chosen location's answer (logged, with
 /// its headers). `limit_conn`'s counts go with the response body. The
 /// location is cloned: only requests of limited or protected locations
-/// come here.
-fn guarded<B>(
+/// come here (and an `error_page`'s, which may be protected too).
+pub(super) fn guarded<B>(
+    router: &LocationRouter<Location>,
     mut pending: Pending,
     routed: Result<Routed<'_, Location>, ProxyError>,
     req: Request<B>,
+    status: Option<StatusCode>,
+    paging: pages::Paging,
 ) -> Guarded
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -224,9 +301,11 @@ where
         Ok(Routed::Serve(l)) => Ok((l.clone(), How::Serve)),
         Ok(Routed::AddSlash(l)) => Ok((l.clone(), How::AddSlash)),
         Ok(Routed::Status(l, code)) => Ok((l.clone(), How::Status(code))),
-        Ok(Routed::Answer(reply)) => Err(Ok(*reply)),
+        Ok(Routed::Answer(_, reply)) => Err(Ok(*reply)),
         Err(e) => Err(Err(e)),
     };
+    let router = matches!(&plan, Ok((l, _)) if l.pages.is_some()).then(|| router.clone());
+    // A refusal for a page keeps the refusal's status; a page's answer gets the page's.
     let mut req = req;
     Box::pin(async move {
         let (result, vars) = check.await;
@@ -235,8 +314,13 @@ where
         }
         let refused = result.err();
         let mut res = match (plan, refused) {
-            (Ok((l, _)), Some(e)) => l.call(req, How::Refuse(e)).await,
-            (Ok((l, how)), None) => l.call(req, how).await,
+            (Ok((l, how)), refused) => {
+                let how = refused.map_or(how, How::Refuse);
+                match router {
+                    Some(router) => pages::serve(router, l, req, how, status, paging).await,
+                    None => l.respond_logged(req, how, status).await,
+                }
+            }
             (Err(_), Some(e)) => Ok(unlogged(e.to_response())),
             (Err(answer), None) => answer.map(unlogged),
         };

@@ -12,6 +12,7 @@ mod body;
 mod check;
 mod compile;
 mod compiled;
+mod pages;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

@@ -33,7 +33,9 @@ pub struct Seen {
 }
 
 /// A loopback upstream recording every request; it answers `200` with
-/// `up<id> <uri>`, or a `302` to `/elsewhere` for paths containing `redirect`.
+/// `up<id> <uri>`, a `302` to `/elsewhere` for paths containing
+/// `redirect`, or the status a `status=NNN` in the query asks for (a 401
+/// with a `WWW-Authenticate` challenge).
 #[derive(Clone)]
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -70,6 +72,16 @@ impl Upstream {
                             res = res
                                 .status(302)
                                 .header("location", format!("http://{addr}/elsewhere"));
+                        }
+                        let asked = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("status=")));
+                        if let Some(code) = asked.and_then(|c| c.parse::<u16>().ok()) {
+                            res = res.status(code);
+                            if code == 401 {
+                                res = res.header("www-authenticate", "Basic realm=\"up\"");
+                            }
                         }
                         Ok::<_, Infallible>(
                             res.body(Full::new(Bytes::from(format!("up{id} {uri}"))))

@@ -635,6 +635,15 @@ impl Mapper {
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
             "proxy_pass_request_body" => s.proxy_pass_request_body = self.flag(d),
             "proxy_pass_request_headers" => s.proxy_pass_request_headers = self.flag(d),
+            "proxy_intercept_errors" => s.proxy_intercept_errors = self.flag(d),
+            "recursive_error_pages" => s.recursive_error_pages = self.flag(d),
+            "error_page" => match crate::error_page::ErrorPageSpec::parse(&w) {
+                Ok(page) => s
+                    .error_page
+                    .get_or_insert_with(Vec::new)
+                    .push(Spanned::new(page, at(&d.pos))),
+                Err(e) => self.err(d, e.to_string()),
+            },
             "client_body_buffer_size" => match parse_size(w[0]).filter(|&n| n > 0) {
                 Some(n) => s.client_body_buffer_size = Some(n),
                 None => self.invalid_value(d),

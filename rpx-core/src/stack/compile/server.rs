@@ -55,7 +55,7 @@ impl Compiler {
             }
             None => {
                 self.locations(&server.locations, &settings, &name, &mut specs, &mut per);
-                self.named_fallbacks(&server.locations);
+                self.named_fallbacks(&server.locations, &settings);
                 // No location matches: nginx serves the server's `root`.
                 match &settings.root {
                     Some(root) => {
@@ -254,8 +254,9 @@ impl Compiler {
         }
     }
 
-    /// Every `try_files … @name` names a server-level `location @name`.
-    pub(super) fn named_fallbacks(&mut self, locations: &[LocationConfig]) {
+    /// Every `try_files … @name` and `error_page … @name` names a
+    /// server-level `location @name`.
+    pub(super) fn named_fallbacks(&mut self, locations: &[LocationConfig], server: &Settings) {
         fn walk<'l>(locs: &'l [LocationConfig], out: &mut Vec<&'l LocationConfig>) {
             for l in locs {
                 out.push(l);
@@ -264,18 +265,32 @@ impl Compiler {
         }
         let mut all = Vec::new();
         walk(locations, &mut all);
+        let exists = |name: &str| {
+            locations
+                .iter()
+                .any(|n| n.kind == MatchKind::Named && n.pattern == name)
+        };
         for l in &all {
             let Some(t) = &l.try_files else { continue };
             let Some(name) = t.value.last().and_then(|f| f.strip_prefix('@')) else {
                 continue;
             };
-            let exists = locations
-                .iter()
-                .any(|n| n.kind == MatchKind::Named && n.pattern == name);
-            if !name.is_empty() && !exists {
+            if !name.is_empty() && !exists(name) {
                 self.err(
                     &t.pos,
                     format!("try_files: there is no named location \"@{name}\" in this server"),
+                );
+            }
+        }
+        let levels = std::iter::once(server).chain(all.iter().map(|l| &l.settings));
+        for page in levels.flat_map(|s| s.error_page.iter().flatten()) {
+            let Some(name) = page.value.target.strip_prefix('@') else {
+                continue;
+            };
+            if !exists(name) {
+                self.err(
+                    &page.pos,
+                    format!("error_page: there is no named location \"@{name}\" in this server"),
                 );
             }
         }
@@ -299,11 +314,40 @@ pub(super) fn wrap(
             s.limit_rate_after.unwrap_or(0),
         ),
         gzip: cx.gzip(s, pos),
+        pages: cx.error_pages(s, server_name, pos),
         action,
     }
 }
 
 impl Compiler {
+    /// A level's `error_page`s, when it has any.
+    fn error_pages(
+        &mut self,
+        s: &Settings,
+        server_name: &Arc<str>,
+        pos: &SourcePos,
+    ) -> Option<Arc<crate::error_page::ErrorPages>> {
+        let list = s.error_page.as_ref().filter(|l| !l.is_empty())?;
+        let specs: Vec<_> = list.iter().map(|p| p.value.clone()).collect();
+        match crate::error_page::ErrorPages::new(&specs, &self.scope) {
+            Ok(pages) => Some(Arc::new(
+                pages
+                    .intercept(s.proxy_intercept_errors.unwrap_or(false))
+                    .recursive(s.recursive_error_pages.unwrap_or(false))
+                    .server_name(server_name),
+            )),
+            Err(e) => {
+                let at = list
+                    .iter()
+                    .map(|p| &p.pos)
+                    .find(|p| p.line > 0)
+                    .unwrap_or(pos);
+                self.err(at, format!("error_page: {e}"));
+                None
+            }
+        }
+    }
+
     /// A level's `gzip` settings, when `gzip on`.
     fn gzip(&mut self, s: &Settings, pos: &SourcePos) -> Option<Arc<crate::compress::Gzip>> {
         if s.gzip != Some(true) {
