@@ -35,6 +35,10 @@ enum LogVar {
     UpstreamAddr,
     UpstreamStatus,
     UpstreamResponseTime,
+    UpstreamConnectTime,
+    UpstreamHeaderTime,
+    UpstreamResponseLength,
+    UpstreamCacheStatus,
 }
 
 impl LogVar {
@@ -51,6 +55,11 @@ impl LogVar {
             "upstream_addr" => LogVar::UpstreamAddr,
             "upstream_status" => LogVar::UpstreamStatus,
             "upstream_response_time" => LogVar::UpstreamResponseTime,
+            "upstream_connect_time" => LogVar::UpstreamConnectTime,
+            "upstream_header_time" => LogVar::UpstreamHeaderTime,
+            "upstream_response_length" => LogVar::UpstreamResponseLength,
+            // rpx does not cache yet: never a hit, as nginx without a cache.
+            "upstream_cache_status" => LogVar::UpstreamCacheStatus,
             _ => return None,
         })
     }
@@ -91,8 +100,8 @@ pub struct Finished {
     pub elapsed: Duration,
     /// When the request arrived.
     pub started: Option<SystemTime>,
-    /// Upstream `host:port`, status and time to its response head.
-    pub upstream: Option<(String, u16, Duration)>,
+    /// The upstream tries, grouped by internal redirect.
+    pub upstream: Vec<Vec<super::UpstreamTry>>,
 }
 
 /// Request-side values rendered when the request arrives (the request is
@@ -150,6 +159,24 @@ impl LogFormat {
             parts: parts.into(),
             escape,
             needs_request,
+        })
+    }
+
+    /// Whether it reports `$upstream_*` (the request then carries an
+    /// [`UpstreamLog`](super::UpstreamLog) for the proxy to fill).
+    pub fn needs_upstream(&self) -> bool {
+        self.parts.iter().any(|p| {
+            matches!(
+                p,
+                Part::Log(
+                    LogVar::UpstreamAddr
+                        | LogVar::UpstreamStatus
+                        | LogVar::UpstreamResponseTime
+                        | LogVar::UpstreamConnectTime
+                        | LogVar::UpstreamHeaderTime
+                        | LogVar::UpstreamResponseLength
+                )
+            )
         })
     }
 
@@ -265,13 +292,32 @@ fn log_value(v: LogVar, c: &Captured, d: &Finished) -> String {
             seconds(t)
         }
         LogVar::Request => c.request_line.clone(),
-        LogVar::UpstreamAddr => d.upstream.as_ref().map_or(String::new(), |u| u.0.clone()),
-        LogVar::UpstreamStatus => d
-            .upstream
-            .as_ref()
-            .map_or(String::new(), |u| u.1.to_string()),
-        LogVar::UpstreamResponseTime => d.upstream.as_ref().map_or(String::new(), |u| seconds(u.2)),
+        LogVar::UpstreamAddr => tries(d, |t| t.addr.to_string()),
+        LogVar::UpstreamStatus => tries(d, |t| t.status.to_string()),
+        LogVar::UpstreamResponseTime => tries(d, |t| seconds(t.response)),
+        LogVar::UpstreamConnectTime => tries(d, |t| t.connect.map_or("-".into(), seconds)),
+        LogVar::UpstreamHeaderTime => tries(d, |t| t.header.map_or("-".into(), seconds)),
+        LogVar::UpstreamResponseLength => tries(d, |t| t.length.to_string()),
+        LogVar::UpstreamCacheStatus => String::new(),
     }
+}
+
+/// One value per try, as nginx lists them: `, ` between the tries of one
+/// proxying, ` : ` between internal redirects.
+fn tries(d: &Finished, value: impl Fn(&super::UpstreamTry) -> String) -> String {
+    let mut out = String::new();
+    for (i, group) in d.upstream.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" : ");
+        }
+        for (j, t) in group.iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&value(t));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -300,7 +346,14 @@ mod tests {
             header_bytes: 100,
             elapsed: Duration::from_millis(1500),
             started: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_383_934)),
-            upstream: Some(("127.0.0.1:3000".into(), 200, Duration::from_millis(7))),
+            upstream: vec![vec![crate::accesslog::UpstreamTry {
+                addr: "127.0.0.1:3000".into(),
+                status: 200,
+                connect: Some(Duration::ZERO),
+                header: Some(Duration::from_millis(5)),
+                response: Duration::from_millis(7),
+                length: 12,
+            }]],
         };
         f.render(&captured, &done)
     }

@@ -6,6 +6,7 @@
 mod body;
 mod format;
 mod time;
+mod upstream;
 mod writer;
 
 use std::future::Future;
@@ -19,6 +20,8 @@ use tower::{Layer, Service};
 
 pub use body::LoggedBody;
 pub use format::{Captured, Escape, Finished, LogFormat, COMBINED};
+pub(crate) use upstream::{BodyCount, ConnectTime};
+pub use upstream::{UpstreamLog, UpstreamTry};
 pub use writer::{reopen_all, LogFile, LogFileError};
 
 pub(crate) use time::time_iso8601;
@@ -27,17 +30,6 @@ use crate::conn::conn_info;
 use crate::error::ProxyError;
 use crate::request::request_path;
 use crate::vars::VarCtx;
-
-/// Facts about the upstream exchange, put in response extensions by the proxy.
-#[derive(Debug, Clone)]
-pub struct UpstreamTiming {
-    /// `host:port` of the upstream.
-    pub addr: http::uri::Authority,
-    /// Its status.
-    pub status: u16,
-    /// Time to its response head.
-    pub head_time: std::time::Duration,
-}
 
 /// One `access_log` destination.
 #[derive(Debug, Clone)]
@@ -59,6 +51,8 @@ pub struct AccessLogLayer {
 struct Targets {
     targets: Arc<[LogTarget]>,
     server_name: Box<str>,
+    /// Whether a format reports `$upstream_*`.
+    upstream: bool,
 }
 
 impl AccessLogLayer {
@@ -66,6 +60,7 @@ impl AccessLogLayer {
     pub fn new(targets: Vec<LogTarget>, server_name: impl Into<Arc<str>>) -> Self {
         AccessLogLayer {
             shared: Arc::new(Targets {
+                upstream: targets.iter().any(|t| t.format.needs_upstream()),
                 targets: targets.into(),
                 server_name: server_name.into().as_ref().into(),
             }),
@@ -125,7 +120,7 @@ pub(crate) struct Pending {
     started_at: SystemTime,
     status: u16,
     header_bytes: u64,
-    upstream: Option<UpstreamTiming>,
+    upstream: Option<UpstreamLog>,
     pub(crate) body_bytes: u64,
     written: bool,
 }
@@ -145,7 +140,8 @@ impl Pending {
             upstream: self
                 .upstream
                 .as_ref()
-                .map(|u| (u.addr.to_string(), u.status, u.head_time)),
+                .map(UpstreamLog::tries)
+                .unwrap_or_default(),
         };
         for (t, c) in self.targets.iter().zip(&self.captured) {
             t.file.write(t.format.render(c, &done));
@@ -188,20 +184,36 @@ impl AccessLogLayer {
         req: Request<B>,
         inner: impl FnOnce(Request<B>) -> F,
     ) -> AccessLogFuture<F> {
+        let mut req = req;
         AccessLogFuture {
-            pending: self.capture(&req),
+            pending: self.capture(&mut req),
             inner: inner(req),
         }
     }
 
     /// What the line needs of `req`, taken before the request is served;
     /// nothing without targets. [`Pending::attach`] gives it the response.
+    /// A format with `$upstream_*` puts an [`UpstreamLog`] on the request
+    /// for the proxy to fill.
     #[inline]
-    pub(crate) fn capture<B>(&self, req: &Request<B>) -> Option<Box<Pending>> {
+    pub(crate) fn capture<B>(&self, req: &mut Request<B>) -> Option<Box<Pending>> {
         let Targets {
             targets,
             server_name,
+            upstream,
         } = &*self.shared;
+        let upstream = upstream.then(|| match req.extensions().get::<UpstreamLog>() {
+            Some(log) => {
+                log.redirected();
+                log.clone()
+            }
+            None => {
+                let log = UpstreamLog::default();
+                req.extensions_mut().insert(log.clone());
+                log
+            }
+        });
+        let req = &*req;
         // Boxed: the future is moved through every outer layer, logging or not.
         (!targets.is_empty()).then(|| {
             let conn = conn_info(req);
@@ -213,7 +225,7 @@ impl AccessLogLayer {
                 started_at: SystemTime::now(),
                 status: 0,
                 header_bytes: 0,
-                upstream: None,
+                upstream,
                 body_bytes: 0,
                 written: false,
             })
@@ -236,7 +248,6 @@ impl Pending {
         match result {
             Ok(res) => {
                 pending.status = res.status().as_u16();
-                pending.upstream = res.extensions().get::<UpstreamTiming>().cloned();
                 pending.header_bytes = head_size(&res);
                 Ok(res.map(|b| LoggedBody::new(b, Some(pending))))
             }

@@ -106,14 +106,26 @@ pin_project_lite::pin_project! {
         #[pin]
         body: Option<UpstreamBody>,
         guard: Option<crate::upstream::Picked>,
+        // `$upstream_response_length` and the end of `$upstream_response_time`.
+        count: Option<Arc<crate::accesslog::BodyCount>>,
     }
 }
 
 impl ProxyBody {
-    pub(super) fn new(body: UpstreamBody, guard: Option<crate::upstream::Picked>) -> Self {
+    pub(super) fn new(
+        body: UpstreamBody,
+        guard: Option<crate::upstream::Picked>,
+        count: Option<Arc<crate::accesslog::BodyCount>>,
+    ) -> Self {
+        if let Some(c) = &count {
+            if body.is_end_stream() {
+                c.end();
+            }
+        }
         ProxyBody {
             body: Some(body),
             guard,
+            count,
         }
     }
 
@@ -121,6 +133,7 @@ impl ProxyBody {
         ProxyBody {
             body: None,
             guard: None,
+            count: None,
         }
     }
 }
@@ -140,10 +153,23 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().body.as_pin_mut() {
+        let this = self.project();
+        let polled = match this.body.as_pin_mut() {
             Some(body) => body.poll_frame(cx),
             None => Poll::Ready(None),
+        };
+        if let Some(count) = this.count {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        count.add(data.len());
+                    }
+                }
+                Poll::Ready(None | Some(Err(_))) => count.end(),
+                Poll::Pending => {}
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -192,6 +192,8 @@ impl H2Pool {
         let mut h2_form = None;
         // The connection that refused the request, not asked again.
         let mut refused_by = None;
+        // How long a new connection took, for `$upstream_connect_time`.
+        let mut connected = None;
         for tries_left in (0..MAX_TRIES).rev() {
             let (mut send, slot) = {
                 let mut state = entry.state.lock().await;
@@ -203,11 +205,18 @@ impl H2Pool {
                         return self.inner.http1.send(server, &head, body).await;
                     }
                     None => match self.inner.connect(&entry, &mut state, asked).await? {
-                        Connected::H2(send, slot) => (send, slot),
+                        Connected::H2(send, slot) => {
+                            connected = Some(asked.elapsed());
+                            (send, slot)
+                        }
                         Connected::Http1(conn) => {
+                            let connected = asked.elapsed();
                             drop(state);
                             let (head, body) = into_h1(req, h2_form).into_parts();
-                            return self.inner.http1.send_on(conn, &head, body).await;
+                            let mut res = self.inner.http1.send_on(conn, &head, body).await?;
+                            res.extensions_mut()
+                                .insert(crate::accesslog::ConnectTime(connected));
+                            return Ok(res);
                         }
                     },
                 }
@@ -223,7 +232,14 @@ impl H2Pool {
             // down: a copy of the head is the way to send it again.
             let again = (replayable && tries_left > 0).then(|| head_copy(&req));
             match send.try_send_request(req).await {
-                Ok(res) => return Ok(wrap(res, slot)),
+                Ok(res) => {
+                    let mut res = wrap(res, slot);
+                    if let Some(c) = connected {
+                        res.extensions_mut()
+                            .insert(crate::accesslog::ConnectTime(c));
+                    }
+                    return Ok(res);
+                }
                 // The connection closed before taking the request (a
                 // GOAWAY, an idle close): nothing was sent, the next
                 // connection gets it.

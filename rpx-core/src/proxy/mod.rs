@@ -146,8 +146,6 @@ struct Inner {
     /// With [`UpstreamVersion::Http2`]: every request but upgrades.
     h2: Option<H2Pool>,
     server_name: Arc<str>,
-    /// Responses carry [`UpstreamTiming`](crate::accesslog::UpstreamTiming).
-    timing: bool,
     /// `Upgrade` requests are tunnelled; off, they are ordinary requests.
     upgrades: bool,
     /// Bytes of a request body read before the upstream is contacted
@@ -176,7 +174,6 @@ pub struct ProxyServiceBuilder {
     tls: UpstreamTls,
     version: UpstreamVersion,
     scope: crate::vars::Scope,
-    timing: bool,
     pools: Option<UpstreamPools>,
     upgrades: bool,
     request_buffer: Option<usize>,
@@ -202,7 +199,6 @@ impl ProxyService {
             tls: UpstreamTls::default(),
             version: UpstreamVersion::Http1,
             scope: crate::vars::Scope::default(),
-            timing: true,
             pools: None,
             upgrades: true,
             request_buffer: None,
@@ -307,16 +303,6 @@ impl ProxyServiceBuilder {
     /// ```
     pub fn http_version(mut self, version: UpstreamVersion) -> Self {
         self.version = version;
-        self
-    }
-
-    /// Whether responses carry the upstream's address, status and time to
-    /// the response head ([`UpstreamTiming`](crate::accesslog::UpstreamTiming))
-    /// for an access log's `$upstream_*` variables. Default on; a location
-    /// without an access log turns it off and saves the clock reads and an
-    /// allocation per request.
-    pub fn upstream_timing(mut self, on: bool) -> Self {
-        self.timing = on;
         self
     }
 
@@ -442,7 +428,6 @@ impl ProxyServiceBuilder {
                 pool,
                 h2,
                 server_name: self.server_name,
-                timing: self.timing,
                 upgrades: self.upgrades,
                 request_buffer: self.request_buffer,
                 pass_body: self.pass_body,
@@ -582,6 +567,8 @@ struct Prepared {
     unread: Option<UpstreamReqBody>,
     /// The body, read whole: every attempt sends it.
     whole: Option<buffer::Whole>,
+    /// Where the access log wants the tries (`$upstream_*`).
+    log: Option<crate::accesslog::UpstreamLog>,
 }
 
 fn prepare<B>(inner: &Inner, mut req: Request<B>) -> Result<Prepared, ProxyError>
@@ -625,6 +612,10 @@ where
     let h2 = inner.h2.is_some() && !upgrading;
     let te_trailers = h2 && asks_for_trailers(req.headers());
 
+    let log = req
+        .extensions()
+        .get::<crate::accesslog::UpstreamLog>()
+        .cloned();
     let (mut parts, body) = req.into_parts();
     if !inner.pass_headers {
         keep_only_framing(&mut parts.headers);
@@ -667,6 +658,7 @@ where
         body_done,
         unread,
         whole: None,
+        log,
     })
 }
 
@@ -737,13 +729,21 @@ fn forward(
                 return match last {
                     Some(Ok(answered)) => respond(&inner, *answered, &mut p),
                     Some(Err(e)) => Err(e),
-                    None => Err(ProxyError::NoLiveUpstream {
-                        group: inner.target.proxy_host().to_owned(),
-                    }),
+                    None => {
+                        let e = ProxyError::NoLiveUpstream {
+                            group: inner.target.proxy_host().to_owned(),
+                        };
+                        // nginx names the group when it could pick no server.
+                        log_failed(&p, inner.target.proxy_host(), &e, None);
+                        Err(e)
+                    }
                 };
             };
-            // An earlier attempt's response is only kept for when no server is left.
-            drop(last.take());
+            // An earlier attempt's response is only kept for when no server
+            // is left; it is over once another is tried.
+            if let (Some(Ok(answered)), Some(log)) = (last.take(), &p.log) {
+                log_replaced(log, &answered);
+            }
             if let Pick::Group(p) = &pick {
                 tried.insert(p.index());
             }
@@ -756,7 +756,7 @@ fn forward(
                 (None, None) => (empty_body(), None),
                 (None, Some((b, h))) => (UnsyncBoxBody::new(b), Some(h)),
             };
-            let sent_at = inner.timing.then(std::time::Instant::now);
+            let sent_at = p.log.is_some().then(std::time::Instant::now);
             let result = match h2 {
                 // Boxed: the HTTP/2 send is large and would grow every
                 // proxied request's future (memcpy per request) otherwise.
@@ -776,7 +776,10 @@ fn forward(
                     sent.map_err(|e| classify(e, &upstream))
                 }
             };
-            let head_time = sent_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let try_log = sent_at.map(|t| TryLog {
+                started: t,
+                header: t.elapsed(),
+            });
             // A body read by this attempt cannot be sent again.
             let body_again = match handle {
                 None => true,
@@ -803,10 +806,10 @@ fn forward(
                         && body_again
                         && method.is_some_and(|m| inner.retry.retries_status(status, m));
                     if !again {
-                        return respond(&inner, (res, pick, head_time), &mut p);
+                        return respond(&inner, (res, pick, try_log), &mut p);
                     }
                     tracing::info!(upstream = %upstream, status = status.as_u16(), "trying the next server");
-                    last = Some(Ok(Box::new((res, pick, head_time))));
+                    last = Some(Ok(Box::new((res, pick, try_log))));
                 }
                 Err(err) => {
                     let failure = retry::Failure::of(&err);
@@ -818,6 +821,7 @@ fn forward(
                         && failure
                             .zip(method)
                             .is_some_and(|(f, m)| inner.retry.retries_failure(f, m));
+                    log_failed(&p, upstream.as_ref(), &err, try_log);
                     if !again {
                         return Err(err);
                     }
@@ -869,15 +873,66 @@ fn head_copy(p: &http::request::Parts) -> http::request::Parts {
 /// The client's response from an upstream's: hop-by-hop headers out,
 /// response rules applied, upgrades bridged.
 /// An upstream's answer kept while another server is tried: the response,
-/// whose server it is, and its time to the response head.
-type Answered = (Response<PooledBody>, Pick, Duration);
+/// whose server it is, and its times for the access log.
+type Answered = (Response<PooledBody>, Pick, Option<TryLog>);
+
+/// When a try started and got its response head, for `$upstream_*`.
+#[derive(Debug, Clone, Copy)]
+struct TryLog {
+    started: std::time::Instant,
+    header: Duration,
+}
+
+/// The connection time a pool put on `res` (none: a kept-alive one).
+fn connect_time<B>(res: &Response<B>) -> Duration {
+    res.extensions()
+        .get::<crate::accesslog::ConnectTime>()
+        .map_or(Duration::ZERO, |c| c.0)
+}
+
+/// A try that got no answer.
+fn log_failed(p: &Prepared, addr: &str, e: &ProxyError, times: Option<TryLog>) {
+    if let Some(log) = &p.log {
+        log.tried(crate::accesslog::UpstreamTry {
+            addr: addr.into(),
+            status: e.status().as_u16(),
+            connect: None,
+            header: None,
+            response: times.map_or(Duration::ZERO, |t| t.started.elapsed()),
+            length: 0,
+        });
+    }
+}
+
+/// A try whose answer another server's replaced.
+fn log_replaced(log: &crate::accesslog::UpstreamLog, (res, pick, times): &Answered) {
+    log.tried(crate::accesslog::UpstreamTry {
+        addr: pick.authority().to_string().into(),
+        status: res.status().as_u16(),
+        connect: Some(connect_time(res)),
+        header: times.map(|t| t.header),
+        response: times.map_or(Duration::ZERO, |t| t.started.elapsed()),
+        length: 0,
+    });
+}
 
 /// The client's response from the upstream's answer to `p`.
 fn respond(
     inner: &Inner,
-    (res, pick, head_time): Answered,
+    (res, pick, times): Answered,
     p: &mut Prepared,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let count = p.log.as_ref().zip(times).map(|(log, t)| {
+        let this = crate::accesslog::UpstreamTry {
+            addr: pick.authority().to_string().into(),
+            status: res.status().as_u16(),
+            connect: Some(connect_time(&res)),
+            header: Some(t.header),
+            response: Duration::ZERO,
+            length: 0,
+        };
+        log.answered(this, t.started)
+    });
     let redirect_targets = &p.redirect_targets[..];
     let client_upgrade = p.client_upgrade.take();
     let upstream = pick.authority();
@@ -905,15 +960,7 @@ fn respond(
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
 
-    let status = res.status().as_u16();
     let (mut parts, body) = res.into_parts();
-    if inner.timing {
-        parts.extensions.insert(crate::accesslog::UpstreamTiming {
-            addr: upstream.clone(),
-            status,
-            head_time,
-        });
-    }
     strip_hop_by_hop(&mut parts.headers, false);
     inner
         .response_headers
@@ -929,7 +976,10 @@ fn respond(
         Pick::Group(p) => Some(p),
         Pick::Fixed(_) => None,
     };
-    Ok(Response::from_parts(parts, ProxyBody::new(body, guard)))
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::new(body, guard, count),
+    ))
 }
 
 /// Waits for the response head of the HTTP/2 request `sent`. `proxy_read_timeout`
@@ -1024,10 +1074,11 @@ mod size_tests {
 
     /// Every proxied response moves through each layer's future at the
     /// size of its body, and a request's future is boxed and moved once at
-    /// its size: both stay small (they were 232 bytes and 3 KiB).
+    /// its size: both stay small (they were 232 bytes and 3 KiB; the body
+    /// has 8 more for `$upstream_response_length`'s count).
     #[test]
     fn response_bodies_and_exchanges_stay_small() {
-        assert!(size_of::<super::ProxyBody>() <= 128);
+        assert!(size_of::<super::ProxyBody>() <= 136);
         assert!(size_of::<super::h1::Exchange>() <= 40);
     }
 }

@@ -123,8 +123,13 @@ impl Pool {
                 },
             }
         }
+        let started = std::time::Instant::now();
         let conn = self.connect(server).await?;
-        self.send_on(conn, head, body).await
+        let connected = started.elapsed();
+        let mut res = self.send_on(conn, head, body).await?;
+        res.extensions_mut()
+            .insert(crate::accesslog::ConnectTime(connected));
+        Ok(res)
     }
 
     /// Sends a request on a new connection `conn`, which joins the idle

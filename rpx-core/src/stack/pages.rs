@@ -92,8 +92,10 @@ where
     if !may_page {
         return Box::pin(l.respond_logged(req, how, status));
     }
+    let mut req = req;
+    // The log's slot for `$upstream_*` first: the page's request shares it.
+    let line = l.log.capture(&mut req);
     let head = Head::of(&req);
-    let line = l.log.capture(&req);
     let answer = l.respond(req, how, status);
     Box::pin(async move {
         let answer = answer.await;

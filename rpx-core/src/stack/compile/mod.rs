@@ -87,6 +87,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         summary: Vec::new(),
         scope: Scope::new(),
         log_formats: HashMap::new(),
+        bad_log_paths: std::collections::HashSet::new(),
         acme: None,
         request_metrics: crate::metrics::requests_recorded(serves_metrics(config)),
         pools: crate::proxy::UpstreamPools::new(),
@@ -147,7 +148,11 @@ struct Compiler {
     /// The config's own variables (`map`).
     scope: Scope,
     /// `log_format`s by name, `combined` included.
-    log_formats: HashMap<String, Arc<LogFormat>>,
+    /// `log_format`s by name; `None`: one whose error was reported, not
+    /// reported again where an `access_log` names it.
+    log_formats: HashMap<String, Option<Arc<LogFormat>>>,
+    /// Access-log paths that failed to open, reported once.
+    bad_log_paths: std::collections::HashSet<String>,
     /// Automatic certificates, when the config has ACME issuers.
     acme: Option<Arc<AcmeManager>>,
     /// Servers record per-request metrics.

@@ -240,8 +240,6 @@ impl Compiler {
             };
             b = b.redirect(redirect);
         }
-        // Only an access log reads the upstream's facts off the response.
-        b = b.upstream_timing(s.access_log.iter().flatten().next().is_some());
         match b.build() {
             Ok(p) => Action::Proxy(p),
             Err(e) => {
