@@ -271,3 +271,92 @@ async fn an_event_stream_arrives_compressed_event_by_event() {
     }
     assert_eq!(decoder.finish().unwrap(), b"data: one\n\ndata: two\n\n");
 }
+
+/// Decodes `body` as `coding`.
+async fn decode(coding: &str, body: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    match coding {
+        "br" => BrotliDecoder::new(body).read_to_end(&mut out).await,
+        "zstd" => ZstdDecoder::new(body).read_to_end(&mut out).await,
+        "gzip" => GzipDecoder::new(body).read_to_end(&mut out).await,
+        other => panic!("unexpected coding {other}"),
+    }
+    .expect("the body decodes");
+    out
+}
+
+/// TOML's `encode`: brotli and zstd beside gzip, chosen by the client's
+/// `Accept-Encoding` q-values, ties going to the order written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encode_negotiates_zstd_brotli_and_gzip() {
+    let dir = temp_dir("encode");
+    let page = "<p>compress me</p>\n".repeat(200);
+    std::fs::write(dir.join("index.html"), &page).unwrap();
+    let toml = format!(
+        r#"
+        [[server]]
+        listen = "127.0.0.1:0"
+        root = "{}"
+        encode = ["zstd", "br", "gzip"]
+        gzip_vary = true
+        "#,
+        dir.display()
+    );
+    let cfg = rpx_core::config::parse_toml(&toml, "encode.toml").expect("config");
+    let back = rpx_core::config::to_toml(&cfg).expect("convert");
+    assert!(
+        back.contains(r#"encode = ["zstd", "br", "gzip"]"#),
+        "{back}"
+    );
+    let rpx = serve_config(&cfg, Vec::new()).await.expect("serve");
+    let addr = rpx.listeners[0].1;
+    for (accept, want) in [
+        ("gzip, deflate, br, zstd", Some("zstd")),
+        ("gzip, br", Some("br")),
+        ("br;q=0.5, gzip", Some("gzip")),
+        ("zstd;q=0, gzip;q=0.1", Some("gzip")),
+        ("deflate", None),
+    ] {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/index.html")
+            .header("host", "a")
+            .header("accept-encoding", accept)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = tokio::time::timeout(LIMIT, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let coding = res
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(coding.as_deref(), want, "{accept}");
+        assert_eq!(res.headers()["vary"], "Accept-Encoding", "{accept}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let plain = match &coding {
+            Some(c) => {
+                assert!(body.len() < page.len() / 4, "{accept}: compressed");
+                decode(c, &body).await
+            }
+            None => body.to_vec(),
+        };
+        assert_eq!(plain, page.as_bytes(), "{accept}");
+    }
+
+    // A coding rpx does not have is an error with its place.
+    let bad = "[[server]]\nlisten = \"127.0.0.1:0\"\nencode = [\"deflate\"]\n";
+    let err = rpx_core::config::parse_toml(bad, "bad.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.toml:3") && err.contains("unknown coding \"deflate\""),
+        "{err}"
+    );
+}

@@ -10,6 +10,36 @@ mod body;
 
 pub(crate) use body::GzipBody;
 
+/// A content coding rpx compresses with: nginx's gzip, and beyond it
+/// brotli and zstd (Caddy's `encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// `gzip`.
+    Gzip,
+    /// `br`.
+    Br,
+    /// `zstd`.
+    Zstd,
+}
+
+impl Coding {
+    /// Its `Content-Encoding` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Br => "br",
+            Coding::Zstd => "zstd",
+        }
+    }
+
+    /// From its `Content-Encoding` name.
+    pub fn from_name(name: &str) -> Option<Coding> {
+        [Coding::Gzip, Coding::Br, Coding::Zstd]
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
 use http::header::{
     ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
     ETAG, EXPIRES, LAST_MODIFIED, USER_AGENT, VARY, VIA,
@@ -29,6 +59,8 @@ pub struct Gzip {
     disable: Option<RegexSet>,
     /// `gzip_http_version 1.0`: HTTP/1.0 requests too.
     http10: bool,
+    /// The codings offered, in the server's order of preference.
+    codings: Box<[Coding]>,
 }
 
 /// `gzip_proxied`'s words, for requests with `Via`.
@@ -80,8 +112,9 @@ impl Proxied {
 /// What the request says about compressing its response.
 #[derive(Debug, Clone, Copy)]
 pub struct Asked {
-    /// `Accept-Encoding` takes gzip, and the version and `User-Agent` pass.
-    client: bool,
+    /// The coding `Accept-Encoding` takes, if the version and `User-Agent`
+    /// pass.
+    client: Option<Coding>,
     /// The request came through a proxy (`Via`).
     via: bool,
     authorization: bool,
@@ -100,7 +133,18 @@ impl Gzip {
             proxied: Proxied::default(),
             disable: None,
             http10: false,
+            codings: Box::new([Coding::Gzip]),
         }
+    }
+
+    /// The codings offered, in order of preference (TOML's `encode`);
+    /// gzip alone by default, as nginx. The client's `Accept-Encoding`
+    /// chooses: its highest q-value, ties going to the earlier here.
+    pub fn codings(mut self, codings: &[Coding]) -> Gzip {
+        if !codings.is_empty() {
+            self.codings = codings.into();
+        }
+        self
     }
 
     /// `gzip_comp_level` (1 to 9).
@@ -179,7 +223,9 @@ impl Gzip {
             _ => true,
         };
         Asked {
-            client: version_ok && ua_ok && accepts_gzip(h),
+            client: (version_ok && ua_ok)
+                .then(|| chosen(&self.codings, h))
+                .flatten(),
             via: h.contains_key(VIA),
             authorization: h.contains_key(AUTHORIZATION),
             head: req.method() == Method::HEAD,
@@ -197,11 +243,14 @@ impl Gzip {
                 .append(VARY, HeaderValue::from_static("Accept-Encoding"));
         }
         // A HEAD gets the headers a GET would (as nginx), and no body.
-        if !asked.client || (asked.via && !self.proxied_ok(asked, res.headers())) {
+        let Some(coding) = asked.client else {
+            return false;
+        };
+        if asked.via && !self.proxied_ok(asked, res.headers()) {
             return false;
         }
         let h = res.headers_mut();
-        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.as_str()));
         h.remove(CONTENT_LENGTH);
         // nginx weakens a strong ETag: the bytes are not the same.
         if let Some(tag) = h.get(ETAG).filter(|t| !t.as_bytes().starts_with(b"W/")) {
@@ -212,9 +261,13 @@ impl Gzip {
         true
     }
 
-    /// The level to encode a body at, if the request will get one.
-    pub(crate) fn comp_level(&self, asked: Asked) -> Option<u32> {
-        (!asked.head).then_some(self.level)
+    /// The coding and level to encode a body with, if the request will
+    /// get one.
+    pub(crate) fn encoding(&self, asked: Asked) -> Option<(Coding, u32)> {
+        asked
+            .client
+            .filter(|_| !asked.head)
+            .map(|c| (c, self.level))
     }
 
     /// nginx's header filter's first test.
@@ -283,22 +336,37 @@ impl Default for Gzip {
     }
 }
 
-/// `Accept-Encoding` names gzip with a q-value above 0.
-fn accepts_gzip(h: &HeaderMap) -> bool {
-    h.get_all(ACCEPT_ENCODING).iter().any(|v| {
-        String::from_utf8_lossy(v.as_bytes())
-            .split(',')
-            .any(|item| {
-                let mut parts = item.split(';');
-                let name = parts.next().unwrap_or("").trim();
-                let q = parts
-                    .filter_map(|p| p.trim().strip_prefix("q="))
-                    .next()
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .unwrap_or(1.0);
-                name.eq_ignore_ascii_case("gzip") && q > 0.0
-            })
-    })
+/// The coding of `offered` that `Accept-Encoding` takes with the highest
+/// q-value above 0; ties go to the earlier. (`*` is not read: nginx
+/// compresses only for a client that names gzip.)
+fn chosen(offered: &[Coding], h: &HeaderMap) -> Option<Coding> {
+    let mut best: Option<(Coding, f32)> = None;
+    for &c in offered {
+        let q = accepted_q(h, c.as_str());
+        if q > 0.0 && best.is_none_or(|(_, b)| q > b) {
+            best = Some((c, q));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+/// The q-value `Accept-Encoding` gives `coding`; 0 if it names it not.
+fn accepted_q(h: &HeaderMap, coding: &str) -> f32 {
+    for v in h.get_all(ACCEPT_ENCODING) {
+        for item in String::from_utf8_lossy(v.as_bytes()).split(',') {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .next()
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if name.eq_ignore_ascii_case(coding) {
+                return q;
+            }
+        }
+    }
+    0.0
 }
 
 #[cfg(test)]
@@ -323,7 +391,23 @@ mod tests {
             ("br", false),
             ("identity", false),
         ] {
-            assert_eq!(accepts_gzip(req(ae).headers()), ok, "{ae}");
+            let got = chosen(&[Coding::Gzip], req(ae).headers());
+            assert_eq!(got.is_some(), ok, "{ae}");
+        }
+    }
+
+    #[test]
+    fn the_client_s_q_values_choose_ties_go_to_the_server_s_order() {
+        let offered = [Coding::Zstd, Coding::Br, Coding::Gzip];
+        for (ae, want) in [
+            ("gzip, br, zstd", Some(Coding::Zstd)),
+            ("gzip, br", Some(Coding::Br)),
+            ("gzip;q=1, br;q=0.5", Some(Coding::Gzip)),
+            ("zstd;q=0, br;q=0, gzip", Some(Coding::Gzip)),
+            ("*", None),
+            ("deflate", None),
+        ] {
+            assert_eq!(chosen(&offered, req(ae).headers()), want, "{ae}");
         }
     }
 

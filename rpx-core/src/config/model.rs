@@ -676,6 +676,9 @@ pub struct Settings {
     pub gzip_comp_level: Option<u32>,
     /// `gzip_vary`. Default off.
     pub gzip_vary: Option<bool>,
+    /// `encode` (TOML; Caddy's name): the codings offered, in order of
+    /// preference, compression on. Default gzip alone, when `gzip` is on.
+    pub encode: Option<Vec<crate::compress::Coding>>,
     /// `gzip_proxied` words. Default `off`.
     pub gzip_proxied: Option<Spanned<Vec<String>>>,
     /// `gzip_disable` regexes (`msie6`, `degradation`).
@@ -903,6 +906,7 @@ impl Settings {
             gzip_proxied: pick(&self.gzip_proxied, &parent.gzip_proxied),
             gzip_disable: pick(&self.gzip_disable, &parent.gzip_disable),
             gzip_http10: pick(&self.gzip_http10, &parent.gzip_http10),
+            encode: pick(&self.encode, &parent.encode),
             limit_rate: pick(&self.limit_rate, &parent.limit_rate),
             limit_rate_after: pick(&self.limit_rate_after, &parent.limit_rate_after),
             limit_conn: pick(&self.limit_conn, &parent.limit_conn),

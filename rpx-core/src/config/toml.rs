@@ -456,6 +456,7 @@ macro_rules! with_settings {
             #[serde(default)] gzip_min_length: Option<Spanned<NumOrText>>,
             #[serde(default)] gzip_comp_level: Option<Spanned<u32>>,
             #[serde(default)] gzip_vary: Option<bool>,
+            #[serde(default)] encode: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] gzip_proxied: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] gzip_disable: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] gzip_http_version: Option<Spanned<String>>,
@@ -538,6 +539,7 @@ macro_rules! with_settings {
                     gzip_min_length: self.gzip_min_length.take(),
                     gzip_comp_level: self.gzip_comp_level.take(),
                     gzip_vary: self.gzip_vary.take(),
+                    encode: self.encode.take(),
                     gzip_proxied: self.gzip_proxied.take(),
                     gzip_disable: self.gzip_disable.take(),
                     gzip_http_version: self.gzip_http_version.take(),
@@ -626,6 +628,7 @@ struct RawSettings {
     gzip_min_length: Option<Spanned<NumOrText>>,
     gzip_comp_level: Option<Spanned<u32>>,
     gzip_vary: Option<bool>,
+    encode: Option<Spanned<OneOrMany<String>>>,
     gzip_proxied: Option<Spanned<OneOrMany<String>>>,
     gzip_disable: Option<Spanned<OneOrMany<String>>>,
     gzip_http_version: Option<Spanned<String>>,
@@ -1322,6 +1325,21 @@ impl Cx<'_> {
                 }
             }),
             gzip_vary: raw.gzip_vary,
+            encode: raw.encode.and_then(|list| {
+                let pos = self.at(&list);
+                let mut codings = Vec::new();
+                for name in list.into_inner().into_vec() {
+                    match crate::compress::Coding::from_name(&name) {
+                        Some(c) if !codings.contains(&c) => codings.push(c),
+                        Some(_) => {}
+                        None => self.errors.push(
+                            ConfigError::new(pos.clone(), format!("encode: unknown coding {name:?}"))
+                                .hint("\"zstd\", \"br\" or \"gzip\", in order of preference"),
+                        ),
+                    }
+                }
+                (!codings.is_empty()).then_some(codings)
+            }),
             gzip_proxied: raw.gzip_proxied.and_then(|p| {
                 let pos = self.at(&p);
                 let words = p.into_inner().into_vec();

@@ -517,6 +517,12 @@ impl Writer {
         if let Some(n) = s.gzip_comp_level {
             t.insert("gzip_comp_level".into(), integer(u64::from(n)));
         }
+        if let Some(list) = &s.encode {
+            t.insert(
+                "encode".into(),
+                Value::Array(list.iter().map(|c| text(c.as_str())).collect()),
+            );
+        }
         if let Some(on) = s.gzip_vary {
             t.insert("gzip_vary".into(), Value::Boolean(on));
         }

@@ -97,10 +97,10 @@ impl Body {
         self
     }
 
-    /// Gzips the body at `level`.
-    pub(crate) fn gzipped(mut self, level: Option<u32>) -> Body {
-        if let Some(l) = level {
-            self.extra().gzip = Some(GzipBody::new(l));
+    /// Compresses the body with a coding at a level.
+    pub(crate) fn gzipped(mut self, encoding: Option<(crate::compress::Coding, u32)>) -> Body {
+        if let Some((c, l)) = encoding {
+            self.extra().gzip = Some(GzipBody::new(c, l));
         }
         self
     }
@@ -251,7 +251,7 @@ where
         let level = shape
             .gzip
             .filter(|(g, asked)| g.apply(*asked, &mut res))
-            .and_then(|(g, asked)| g.comp_level(asked));
+            .and_then(|(g, asked)| g.encoding(asked));
         Poll::Ready(Ok(res.map(|b| b.gzipped(level).paced(shape.pace))))
     }
 }

@@ -350,7 +350,12 @@ impl Compiler {
 
     /// A level's `gzip` settings, when `gzip on`.
     fn gzip(&mut self, s: &Settings, pos: &SourcePos) -> Option<Arc<crate::compress::Gzip>> {
-        if s.gzip != Some(true) {
+        // `encode` turns compression on, unless `gzip = false` turns it off.
+        let on = match s.encode {
+            Some(_) => s.gzip != Some(false),
+            None => s.gzip == Some(true),
+        };
+        if !on {
             return None;
         }
         let types: Vec<&str> = s.gzip_types.iter().flatten().map(String::as_str).collect();
@@ -359,7 +364,8 @@ impl Compiler {
             .min_length(s.gzip_min_length.unwrap_or(20))
             .level(s.gzip_comp_level.unwrap_or(1))
             .vary(s.gzip_vary.unwrap_or(false))
-            .http10(s.gzip_http10.unwrap_or(false));
+            .http10(s.gzip_http10.unwrap_or(false))
+            .codings(s.encode.as_deref().unwrap_or_default());
         if let Some(p) = &s.gzip_proxied {
             let words: Vec<&str> = p.value.iter().map(String::as_str).collect();
             match crate::compress::Proxied::parse(&words) {
