@@ -140,6 +140,25 @@ impl Location {
     }
 }
 
+/// What routing decided: a location to answer, and how; or what it
+/// answered itself (a program's reply, with the location whose program it
+/// was; or an error).
+pub(super) type Plan<'r> = Result<
+    (&'r Location, How),
+    Result<(Option<&'r Location>, Box<crate::reply::Reply>), ProxyError>,
+>;
+
+/// [`Plan`] of what the router said.
+pub(super) fn plan(routed: Result<Routed<'_, Location>, ProxyError>) -> Plan<'_> {
+    match routed {
+        Ok(Routed::Serve(l)) => Ok((l, How::Serve)),
+        Ok(Routed::AddSlash(l)) => Ok((l, How::AddSlash)),
+        Ok(Routed::Status(l, code)) => Ok((l, How::Status(code))),
+        Ok(Routed::Answer(by, reply)) => Err(Ok((by, reply))),
+        Err(e) => Err(Err(e)),
+    }
+}
+
 /// How routing asked a location to answer.
 pub(super) enum How {
     Serve,
@@ -236,11 +255,9 @@ impl Server {
                 let paged = guarded(router, pending, routed, req, None, pages::FIRST);
                 return Either::Right(Either::Right(paged));
             }
-            let (l, how) = match routed {
-                Ok(Routed::Serve(l)) => (l, How::Serve),
-                Ok(Routed::AddSlash(l)) => (l, How::AddSlash),
-                Ok(Routed::Status(l, code)) => (l, How::Status(code)),
-                Ok(Routed::Answer(by, reply)) => {
+            let (l, how) = match plan(routed) {
+                Ok(chosen) => chosen,
+                Err(Ok((by, reply))) => {
                     let by = by.unwrap_or(router.fallback());
                     return match pages::replaces_answer(by, &reply) {
                         true => Either::Right(Either::Right(pages::answered(
@@ -252,7 +269,7 @@ impl Server {
                         false => Either::Left(ready(Ok(unlogged(*reply)))),
                     };
                 }
-                Err(e) => {
+                Err(Err(e)) => {
                     let by = router.fallback();
                     return match pages::replaces_error(by, &e) {
                         true => Either::Right(Either::Right(pages::answered(
@@ -297,12 +314,10 @@ where
 {
     let slots = pending.take_slots();
     let check = pending.check(&req);
-    let plan = match routed {
-        Ok(Routed::Serve(l)) => Ok((l.clone(), How::Serve)),
-        Ok(Routed::AddSlash(l)) => Ok((l.clone(), How::AddSlash)),
-        Ok(Routed::Status(l, code)) => Ok((l.clone(), How::Status(code))),
-        Ok(Routed::Answer(_, reply)) => Err(Ok(*reply)),
-        Err(e) => Err(Err(e)),
+    let plan = match plan(routed) {
+        Ok((l, how)) => Ok((l.clone(), how)),
+        Err(Ok((_, reply))) => Err(Ok(*reply)),
+        Err(Err(e)) => Err(Err(e)),
     };
     let router = matches!(&plan, Ok((l, _)) if l.pages.is_some()).then(|| router.clone());
     // A refusal for a page keeps the refusal's status; a page's answer gets the page's.

@@ -10,13 +10,13 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::body::{from_reply, Body, HandlerStatus};
-use super::compiled::{guarded, Guarded, How, Location};
+use super::compiled::{guarded, plan, Guarded, How, Location};
 use crate::access::Pending as Checks;
 use crate::accesslog::{LoggedBody, Pending as LogLine};
 use crate::conn::conn_info;
 use crate::error::{log_error, BoxError, ProxyError};
 use crate::error_page::{ErrorPages, PageStatus, PageTarget};
-use crate::location::{LocationRouter, Routed};
+use crate::location::LocationRouter;
 use crate::reply::{error_page, Special};
 use crate::request::{request_path, set_uri};
 use crate::rewrite::MAX_URI_CHANGES;
@@ -227,11 +227,9 @@ async fn follow(
     if let Some(checks) = Checks::take(&mut req) {
         return guarded(router, checks, routed, req, status, paging).await;
     }
-    let (l, how) = match routed {
-        Ok(Routed::Serve(l)) => (l, How::Serve),
-        Ok(Routed::AddSlash(l)) => (l, How::AddSlash),
-        Ok(Routed::Status(l, code)) => (l, How::Status(code)),
-        Ok(Routed::Answer(by, reply)) => {
+    let (l, how) = match plan(routed) {
+        Ok(chosen) => chosen,
+        Err(Ok((by, reply))) => {
             let by = by.unwrap_or(router.fallback());
             let mut answer = from_reply(*reply);
             if answer.extensions().get::<Special>().is_none() {
@@ -242,7 +240,7 @@ async fn follow(
             let head = Head::of(&req);
             return replace(router.clone(), by.clone(), head, None, Ok(answer), paging).await;
         }
-        Err(e) => {
+        Err(Err(e)) => {
             let head = Head::of(&req);
             let by = router.fallback().clone();
             return replace(router.clone(), by, head, None, Err(e), paging).await;
