@@ -124,10 +124,9 @@ async fn replace_now(
     paging: Paging,
 ) -> Served {
     let pages = l.pages.as_deref().filter(|_| paging.may_page);
-    let Some((pages, code)) = pages.and_then(|p| replaced(p, l, &answer).map(|c| (p, c))) else {
-        return LogLine::attach(line, answer);
-    };
-    let Some(page) = pages.find(code) else {
+    let Some((pages, page, code)) =
+        pages.and_then(|p| replaced(p, l, &answer).map(|(pg, c)| (p, pg, c)))
+    else {
         return LogLine::attach(line, answer);
     };
     // What the page keeps of the answer it replaces: a 401's challenge,
@@ -179,13 +178,14 @@ async fn replace_now(
     Ok(res)
 }
 
-/// The code `pages` replace `answer` for: rpx's own error answers and
-/// errors, and an upstream's with `proxy_intercept_errors`.
-fn replaced(
-    pages: &ErrorPages,
+/// The page `pages` replace `answer` with, and the code it replaces:
+/// rpx's own error answers and errors, and an upstream's with
+/// `proxy_intercept_errors`.
+fn replaced<'p>(
+    pages: &'p ErrorPages,
     l: &Location,
     answer: &Result<Response<Body>, ProxyError>,
-) -> Option<StatusCode> {
+) -> Option<(&'p crate::error_page::Page, StatusCode)> {
     let code = match answer {
         Err(e) => e.status(),
         Ok(res) => {
@@ -199,7 +199,7 @@ fn replaced(
             code
         }
     };
-    pages.find(code).is_some().then_some(code)
+    pages.find(code).map(|page| (page, code))
 }
 
 /// The internal redirect to the page.
@@ -269,25 +269,17 @@ struct Head {
 impl Head {
     /// `req`'s head, without the framing of the body it leaves behind.
     fn of<B>(req: &Request<B>) -> Head {
-        let mut builder = Request::builder()
-            .method(req.method().clone())
-            .uri(req.uri().clone())
-            .version(req.version());
-        if let Some(h) = builder.headers_mut() {
-            for (name, value) in req.headers() {
-                if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
-                    h.append(name, value.clone());
-                }
-            }
+        let mut head = Request::new(());
+        *head.method_mut() = req.method().clone();
+        *head.uri_mut() = req.uri().clone();
+        *head.version_mut() = req.version();
+        *head.headers_mut() = req.headers().clone();
+        head.headers_mut().remove(header::CONTENT_LENGTH);
+        head.headers_mut().remove(header::TRANSFER_ENCODING);
+        *head.extensions_mut() = req.extensions().clone();
+        Head {
+            parts: head.into_parts().0,
         }
-        if let Some(e) = builder.extensions_mut() {
-            *e = req.extensions().clone();
-        }
-        let (parts, ()) = builder
-            .body(())
-            .expect("a head of a valid request")
-            .into_parts();
-        Head { parts }
     }
 
     /// A request with this head and no body.
