@@ -133,6 +133,12 @@ pub enum ProxyError {
         /// `host:port` of the upstream.
         upstream: String,
     },
+    /// A `proxy_pass` with variables named a host, and no `resolver` is set.
+    #[error("no resolver defined to resolve {host}")]
+    NoResolver {
+        /// The name.
+        host: String,
+    },
     /// Every server of an upstream group is marked down (502).
     #[error("no live server in upstream group {group}")]
     NoLiveUpstream {
@@ -160,7 +166,8 @@ impl ProxyError {
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UnexpectedUpgrade { .. }
-            | ProxyError::NoLiveUpstream { .. } => StatusCode::BAD_GATEWAY,
+            | ProxyError::NoLiveUpstream { .. }
+            | ProxyError::NoResolver { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::RewriteCycle | ProxyError::BadRedirect(_) | ProxyError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -183,7 +190,8 @@ impl ProxyError {
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamProtocol { .. }
             | ProxyError::UnexpectedUpgrade { .. }
-            | ProxyError::NoLiveUpstream { .. } => Fault::Upstream,
+            | ProxyError::NoLiveUpstream { .. }
+            | ProxyError::NoResolver { .. } => Fault::Upstream,
             ProxyError::RewriteCycle | ProxyError::BadRedirect(_) | ProxyError::Internal(_) => {
                 Fault::Internal
             }

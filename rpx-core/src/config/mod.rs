@@ -177,6 +177,26 @@ pub fn parse_return(words: &[&str]) -> Result<(u16, Option<String>), String> {
     }
 }
 
+/// `set $name value`: the name checked as nginx checks it.
+///
+/// # Errors
+/// A message for the caller to place.
+pub fn set_config(
+    name: &str,
+    value: String,
+    pos: model::SourcePos,
+) -> Result<model::SetConfig, String> {
+    let bare = name.strip_prefix('$').unwrap_or("");
+    if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("invalid variable name \"{name}\""));
+    }
+    Ok(model::SetConfig {
+        name: bare.to_owned(),
+        value,
+        pos,
+    })
+}
+
 fn check_code(code: u16) -> Result<u16, String> {
     if (100..=599).contains(&code) {
         Ok(code)

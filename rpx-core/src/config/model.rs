@@ -633,6 +633,11 @@ pub struct Settings {
     pub recursive_error_pages: Option<bool>,
     /// `client_body_buffer_size` in bytes. Default 16k.
     pub client_body_buffer_size: Option<u64>,
+    /// `resolver`: the DNS servers names of a `proxy_pass` with variables
+    /// are resolved with, at request time.
+    pub resolver: Option<Spanned<crate::upstream::ResolverSpec>>,
+    /// `resolver_timeout`. Default 30 s.
+    pub resolver_timeout: Option<Duration>,
     /// `send_timeout`: how long a write may wait for the client (a
     /// listener's default server). Default 60 s.
     pub send_timeout: Option<Duration>,
@@ -885,6 +890,8 @@ impl Settings {
             ),
             websocket: pick(&self.websocket, &parent.websocket),
             send_timeout: pick(&self.send_timeout, &parent.send_timeout),
+            resolver: pick(&self.resolver, &parent.resolver),
+            resolver_timeout: pick(&self.resolver_timeout, &parent.resolver_timeout),
             access: pick(&self.access, &parent.access),
             set_real_ip_from: pick(&self.set_real_ip_from, &parent.set_real_ip_from),
             real_ip_header: pick(&self.real_ip_header, &parent.real_ip_header),
@@ -1094,6 +1101,20 @@ pub enum RewriteStep {
     If(IfConfig),
     /// `break`: stop running this level's steps.
     Break,
+    /// `set $name value`.
+    Set(SetConfig),
+}
+
+/// `set $name value`: the variable, known to the whole config (nginx's
+/// variables are global), takes `value` when this step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetConfig {
+    /// The variable, without `$`.
+    pub name: String,
+    /// The value, with variables.
+    pub value: String,
+    /// Where it was written.
+    pub pos: SourcePos,
 }
 
 /// What a `rewrite` does after replacing the URI.

@@ -440,6 +440,8 @@ macro_rules! with_settings {
             #[serde(default)] recursive_error_pages: Option<bool>,
             #[serde(default)] client_body_buffer_size: Option<Spanned<NumOrText>>,
             #[serde(default)] send_timeout: Option<Spanned<NumOrText>>,
+            #[serde(default)] resolver: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] resolver_timeout: Option<Spanned<NumOrText>>,
             #[serde(default)] allow: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] deny: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] access: Option<Spanned<Vec<(String, String)>>>,
@@ -523,6 +525,8 @@ macro_rules! with_settings {
                     recursive_error_pages: self.recursive_error_pages.take(),
                     client_body_buffer_size: self.client_body_buffer_size.take(),
                     send_timeout: self.send_timeout.take(),
+                    resolver: self.resolver.take(),
+                    resolver_timeout: self.resolver_timeout.take(),
                     allow: self.allow.take(),
                     deny: self.deny.take(),
                     access: self.access.take(),
@@ -612,6 +616,8 @@ struct RawSettings {
     recursive_error_pages: Option<bool>,
     client_body_buffer_size: Option<Spanned<NumOrText>>,
     send_timeout: Option<Spanned<NumOrText>>,
+    resolver: Option<Spanned<OneOrMany<String>>>,
+    resolver_timeout: Option<Spanned<NumOrText>>,
     allow: Option<Spanned<OneOrMany<String>>>,
     deny: Option<Spanned<OneOrMany<String>>>,
     access: Option<Spanned<Vec<(String, String)>>>,
@@ -1287,6 +1293,22 @@ impl Cx<'_> {
             proxy_intercept_errors: raw.proxy_intercept_errors,
             recursive_error_pages: raw.recursive_error_pages,
             send_timeout: raw.send_timeout.and_then(|d| self.duration(d)),
+            resolver: raw.resolver.and_then(|r| {
+                let pos = self.at(&r);
+                let lines = r.into_inner().into_vec();
+                let words: Vec<&str> = lines.iter().flat_map(|l| l.split_whitespace()).collect();
+                match crate::upstream::ResolverSpec::parse(&words) {
+                    Ok(spec) => Some(pos.with(spec)),
+                    Err(e) => {
+                        self.errors.push(
+                            ConfigError::new(pos, format!("resolver: {e}"))
+                                .hint("resolver = \"127.0.0.11 valid=10s\": IP addresses, then valid=, ipv4=, ipv6="),
+                        );
+                        None
+                    }
+                }
+            }),
+            resolver_timeout: raw.resolver_timeout.and_then(|d| self.duration(d)),
             access: self.access(raw.allow, raw.deny, raw.access),
             set_real_ip_from: real_ip.0,
             real_ip_header: real_ip.1,

@@ -31,7 +31,7 @@ use toml::{Table, Value};
 
 use super::error::ConfigError;
 use super::model::*;
-use super::parse_return;
+use super::{parse_return, set_config};
 
 /// `if = "…"` or, when the text form would not round-trip, its words.
 #[derive(Debug, Deserialize)]
@@ -67,6 +67,11 @@ pub(super) struct RawStep {
     brk: bool,
     #[serde(default)]
     steps: Option<Vec<RawStep>>,
+    /// `set = "$name"` with `value`.
+    #[serde(default)]
+    set: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
 }
 
 /// `[[map]]`.
@@ -125,8 +130,9 @@ fn read_step(raw: RawStep, pos: &SourcePos, errors: &mut Vec<ConfigError>) -> Op
     let actions = usize::from(raw.regex.is_some() || raw.replacement.is_some())
         + usize::from(raw.ret.is_some())
         + usize::from(raw.brk)
-        + usize::from(raw.steps.is_some());
-    let one = "a step is one of: regex + replacement [+ flag], return, break = true; with `if`, or `steps = [...]`";
+        + usize::from(raw.steps.is_some())
+        + usize::from(raw.set.is_some());
+    let one = "a step is one of: regex + replacement [+ flag], return, break = true, set = \"$name\" + value; with `if`, or `steps = [...]`";
     if actions != 1 || (raw.steps.is_some() && raw.cond.is_none()) {
         return fail("a rewrite step needs exactly one action".into(), one);
     }
@@ -137,6 +143,14 @@ fn read_step(raw: RawStep, pos: &SourcePos, errors: &mut Vec<ConfigError>) -> Op
         }
     } else if raw.brk {
         RewriteStep::Break
+    } else if let Some(name) = &raw.set {
+        let Some(value) = raw.value.clone() else {
+            return fail("`set` needs a `value`".into(), one);
+        };
+        match set_config(name, value, pos.clone()) {
+            Ok(s) => RewriteStep::Set(s),
+            Err(msg) => return fail(msg, "set = \"$name\", value = \"…\""),
+        }
     } else if let Some(steps) = raw.steps {
         let inner = steps
             .into_iter()
@@ -170,6 +184,9 @@ fn read_step(raw: RawStep, pos: &SourcePos, errors: &mut Vec<ConfigError>) -> Op
     };
     if raw.flag.is_some() && !matches!(action, RewriteStep::Rewrite(_)) {
         return fail("`flag` belongs to a rewrite".into(), one);
+    }
+    if raw.value.is_some() && !matches!(action, RewriteStep::Set(_)) {
+        return fail("`value` belongs to a set".into(), one);
     }
     match raw.cond {
         None => Some(action),
@@ -311,6 +328,10 @@ pub(super) fn step_table(step: &RewriteStep) -> Table {
         }
         RewriteStep::Break => {
             t.insert("break".into(), Value::Boolean(true));
+        }
+        RewriteStep::Set(s) => {
+            t.insert("set".into(), Value::String(format!("${}", s.name)));
+            t.insert("value".into(), Value::String(s.value.clone()));
         }
         RewriteStep::If(i) => {
             t.insert("if".into(), condition_value(&i.cond));

@@ -393,6 +393,7 @@ impl Writer {
             ("keepalive_timeout", s.keepalive_timeout),
             ("keepalive_time", s.keepalive_time),
             ("send_timeout", s.send_timeout),
+            ("resolver_timeout", s.resolver_timeout),
         ] {
             if let Some(d) = d {
                 t.insert(key.into(), duration(d));
@@ -525,6 +526,9 @@ impl Writer {
         }
         if let Some(on) = s.gzip_vary {
             t.insert("gzip_vary".into(), Value::Boolean(on));
+        }
+        if let Some(r) = &s.resolver {
+            t.insert("resolver".into(), text(&r.value.words().join(" ")));
         }
         if let Some(pages) = &s.error_page {
             t.insert(

@@ -65,7 +65,20 @@ impl UpstreamConnector {
         send_timeout: Option<Duration>,
         resolve_interval: Duration,
     ) -> Self {
-        let mut http = HttpConnector::new_with_resolver(CachedResolver::new(resolve_interval));
+        Self::with_resolver(
+            connect_timeout,
+            send_timeout,
+            CachedResolver::new(resolve_interval),
+        )
+    }
+
+    /// [`UpstreamConnector::new`] with names resolved by `resolver`.
+    pub fn with_resolver(
+        connect_timeout: Option<Duration>,
+        send_timeout: Option<Duration>,
+        resolver: CachedResolver,
+    ) -> Self {
+        let mut http = HttpConnector::new_with_resolver(resolver);
         http.set_nodelay(true);
         http.set_connect_timeout(connect_timeout);
         http.enforce_http(false);

@@ -43,7 +43,7 @@ pub use pools::UpstreamPools;
 pub use target::{ProxyTarget, TargetError};
 
 use crate::upstream::{retry, NextUpstream, PickInput, RetryPolicy, Tried};
-use target::Pick;
+use target::{Pick, Rendered, RenderedDest};
 
 use crate::conn::conn_info;
 use crate::error::{BoxError, ProxyError, TimeoutPhase};
@@ -155,6 +155,11 @@ struct Inner {
     pass_body: bool,
     /// `proxy_pass_request_headers`.
     pass_headers: bool,
+    /// A URL with variables whose scheme is one: the `https://` pools
+    /// beside the `http://` ones above.
+    tls_pools: Option<Pools>,
+    /// Names of a URL with variables can be resolved (`resolver`).
+    resolves: bool,
 }
 
 /// Builder of a [`ProxyService`]; see its example.
@@ -179,6 +184,7 @@ pub struct ProxyServiceBuilder {
     request_buffer: Option<usize>,
     pass_body: bool,
     pass_headers: bool,
+    resolver: Option<crate::upstream::Resolver>,
 }
 
 impl ProxyService {
@@ -204,6 +210,7 @@ impl ProxyService {
             request_buffer: None,
             pass_body: true,
             pass_headers: true,
+            resolver: None,
         }
     }
 }
@@ -347,6 +354,15 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// The DNS servers names in a URL with variables are resolved with at
+    /// request time (nginx's `resolver`). Without one, such a URL may name
+    /// an `upstream` group or an IP address; another name is a 502, as in
+    /// nginx. Default none.
+    pub fn resolver(mut self, resolver: Option<crate::upstream::Resolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
     /// Shares connection pools with the other proxies built with `pools`
     /// (one per snapshot in rpx's stack): proxies to the same upstream with
     /// the same connection settings use one pool. Default: a pool of its own.
@@ -360,7 +376,7 @@ impl ProxyServiceBuilder {
     /// # Errors
     /// A bad URL, header name or value, or unknown variable.
     pub fn build(self) -> Result<ProxyService, ProxyBuildError> {
-        let target = ProxyTarget::parse(&self.url, &self.groups)?;
+        let target = ProxyTarget::parse_in(&self.url, &self.groups, &self.scope)?;
         if target.has_uri() && self.location.0.is_regex() {
             return Err(TargetError::UriInRegex(self.url).into());
         }
@@ -392,6 +408,13 @@ impl ProxyServiceBuilder {
         };
         let upstream = match target.group() {
             Some(g) => g.name().to_owned(),
+            // One pool for every request of a URL with variables; its
+            // connections are found by `host:port`.
+            None if target.is_dynamic() => format!(
+                "{} resolved by {:?}",
+                target.url(),
+                self.resolver.as_ref().map(|r| r.spec())
+            ),
             None => format!(
                 "{}://{}:{}",
                 if target.is_https() { "https" } else { "http" },
@@ -399,22 +422,31 @@ impl ProxyServiceBuilder {
                 target.proxy_port()
             ),
         };
-        let key = PoolKey::new(
-            upstream,
-            self.version,
-            target.is_https().then(|| self.tls.clone()),
-            &self.timeouts,
-            keepalive,
-            resolve_interval,
-        );
-        let make = || self.make_pools(&target, keepalive, resolve_interval);
-        let Pools { h1: pool, h2 } = match &self.pools {
-            Some(pools) => pools.get_or_make(key, make)?,
-            None => make()?,
+        let pools_of = |https: bool| {
+            let key = PoolKey::new(
+                upstream.clone(),
+                self.version,
+                https.then(|| self.tls.clone()),
+                &self.timeouts,
+                keepalive,
+                resolve_interval,
+            );
+            let make = || self.make_pools(https, keepalive, resolve_interval);
+            match &self.pools {
+                Some(pools) => pools.get_or_make(key, make),
+                None => make(),
+            }
+        };
+        let Pools { h1: pool, h2 } = pools_of(target.is_https())?;
+        let tls_pools = match target.scheme_varies() {
+            true => Some(pools_of(true)?),
+            false => None,
         };
         let redirects = match self.redirect {
             ProxyRedirect::Off => Vec::new(),
             ProxyRedirect::Rules(rules) => rules,
+            // nginx has no default for a URL with variables.
+            ProxyRedirect::Default if target.is_dynamic() => Vec::new(),
             ProxyRedirect::Default => default_redirect(&target, &self.location),
         };
         Ok(ProxyService {
@@ -432,6 +464,8 @@ impl ProxyServiceBuilder {
                 request_buffer: self.request_buffer,
                 pass_body: self.pass_body,
                 pass_headers: self.pass_headers,
+                tls_pools,
+                resolves: self.resolver.is_some(),
             }),
         })
     }
@@ -442,20 +476,18 @@ impl ProxyServiceBuilder {
     /// one upstream, as this builder's settings make them.
     fn make_pools(
         &self,
-        target: &ProxyTarget,
+        https: bool,
         keepalive: crate::upstream::KeepAlive,
         resolve_interval: std::time::Duration,
     ) -> Result<Pools, ProxyBuildError> {
         let new_connector = || {
-            UpstreamConnector::resolving(
-                self.timeouts.connect,
-                self.timeouts.send,
-                resolve_interval,
-            )
+            let resolver = crate::upstream::dns::CachedResolver::new(resolve_interval)
+                .with_dns(self.resolver.clone());
+            UpstreamConnector::with_resolver(self.timeouts.connect, self.timeouts.send, resolver)
         };
         let mut connector = new_connector();
         let mut h2_connector = (self.version == UpstreamVersion::Http2).then(new_connector);
-        if target.is_https() {
+        if https {
             let name = match &self.tls.name {
                 Some(n) => Some(
                     rustls::pki_types::ServerName::try_from(n.clone())
@@ -472,7 +504,7 @@ impl ProxyServiceBuilder {
                 h2_connector = Some(c.with_tls(config, name));
             }
         }
-        let scheme = if target.is_https() {
+        let scheme = if https {
             http::uri::Scheme::HTTPS
         } else {
             http::uri::Scheme::HTTP
@@ -569,6 +601,47 @@ struct Prepared {
     whole: Option<buffer::Whole>,
     /// Where the access log wants the tries (`$upstream_*`).
     log: Option<crate::accesslog::UpstreamLog>,
+    /// Where a URL with variables sends this request (boxed: most
+    /// targets have none).
+    rendered: Option<Box<Rendered>>,
+}
+
+impl Prepared {
+    /// The group of this request's target, if it names one.
+    fn group<'a>(&'a self, inner: &'a Inner) -> Option<&'a Arc<UpstreamGroup>> {
+        group_of(inner, self.rendered.as_deref())
+    }
+
+    /// `$proxy_host` of this request.
+    fn proxy_host<'a>(&'a self, inner: &'a Inner) -> &'a str {
+        self.rendered
+            .as_deref()
+            .map_or(inner.target.proxy_host(), |r| &r.proxy_host)
+    }
+
+    /// The pools this request's scheme uses.
+    fn pools<'a>(&self, inner: &'a Inner) -> (&'a Pool, Option<&'a H2Pool>) {
+        match (&inner.tls_pools, self.rendered.as_deref()) {
+            (Some(tls), Some(r)) if r.https => (&tls.h1, tls.h2.as_ref()),
+            _ => (&inner.pool, inner.h2.as_ref()),
+        }
+    }
+}
+
+/// The group a request goes to: the target's, or the one a URL with
+/// variables named.
+fn group_of<'a>(
+    inner: &'a Inner,
+    rendered: Option<&'a Rendered>,
+) -> Option<&'a Arc<UpstreamGroup>> {
+    match rendered {
+        Some(Rendered {
+            dest: RenderedDest::Group(g),
+            ..
+        }) => Some(g),
+        Some(_) => None,
+        None => inner.target.group(),
+    }
 }
 
 fn prepare<B>(inner: &Inner, mut req: Request<B>) -> Result<Prepared, ProxyError>
@@ -585,25 +658,46 @@ where
     // taken apart: the path, the rendered header values, redirect targets,
     // the balancing key.
     let path = request_path(&req);
-    let pq = inner
-        .target
-        .upstream_path(
-            req.uri(),
-            path,
-            (inner.location.0, &inner.location.1),
-            req.extensions().get::<crate::vars::OriginalUri>().is_some(),
-        )
-        .map_err(|_| ProxyError::BadRequest("request URI cannot be rewritten"))?;
     let mut ctx = VarCtx::new(&req, &conn, path, &inner.server_name);
-    ctx.proxy_host = inner.target.proxy_host();
-    ctx.proxy_port = inner.target.proxy_port();
-    let set_headers = inner
-        .request_headers
-        .prepare(&ctx, inner.target.host_header());
+    let rendered = inner.target.render(&ctx)?.map(Box::new);
+    if let Some(Rendered {
+        dest: RenderedDest::Fixed(a),
+        ..
+    }) = rendered.as_deref()
+    {
+        if !inner.resolves && crate::upstream::dns::literal_ip(a.host()).is_none() {
+            return Err(ProxyError::NoResolver {
+                host: a.host().to_owned(),
+            });
+        }
+    }
+    let pq = match rendered.as_ref().and_then(|r| r.uri.clone()) {
+        Some(uri) => uri,
+        None => inner
+            .target
+            .upstream_path(
+                req.uri(),
+                path,
+                (inner.location.0, &inner.location.1),
+                req.extensions().get::<crate::vars::OriginalUri>().is_some(),
+            )
+            .map_err(|_| ProxyError::BadRequest("request URI cannot be rewritten"))?,
+    };
+    let host_header = match rendered.as_deref() {
+        Some(r) => {
+            ctx.proxy_host = &r.proxy_host;
+            ctx.proxy_port = r.proxy_port;
+            &r.host_header
+        }
+        None => {
+            ctx.proxy_host = inner.target.proxy_host();
+            ctx.proxy_port = inner.target.proxy_port();
+            inner.target.host_header()
+        }
+    };
+    let set_headers = inner.request_headers.prepare(&ctx, host_header);
     let redirect_targets = inner.response_headers.prepare(&ctx);
-    let key = inner
-        .target
-        .group()
+    let key = group_of(inner, rendered.as_deref())
         .and_then(|g| g.key())
         .map(|t| t.render_to_string(&ctx));
 
@@ -659,6 +753,7 @@ where
         unread,
         whole: None,
         log,
+        rendered,
     })
 }
 
@@ -708,8 +803,10 @@ fn forward(
             client_ip: Some(p.client_ip),
             key: p.key.as_deref(),
         };
-        let group = inner.target.group();
-        let h2 = inner.h2.as_ref().filter(|_| p.h2);
+        let group = p.group(&inner).cloned();
+        let group = group.as_ref();
+        let (pool, h2) = p.pools(&inner);
+        let h2 = h2.filter(|_| p.h2);
 
         // A group may send the request again, so its head is kept; an HTTP/2
         // attempt but the last sends a copy (the price nginx pays by keeping
@@ -725,16 +822,16 @@ fn forward(
         // Boxed: kept only while another server is tried, and small otherwise.
         let mut last: Option<Result<Box<Answered>, ProxyError>> = None;
         for attempt in 1.. {
-            let Some(pick) = inner.target.pick(&input, &tried) else {
+            let Some(pick) = inner.target.pick(p.rendered.as_deref(), &input, &tried) else {
                 return match last {
                     Some(Ok(answered)) => respond(&inner, *answered, &mut p),
                     Some(Err(e)) => Err(e),
                     None => {
                         let e = ProxyError::NoLiveUpstream {
-                            group: inner.target.proxy_host().to_owned(),
+                            group: p.proxy_host(&inner).to_owned(),
                         };
                         // nginx names the group when it could pick no server.
-                        log_failed(&p, inner.target.proxy_host(), &e, None);
+                        log_failed(&p, p.proxy_host(&inner), &e, None);
                         Err(e)
                     }
                 };
@@ -772,7 +869,7 @@ fn forward(
                 // The HTTP/1.1 exchange keeps `proxy_read_timeout` itself.
                 None => {
                     let head = p.parts.as_ref().expect("HTTP/1.1 attempts borrow the head");
-                    let sent = inner.pool.send(&upstream, head, req_body).await;
+                    let sent = pool.send(&upstream, head, req_body).await;
                     sent.map_err(|e| classify(e, &upstream))
                 }
             };
@@ -797,7 +894,7 @@ fn forward(
                     let status = res.status();
                     if let Pick::Group(p) = &pick {
                         if inner.retry.status_is_failure(status) {
-                            took_out(p, &inner, &status);
+                            took_out(p, group, &status);
                         } else {
                             p.success();
                         }
@@ -814,7 +911,7 @@ fn forward(
                 Err(err) => {
                     let failure = retry::Failure::of(&err);
                     if let (Pick::Group(p), Some(_)) = (&pick, failure) {
-                        took_out(p, &inner, &err);
+                        took_out(p, group, &err);
                     }
                     let again = more
                         && body_again
@@ -845,10 +942,14 @@ fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
 }
 
 /// Records a failed attempt and logs when it took the server out.
-fn took_out(p: &crate::upstream::Picked, inner: &Inner, why: &dyn std::fmt::Display) {
+fn took_out(
+    p: &crate::upstream::Picked,
+    group: Option<&Arc<UpstreamGroup>>,
+    why: &dyn std::fmt::Display,
+) {
     if p.failure() {
         tracing::warn!(
-            group = inner.target.proxy_host(),
+            group = group.map_or("", |g| g.name()),
             upstream = %p.authority(),
             "server temporarily disabled after failures ({why})"
         );

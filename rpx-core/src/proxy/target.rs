@@ -6,8 +6,10 @@ use std::sync::Arc;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
 
+use crate::error::ProxyError;
 use crate::location::MatchKind;
 use crate::upstream::{PickInput, Picked, Tried, UpstreamGroup};
+use crate::vars::{Scope, Template, VarCtx};
 
 /// Why a `proxy_pass` target is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,9 +17,9 @@ pub enum TargetError {
     /// Not `http://host[:port][/uri]`.
     #[error("invalid proxy_pass URL {0:?}: expected http://host[:port][/uri]")]
     Url(String),
-    /// Variables in the target.
-    #[error("variables in proxy_pass are not supported: {0:?}")]
-    Variables(String),
+    /// Variables in the target that do not compile.
+    #[error("proxy_pass {0:?}: {1}")]
+    Variables(String, crate::vars::TemplateError),
     /// nginx forbids a URI part where the location is a regex.
     #[error("proxy_pass cannot have a URI part in a regex location: {0:?}")]
     UriInRegex(String),
@@ -32,6 +34,32 @@ pub enum TargetError {
 #[derive(Debug)]
 enum Dest {
     Fixed(Authority),
+    Group(Arc<UpstreamGroup>),
+    /// `proxy_pass` with variables: the URL is rendered per request; its
+    /// host names a group of these, or is resolved.
+    Dynamic(Template, HashMap<String, Arc<UpstreamGroup>>),
+}
+
+/// Where one request goes when `proxy_pass` has variables, as nginx's
+/// `ngx_http_proxy_eval` reads the rendered URL.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    pub(crate) https: bool,
+    pub(crate) dest: RenderedDest,
+    /// `$proxy_host`: the host, with the port unless it is the scheme's.
+    pub(crate) proxy_host: Box<str>,
+    pub(crate) host_header: http::HeaderValue,
+    pub(crate) proxy_port: u16,
+    /// The URI part: sent as it is, without the client's arguments.
+    pub(crate) uri: Option<PathAndQuery>,
+}
+
+/// The server a rendered URL names.
+#[derive(Debug)]
+pub(crate) enum RenderedDest {
+    /// `host:port`, an address or a name to resolve.
+    Fixed(Authority),
+    /// An `upstream {}` block's name, without a port.
     Group(Arc<UpstreamGroup>),
 }
 
@@ -61,8 +89,22 @@ impl ProxyTarget {
         url: &str,
         groups: &HashMap<String, Arc<UpstreamGroup>>,
     ) -> Result<Self, TargetError> {
+        Self::parse_in(url, groups, &Scope::new())
+    }
+
+    /// [`ProxyTarget::parse`], where a URL with variables (those of
+    /// `scope` too) is rendered per request: `http://$app`,
+    /// `$scheme://backend`, `http://127.0.0.1$request_uri`.
+    ///
+    /// # Errors
+    /// See [`TargetError`].
+    pub fn parse_in(
+        url: &str,
+        groups: &HashMap<String, Arc<UpstreamGroup>>,
+        scope: &Scope,
+    ) -> Result<Self, TargetError> {
         if url.contains('$') {
-            return Err(TargetError::Variables(url.into()));
+            return Self::dynamic(url, groups, scope);
         }
         let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
             (Scheme::HTTP, r)
@@ -100,6 +142,100 @@ impl ProxyTarget {
         })
     }
 
+    fn dynamic(
+        url: &str,
+        groups: &HashMap<String, Arc<UpstreamGroup>>,
+        scope: &Scope,
+    ) -> Result<Self, TargetError> {
+        let template =
+            Template::parse_in(url, scope).map_err(|e| TargetError::Variables(url.into(), e))?;
+        // The scheme, when written out; `$scheme://…` decides per request.
+        let scheme = if url.starts_with("https://") {
+            Scheme::HTTPS
+        } else if url.starts_with("http://") || url.starts_with('$') {
+            Scheme::HTTP
+        } else {
+            return Err(TargetError::Url(url.into()));
+        };
+        Ok(ProxyTarget {
+            scheme,
+            dest: Dest::Dynamic(template, groups.clone()),
+            proxy_host: "".into(),
+            host_header: http::HeaderValue::from_static(""),
+            proxy_port: 0,
+            uri: None,
+            url: url.into(),
+        })
+    }
+
+    /// True when the URL has variables.
+    pub fn is_dynamic(&self) -> bool {
+        matches!(self.dest, Dest::Dynamic(..))
+    }
+
+    /// True when the URL has variables and its scheme is one of them.
+    pub(crate) fn scheme_varies(&self) -> bool {
+        self.is_dynamic() && self.url.starts_with('$')
+    }
+
+    /// The URL of a dynamic target for one request.
+    ///
+    /// # Errors
+    /// The rendered text is not an `http(s)://host[:port][/uri]` URL: a
+    /// 500, as nginx answers.
+    pub(crate) fn render(&self, ctx: &VarCtx<'_>) -> Result<Option<Rendered>, ProxyError> {
+        let Dest::Dynamic(template, groups) = &self.dest else {
+            return Ok(None);
+        };
+        let url = template.render_to_string(ctx);
+        let bad = |why: &str| ProxyError::Internal(format!("{why} in \"{url}\"").into());
+        let (https, rest) = if let Some(r) = strip_prefix_ci(&url, "http://") {
+            (false, r)
+        } else if let Some(r) = strip_prefix_ci(&url, "https://") {
+            (true, r)
+        } else {
+            return Err(bad("invalid URL prefix"));
+        };
+        let (hostport, uri) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        let authority: Authority = hostport.parse().map_err(|_| bad("invalid host"))?;
+        if authority.host().is_empty() {
+            return Err(bad("no host"));
+        }
+        let default_port = if https { 443 } else { 80 };
+        let port = authority.port_u16().unwrap_or(default_port);
+        let dest = match groups.get(authority.host()) {
+            Some(g) if authority.port().is_none() => RenderedDest::Group(g.clone()),
+            _ if authority.port().is_none() => {
+                let with_port = format!("{}:{port}", authority.host());
+                RenderedDest::Fixed(with_port.parse().map_err(|_| bad("invalid host"))?)
+            }
+            _ => RenderedDest::Fixed(authority.clone()),
+        };
+        let proxy_host: Box<str> = if port == default_port {
+            authority.host().into()
+        } else {
+            hostport.into()
+        };
+        let uri = match uri {
+            None | Some("") => None,
+            // `http://b?x`: the path `/` is implied, as nginx adds it.
+            Some(u) if u.starts_with('?') => Some(uri_part(&format!("/{u}"))),
+            Some(u) => Some(uri_part(u)),
+        };
+        Ok(Some(Rendered {
+            https,
+            dest,
+            host_header: http::HeaderValue::from_str(&proxy_host)
+                .map_err(|_| bad("invalid host"))?,
+            proxy_host,
+            proxy_port: port,
+            uri,
+        }))
+    }
+
     /// `$proxy_host`.
     pub fn proxy_host(&self) -> &str {
         &self.proxy_host
@@ -130,24 +266,33 @@ impl ProxyTarget {
         self.uri.is_some()
     }
 
-    /// The group this target balances over, if any.
+    /// The group this target balances over, if any (for a URL with
+    /// variables, see [`Rendered`]).
     pub fn group(&self) -> Option<&Arc<UpstreamGroup>> {
         match &self.dest {
-            Dest::Fixed(_) => None,
+            Dest::Fixed(_) | Dest::Dynamic(..) => None,
             Dest::Group(g) => Some(g),
         }
     }
 
     /// The server for one attempt: the fixed address (first attempt only),
-    /// or a group's pick; `None` when there is none left.
-    pub(crate) fn pick(&self, input: &PickInput<'_>, tried: &Tried) -> Option<Pick> {
-        match &self.dest {
-            Dest::Fixed(a) => Some(Pick::Fixed(a.clone())),
-            Dest::Group(g) => {
-                g.ensure_started();
-                g.pick(input, tried).map(Pick::Group)
+    /// or a group's pick; `None` when there is none left. A URL with
+    /// variables picks from what `rendered` names.
+    pub(crate) fn pick(
+        &self,
+        rendered: Option<&Rendered>,
+        input: &PickInput<'_>,
+        tried: &Tried,
+    ) -> Option<Pick> {
+        let group = match (rendered.map(|r| &r.dest), &self.dest) {
+            (Some(RenderedDest::Fixed(a)), _) | (None, Dest::Fixed(a)) => {
+                return Some(Pick::Fixed(a.clone()))
             }
-        }
+            (Some(RenderedDest::Group(g)), _) | (None, Dest::Group(g)) => g,
+            (None, Dest::Dynamic(..)) => return None,
+        };
+        group.ensure_started();
+        group.pick(input, tried).map(Pick::Group)
     }
 
     /// The upstream URI for a request, nginx's rules: without a URI part the
@@ -209,6 +354,35 @@ impl ProxyTarget {
     }
 }
 
+/// `prefix`, in any case, stripped from `s`.
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// A rendered URI part as a request target: bytes a request line cannot
+/// carry (a space of a decoded `$uri`, say) are percent-escaped.
+fn uri_part(u: &str) -> PathAndQuery {
+    if let Ok(pq) = PathAndQuery::try_from(u) {
+        return pq;
+    }
+    let mut s = String::with_capacity(u.len() + 16);
+    for b in u.bytes() {
+        if b.is_ascii_graphic()
+            && !matches!(
+                b,
+                b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | b'|' | b'\\' | b'^'
+            )
+        {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    PathAndQuery::try_from(s).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+}
+
 /// The server of one attempt.
 #[derive(Debug)]
 pub(crate) enum Pick {
@@ -235,7 +409,9 @@ mod tests {
         let t = ProxyTarget::parse(pass, &HashMap::new()).unwrap();
         let original: Uri = req.parse().unwrap();
         let path = crate::location::normalize(original.path()).unwrap();
-        let a = t.pick(&PickInput::default(), &Tried::default()).unwrap();
+        let a = t
+            .pick(None, &PickInput::default(), &Tried::default())
+            .unwrap();
         let uri = t
             .upstream_uri(a.authority().clone(), &original, &path, location, false)
             .unwrap();
@@ -306,6 +482,57 @@ mod tests {
     }
 
     #[test]
+    fn rendered_urls_read_as_nginx_reads_them() {
+        let groups: HashMap<_, _> = [(
+            "backend".to_string(),
+            Arc::new(
+                UpstreamGroup::builder("backend")
+                    .server(crate::upstream::ServerSpec::new("127.0.0.1:1"))
+                    .build()
+                    .unwrap(),
+            ),
+        )]
+        .into();
+        let render = |url: &str, req: &str| {
+            let t = ProxyTarget::parse(url, &groups).unwrap();
+            let req = http::Request::get(req)
+                .header("host", "h.test")
+                .body(())
+                .unwrap();
+            let conn = crate::conn::conn_info(&req);
+            let ctx = VarCtx::new(&req, &conn, req.uri().path(), "s");
+            t.render(&ctx).map(|r| {
+                let r = r.unwrap();
+                let dest = match &r.dest {
+                    RenderedDest::Group(g) => format!("group {}", g.name()),
+                    RenderedDest::Fixed(a) => a.to_string(),
+                };
+                let uri = r.uri.map(|u| u.to_string()).unwrap_or_default();
+                format!("{} {dest} {} {uri}", r.https, r.proxy_host)
+            })
+        };
+        let ok = |url: &str, req: &str| render(url, req).unwrap();
+        assert_eq!(
+            ok("http://$arg_b", "/?b=backend"),
+            "false group backend backend "
+        );
+        // With a port, a group's name is a host name.
+        assert_eq!(
+            ok("http://$arg_b", "/?b=backend:80"),
+            "false backend:80 backend "
+        );
+        assert_eq!(ok("$scheme://$arg_b", "/?b=a:8080"), "false a:8080 a:8080 ");
+        assert_eq!(ok("https://$arg_b", "/?b=a:443"), "true a:443 a ");
+        assert_eq!(
+            ok("http://$host$uri", "/x%20y?q"),
+            "false h.test:80 h.test /x%20y"
+        );
+        assert_eq!(ok("http://$arg_b?x=1", "/?b=a"), "false a:80 a /?x=1");
+        assert!(render("$arg_b", "/?b=ftp://a").is_err());
+        assert!(render("http://$arg_b", "/").is_err());
+    }
+
+    #[test]
     fn parse_errors_and_groups() {
         let groups: HashMap<_, _> = [(
             "backend".to_string(),
@@ -319,7 +546,7 @@ mod tests {
         )]
         .into();
         let pick = |t: &ProxyTarget| {
-            t.pick(&PickInput::default(), &Tried::default())
+            t.pick(None, &PickInput::default(), &Tried::default())
                 .unwrap()
                 .authority()
                 .to_string()
@@ -341,8 +568,15 @@ mod tests {
             Err(TargetError::Url(_))
         ));
         assert!(matches!(
-            ProxyTarget::parse("http://$h", &groups),
-            Err(TargetError::Variables(_))
+            ProxyTarget::parse("http://$nonesuch", &groups),
+            Err(TargetError::Variables(..))
+        ));
+        assert!(ProxyTarget::parse("http://$host", &groups)
+            .unwrap()
+            .is_dynamic());
+        assert!(matches!(
+            ProxyTarget::parse("ftp://$host", &groups),
+            Err(TargetError::Url(_))
         ));
         let t = ProxyTarget::parse("https://backend", &groups).unwrap();
         assert!(t.is_https());

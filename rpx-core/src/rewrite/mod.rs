@@ -7,7 +7,9 @@
 //! is appended unless the replacement ends in `?`), replacements starting
 //! with `http://`, `https://` or `$scheme` redirecting; `if` with `($var)`,
 //! `=`, `!=`, `~`, `~*`, `!~`, `!~*`; `return`; `break`.
-//! Not supported: `set`, file tests (`-f`…), regex captures of `if` and
+//! `set $name value` stores its rendered value on the request
+//! ([`SetVars`]), read by every later template that names the variable.
+//! Not supported: file tests (`-f`…), regex captures of `if` and
 //! `location` used in later directives.
 
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use crate::error::ProxyError;
 use crate::headers::AddHeadersLayer;
 use crate::reply::{redirect, Reply};
 use crate::request::{request_path, set_uri};
-use crate::vars::{Scope, Template, TemplateError, VarCtx};
+use crate::vars::{Scope, SetVars, Template, TemplateError, VarCtx};
 
 /// How many times locations may be searched again (`rewrite … last`)
 /// before the request fails, as nginx's `NGX_HTTP_MAX_URI_CHANGES`.
@@ -188,6 +190,8 @@ pub enum Step {
     If(Condition, Box<[Step]>),
     /// `break`.
     Break,
+    /// `set $name value`.
+    Set(Arc<str>, Template),
 }
 
 /// What running a program decided.
@@ -272,6 +276,20 @@ impl Program {
                     }
                 }
                 Step::Rewrite(rule) => self.rewrite(rule, req),
+                Step::Set(name, value) => {
+                    let conn = conn_info(req);
+                    let ctx = VarCtx::new(req, &conn, request_path(req), &self.server_name);
+                    let value = value.render_to_string(&ctx);
+                    match req.extensions_mut().get_mut::<SetVars>() {
+                        Some(sets) => sets.set(name, value),
+                        None => {
+                            let mut sets = SetVars::default();
+                            sets.set(name, value);
+                            req.extensions_mut().insert(sets);
+                        }
+                    }
+                    Flow::Next
+                }
             };
             if !matches!(flow, Flow::Next) {
                 return flow;

@@ -69,12 +69,20 @@ async fn resolve(host: &str) -> io::Result<Arc<[IpAddr]>> {
     Ok(ips.into())
 }
 
-fn overridden(host: &str) -> Option<Arc<[IpAddr]>> {
+pub(super) fn overridden(host: &str) -> Option<Arc<[IpAddr]>> {
     HOSTS
         .read()
         .ok()?
         .get(host.to_ascii_lowercase().as_str())
         .cloned()
+}
+
+/// `host` as an IP address, when it is one (`[…]` allowed).
+pub(crate) fn literal_ip(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// Resolves `host` once, blocking: for `resolve_strict` at startup.
@@ -96,11 +104,7 @@ pub fn resolve_blocking(host: &str) -> io::Result<()> {
 /// The addresses of `host`, from the cache while younger than `valid`.
 /// A failed lookup keeps the last known addresses (and says so).
 pub(crate) async fn lookup(host: &str, valid: Duration) -> io::Result<Arc<[IpAddr]>> {
-    if let Ok(ip) = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
+    if let Some(ip) = literal_ip(host) {
         return Ok(Arc::from([ip]));
     }
     let cached = CACHE.read().ok().and_then(|c| c.get(host).cloned());
@@ -183,16 +187,24 @@ pub(crate) async fn run(group: Weak<UpstreamGroup>, interval: Duration) {
     }
 }
 
-/// The resolver of upstream connections: the cache above.
-#[derive(Debug, Clone, Copy)]
+/// The resolver of upstream connections: the cache above, or the DNS
+/// servers of a `resolver` directive.
+#[derive(Debug, Clone)]
 pub struct CachedResolver {
     valid: Duration,
+    dns: Option<super::Resolver>,
 }
 
 impl CachedResolver {
     /// Addresses are reused for `valid` before being resolved again.
     pub fn new(valid: Duration) -> Self {
-        CachedResolver { valid }
+        CachedResolver { valid, dns: None }
+    }
+
+    /// Names are asked of `dns`'s servers (and kept by its cache) instead.
+    pub fn with_dns(mut self, dns: Option<super::Resolver>) -> Self {
+        self.dns = dns;
+        self
     }
 }
 
@@ -208,8 +220,13 @@ impl tower::Service<Name> for CachedResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let valid = self.valid;
+        let dns = self.dns.clone();
         Box::pin(async move {
-            let ips = lookup(name.as_str(), valid).await?;
+            let host = name.as_str();
+            let ips = match dns {
+                Some(dns) if literal_ip(host).is_none() => dns.lookup(host).await?,
+                _ => lookup(host, valid).await?,
+            };
             // The connector sets the port.
             Ok(ips
                 .iter()

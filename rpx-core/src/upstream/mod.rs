@@ -9,6 +9,7 @@
 //! | `retry` | `proxy_next_upstream` as a compiled policy |
 //! | `health` | active HTTP health checks, a task per group |
 //! | `dns` | server names resolved on a schedule; a hosts-style override |
+//! | `resolver` | nginx's `resolver`: DNS servers asked at request time (hickory) |
 //!
 //! A group is compiled once (weights, the round-robin order and the hash
 //! ring are precomputed); a pick reads atomics only.
@@ -19,6 +20,7 @@ mod group;
 mod hash;
 mod health;
 mod peer;
+mod resolver;
 pub(crate) mod retry;
 mod ring;
 
@@ -26,4 +28,7 @@ pub use balance::{Method, PickInput};
 pub use group::{GroupError, KeepAlive, Picked, Tried, UpstreamGroup, UpstreamGroupBuilder};
 pub use health::HealthCheck;
 pub use peer::{Peer, ServerSpec};
+pub use resolver::{
+    Resolver, ResolverError, ResolverSpec, DEFAULT_TIMEOUT as DEFAULT_RESOLVER_TIMEOUT,
+};
 pub use retry::{NextUpstream, NextUpstreamError, RetryPolicy};

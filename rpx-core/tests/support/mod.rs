@@ -2,6 +2,7 @@
 //! running rpx, a client, and the corpus case format.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod nginx;
 
 use std::collections::HashMap;

@@ -632,6 +632,11 @@ impl Mapper {
             "limit_conn_dry_run" => s.limit_conn_dry_run = self.flag(d),
             "limit_conn_log_level" => s.limit_conn_log_level = self.limit_log_level(d),
             "send_timeout" => s.send_timeout = self.time(d),
+            "resolver" => match crate::upstream::ResolverSpec::parse(&w) {
+                Ok(r) => s.resolver = Some(Spanned::new(r, at(&d.pos))),
+                Err(e) => self.err(d, e.to_string()),
+            },
+            "resolver_timeout" => s.resolver_timeout = self.time(d),
             "proxy_request_buffering" => s.proxy_request_buffering = self.flag(d),
             "proxy_pass_request_body" => s.proxy_pass_request_body = self.flag(d),
             "proxy_pass_request_headers" => s.proxy_pass_request_headers = self.flag(d),
@@ -922,7 +927,7 @@ impl Mapper {
                         server.locations.push(l);
                     }
                 }
-                "return" | "rewrite" | "break" | "if" => {
+                "return" | "rewrite" | "break" | "if" | "set" => {
                     if let Some(step) = self.step(c, SIF) {
                         steps.push(step);
                     }
@@ -1045,7 +1050,7 @@ impl Mapper {
                     let url = Spanned::new(c.args[0].value.clone(), at(&c.pos));
                     proxy = Some((c, Handler::Proxy(url)));
                 }
-                "return" | "rewrite" | "break" | "if" => {
+                "return" | "rewrite" | "break" | "if" | "set" => {
                     if let Some(step) = self.step(c, LIF) {
                         steps.push(step);
                     }
@@ -1097,6 +1102,13 @@ impl Mapper {
                 }
             },
             "break" => Some(RewriteStep::Break),
+            "set" => match crate::config::set_config(w[0], w[1].into(), at(&d.pos)) {
+                Ok(s) => Some(RewriteStep::Set(s)),
+                Err(msg) => {
+                    self.err(d, msg);
+                    None
+                }
+            },
             "rewrite" => {
                 let flag = match w.get(2) {
                     None => RewriteFlag::None,
@@ -1139,14 +1151,14 @@ impl Mapper {
                 continue;
             }
             match c.name.as_str() {
-                "return" | "rewrite" | "break" => {
+                "return" | "rewrite" | "break" | "set" => {
                     if let Some(s) = self.step(c, ctx) {
                         steps.push(s);
                     }
                 }
                 other => self.unsupported(
                     c,
-                    "directives other than return/rewrite/break inside \"if\"",
+                    "directives other than return/rewrite/break/set inside \"if\"",
                     &format!("\"{other}\" inside \"if\""),
                 ),
             }

@@ -132,29 +132,4 @@ impl Compiler {
             let _ = request.target().set(target);
         }
     }
-
-    /// Names `auth_request_set` defines, known to every template of the
-    /// config (nginx's variables are global).
-    pub(super) fn set_vars(&mut self, config: &Config) {
-        fn walk(locations: &[LocationConfig], out: &mut Vec<String>) {
-            for l in locations {
-                names(&l.settings, out);
-                walk(&l.locations, out);
-            }
-        }
-        fn names(s: &Settings, out: &mut Vec<String>) {
-            out.extend(s.auth_request_set.iter().flatten().map(|v| v.name.clone()));
-        }
-        let mut all = Vec::new();
-        names(&config.settings, &mut all);
-        for server in &config.servers {
-            names(&server.settings, &mut all);
-            walk(&server.locations, &mut all);
-        }
-        for name in all {
-            if self.scope.get(&name).is_none() {
-                self.scope.define_set(&name);
-            }
-        }
-    }
 }

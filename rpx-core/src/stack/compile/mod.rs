@@ -91,15 +91,17 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
         acme: None,
         request_metrics: crate::metrics::requests_recorded(serves_metrics(config)),
         pools: crate::proxy::UpstreamPools::new(),
+        resolvers: Vec::new(),
         user_files: HashMap::new(),
         rate_zones: HashMap::new(),
         conn_zones: HashMap::new(),
         auth_targets: Vec::new(),
     };
     cx.acme = cx.acme_manager(config, opts);
-    // Maps first: a group's `hash` key may use them.
-    cx.maps(config);
+    // Variables first: a group's `hash` key may use them, a map's values
+    // may use what `set` sets.
     cx.set_vars(config);
+    cx.maps(config);
     cx.log_formats(config);
     cx.rate_zones(config, opts.previous);
     cx.conn_zones(config, opts.previous);
@@ -159,6 +161,9 @@ struct Compiler {
     request_metrics: bool,
     /// Every proxy's connection pools: one per upstream and settings.
     pools: crate::proxy::UpstreamPools,
+    /// `resolver`s, one per distinct setting: the levels that inherit one
+    /// share its cache.
+    resolvers: Vec<crate::upstream::Resolver>,
     /// `auth_basic_user_file`s by path.
     user_files: HashMap<String, Arc<UserFile>>,
     /// `limit_req_zone`s by name.

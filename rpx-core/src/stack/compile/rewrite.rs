@@ -4,7 +4,51 @@ use super::server::add_headers;
 use super::*;
 
 impl Compiler {
-    /// `map`s in config order: a map's values may use the maps before it.
+    /// Names `set` and `auth_request_set` define, known to every template
+    /// of the config (nginx's variables are global, whatever the order they
+    /// are written in). A built-in or `map` variable cannot be set.
+    pub(super) fn set_vars(&mut self, config: &Config) {
+        fn walk(locations: &[LocationConfig], out: &mut Vec<(String, Option<SourcePos>)>) {
+            for l in locations {
+                level(&l.settings, &l.rewrites, out);
+                walk(&l.locations, out);
+            }
+        }
+        fn steps(list: &[RewriteStep], out: &mut Vec<(String, Option<SourcePos>)>) {
+            for s in list {
+                match s {
+                    RewriteStep::Set(s) => out.push((s.name.clone(), Some(s.pos.clone()))),
+                    RewriteStep::If(i) => steps(&i.steps, out),
+                    _ => {}
+                }
+            }
+        }
+        fn level(s: &Settings, rw: &[RewriteStep], out: &mut Vec<(String, Option<SourcePos>)>) {
+            let auth = s.auth_request_set.iter().flatten();
+            out.extend(auth.map(|v| (v.name.clone(), None)));
+            steps(rw, out);
+        }
+        let mut all = Vec::new();
+        level(&config.settings, &[], &mut all);
+        for server in &config.servers {
+            level(&server.settings, &server.rewrites, &mut all);
+            walk(&server.locations, &mut all);
+        }
+        for (name, pos) in all {
+            let fixed =
+                Var::from_name(&name).is_some() || config.maps.iter().any(|m| m.name == name);
+            match pos {
+                Some(pos) if fixed => {
+                    self.err(&pos, format!("the duplicate \"{name}\" variable"));
+                }
+                _ if self.scope.get(&name).is_none() => self.scope.define_set(&name),
+                _ => {}
+            }
+        }
+    }
+
+    /// `map`s in config order: a map's values may use the maps before it
+    /// and the variables `set` defines.
     pub(super) fn maps(&mut self, config: &Config) {
         for m in &config.maps {
             let t = |src: &str, scope: &Scope| Template::parse_in(src, scope);
@@ -55,6 +99,10 @@ impl Compiler {
         for step in steps {
             match step {
                 RewriteStep::Break => out.push(Step::Break),
+                RewriteStep::Set(set) => match Template::parse_in(&set.value, &self.scope) {
+                    Ok(t) => out.push(Step::Set(set.name.as_str().into(), t)),
+                    Err(e) => self.err(&set.pos, format!("set: {e}")),
+                },
                 RewriteStep::Return(r) => {
                     if let Action::Return(svc) = self.return_action(r, server_name) {
                         out.push(Step::Return(svc));

@@ -3,6 +3,28 @@
 use super::*;
 
 impl Compiler {
+    /// The level's `resolver`, made once per distinct setting.
+    fn resolver(&mut self, s: &Settings) -> Option<crate::upstream::Resolver> {
+        let r = s.resolver.as_ref()?;
+        let mut spec = r.value.clone();
+        spec.timeout = s
+            .resolver_timeout
+            .unwrap_or(crate::upstream::DEFAULT_RESOLVER_TIMEOUT);
+        if let Some(made) = self.resolvers.iter().find(|m| *m.spec() == spec) {
+            return Some(made.clone());
+        }
+        match crate::upstream::Resolver::new(&spec) {
+            Ok(made) => {
+                self.resolvers.push(made.clone());
+                Some(made)
+            }
+            Err(e) => {
+                self.err(&r.pos, e.to_string());
+                None
+            }
+        }
+    }
+
     pub(super) fn groups(&mut self, config: &Config, previous: Option<&Snapshot>) {
         for u in &config.upstreams {
             for s in &u.servers {
@@ -152,6 +174,7 @@ impl Compiler {
             .groups(self.groups.clone())
             .server_name(server_name.clone())
             .variables(self.scope.clone())
+            .resolver(self.resolver(s))
             .timeouts(Timeouts {
                 connect: s.proxy_connect_timeout.or(defaults.connect),
                 read: s.proxy_read_timeout.or(defaults.read),

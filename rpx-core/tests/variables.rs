@@ -1,0 +1,304 @@
+//! `set`, and `proxy_pass` with variables resolved at request time by
+//! `resolver`, against real nginx: both proxies ask one DNS server on
+//! loopback (`support::dns`), and the same config runs again converted to
+//! TOML. What the client got and what the upstream received must agree.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use support::*;
+
+const SERVERS: &str = r#"
+    upstream backend { server 127.0.0.1:UPSTREAM_PORT; }
+    server {
+        listen 127.0.0.1:LISTEN_PORT default_server;
+        server_name _;
+        resolver 127.0.0.1:DNS_PORT valid=1s ipv6=off;
+        resolver_timeout 3s;
+        set $app app.test:UPSTREAM_PORT;
+
+        # The Docker idiom: a name that may not resolve yet.
+        location /docker/ { proxy_pass http://$app; }
+        # A name that is an upstream block's.
+        location /group/ { set $g backend; proxy_pass http://$g; }
+        location /scheme/ { proxy_pass $scheme://backend; }
+        # A URI part with variables goes as it is: no arguments.
+        location /uri/ {
+            set $b 127.0.0.1:UPSTREAM_PORT;
+            proxy_pass http://$b/fixed$uri;
+        }
+        location /req/ { proxy_pass http://127.0.0.1:UPSTREAM_PORT$request_uri; }
+        location /to/ { proxy_pass http://$arg_to; }
+        location /bad/ { proxy_pass $arg_to; }
+        location /set/ {
+            set $a one;
+            if ($arg_x) {
+                set $a "x=$arg_x";
+            }
+            set $b "$a-two";
+            proxy_set_header X-Set $b;
+            proxy_set_header X-Server $server_level;
+            proxy_pass http://backend;
+        }
+        location /unset/ {
+            proxy_set_header X-Unset "[$never_set]";
+            proxy_pass http://backend;
+        }
+        location /header/ {
+            if ($http_x_tenant) {
+                set $server_level "tenant $http_x_tenant";
+            }
+            add_header X-Level $server_level;
+            return 204;
+        }
+    }
+    server {
+        listen 127.0.0.1:LISTEN_PORT;
+        server_name noresolver;
+        set $server_level none;
+        set $never_set "";
+        location / { proxy_pass http://$arg_to; }
+    }
+"#;
+
+/// The status, and what the upstream received: method, URI, `Host` and
+/// the headers the config sets.
+async fn observe(both: &nginx::Both, addr: SocketAddr, host: &str, path: &str) -> String {
+    let req = http::Request::get(path)
+        .header("host", host)
+        .header("x-tenant", "t1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let got = send(addr, req).await;
+    let seen = both.up.take();
+    let h = |n: &str| {
+        got.headers
+            .get(n)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "{} x-level={:?} | upstream {:?}",
+        got.status.as_u16(),
+        h("x-level"),
+        seen.iter()
+            .map(|s| {
+                let h = |n: &str| {
+                    s.headers
+                        .get(n)
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default()
+                };
+                format!(
+                    "{} {} host={} x-set={:?} x-server={:?} x-unset={:?}",
+                    s.method,
+                    s.uri,
+                    h("host"),
+                    h("x-set"),
+                    h("x-server"),
+                    h("x-unset")
+                )
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Asks `addr` for `/docker/` until the name resolves (the negative
+/// answer is cached for at most `valid=1s`), within the time bound.
+async fn until_resolved(addr: SocketAddr) {
+    let wait = async {
+        loop {
+            let req = http::Request::get("/docker/probe")
+                .header("host", "a")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if send(addr, req).await.status == 200 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .expect("the name resolves once the DNS server knows it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_and_resolver_match_nginx() {
+    let dns = dns::Dns::start().await;
+    let servers = SERVERS.replace("DNS_PORT", &dns.addr.port().to_string());
+    let Some(both) = nginx::Both::start("variables", &servers).await else {
+        eprintln!("RPX_SKIP_NGINX=1: skipping");
+        return;
+    };
+    let toml = serve_converted(&both.conf, false, Vec::new())
+        .await
+        .expect("the converted config loads");
+    let via_toml = toml.listeners[0].1;
+    let up = both.up.addr.to_string();
+    let cases: Vec<(&str, String)> = vec![
+        ("a", "/docker/x?q=1".into()),
+        ("a", "/group/x?q=1".into()),
+        ("a", "/scheme/x".into()),
+        ("a", "/uri/a/b?q=1".into()),
+        ("a", "/req/a%2Fb?q=1".into()),
+        ("a", format!("/to/x?to={up}")),
+        ("a", "/to/x?to=backend".into()),
+        ("a", format!("/bad/x?to=ftp://{up}")),
+        ("a", "/set/x".into()),
+        ("a", "/set/x?x=7".into()),
+        ("a", "/unset/x".into()),
+        ("a", "/header/x".into()),
+        ("noresolver", format!("/x?to={up}")),
+        ("noresolver", "/x?to=backend".into()),
+        ("noresolver", "/x?to=app.test".into()),
+    ];
+    let mut diffs = Vec::new();
+    for round in ["before the name resolves", "after"] {
+        if round == "after" {
+            dns.set("app.test", Ipv4Addr::LOCALHOST);
+            for addr in [both.nginx, both.rpx, via_toml] {
+                until_resolved(addr).await;
+            }
+            both.up.take();
+        }
+        for (host, path) in &cases {
+            let want = observe(&both, both.nginx, host, path).await;
+            for (name, addr) in [("rpx", both.rpx), ("rpx via TOML", via_toml)] {
+                let got = observe(&both, addr, host, path).await;
+                if got != want {
+                    diffs.push(format!(
+                        "{round}: {host} {path}:\n  nginx {want}\n  {name} {got}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
+    // The resolver was asked, for A records only (`ipv6=off`).
+    let asked = dns.asked.lock().unwrap().clone();
+    assert!(asked.iter().any(|q| q == "app.test 1"), "{asked:?}");
+    assert!(!asked.iter().any(|q| q.ends_with(" 28")), "{asked:?}");
+}
+
+/// What nginx refuses is refused at its line, in nginx's words.
+#[test]
+fn nginx_check_errors() {
+    let dir = temp_dir("variables-check");
+    for (bad, want) in [
+        ("set app 1;", "invalid variable name \"app\""),
+        ("set $host x;", "the duplicate \"host\" variable"),
+        ("set $a $nonesuch;", "unknown variable \"$nonesuch\""),
+        (
+            "resolver dns.example;",
+            "invalid resolver address \"dns.example\"",
+        ),
+        (
+            "resolver 127.0.0.11 valid=soon;",
+            "invalid parameter \"valid=soon\"",
+        ),
+        (
+            "resolver 127.0.0.11 ipv4=off ipv6=off;",
+            "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
+        ),
+        (
+            "location /x { proxy_pass http://$nonesuch; }",
+            "unknown variable \"$nonesuch\"",
+        ),
+        (
+            "location /x { proxy_pass ftp://$host; }",
+            "invalid proxy_pass URL",
+        ),
+    ] {
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:1;\n    {bad}\n  }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let errors: Vec<String> = rpx_core::stack::check_file(&conf)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let errors = errors.join("\n");
+        assert!(errors.contains(want), "{bad}: {errors}");
+        assert!(errors.contains("nginx.conf:5"), "{bad}: {errors}");
+    }
+}
+
+/// The TOML forms: `set` steps, `resolver` and `resolver_timeout`, read
+/// and written back the same.
+#[tokio::test]
+async fn toml_forms() {
+    let dns = dns::Dns::start().await;
+    dns.set("svc.test", Ipv4Addr::LOCALHOST);
+    let up = Upstream::start(1).await;
+    let toml = format!(
+        r#"
+        resolver = "{dns} valid=5s ipv6=off"
+        resolver_timeout = "2s"
+
+        [[server]]
+        listen = "127.0.0.1:0"
+
+        [[server.rewrite]]
+        set = "$svc"
+        value = "svc.test:{port}"
+
+        [[server.location]]
+        path = "/"
+        proxy_pass = "http://$svc"
+
+        [[server.location.rewrite]]
+        if = "$arg_v"
+        set = "$version"
+        value = "v$arg_v"
+
+        [server.location.proxy_set_header]
+        X-Version = "$version"
+        "#,
+        dns = dns.addr,
+        port = up.addr.port(),
+    );
+    let cfg = rpx_core::config::parse_toml(&toml, "rpx.toml").expect("loads");
+    let text = rpx_core::config::to_toml(&cfg).unwrap();
+    assert!(
+        text.contains(&format!("resolver = \"{} valid=5s ipv6=off\"", dns.addr)),
+        "{text}"
+    );
+    assert!(text.contains("resolver_timeout = \"2s\""), "{text}");
+    let running = serve_config(&cfg, Vec::new()).await.expect("serves");
+    let req = http::Request::get("/a?v=2")
+        .header("host", "a")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let got = send(running.listeners[0].1, req).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen = up.take();
+    assert_eq!(seen[0].uri, "/a?v=2");
+    assert_eq!(
+        seen[0].headers["host"],
+        format!("svc.test:{}", up.addr.port())
+    );
+    assert_eq!(seen[0].headers["x-version"], "v2");
+    for (bad, want) in [
+        ("resolver = \"nowhere\"", "invalid resolver address"),
+        ("[[server.rewrite]]\nset = \"$x\"", "`set` needs a `value`"),
+    ] {
+        let text = format!("{bad}\n[[server]]\nlisten = \"127.0.0.1:0\"\n");
+        let text = if bad.starts_with("[[") {
+            format!("[[server]]\nlisten = \"127.0.0.1:0\"\n{bad}\n")
+        } else {
+            text
+        };
+        let err = rpx_core::config::parse_toml(&text, "rpx.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{bad}: {err}");
+    }
+}
