@@ -302,3 +302,113 @@ async fn toml_forms() {
         assert!(err.contains(want), "{bad}: {err}");
     }
 }
+
+const CAPTURES: &str = r#"
+    upstream backend { server 127.0.0.1:UPSTREAM_PORT; }
+    map $uri $mapped {
+        ~^/map/(?<first>[^/]+)/(.*)$ "$first:$2";
+        default none;
+    }
+    server {
+        listen 127.0.0.1:LISTEN_PORT default_server;
+        server_name _;
+        location ~ ^/app/(?<svc>[a-z]+)/(.*)$ {
+            proxy_set_header X-Cap "$svc|$1|$2|$3";
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT/$2$is_args$args;
+        }
+        location ~* ^/legacy/(.*)$ {
+            return 301 /new/$1;
+        }
+        location /if/ {
+            if ($uri ~ ^/if/(\w+)) {
+                set $word "w=$1";
+            }
+            proxy_set_header X-Cap "$word|$1";
+            proxy_pass http://backend;
+        }
+        location /rw/ {
+            rewrite ^/rw/(.*)$ /b/$1 break;
+            proxy_set_header X-Cap "rw $1";
+            proxy_pass http://backend;
+        }
+        location /map/ {
+            # Not `$mapped|$1`: nginx's map leaves its groups in `$1` as a
+            # side effect, rpx keeps them inside the map (nginx-compat.md).
+            proxy_set_header X-Cap "$mapped";
+            proxy_pass http://backend;
+        }
+        location /plain/ {
+            proxy_set_header X-Cap "[$1]";
+            proxy_pass http://backend;
+        }
+    }
+    server {
+        listen 127.0.0.1:LISTEN_PORT;
+        server_name ~^(?<tenant>[a-z]+)\.example\.test$;
+        location / {
+            proxy_set_header X-Cap "$tenant|$1";
+            proxy_pass http://backend;
+        }
+        location ~ ^/t/(.+)$ {
+            proxy_set_header X-Cap "$tenant|$1";
+            proxy_pass http://backend;
+        }
+    }
+"#;
+
+/// `$1`…`$9` and named captures of a regex `location`, `if`, `rewrite`,
+/// `map` and `server_name`, as later directives see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_match_nginx() {
+    let Some(both) = nginx::Both::start("captures", CAPTURES).await else {
+        eprintln!("RPX_SKIP_NGINX=1: skipping");
+        return;
+    };
+    let cases = [
+        ("a", "/app/shop/x/y?q=1"),
+        ("a", "/app/Shop/x"),
+        ("a", "/LEGACY/a/b?z"),
+        ("a", "/if/word/more"),
+        ("a", "/if/"),
+        ("a", "/rw/one/two"),
+        ("a", "/map/alpha/beta"),
+        ("a", "/map/"),
+        ("a", "/plain/x"),
+        ("acme.example.test", "/x"),
+        ("acme.example.test", "/t/deep"),
+        ("ACME.example.test", "/x"),
+    ];
+    let mut diffs = Vec::new();
+    let both = &both;
+    for (host, path) in cases {
+        let req = |addr: SocketAddr| async move {
+            let got = send(
+                addr,
+                http::Request::get(path)
+                    .header("host", host)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+            let seen = both.up.take();
+            let location = got.headers.get("location").map(|l| {
+                l.to_str()
+                    .unwrap()
+                    .replace(&addr.port().to_string(), "PORT")
+            });
+            format!(
+                "{} location={location:?} | {:?}",
+                got.status.as_u16(),
+                seen.iter()
+                    .map(|s| format!("{} {} x-cap={:?}", s.method, s.uri, s.headers.get("x-cap")))
+                    .collect::<Vec<_>>()
+            )
+        };
+        let want = req(both.nginx).await;
+        let got = req(both.rpx).await;
+        if got != want {
+            diffs.push(format!("{host} {path}:\n  nginx {want}\n  rpx   {got}"));
+        }
+    }
+    assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
+}

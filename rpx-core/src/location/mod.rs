@@ -76,6 +76,9 @@ struct Parts<S> {
     access: Option<Arc<RouterAccess>>,
     /// `internal` per location id.
     internal: Option<Arc<[bool]>>,
+    /// The server's `server_name ~regex`es with groups: the one that
+    /// matches the host gives the request's first captures.
+    host_captures: Option<Arc<[regex::Regex]>>,
 }
 
 /// The checks of nginx's preaccess and access phases a router makes.
@@ -259,6 +262,7 @@ impl<S> LocationRouter<S> {
                 merge_slashes: true,
                 access: None,
                 internal: None,
+                host_captures: None,
             }),
         }
     }
@@ -279,6 +283,19 @@ impl<S> LocationRouter<S> {
     {
         let empty = rewrites.server.is_none() && rewrites.locations.iter().all(Option::is_none);
         self.parts_mut().rewrites = (!empty).then(|| Arc::new(rewrites));
+        self
+    }
+
+    /// Keeps the groups of the first of `names` (the server's
+    /// `server_name ~regex`es, case-insensitive as server names match)
+    /// that matches the request's host as its captures (`$1`, named
+    /// groups), before the server's rewrites, as nginx does.
+    pub fn with_host_captures(mut self, names: Vec<regex::Regex>) -> Self
+    where
+        S: Clone,
+    {
+        let names: Vec<_> = names.into_iter().filter(|r| r.captures_len() > 1).collect();
+        self.parts_mut().host_captures = (!names.is_empty()).then(|| names.into());
         self
     }
 
@@ -456,6 +473,9 @@ impl<S> LocationRouter<S> {
     #[inline]
     pub fn route<B>(&self, req: &mut Request<B>) -> Result<Routed<'_, S>, ProxyError> {
         let parts = &*self.parts;
+        if let Some(names) = &parts.host_captures {
+            keep_host_captures(names, req);
+        }
         // The extension is looked up only for a path that may hold `//`
         // (written, or escaped as `%2F`).
         let raw = req.uri().path();
@@ -464,8 +484,12 @@ impl<S> LocationRouter<S> {
             parts.merge_slashes && (!may_merge || req.extensions().get::<KeepSlashes>().is_none());
         let path = normalize_with(raw, merge).map_err(|_| ProxyError::BadPath)?;
         let found = parts.table.find(&path);
+        let captures = parts.table.captures(found, &path);
         if let std::borrow::Cow::Owned(p) = path {
             req.extensions_mut().insert(NormalizedPath(p));
+        }
+        if let Some((re, c)) = captures {
+            c.keep(re, req);
         }
         let access = parts.access.as_deref();
         let internal = parts.internal.as_deref();
@@ -677,6 +701,9 @@ impl Phases<'_> {
             }
             if std::mem::take(&mut search) {
                 found = self.table.find(request_path(req));
+                if let Some((re, c)) = self.table.captures(found, request_path(req)) {
+                    c.keep(re, req);
+                }
             }
             let LocationMatch::Location(id) = found else {
                 return Ok(Found::Match(found));
@@ -743,6 +770,20 @@ impl Phases<'_> {
             }
         }
         Err(ProxyError::RewriteCycle)
+    }
+}
+
+/// The groups of the first of `names` matching the request's host.
+fn keep_host_captures<B>(names: &[regex::Regex], req: &mut Request<B>) {
+    let Some(host) = crate::vars::request_host(req.uri(), req.headers()) else {
+        return;
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if let Some((re, c)) = names
+        .iter()
+        .find_map(|re| Some((re, crate::vars::Captures::of(re, &host)?)))
+    {
+        c.keep(re, req);
     }
 }
 

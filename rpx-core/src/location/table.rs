@@ -192,6 +192,9 @@ pub struct LocationTable {
     len: usize,
     /// `location @name` ids by name: reached only through [`LocationTable::named`].
     named: HashMap<Box<str>, usize>,
+    /// The regex locations whose regex has groups, by id: a match keeps
+    /// its captures for the location's directives.
+    capturing: Vec<(usize, Regex)>,
 }
 
 impl LocationTable {
@@ -202,12 +205,29 @@ impl LocationTable {
     pub fn build(specs: &[LocationSpec]) -> Result<Self, TableError> {
         let mut next = 0;
         let mut named = HashMap::new();
-        let root = build_level(specs, None, &mut next, &mut named)?;
+        let mut capturing = Vec::new();
+        let root = build_level(specs, None, &mut next, &mut named, &mut capturing)?;
         Ok(LocationTable {
             root,
             len: next,
             named,
+            capturing,
         })
+    }
+
+    /// The captures of `found` on `path`, when it is a regex location
+    /// with groups: `$1`… for the location's directives, as nginx keeps
+    /// them. Nothing is looked at for other locations.
+    pub fn captures(
+        &self,
+        found: LocationMatch,
+        path: &str,
+    ) -> Option<(&Regex, crate::vars::Captures)> {
+        let LocationMatch::Location(id) = found else {
+            return None;
+        };
+        let (_, re) = self.capturing.iter().find(|(i, _)| *i == id)?;
+        Some((re, crate::vars::Captures::of(re, path)?))
     }
 
     /// The id of `location @name` (`name` without `@`).
@@ -297,6 +317,7 @@ fn build_level(
     parent: Option<&LocationSpec>,
     next: &mut usize,
     named: &mut HashMap<Box<str>, usize>,
+    capturing: &mut Vec<(usize, Regex)>,
 ) -> Result<Level, TableError> {
     let mut level = Level::default();
     let mut patterns = Vec::new();
@@ -335,6 +356,7 @@ fn build_level(
                 Some(spec),
                 next,
                 named,
+                capturing,
             )?))
         };
         let dup = || TableError::Duplicate(format!("{} {}", spec.kind.modifier(), spec.pattern));
@@ -372,6 +394,9 @@ fn build_level(
                         source,
                     })?;
                 patterns.push((spec.pattern.clone(), caseless));
+                if regex.captures_len() > 1 {
+                    capturing.push((id, regex.clone()));
+                }
                 level.regexes.push(RegexLoc { regex, id, nested });
             }
         }

@@ -9,8 +9,9 @@
 //! `=`, `!=`, `~`, `~*`, `!~`, `!~*`; `return`; `break`.
 //! `set $name value` stores its rendered value on the request
 //! ([`SetVars`]), read by every later template that names the variable.
-//! Not supported: file tests (`-f`…), regex captures of `if` and
-//! `location` used in later directives.
+//! A regex of `if` or `rewrite` that matches keeps its groups as the
+//! request's captures (`$1`…, named groups as variables) for the
+//! directives after it. Not supported: file tests (`-f`…).
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::error::ProxyError;
 use crate::headers::AddHeadersLayer;
 use crate::reply::{redirect, Reply};
 use crate::request::{request_path, set_uri};
-use crate::vars::{Scope, SetVars, Template, TemplateError, VarCtx};
+use crate::vars::{Captures, Scope, SetVars, Template, TemplateError, VarCtx};
 
 /// How many times locations may be searched again (`rewrite … last`)
 /// before the request fails, as nginx's `NGX_HTTP_MAX_URI_CHANGES`.
@@ -167,14 +168,24 @@ impl Condition {
         ))
     }
 
-    fn holds(&self, ctx: &VarCtx<'_>) -> bool {
+    /// Whether the condition holds, and the captures of a regex that
+    /// matched (kept even when `!~` makes the condition false, as nginx).
+    fn holds(&self, ctx: &VarCtx<'_>) -> (bool, Option<(&Regex, Captures)>) {
         match self {
             Condition::NonEmpty(t) => {
                 let v = t.render_to_string(ctx);
-                !v.is_empty() && v != "0"
+                (!v.is_empty() && v != "0", None)
             }
-            Condition::Equals(t, right, negate) => (t.render_to_string(ctx) == *right) != *negate,
-            Condition::Matches(t, re, negate) => re.is_match(&t.render_to_string(ctx)) != *negate,
+            Condition::Equals(t, right, negate) => {
+                ((t.render_to_string(ctx) == *right) != *negate, None)
+            }
+            Condition::Matches(t, re, negate) => {
+                let v = t.render_to_string(ctx);
+                match Captures::of(re, &v) {
+                    Some(c) => (!*negate, Some((re, c))),
+                    None => (re.is_match(&v) != *negate, None),
+                }
+            }
         }
     }
 }
@@ -263,12 +274,15 @@ impl Program {
                 Step::Return(r) => Flow::Respond(Box::new(r.respond(req))),
                 Step::If(cond, inner) => {
                     let conn = conn_info(req);
-                    let holds = cond.holds(&VarCtx::new(
+                    let (holds, captures) = cond.holds(&VarCtx::new(
                         req,
                         &conn,
                         request_path(req),
                         &self.server_name,
                     ));
+                    if let Some((re, c)) = captures {
+                        c.keep(re, req);
+                    }
                     if holds {
                         self.run_steps(inner, req)
                     } else {
@@ -319,6 +333,11 @@ impl Program {
                 target.push(if target.contains('?') { '&' } else { '?' });
                 target.push_str(q);
             }
+        }
+        // The rule's groups are the request's latest captures now.
+        let captures = (caps.len() > 1).then(|| Captures::from_match(path, &caps));
+        if let Some(c) = captures {
+            c.keep(&rule.regex, req);
         }
         if let Flag::Redirect(status) = rule.flag {
             return Flow::Respond(Box::new(redirect(req, status, &target)));

@@ -78,17 +78,21 @@ impl MapVar {
 
     pub(super) fn write(&self, ctx: &VarCtx<'_>, out: &mut String) {
         let key = self.source.render_to_string(ctx);
-        let value = self
-            .exact
-            .get(key.as_str())
-            .or_else(|| {
-                self.regexes
-                    .iter()
-                    .find(|(re, _)| re.is_match(&key))
-                    .map(|(_, v)| v)
-            })
-            .unwrap_or(&self.default);
-        value.render(ctx, out);
+        if let Some(v) = self.exact.get(key.as_str()) {
+            return v.render(ctx, out);
+        }
+        for (re, v) in &self.regexes {
+            // A value may use the key's groups (`$1`, named ones).
+            if let Some(c) = super::Captures::of(re, &key) {
+                let mut local = *ctx;
+                local.captures = Some(&c);
+                return v.render(&local, out);
+            }
+            if re.captures_len() < 2 && re.is_match(&key) {
+                return v.render(ctx, out);
+            }
+        }
+        self.default.render(ctx, out);
     }
 }
 

@@ -1,6 +1,7 @@
 //! nginx-style variables (`$host`, `$http_x_real_ip`, `${scheme}`…), compiled
 //! once into segments and rendered per request without parsing.
 
+mod captures;
 mod map;
 
 use std::fmt::Write as _;
@@ -11,6 +12,7 @@ use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
 use crate::conn::ConnInfo;
 use crate::tls::TlsInfo;
 
+pub use captures::Captures;
 pub use map::{MapKeySpec, MapVar, Scope};
 
 pub use crate::request::OriginalUri;
@@ -104,6 +106,8 @@ pub enum Var {
     /// `$upstream_http_<name>`: a header of the response being looked at
     /// (the authorization subrequest's, for `auth_request_set`).
     UpstreamHttp(HeaderName),
+    /// `$0`…`$9`: a group of the latest regex match ([`Captures`]).
+    Capture(u8),
 }
 
 /// Values the config set on a request (`auth_request_set`), by name.
@@ -273,6 +277,15 @@ impl Template {
         while let Some(i) = rest.find('$') {
             lit.push_str(&rest[..i]);
             rest = &rest[i + 1..];
+            // `$1`: one digit, as nginx reads it (`$10` is `$1` then `0`).
+            if let Some(d) = rest.bytes().next().filter(u8::is_ascii_digit) {
+                if !lit.is_empty() {
+                    segments.push(Segment::Lit(std::mem::take(&mut lit).into()));
+                }
+                segments.push(Segment::Var(Var::Capture(d - b'0')));
+                rest = &rest[1..];
+                continue;
+            }
             let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
                 let end = braced
                     .find('}')
@@ -378,8 +391,11 @@ pub struct VarCtx<'a> {
     pub limit_conn: Option<&'static str>,
     /// `$limit_rate` where the response is paced.
     pub limit_rate: Option<u64>,
-    /// What the config set on the request (`auth_request_set`).
+    /// What the config set on the request (`set`, `auth_request_set`,
+    /// named captures).
     pub sets: Option<&'a SetVars>,
+    /// The latest regex match's groups.
+    pub captures: Option<&'a Captures>,
     /// The response `$upstream_http_*` reads, where there is one.
     pub upstream: Option<&'a HeaderMap>,
 }
@@ -425,6 +441,7 @@ impl<'a> VarCtx<'a> {
                 .get::<crate::limit::conn::ConnStatus>()
                 .map(|s| s.0),
             sets: req.extensions().get::<SetVars>(),
+            captures: req.extensions().get::<Captures>(),
             limit_rate: req
                 .extensions()
                 .get::<crate::limit::bandwidth::LimitRate>()
@@ -451,6 +468,11 @@ impl<'a> VarCtx<'a> {
             Var::Set(name) => {
                 if let Some(v) = self.sets.and_then(|s| s.get(name)) {
                     out.push_str(v);
+                }
+            }
+            Var::Capture(n) => {
+                if let Some(c) = self.captures {
+                    out.push_str(c.get(usize::from(*n)));
                 }
             }
             Var::UpstreamHttp(name) => {

@@ -45,7 +45,7 @@ use crate::tls::{
     UpstreamTls, DEFAULT_SESSION_CACHE,
 };
 use crate::vars::{MapKeySpec, MapVar, Scope};
-use crate::vars::{Template, Var};
+use crate::vars::{Captures, Template, Var};
 
 /// Largest upstream `weight`: weights are relative, and a bound keeps a
 /// config from costing memory in proportion to a number.

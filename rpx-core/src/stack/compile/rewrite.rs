@@ -34,6 +34,55 @@ impl Compiler {
             level(&server.settings, &server.rewrites, &mut all);
             walk(&server.locations, &mut all);
         }
+        // Named groups of the regexes whose matches are kept (`(?<app>…)`).
+        let mut regexes: Vec<(String, bool)> = Vec::new();
+        fn step_regexes(list: &[RewriteStep], out: &mut Vec<(String, bool)>) {
+            for s in list {
+                match s {
+                    RewriteStep::Rewrite(r) => out.push((r.regex.clone(), false)),
+                    RewriteStep::If(i) => {
+                        if let IfCondition::Matches {
+                            regex, caseless, ..
+                        } = &i.cond
+                        {
+                            out.push((regex.clone(), *caseless));
+                        }
+                        step_regexes(&i.steps, out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        fn location_regexes(list: &[LocationConfig], out: &mut Vec<(String, bool)>) {
+            for l in list {
+                if l.kind.is_regex() {
+                    out.push((l.pattern.clone(), l.kind == MatchKind::RegexCaseless));
+                }
+                step_regexes(&l.rewrites, out);
+                location_regexes(&l.locations, out);
+            }
+        }
+        for server in &config.servers {
+            let names = server
+                .names
+                .iter()
+                .filter_map(|n| n.value.strip_prefix('~'));
+            regexes.extend(names.map(|n| (n.to_owned(), true)));
+            step_regexes(&server.rewrites, &mut regexes);
+            location_regexes(&server.locations, &mut regexes);
+        }
+        for (pattern, caseless) in regexes {
+            // A bad regex is reported where it is compiled.
+            let Ok(re) = regex::RegexBuilder::new(&pattern)
+                .case_insensitive(caseless)
+                .build()
+            else {
+                continue;
+            };
+            for name in Captures::names(&re) {
+                all.push((name.to_owned(), None));
+            }
+        }
         for (name, pos) in all {
             let fixed =
                 Var::from_name(&name).is_some() || config.maps.iter().any(|m| m.name == name);
@@ -65,8 +114,31 @@ impl Compiler {
                             caseless: *caseless,
                         },
                     };
-                    let value =
-                        t(&e.value, &self.scope).map_err(|err| format!("{}: {err}", e.pos))?;
+                    // A regex key's named groups are its value's variables.
+                    let groups: Vec<(String, u8)> = match &e.key {
+                        MapKey::Regex { pattern, caseless } => regex::RegexBuilder::new(pattern)
+                            .case_insensitive(*caseless)
+                            .build()
+                            .map(|re| {
+                                re.capture_names()
+                                    .enumerate()
+                                    .filter_map(|(i, n)| {
+                                        Some((n?.to_owned(), u8::try_from(i).ok()?))
+                                    })
+                                    .filter(|(_, i)| *i <= 9)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        MapKey::Exact(_) => Vec::new(),
+                    };
+                    let value = Template::parse_with(&e.value, |n| {
+                        groups
+                            .iter()
+                            .find(|(g, _)| g == n)
+                            .map(|(_, i)| Var::Capture(*i))
+                            .or_else(|| self.scope.get(n))
+                    })
+                    .map_err(|err| format!("{}: {err}", e.pos))?;
                     entries.push((key, value));
                 }
                 MapVar::new(source, default, entries).map_err(|e| format!("invalid regex: {e}"))

@@ -102,6 +102,7 @@ impl Compiler {
                     .with_conn_limits(per.conns, fallback_conns)
                     .with_realip(per.realip)
                     .with_internal(per.internal)
+                    .with_host_captures(host_regexes(server))
             }
             Err(e) => {
                 // Regex errors were reported with their location above.
@@ -512,4 +513,19 @@ fn realip_key(s: &Settings) -> RealIpKey {
         s.real_ip_header.as_ref().map(|h| h.value.clone()),
         s.real_ip_recursive,
     )
+}
+
+/// The server's `server_name ~regex`es, as the host table matches them.
+fn host_regexes(server: &ServerConfig) -> Vec<regex::Regex> {
+    server
+        .names
+        .iter()
+        .filter_map(|n| n.value.strip_prefix('~'))
+        .filter_map(|p| {
+            regex::RegexBuilder::new(p)
+                .case_insensitive(true)
+                .build()
+                .ok()
+        })
+        .collect()
 }
