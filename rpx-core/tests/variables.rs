@@ -412,3 +412,102 @@ async fn captures_match_nginx() {
     }
     assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
 }
+
+const CONNECTION: &str = r#"
+    server {
+        listen 127.0.0.1:LISTEN_PORT default_server;
+        server_name _;
+        location / {
+            proxy_set_header X-Id "$request_id";
+            proxy_set_header X-Id-Again "$request_id";
+            proxy_set_header X-Conn "$connection $connection_requests";
+            proxy_set_header X-Body "$content_type|$content_length|$hostname";
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
+    }
+"#;
+
+/// Three requests on one keep-alive connection to `addr`, then one on
+/// another; what the upstream saw of each.
+async fn three_and_one(both: &nginx::Both, addr: SocketAddr) -> Vec<Seen> {
+    let post = || {
+        http::Request::post("/v")
+            .header("host", "a")
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from_static(b"hello")))
+            .unwrap()
+    };
+    let run = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut tx, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        for _ in 0..3 {
+            tx.ready().await.unwrap();
+            let res = tx.send_request(post()).await.unwrap();
+            assert_eq!(res.status(), 200);
+            http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap();
+        }
+        send(addr, post()).await;
+    };
+    tokio::time::timeout(LIMIT, run).await.expect("in time");
+    both.up.take()
+}
+
+/// `$request_id`, `$connection`, `$connection_requests` behave alike
+/// under nginx and rpx (their values are each proxy's own), and
+/// `$content_type`, `$content_length`, `$hostname` are equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_variables_match_nginx() {
+    let Some(both) = nginx::Both::start("connection-vars", CONNECTION).await else {
+        eprintln!("RPX_SKIP_NGINX=1: skipping");
+        return;
+    };
+    let mut bodies = Vec::new();
+    for (name, addr) in [("nginx", both.nginx), ("rpx", both.rpx)] {
+        let seen = three_and_one(&both, addr).await;
+        assert_eq!(seen.len(), 4, "{name}");
+        let h = |s: &Seen, n: &str| s.headers[n].to_str().unwrap().to_owned();
+        let ids: Vec<String> = seen.iter().map(|s| h(s, "x-id")).collect();
+        for (s, id) in seen.iter().zip(&ids) {
+            assert_eq!(id.len(), 32, "{name}: {id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{name}: {id}"
+            );
+            assert_eq!(&h(s, "x-id-again"), id, "{name}: one id per request");
+        }
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 4, "{name}: {ids:?}");
+        let conns: Vec<(u64, u64)> = seen
+            .iter()
+            .map(|s| {
+                let v = h(s, "x-conn");
+                let (c, n) = v.split_once(' ').unwrap();
+                (c.parse().unwrap(), n.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            conns.iter().map(|c| c.1).collect::<Vec<_>>(),
+            [1, 2, 3, 1],
+            "{name}: {conns:?}"
+        );
+        assert!(
+            conns[0].0 == conns[1].0 && conns[1].0 == conns[2].0,
+            "{name}: {conns:?}"
+        );
+        assert_ne!(conns[2].0, conns[3].0, "{name}: {conns:?}");
+        bodies.push(h(&seen[0], "x-body"));
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert!(
+        bodies[1].starts_with("text/plain; charset=utf-8|5|"),
+        "{}",
+        bodies[1]
+    );
+}

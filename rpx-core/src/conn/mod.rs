@@ -61,7 +61,15 @@ pub struct ConnInfo {
     /// The addresses of the PROXY protocol header the connection began
     /// with (`listen … proxy_protocol`), when it gave some.
     pub proxied: Option<ProxiedAddrs>,
+    /// `$connection`: the connection's serial number in this process.
+    pub serial: u64,
+    /// `$connection_requests`: requests the connection carried so far,
+    /// this one included (stamped per request by [`AddConnInfo`]).
+    pub requests: u64,
 }
+
+/// Connections numbered from 1, as nginx's `$connection`.
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl ConnInfo {
     /// Info for a plain-HTTP connection accepted on `listen`.
@@ -72,6 +80,8 @@ impl ConnInfo {
             listen,
             scheme,
             proxied: None,
+            serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            requests: 0,
         }
     }
 
@@ -157,6 +167,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
+        self.info.requests += 1;
         req.extensions_mut().insert(self.info);
         if let Some(tls) = &self.tls {
             req.extensions_mut().insert(tls.clone());
@@ -172,7 +183,11 @@ pub fn conn_info<B>(req: &Request<B>) -> ConnInfo {
         .get::<ConnInfo>()
         .copied()
         .unwrap_or_else(|| {
+            // Unnumbered: `$connection` 0, one `$request_id` per request.
             let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-            ConnInfo::new(lo, lo, lo, Scheme::Http)
+            ConnInfo {
+                serial: 0,
+                ..ConnInfo::new(lo, lo, lo, Scheme::Http)
+            }
         })
 }

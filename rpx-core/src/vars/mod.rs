@@ -108,6 +108,22 @@ pub enum Var {
     UpstreamHttp(HeaderName),
     /// `$0`…`$9`: a group of the latest regex match ([`Captures`]).
     Capture(u8),
+    /// `$connection`: the connection's serial number.
+    Connection,
+    /// `$connection_requests`: requests on the connection so far.
+    ConnectionRequests,
+    /// `$request_id`: 32 hex digits, unique per request and the same
+    /// wherever one request renders it (derived, keyed per process, from
+    /// the connection and its request count: nothing is stored).
+    RequestId,
+    /// `$hostname`: the machine's host name.
+    Hostname,
+    /// `$nginx_version`: rpx answers its own version.
+    NginxVersion,
+    /// `$content_type`: the request's `Content-Type`.
+    ContentType,
+    /// `$content_length`: the request's `Content-Length`.
+    ContentLength,
 }
 
 /// Values the config set on a request (`auth_request_set`), by name.
@@ -177,6 +193,13 @@ impl Var {
             "ssl_client_verify" => Var::SslClientVerify,
             "ssl_client_s_dn" => Var::SslClientSDn,
             "ssl_client_escaped_cert" => Var::SslClientEscapedCert,
+            "connection" => Var::Connection,
+            "connection_requests" => Var::ConnectionRequests,
+            "request_id" => Var::RequestId,
+            "hostname" => Var::Hostname,
+            "nginx_version" => Var::NginxVersion,
+            "content_type" => Var::ContentType,
+            "content_length" => Var::ContentLength,
             _ => {
                 if let Some(h) = name.strip_prefix("http_") {
                     let h = h.replace('_', "-").to_ascii_lowercase();
@@ -480,6 +503,25 @@ impl<'a> VarCtx<'a> {
                     join_values(h, name, out);
                 }
             }
+            Var::Connection => {
+                let _ = write!(out, "{}", self.conn.serial);
+            }
+            Var::ConnectionRequests => {
+                let _ = write!(out, "{}", self.conn.requests);
+            }
+            Var::RequestId => request_id(self.conn, out),
+            Var::Hostname => out.push_str(&HOSTNAME),
+            Var::NginxVersion => out.push_str(env!("CARGO_PKG_VERSION")),
+            Var::ContentType => {
+                if let Some(v) = self.headers.get(header::CONTENT_TYPE) {
+                    out.push_str(v.to_str().unwrap_or_default());
+                }
+            }
+            Var::ContentLength => {
+                if let Some(v) = self.headers.get(header::CONTENT_LENGTH) {
+                    out.push_str(v.to_str().unwrap_or_default());
+                }
+            }
             Var::LimitConnStatus => out.push_str(self.limit_conn.unwrap_or_default()),
             Var::LimitRate => {
                 let _ = write!(out, "{}", self.limit_rate.unwrap_or(0));
@@ -594,6 +636,31 @@ impl<'a> VarCtx<'a> {
                 }
             }
         }
+    }
+}
+
+/// The machine's name, read once (`$hostname`; nginx asks `gethostname`,
+/// which on Linux is this file).
+static HOSTNAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+});
+
+/// `$request_id`: 128 bits of two keyed SipHashes of the connection's
+/// serial and request count, as lowercase hex. Unpredictable without the
+/// process's random keys, and the same for one request wherever rendered.
+fn request_id(conn: &ConnInfo, out: &mut String) {
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(Default::default);
+    for half in 0u8..2 {
+        let mut h = KEYS.build_hasher();
+        h.write_u8(half);
+        h.write_u64(conn.serial);
+        h.write_u64(conn.requests);
+        let _ = write!(out, "{:016x}", h.finish());
     }
 }
 
