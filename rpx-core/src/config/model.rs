@@ -515,6 +515,8 @@ pub struct Settings {
     pub proxy_set_header: Option<Vec<HeaderPair>>,
     /// `add_header` list.
     pub add_header: Option<Vec<AddHeaderConfig>>,
+    /// `expires`, as its words (`["modified", "1d"]`, `["$expires"]`).
+    pub expires: Option<Spanned<Vec<String>>>,
     /// `proxy_hide_header` list.
     pub proxy_hide_header: Option<Vec<Spanned<String>>>,
     /// `proxy_pass_header` list.
@@ -813,6 +815,7 @@ impl Settings {
         Settings {
             proxy_set_header: pick(&self.proxy_set_header, &parent.proxy_set_header),
             add_header: pick(&self.add_header, &parent.add_header),
+            expires: pick(&self.expires, &parent.expires),
             proxy_hide_header: pick(&self.proxy_hide_header, &parent.proxy_hide_header),
             proxy_pass_header: pick(&self.proxy_pass_header, &parent.proxy_pass_header),
             proxy_redirect: pick(&self.proxy_redirect, &parent.proxy_redirect),

@@ -391,6 +391,7 @@ macro_rules! with_settings {
             #[serde(default)] access_log: Option<Spanned<RawAccessLog>>,
             #[serde(default)] proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
             #[serde(default)] add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
+            #[serde(default)] expires: Option<Spanned<String>>,
             #[serde(default)] proxy_hide_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_pass_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -476,6 +477,7 @@ macro_rules! with_settings {
                     access_log: self.access_log.take(),
                     proxy_set_header: self.proxy_set_header.take(),
                     add_header: self.add_header.take(),
+                    expires: self.expires.take(),
                     proxy_hide_header: self.proxy_hide_header.take(),
                     proxy_pass_header: self.proxy_pass_header.take(),
                     proxy_redirect: self.proxy_redirect.take(),
@@ -567,6 +569,7 @@ struct RawSettings {
     access_log: Option<Spanned<RawAccessLog>>,
     proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
     add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
+    expires: Option<Spanned<String>>,
     proxy_hide_header: Option<Vec<Spanned<String>>>,
     proxy_pass_header: Option<Vec<Spanned<String>>>,
     proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -1138,6 +1141,10 @@ impl Cx<'_> {
                         pos: pos.clone(),
                     })
                     .collect()
+            }),
+            expires: raw.expires.map(|e| {
+                let pos = self.at(&e);
+                pos.with(e.into_inner().split_whitespace().map(str::to_owned).collect())
             }),
             add_header: raw.add_header.map(|m| {
                 let pos = self.at(&m);

@@ -527,6 +527,9 @@ impl Writer {
         if let Some(on) = s.gzip_vary {
             t.insert("gzip_vary".into(), Value::Boolean(on));
         }
+        if let Some(e) = &s.expires {
+            t.insert("expires".into(), text(&e.value.join(" ")));
+        }
         if let Some(r) = &s.resolver {
             t.insert("resolver".into(), text(&r.value.words().join(" ")));
         }

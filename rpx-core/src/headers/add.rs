@@ -1,4 +1,5 @@
-//! `add_header name value [always]` as a layer.
+//! `add_header name value [always]` and `expires` as a layer: nginx's
+//! headers filter, which sets `expires` first and adds the headers after.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +9,7 @@ use std::task::{ready, Context, Poll};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
+use super::expires::{Expires, ExpiresRule};
 use super::{HeaderError, HeaderValueTemplate};
 use crate::conn::conn_info;
 use crate::request::request_path;
@@ -100,6 +102,7 @@ pub struct AddHeadersLayer {
 struct Rules {
     rules: Vec<AddHeader>,
     server_name: Box<str>,
+    expires: Option<ExpiresRule>,
 }
 
 impl AddHeadersLayer {
@@ -109,20 +112,35 @@ impl AddHeadersLayer {
             shared: Arc::new(Rules {
                 rules,
                 server_name: "".into(),
+                expires: None,
             }),
+        }
+    }
+
+    /// Sets `Expires` and `Cache-Control` as nginx's `expires` does,
+    /// before the headers are added. `expires off` is no rule.
+    pub fn expires(self, rule: ExpiresRule) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|s| Rules {
+            rules: s.rules.clone(),
+            server_name: s.server_name.clone(),
+            expires: s.expires.clone(),
+        });
+        shared.expires = (rule.as_constant() != Some(&Expires::Off)).then_some(rule);
+        AddHeadersLayer {
+            shared: Arc::new(shared),
         }
     }
 
     /// Sets what `$server_name` renders as in values. Default is empty.
     pub fn server_name(self, name: impl Into<Arc<str>>) -> Self {
-        let rules = Arc::try_unwrap(self.shared)
-            .map(|r| r.rules)
-            .unwrap_or_else(|shared| shared.rules.clone());
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|s| Rules {
+            rules: s.rules.clone(),
+            server_name: s.server_name.clone(),
+            expires: s.expires.clone(),
+        });
+        shared.server_name = name.into().as_ref().into();
         AddHeadersLayer {
-            shared: Arc::new(Rules {
-                rules,
-                server_name: name.into().as_ref().into(),
-            }),
+            shared: Arc::new(shared),
         }
     }
 }
@@ -134,6 +152,11 @@ impl AddHeadersLayer {
         let allowed = status_allows(res.status());
         let conn = conn_info(req);
         let ctx = VarCtx::new(req, &conn, request_path(req), &self.shared.server_name);
+        if let Some(e) = &self.shared.expires {
+            let status = res.status();
+            e.prepare(&ctx)
+                .apply(status, res.headers_mut(), std::time::SystemTime::now());
+        }
         for rule in &self.shared.rules {
             if rule.always || allowed {
                 if let Some(v) = rule.value.render(&ctx) {
@@ -192,21 +215,28 @@ impl AddHeadersLayer {
         let rules = &shared.rules;
         // Values with variables are rendered now, while the request exists;
         // fixed ones are cloned from the compiled rule when the response comes.
-        let rendered = if rules
+        let dynamic = rules
             .iter()
-            .any(|r| matches!(r.value, HeaderValueTemplate::Dynamic(_)))
-        {
-            let conn = conn_info(&req);
-            let ctx = VarCtx::new(&req, &conn, request_path(&req), &shared.server_name);
-            rules.iter().map(|r| r.value.render(&ctx)).collect()
-        } else {
-            Vec::new()
+            .any(|r| matches!(r.value, HeaderValueTemplate::Dynamic(_)));
+        let (rendered, expires) = match (&shared.expires, dynamic) {
+            (None, false) => (Vec::new(), None),
+            (Some(e), false) if e.as_constant().is_some() => (Vec::new(), e.as_constant().cloned()),
+            (expires, _) => {
+                let conn = conn_info(&req);
+                let ctx = VarCtx::new(&req, &conn, request_path(&req), &shared.server_name);
+                let rendered = match dynamic {
+                    true => rules.iter().map(|r| r.value.render(&ctx)).collect(),
+                    false => Vec::new(),
+                };
+                (rendered, expires.as_ref().map(|e| e.prepare(&ctx)))
+            }
         };
         AddHeadersFuture {
             inner: inner(req),
             // Nothing to hold on to (and no reference to take) without rules.
-            rules: (!rules.is_empty()).then(|| shared.clone()),
+            rules: (!rules.is_empty() || expires.is_some()).then(|| shared.clone()),
             rendered,
+            expires,
         }
     }
 }
@@ -219,6 +249,7 @@ pin_project_lite::pin_project! {
         inner: F,
         rules: Option<Arc<Rules>>,
         rendered: Vec<Option<HeaderValue>>,
+        expires: Option<Expires>,
     }
 }
 
@@ -235,6 +266,10 @@ where
         let Some(shared) = this.rules.as_ref() else {
             return Poll::Ready(Ok(res));
         };
+        if let Some(e) = this.expires.take() {
+            let status = res.status();
+            e.apply(status, res.headers_mut(), std::time::SystemTime::now());
+        }
         let allowed = status_allows(res.status());
         for (i, rule) in shared.rules.iter().enumerate() {
             if !(rule.always || allowed) {

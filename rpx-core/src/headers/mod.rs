@@ -3,6 +3,8 @@
 //! are compiled once; per request only inserts and removals happen.
 
 mod add;
+pub mod cookie;
+pub mod expires;
 mod head_copy;
 mod hop;
 mod name;

@@ -288,7 +288,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         1,
         Unsupported("directory listings (`autoindex`)"),
     ),
-    d("expires", HSL | LIF, 1, 2, Unsupported("`expires` headers")),
+    d("expires", HSL | LIF, 1, 2, Mapped),
     d("internal", LOC, 0, 0, Mapped),
     d("set", SRV | LOC | IFS, 2, 2, Mapped),
     d(

@@ -430,6 +430,10 @@ impl Mapper {
                         pos,
                     })
             }
+            "expires" => {
+                let words = w.iter().map(|x| (*x).to_owned()).collect();
+                s.expires = Some(Spanned::new(words, at(&d.pos)));
+            }
             "add_header" => {
                 let always = match w.get(2) {
                     None => false,

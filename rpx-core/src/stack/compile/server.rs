@@ -405,7 +405,18 @@ pub(super) fn add_headers(
             ),
         }
     }
-    AddHeadersLayer::new(rules).server_name(server_name.clone())
+    let layer = AddHeadersLayer::new(rules).server_name(server_name.clone());
+    let Some(e) = &s.expires else {
+        return layer;
+    };
+    let words: Vec<&str> = e.value.iter().map(String::as_str).collect();
+    match crate::headers::expires::ExpiresRule::new(&words, &cx.scope) {
+        Ok(rule) => layer.expires(rule),
+        Err(err) => {
+            cx.err(&e.pos, format!("expires: {err}"));
+            layer
+        }
+    }
 }
 
 pub(super) fn describe(loc: &LocationConfig, s: &Settings) -> String {
