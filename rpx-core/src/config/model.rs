@@ -515,6 +515,13 @@ pub struct Settings {
     pub proxy_set_header: Option<Vec<HeaderPair>>,
     /// `add_header` list.
     pub add_header: Option<Vec<AddHeaderConfig>>,
+    /// `proxy_cookie_domain` lines, as their words (`off`: an empty list,
+    /// cancelling the inherited ones).
+    pub proxy_cookie_domain: Option<Vec<Spanned<Vec<String>>>>,
+    /// `proxy_cookie_path` lines, likewise.
+    pub proxy_cookie_path: Option<Vec<Spanned<Vec<String>>>>,
+    /// `proxy_cookie_flags` lines, likewise.
+    pub proxy_cookie_flags: Option<Vec<Spanned<Vec<String>>>>,
     /// `expires`, as its words (`["modified", "1d"]`, `["$expires"]`).
     pub expires: Option<Spanned<Vec<String>>>,
     /// `proxy_hide_header` list.
@@ -816,6 +823,9 @@ impl Settings {
             proxy_set_header: pick(&self.proxy_set_header, &parent.proxy_set_header),
             add_header: pick(&self.add_header, &parent.add_header),
             expires: pick(&self.expires, &parent.expires),
+            proxy_cookie_domain: pick(&self.proxy_cookie_domain, &parent.proxy_cookie_domain),
+            proxy_cookie_path: pick(&self.proxy_cookie_path, &parent.proxy_cookie_path),
+            proxy_cookie_flags: pick(&self.proxy_cookie_flags, &parent.proxy_cookie_flags),
             proxy_hide_header: pick(&self.proxy_hide_header, &parent.proxy_hide_header),
             proxy_pass_header: pick(&self.proxy_pass_header, &parent.proxy_pass_header),
             proxy_redirect: pick(&self.proxy_redirect, &parent.proxy_redirect),

@@ -392,6 +392,9 @@ macro_rules! with_settings {
             #[serde(default)] proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
             #[serde(default)] add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
             #[serde(default)] expires: Option<Spanned<String>>,
+            #[serde(default)] proxy_cookie_domain: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] proxy_cookie_path: Option<Spanned<OneOrMany<String>>>,
+            #[serde(default)] proxy_cookie_flags: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] proxy_hide_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_pass_header: Option<Vec<Spanned<String>>>,
             #[serde(default)] proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -478,6 +481,9 @@ macro_rules! with_settings {
                     proxy_set_header: self.proxy_set_header.take(),
                     add_header: self.add_header.take(),
                     expires: self.expires.take(),
+                    proxy_cookie_domain: self.proxy_cookie_domain.take(),
+                    proxy_cookie_path: self.proxy_cookie_path.take(),
+                    proxy_cookie_flags: self.proxy_cookie_flags.take(),
                     proxy_hide_header: self.proxy_hide_header.take(),
                     proxy_pass_header: self.proxy_pass_header.take(),
                     proxy_redirect: self.proxy_redirect.take(),
@@ -570,6 +576,9 @@ struct RawSettings {
     proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
     add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
     expires: Option<Spanned<String>>,
+    proxy_cookie_domain: Option<Spanned<OneOrMany<String>>>,
+    proxy_cookie_path: Option<Spanned<OneOrMany<String>>>,
+    proxy_cookie_flags: Option<Spanned<OneOrMany<String>>>,
     proxy_hide_header: Option<Vec<Spanned<String>>>,
     proxy_pass_header: Option<Vec<Spanned<String>>>,
     proxy_redirect: Option<Spanned<RawRedirect>>,
@@ -1142,6 +1151,9 @@ impl Cx<'_> {
                     })
                     .collect()
             }),
+            proxy_cookie_domain: raw.proxy_cookie_domain.map(|l| self.word_lines(l)),
+            proxy_cookie_path: raw.proxy_cookie_path.map(|l| self.word_lines(l)),
+            proxy_cookie_flags: raw.proxy_cookie_flags.map(|l| self.word_lines(l)),
             expires: raw.expires.map(|e| {
                 let pos = self.at(&e);
                 pos.with(e.into_inner().split_whitespace().map(str::to_owned).collect())
@@ -1673,6 +1685,26 @@ impl Cx<'_> {
                 }
             }
         }
+    }
+
+    /// nginx lines as their words (`proxy_cookie_path = ["/two/ /"]`);
+    /// `"off"` or `[]`: none, cancelling what is inherited.
+    fn word_lines(
+        &mut self,
+        lines: Spanned<OneOrMany<String>>,
+    ) -> Vec<super::model::Spanned<Vec<String>>> {
+        let pos = self.at(&lines);
+        let lines = lines.into_inner().into_vec();
+        if lines.len() == 1 && lines[0].trim() == "off" {
+            return Vec::new();
+        }
+        lines
+            .iter()
+            .map(|l| {
+                pos.clone()
+                    .with(l.split_whitespace().map(str::to_owned).collect())
+            })
+            .collect()
     }
 
     fn duration(&mut self, s: Spanned<NumOrText>) -> Option<Duration> {

@@ -527,6 +527,16 @@ impl Writer {
         if let Some(on) = s.gzip_vary {
             t.insert("gzip_vary".into(), Value::Boolean(on));
         }
+        for (key, lines) in [
+            ("proxy_cookie_domain", &s.proxy_cookie_domain),
+            ("proxy_cookie_path", &s.proxy_cookie_path),
+            ("proxy_cookie_flags", &s.proxy_cookie_flags),
+        ] {
+            if let Some(lines) = lines {
+                let lines = lines.iter().map(|l| text(&l.value.join(" "))).collect();
+                t.insert(key.into(), Value::Array(lines));
+            }
+        }
         if let Some(e) = &s.expires {
             t.insert("expires".into(), text(&e.value.join(" ")));
         }

@@ -113,7 +113,8 @@ impl ConnInfo {
 ///     .service(service_fn(|req: http::Request<()>| async move {
 ///         Ok::<_, std::convert::Infallible>(req.extensions().get::<ConnInfo>().copied())
 ///     }));
-/// assert_eq!(svc.oneshot(http::Request::new(())).await.unwrap(), Some(info));
+/// let seen = svc.oneshot(http::Request::new(())).await.unwrap().unwrap();
+/// assert_eq!((seen.peer, seen.requests), (info.peer, 1)); // the first request
 /// # });
 /// ```
 #[derive(Debug, Clone)]

@@ -47,6 +47,7 @@ use target::{Pick, Rendered, RenderedDest};
 
 use crate::conn::conn_info;
 use crate::error::{BoxError, ProxyError, TimeoutPhase};
+use crate::headers::cookie::{CookieRules, PreparedCookies};
 use crate::headers::{
     is_upgrade_request, strip_hop_by_hop, HeaderError, ProxyRedirect, RedirectRule, RequestHeaders,
     ResponseHeaders, SetHeader,
@@ -160,6 +161,8 @@ struct Inner {
     tls_pools: Option<Pools>,
     /// Names of a URL with variables can be resolved (`resolver`).
     resolves: bool,
+    /// `proxy_cookie_*`.
+    cookies: CookieRules,
 }
 
 /// Builder of a [`ProxyService`]; see its example.
@@ -185,6 +188,7 @@ pub struct ProxyServiceBuilder {
     pass_body: bool,
     pass_headers: bool,
     resolver: Option<crate::upstream::Resolver>,
+    cookies: CookieRules,
 }
 
 impl ProxyService {
@@ -211,6 +215,7 @@ impl ProxyService {
             pass_body: true,
             pass_headers: true,
             resolver: None,
+            cookies: CookieRules::default(),
         }
     }
 }
@@ -363,6 +368,13 @@ impl ProxyServiceBuilder {
         self
     }
 
+    /// Rewrites the upstream's `Set-Cookie` headers (nginx's
+    /// `proxy_cookie_domain`, `proxy_cookie_path`, `proxy_cookie_flags`).
+    pub fn cookies(mut self, rules: CookieRules) -> Self {
+        self.cookies = rules;
+        self
+    }
+
     /// Shares connection pools with the other proxies built with `pools`
     /// (one per snapshot in rpx's stack): proxies to the same upstream with
     /// the same connection settings use one pool. Default: a pool of its own.
@@ -466,6 +478,7 @@ impl ProxyServiceBuilder {
                 pass_headers: self.pass_headers,
                 tls_pools,
                 resolves: self.resolver.is_some(),
+                cookies: self.cookies,
             }),
         })
     }
@@ -604,6 +617,8 @@ struct Prepared {
     /// Where a URL with variables sends this request (boxed: most
     /// targets have none).
     rendered: Option<Box<Rendered>>,
+    /// The `proxy_cookie_*` replacements' variables, rendered.
+    cookies: PreparedCookies,
 }
 
 impl Prepared {
@@ -697,6 +712,7 @@ where
     };
     let set_headers = inner.request_headers.prepare(&ctx, host_header);
     let redirect_targets = inner.response_headers.prepare(&ctx);
+    let cookies = inner.cookies.prepare(&ctx);
     let key = group_of(inner, rendered.as_deref())
         .and_then(|g| g.key())
         .map(|t| t.render_to_string(&ctx));
@@ -754,6 +770,7 @@ where
         whole: None,
         log,
         rendered,
+        cookies,
     })
 }
 
@@ -1058,6 +1075,7 @@ fn respond(
         inner
             .response_headers
             .apply(redirect_targets, &mut parts.headers);
+        inner.cookies.apply(&p.cookies, &mut parts.headers);
         return Ok(Response::from_parts(parts, ProxyBody::empty()));
     }
 
@@ -1066,6 +1084,7 @@ fn respond(
     inner
         .response_headers
         .apply(redirect_targets, &mut parts.headers);
+    inner.cookies.apply(&p.cookies, &mut parts.headers);
     let mut body = body;
     // The request's map, sent and not needed again, is the connection's
     // next response map: on a keep-alive connection no head allocates one.

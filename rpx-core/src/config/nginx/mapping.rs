@@ -430,6 +430,20 @@ impl Mapper {
                         pos,
                     })
             }
+            "proxy_cookie_domain" | "proxy_cookie_path" | "proxy_cookie_flags" => {
+                let list = match d.name.as_str() {
+                    "proxy_cookie_domain" => &mut s.proxy_cookie_domain,
+                    "proxy_cookie_path" => &mut s.proxy_cookie_path,
+                    _ => &mut s.proxy_cookie_flags,
+                };
+                let list = list.get_or_insert_with(Vec::new);
+                if w == ["off"] {
+                    list.clear();
+                } else {
+                    let words = w.iter().map(|x| (*x).to_owned()).collect();
+                    list.push(Spanned::new(words, at(&d.pos)));
+                }
+            }
             "expires" => {
                 let words = w.iter().map(|x| (*x).to_owned()).collect();
                 s.expires = Some(Spanned::new(words, at(&d.pos)));

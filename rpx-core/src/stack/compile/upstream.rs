@@ -3,6 +3,42 @@
 use super::*;
 
 impl Compiler {
+    /// The level's `proxy_cookie_domain`, `proxy_cookie_path` and
+    /// `proxy_cookie_flags`, compiled.
+    fn cookie_rules(&mut self, s: &Settings) -> crate::headers::cookie::CookieRules {
+        use crate::headers::cookie::{CookieFlags, CookieRewrite, CookieRules};
+        let mut rewrites = |lines: &Option<Vec<Spanned<Vec<String>>>>, name: &str, path: bool| {
+            let mut out = Vec::new();
+            for l in lines.iter().flatten() {
+                let made = match l.value.as_slice() {
+                    [from, to] if path => CookieRewrite::path(from, to, &self.scope),
+                    [from, to] => CookieRewrite::domain(from, to, &self.scope),
+                    [other] => {
+                        self.err(&l.pos, format!("{name}: invalid parameter \"{other}\""));
+                        continue;
+                    }
+                    _ => continue,
+                };
+                match made {
+                    Ok(r) => out.push(r),
+                    Err(e) => self.err(&l.pos, format!("{name}: {e}")),
+                }
+            }
+            out
+        };
+        let domain = rewrites(&s.proxy_cookie_domain, "proxy_cookie_domain", false);
+        let path = rewrites(&s.proxy_cookie_path, "proxy_cookie_path", true);
+        let mut flags = Vec::new();
+        for l in s.proxy_cookie_flags.iter().flatten() {
+            let words: Vec<&str> = l.value.iter().map(String::as_str).collect();
+            match CookieFlags::parse(&words) {
+                Ok(f) => flags.push(f),
+                Err(e) => self.err(&l.pos, format!("proxy_cookie_flags: {e}")),
+            }
+        }
+        CookieRules::new(domain, path, flags)
+    }
+
     /// The level's `resolver`, made once per distinct setting.
     fn resolver(&mut self, s: &Settings) -> Option<crate::upstream::Resolver> {
         let r = s.resolver.as_ref()?;
@@ -175,6 +211,7 @@ impl Compiler {
             .server_name(server_name.clone())
             .variables(self.scope.clone())
             .resolver(self.resolver(s))
+            .cookies(self.cookie_rules(s))
             .timeouts(Timeouts {
                 connect: s.proxy_connect_timeout.or(defaults.connect),
                 read: s.proxy_read_timeout.or(defaults.read),
