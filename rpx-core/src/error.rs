@@ -306,13 +306,24 @@ pin_project_lite::pin_project! {
     pub struct RescueFuture<F> {
         #[pin]
         inner: F,
+        server: Option<&'static http::HeaderValue>,
     }
 }
 
 impl<F> RescueFuture<F> {
     /// Rescues what `inner` answers.
     pub(crate) fn new(inner: F) -> Self {
-        RescueFuture { inner }
+        RescueFuture {
+            inner,
+            server: None,
+        }
+    }
+
+    /// Gives every answer this `Server` header unless it has one (an
+    /// upstream's, passed with `proxy_pass_header Server`), as nginx.
+    pub(crate) fn with_server(mut self, server: &'static http::HeaderValue) -> Self {
+        self.server = Some(server);
+        self
     }
 }
 
@@ -324,13 +335,20 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
+        let this = self.project();
+        let mut res = match ready!(this.inner.poll(cx)) {
             Ok(res) => res.map(RescueBody::Left),
             Err(err) => {
                 log_error(&err);
                 err.to_response().map(RescueBody::Right)
             }
-        }))
+        };
+        if let Some(server) = *this.server {
+            if let http::header::Entry::Vacant(e) = res.headers_mut().entry(http::header::SERVER) {
+                e.insert(server.clone());
+            }
+        }
+        Poll::Ready(Ok(res))
     }
 }
 

@@ -522,6 +522,8 @@ pub struct Settings {
     pub proxy_cookie_path: Option<Vec<Spanned<Vec<String>>>>,
     /// `proxy_cookie_flags` lines, likewise.
     pub proxy_cookie_flags: Option<Vec<Spanned<Vec<String>>>>,
+    /// `server_tokens`: `Server: rpx/VERSION` (on, the default) or `rpx`.
+    pub server_tokens: Option<bool>,
     /// `expires`, as its words (`["modified", "1d"]`, `["$expires"]`).
     pub expires: Option<Spanned<Vec<String>>>,
     /// `proxy_hide_header` list.
@@ -823,6 +825,7 @@ impl Settings {
             proxy_set_header: pick(&self.proxy_set_header, &parent.proxy_set_header),
             add_header: pick(&self.add_header, &parent.add_header),
             expires: pick(&self.expires, &parent.expires),
+            server_tokens: pick(&self.server_tokens, &parent.server_tokens),
             proxy_cookie_domain: pick(&self.proxy_cookie_domain, &parent.proxy_cookie_domain),
             proxy_cookie_path: pick(&self.proxy_cookie_path, &parent.proxy_cookie_path),
             proxy_cookie_flags: pick(&self.proxy_cookie_flags, &parent.proxy_cookie_flags),
@@ -1173,6 +1176,15 @@ pub struct IfConfig {
 /// The `if` conditions rpx evaluates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
+    /// `(-f path)`, `-d`, `-e`, `-x`, or `!-f` … when `negate`.
+    File {
+        /// The path, with variables (`$request_filename`).
+        path: String,
+        /// Which test.
+        test: FileTest,
+        /// `!-f`.
+        negate: bool,
+    },
     /// `($var)`: true unless empty or `0`.
     NonEmpty(String),
     /// `($var = text)` / `($var != text)`.
@@ -1195,6 +1207,52 @@ pub enum Condition {
         /// `!~`.
         negate: bool,
     },
+}
+
+/// The file tests of `if`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    /// `-f`: a regular file.
+    File,
+    /// `-d`: a directory.
+    Dir,
+    /// `-e`: a file, directory or symbolic link.
+    Exists,
+    /// `-x`: an executable file.
+    Exec,
+}
+
+impl FileTest {
+    /// `-f`, `!-d` … as (test, negated).
+    pub fn parse(op: &str) -> Option<(FileTest, bool)> {
+        let (negate, op) = match op.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, op),
+        };
+        let test = match op {
+            "-f" => FileTest::File,
+            "-d" => FileTest::Dir,
+            "-e" => FileTest::Exists,
+            "-x" => FileTest::Exec,
+            _ => return None,
+        };
+        Some((test, negate))
+    }
+
+    /// The operator as written, `!` when `negate`.
+    pub fn op(self, negate: bool) -> String {
+        let op = match self {
+            FileTest::File => "-f",
+            FileTest::Dir => "-d",
+            FileTest::Exists => "-e",
+            FileTest::Exec => "-x",
+        };
+        if negate {
+            format!("!{op}")
+        } else {
+            op.into()
+        }
+    }
 }
 
 /// `map $source $name { … }`.

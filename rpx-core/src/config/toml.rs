@@ -392,6 +392,7 @@ macro_rules! with_settings {
             #[serde(default)] proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
             #[serde(default)] add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
             #[serde(default)] expires: Option<Spanned<String>>,
+            #[serde(default)] server_tokens: Option<bool>,
             #[serde(default)] proxy_cookie_domain: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] proxy_cookie_path: Option<Spanned<OneOrMany<String>>>,
             #[serde(default)] proxy_cookie_flags: Option<Spanned<OneOrMany<String>>>,
@@ -481,6 +482,7 @@ macro_rules! with_settings {
                     proxy_set_header: self.proxy_set_header.take(),
                     add_header: self.add_header.take(),
                     expires: self.expires.take(),
+                    server_tokens: self.server_tokens.take(),
                     proxy_cookie_domain: self.proxy_cookie_domain.take(),
                     proxy_cookie_path: self.proxy_cookie_path.take(),
                     proxy_cookie_flags: self.proxy_cookie_flags.take(),
@@ -576,6 +578,7 @@ struct RawSettings {
     proxy_set_header: Option<Spanned<RawHeaders<String, RawNamedPair>>>,
     add_header: Option<Spanned<RawHeaders<RawAddHeader, RawNamedHeader>>>,
     expires: Option<Spanned<String>>,
+    server_tokens: Option<bool>,
     proxy_cookie_domain: Option<Spanned<OneOrMany<String>>>,
     proxy_cookie_path: Option<Spanned<OneOrMany<String>>>,
     proxy_cookie_flags: Option<Spanned<OneOrMany<String>>>,
@@ -1151,6 +1154,7 @@ impl Cx<'_> {
                     })
                     .collect()
             }),
+            server_tokens: raw.server_tokens,
             proxy_cookie_domain: raw.proxy_cookie_domain.map(|l| self.word_lines(l)),
             proxy_cookie_path: raw.proxy_cookie_path.map(|l| self.word_lines(l)),
             proxy_cookie_flags: raw.proxy_cookie_flags.map(|l| self.word_lines(l)),

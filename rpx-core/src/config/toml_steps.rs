@@ -235,6 +235,14 @@ fn condition_words(text: &str) -> Vec<&str> {
 
 fn parse_condition(words: &[&str]) -> Option<Condition> {
     match words {
+        [op, path] | [op, path, ""] if FileTest::parse(op).is_some() && !path.is_empty() => {
+            let (test, negate) = FileTest::parse(op)?;
+            Some(Condition::File {
+                path: (*path).to_owned(),
+                test,
+                negate,
+            })
+        }
         [v] if !v.is_empty() => Some(Condition::NonEmpty((*v).into())),
         [left, op, right] if !left.is_empty() => {
             let (left, right) = ((*left).to_owned(), (*right).to_owned());
@@ -259,7 +267,12 @@ fn parse_condition(words: &[&str]) -> Option<Condition> {
 
 /// A condition as TOML: the text form when it reads back the same.
 fn condition_value(c: &Condition) -> Value {
+    let file_op;
     let (left, op, right) = match c {
+        Condition::File { path, test, negate } => {
+            file_op = test.op(*negate);
+            (file_op.as_str(), Some(path.as_str()), "")
+        }
         Condition::NonEmpty(v) => (v.as_str(), None, ""),
         Condition::Equals {
             left,

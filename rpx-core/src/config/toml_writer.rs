@@ -411,6 +411,7 @@ impl Writer {
             ("proxy_pass_request_headers", s.proxy_pass_request_headers),
             ("proxy_intercept_errors", s.proxy_intercept_errors),
             ("recursive_error_pages", s.recursive_error_pages),
+            ("server_tokens", s.server_tokens),
         ] {
             if let Some(on) = flag {
                 t.insert(key.into(), Value::Boolean(on));

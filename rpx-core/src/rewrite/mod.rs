@@ -11,7 +11,8 @@
 //! ([`SetVars`]), read by every later template that names the variable.
 //! A regex of `if` or `rewrite` that matches keeps its groups as the
 //! request's captures (`$1`…, named groups as variables) for the
-//! directives after it. Not supported: file tests (`-f`…).
+//! directives after it. File tests (`-f`, `-d`, `-e`, `-x`) `stat` the
+//! rendered path.
 
 use std::sync::Arc;
 
@@ -143,6 +144,35 @@ pub enum Condition {
     Equals(Template, String, bool),
     /// `($var ~ regex)`, or `!~` when `negate`.
     Matches(Template, Regex, bool),
+    /// `(-f path)` and the other file tests, or `!-f` … when `negate`.
+    File(Template, FileTest, bool),
+}
+
+/// The file tests of `if`, made with `stat` as nginx makes them
+/// (synchronously, as `try_files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    /// `-f`: a regular file (a symbolic link to one too).
+    File,
+    /// `-d`: a directory.
+    Dir,
+    /// `-e`: a file, directory or symbolic link (even a dangling one).
+    Exists,
+    /// `-x`: a file its owner may execute.
+    Exec,
+}
+
+impl FileTest {
+    fn holds(self, path: &str) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path);
+        match self {
+            FileTest::File => meta.is_ok_and(|m| m.is_file()),
+            FileTest::Dir => meta.is_ok_and(|m| m.is_dir()),
+            FileTest::Exists => meta.is_ok() || std::fs::symlink_metadata(path).is_ok(),
+            FileTest::Exec => meta.is_ok_and(|m| m.permissions().mode() & 0o100 != 0),
+        }
+    }
 }
 
 impl Condition {
@@ -178,6 +208,9 @@ impl Condition {
             }
             Condition::Equals(t, right, negate) => {
                 ((t.render_to_string(ctx) == *right) != *negate, None)
+            }
+            Condition::File(t, test, negate) => {
+                (test.holds(&t.render_to_string(ctx)) != *negate, None)
             }
             Condition::Matches(t, re, negate) => {
                 let v = t.render_to_string(ctx);

@@ -228,10 +228,18 @@ impl Location {
     }
 }
 
+/// `server_tokens on`'s `Server` header.
+pub(crate) static SERVER_TOKENS: http::HeaderValue =
+    http::HeaderValue::from_static(concat!("rpx/", env!("CARGO_PKG_VERSION")));
+/// `server_tokens off`'s.
+pub(crate) static SERVER_NAME_ONLY: http::HeaderValue = http::HeaderValue::from_static("rpx");
+
 /// One virtual server, compiled.
 #[derive(Debug)]
 pub(crate) struct Server {
     pub(crate) metrics: RequestMetricsLayer,
+    /// `Server: rpx/VERSION`, or `rpx` with `server_tokens off`.
+    pub(crate) server_header: &'static http::HeaderValue,
     /// `set_real_ip_from`: the client's address from a trusted proxy,
     /// read before anything uses it.
     pub(crate) realip: Option<RealIp>,

@@ -212,6 +212,6 @@ where
             }
         }
         let server = snapshot.router.chosen(&req);
-        Either::Right(RescueFuture::new(server.call(req)))
+        Either::Right(RescueFuture::new(server.call(req)).with_server(server.server_header))
     }
 }

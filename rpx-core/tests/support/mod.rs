@@ -506,7 +506,9 @@ pub fn parse_cases(text: &str) -> (Vec<Case>, HashMap<String, String>) {
                 Some(n) => (n.trim().to_ascii_lowercase(), None),
                 None => {
                     let (n, v) = s.split_once(':').expect("name: value");
-                    (n.trim().to_ascii_lowercase(), Some(v.trim().to_owned()))
+                    // `{rpx_version}`: what `Server: rpx/…` carries.
+                    let v = v.trim().replace("{rpx_version}", env!("CARGO_PKG_VERSION"));
+                    (n.trim().to_ascii_lowercase(), Some(v))
                 }
             }
         };

@@ -94,10 +94,6 @@ fn default_type(a: &[&str]) -> Option<&'static str> {
         .then_some("rpx serves files of unknown type as application/octet-stream")
 }
 
-fn server_tokens(a: &[&str]) -> Option<&'static str> {
-    (a.first() != Some(&"off")).then_some("rpx sends no `Server` header of its own")
-}
-
 fn tls_tuning(_: &[&str]) -> Option<&'static str> {
     Some("rpx uses rustls' setting for this; ignored")
 }
@@ -233,7 +229,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
         1,
         Ignored("rpx does not add a charset to Content-Type"),
     ),
-    d("server_tokens", HSL, 1, 1, Support::Fixed(server_tokens)),
+    d("server_tokens", HSL, 1, 1, Mapped),
     d("client_body_buffer_size", HSL, 1, 1, Mapped),
     d("client_header_buffer_size", HTTP | SRV, 1, 1, Mapped),
     d("large_client_header_buffers", HTTP | SRV, 2, 2, Mapped),

@@ -444,6 +444,15 @@ impl Mapper {
                     list.push(Spanned::new(words, at(&d.pos)));
                 }
             }
+            "server_tokens" => match w[0] {
+                // `build` names nginx's build; rpx has none to add.
+                "on" | "build" => s.server_tokens = Some(true),
+                "off" => s.server_tokens = Some(false),
+                _ => self.err(
+                    d,
+                    format!("invalid value \"{}\": rpx takes on, off or build", w[0]),
+                ),
+            },
             "expires" => {
                 let words = w.iter().map(|x| (*x).to_owned()).collect();
                 s.expires = Some(Spanned::new(words, at(&d.pos)));
@@ -1154,10 +1163,6 @@ impl Mapper {
     fn if_block(&mut self, d: &Directive, ctx: Ctx) -> Option<RewriteStep> {
         let cond = match parse_condition(&words(d)) {
             Ok(c) => c,
-            Err(CondError::FileTest(op)) => {
-                self.unsupported(d, "file tests in \"if\"", &format!("\"if ({op} …)\""));
-                return None;
-            }
             Err(CondError::Invalid) => {
                 self.err(d, "invalid condition in \"if\"");
                 return None;
@@ -1306,7 +1311,6 @@ impl Mapper {
 }
 
 enum CondError {
-    FileTest(String),
     Invalid,
 }
 
@@ -1323,13 +1327,13 @@ fn parse_condition(args: &[&str]) -> Result<Condition, CondError> {
     a.retain(|s| !s.is_empty());
     match a.as_slice() {
         [v] if v.starts_with('$') => Ok(Condition::NonEmpty((*v).into())),
-        [op, _]
-            if matches!(
-                *op,
-                "-f" | "!-f" | "-d" | "!-d" | "-e" | "!-e" | "-x" | "!-x"
-            ) =>
-        {
-            Err(CondError::FileTest((*op).into()))
+        [op, path] if FileTest::parse(op).is_some() => {
+            let (test, negate) = FileTest::parse(op).ok_or(CondError::Invalid)?;
+            Ok(Condition::File {
+                path: (*path).to_owned(),
+                test,
+                negate,
+            })
         }
         [v, op, right] if v.starts_with('$') => {
             let left = (*v).to_owned();

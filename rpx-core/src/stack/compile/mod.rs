@@ -37,15 +37,17 @@ use crate::location::{LocationRouter, LocationSpec, LocationTable, MatchKind, Tr
 use crate::metrics::RequestMetricsLayer;
 use crate::proxy::{ProxyService, Timeouts, UpstreamGroup, UpstreamVersion};
 use crate::realip::RealIp;
-use crate::rewrite::{Condition as RwCondition, Flag, Program, RewriteError, Rule, Step};
+use crate::rewrite::{
+    Condition as RwCondition, FileTest as RwFileTest, Flag, Program, RewriteError, Rule, Step,
+};
 use crate::server::TlsListener;
 use crate::server::{HeadLimits, ListenerSpec};
 use crate::tls::{
     CertResolver, CipherList, ClientAuth, ClientAuthMode, ServerTlsOptions, TlsVersions,
     UpstreamTls, DEFAULT_SESSION_CACHE,
 };
-use crate::vars::{MapKeySpec, MapVar, Scope};
 use crate::vars::{Captures, Template, Var};
+use crate::vars::{MapKeySpec, MapVar, Scope};
 
 /// Largest upstream `weight`: weights are relative, and a bound keeps a
 /// config from costing memory in proportion to a number.

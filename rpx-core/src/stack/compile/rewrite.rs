@@ -200,6 +200,17 @@ impl Compiler {
                         IfCondition::NonEmpty(v) => Template::parse_in(v, &self.scope)
                             .map(RwCondition::NonEmpty)
                             .map_err(RewriteError::from),
+                        IfCondition::File { path, test, negate } => {
+                            let test = match test {
+                                crate::config::model::FileTest::File => RwFileTest::File,
+                                crate::config::model::FileTest::Dir => RwFileTest::Dir,
+                                crate::config::model::FileTest::Exists => RwFileTest::Exists,
+                                crate::config::model::FileTest::Exec => RwFileTest::Exec,
+                            };
+                            Template::parse_in(path, &self.scope)
+                                .map(|t| RwCondition::File(t, test, *negate))
+                                .map_err(RewriteError::from)
+                        }
                         IfCondition::Equals {
                             left,
                             right,

@@ -114,7 +114,12 @@ impl Compiler {
             }
         };
         let realip = self.realip(&settings);
+        let server_header = match settings.server_tokens {
+            Some(false) => &super::super::compiled::SERVER_NAME_ONLY,
+            _ => &super::super::compiled::SERVER_TOKENS,
+        };
         Server {
+            server_header,
             metrics,
             realip,
             router,
@@ -138,6 +143,12 @@ impl Compiler {
                 {
                     self.err(&loc.pos, format!("invalid regex {:?}: {e}", loc.pattern));
                 }
+            }
+            if loc.settings.server_tokens.is_some() {
+                self.err(
+                    &loc.pos,
+                    "`server_tokens` in a location: rpx sets the Server header per server; set it in the server or http block",
+                );
             }
             for name in connection_settings(&loc.settings) {
                 self.err(
