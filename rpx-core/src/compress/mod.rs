@@ -7,6 +7,7 @@
 //! event stream arrives event by event.
 
 mod body;
+pub mod sub_filter;
 
 pub(crate) use body::GzipBody;
 

@@ -156,7 +156,8 @@ pub enum FileTest {
     File,
     /// `-d`: a directory.
     Dir,
-    /// `-e`: a file, directory or symbolic link (even a dangling one).
+    /// `-e`: a file, directory or symbolic link to one (nginx `stat`s, so a
+    /// dangling link does not exist).
     Exists,
     /// `-x`: a file its owner may execute.
     Exec,
@@ -169,7 +170,7 @@ impl FileTest {
         match self {
             FileTest::File => meta.is_ok_and(|m| m.is_file()),
             FileTest::Dir => meta.is_ok_and(|m| m.is_dir()),
-            FileTest::Exists => meta.is_ok() || std::fs::symlink_metadata(path).is_ok(),
+            FileTest::Exists => meta.is_ok(),
             FileTest::Exec => meta.is_ok_and(|m| m.permissions().mode() & 0o100 != 0),
         }
     }

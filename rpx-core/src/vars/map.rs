@@ -121,6 +121,25 @@ impl Scope {
         self.vars.insert(name.into(), super::Var::Set(name.into()));
     }
 
+    /// Defines `$document_root`, `$realpath_root` and `$request_filename`
+    /// for the level being compiled.
+    pub fn define_files(&mut self, files: super::FileRoot) {
+        let files = Arc::new(files);
+        let v = &mut self.vars;
+        v.insert(
+            "document_root".into(),
+            super::Var::DocumentRoot(files.clone()),
+        );
+        v.insert(
+            "realpath_root".into(),
+            super::Var::RealpathRoot(files.clone()),
+        );
+        v.insert(
+            "request_filename".into(),
+            super::Var::RequestFilename(files),
+        );
+    }
+
     /// The variable a name refers to in this scope.
     pub fn get(&self, name: &str) -> Option<super::Var> {
         self.vars.get(name).cloned()

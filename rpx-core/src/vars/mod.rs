@@ -2,7 +2,9 @@
 //! once into segments and rendered per request without parsing.
 
 mod captures;
+pub mod geo;
 mod map;
+pub mod split_clients;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -124,6 +126,45 @@ pub enum Var {
     ContentType,
     /// `$content_length`: the request's `Content-Length`.
     ContentLength,
+    /// `$document_root`: the level's `root` or `alias`.
+    DocumentRoot(Arc<FileRoot>),
+    /// `$realpath_root`: the same with symbolic links resolved.
+    RealpathRoot(Arc<FileRoot>),
+    /// `$request_filename`: the file `$uri` names below it.
+    RequestFilename(Arc<FileRoot>),
+}
+
+/// Where a level's files are, as its templates see it: known when the
+/// config is compiled, per location ([`Scope::define_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRoot {
+    /// `root` or `alias`, as written (empty without either).
+    pub dir: Box<str>,
+    /// How a path is joined to it.
+    pub join: FileJoin,
+}
+
+/// How `$request_filename` is made of [`FileRoot::dir`] and `$uri`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileJoin {
+    /// `root`: the whole path is appended.
+    Root,
+    /// `alias` of a prefix location: the path after this prefix.
+    Alias(Box<str>),
+    /// `alias` of a regex location: the alias is the file.
+    AliasFile,
+}
+
+impl FileRoot {
+    /// `$request_filename` of `path`, as nginx makes it.
+    fn write_filename(&self, path: &str, out: &mut String) {
+        out.push_str(&self.dir);
+        match &self.join {
+            FileJoin::Root => out.push_str(path),
+            FileJoin::Alias(prefix) => out.push_str(path.strip_prefix(&**prefix).unwrap_or(path)),
+            FileJoin::AliasFile => {}
+        }
+    }
 }
 
 /// Values the config set on a request (`auth_request_set`), by name.
@@ -522,6 +563,13 @@ impl<'a> VarCtx<'a> {
                     out.push_str(v.to_str().unwrap_or_default());
                 }
             }
+            Var::DocumentRoot(f) => out.push_str(&f.dir),
+            Var::RealpathRoot(f) => {
+                if let Ok(p) = std::fs::canonicalize(&*f.dir) {
+                    out.push_str(&p.to_string_lossy());
+                }
+            }
+            Var::RequestFilename(f) => f.write_filename(self.path, out),
             Var::LimitConnStatus => out.push_str(self.limit_conn.unwrap_or_default()),
             Var::LimitRate => {
                 let _ = write!(out, "{}", self.limit_rate.unwrap_or(0));

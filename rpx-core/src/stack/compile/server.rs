@@ -45,6 +45,8 @@ impl Compiler {
             server_realip: realip_key(&settings),
             ..PerLocation::default()
         };
+        let outer = self.scope.clone();
+        self.scope.define_files(files_of(&settings, None));
         let server_program = self.program(&server.rewrites, &settings, &name, &server.pos);
         let fallback_action = match &server.ret {
             // A server-level `return` answers before locations are looked at.
@@ -118,6 +120,7 @@ impl Compiler {
             Some(false) => &super::super::compiled::SERVER_NAME_ONLY,
             _ => &super::super::compiled::SERVER_TOKENS,
         };
+        self.scope = outer;
         Server {
             server_header,
             metrics,
@@ -157,6 +160,9 @@ impl Compiler {
                 );
             }
             let settings = loc.settings.inherit(parent);
+            // The location's templates see its own files.
+            let outer = self.scope.clone();
+            self.scope.define_files(files_of(&settings, Some(loc)));
             let action = self.action(loc, &settings, server_name);
             self.summary.push(format!(
                 "  location {} -> {}",
@@ -204,6 +210,7 @@ impl Compiler {
             self.locations(&loc.locations, &settings, server_name, &mut nested, out);
             spec.nested = nested;
             specs.push(spec);
+            self.scope = outer;
         }
     }
 
@@ -535,6 +542,26 @@ fn realip_key(s: &Settings) -> RealIpKey {
         s.real_ip_header.as_ref().map(|h| h.value.clone()),
         s.real_ip_recursive,
     )
+}
+
+/// `$document_root` and `$request_filename` of a level: a location's
+/// `alias` (replacing its prefix; a regex location's alias is the whole
+/// file, as nginx), else the inherited `root`.
+fn files_of(s: &Settings, loc: Option<&LocationConfig>) -> crate::vars::FileRoot {
+    match (&s.alias, loc) {
+        (Some(alias), Some(loc)) => crate::vars::FileRoot {
+            dir: alias.value.as_str().into(),
+            join: if loc.kind.is_regex() {
+                crate::vars::FileJoin::AliasFile
+            } else {
+                crate::vars::FileJoin::Alias(loc.pattern.as_str().into())
+            },
+        },
+        _ => crate::vars::FileRoot {
+            dir: s.root.as_ref().map_or("", |r| r.value.as_str()).into(),
+            join: crate::vars::FileJoin::Root,
+        },
+    }
 }
 
 /// The server's `server_name ~regex`es, as the host table matches them.
