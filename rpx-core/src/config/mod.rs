@@ -10,6 +10,7 @@ mod toml;
 pub(crate) mod toml_acme;
 mod toml_shape;
 mod toml_steps;
+mod toml_vars;
 mod toml_writer;
 mod units;
 pub mod upstream;

@@ -80,6 +80,10 @@ pub struct Config {
     /// `map` variables, in config order (a map's values may use maps
     /// defined before it).
     pub maps: Vec<MapConfig>,
+    /// `geo` variables.
+    pub geos: Vec<GeoConfig>,
+    /// `split_clients` variables.
+    pub split_clients: Vec<SplitClientsConfig>,
     /// `log_format` definitions (`combined` is predefined).
     pub log_formats: Vec<LogFormatConfig>,
     /// How long a graceful stop waits for requests in flight (nginx's
@@ -1267,6 +1271,32 @@ pub struct MapConfig {
     /// Exact keys and regexes, in config order (exact keys win over regexes,
     /// regexes are tried in order, as nginx).
     pub entries: Vec<MapEntry>,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// `geo [$address] $name { … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoConfig {
+    /// The address looked up, with variables; `$remote_addr` when `None`.
+    pub source: Option<String>,
+    /// The variable defined, without `$`.
+    pub name: String,
+    /// The block's lines as words (`["10.0.0.0/8", "1"]`, `["ranges"]`).
+    pub lines: Vec<Spanned<Vec<String>>>,
+    /// Where it was written.
+    pub pos: SourcePos,
+}
+
+/// `split_clients string $name { … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitClientsConfig {
+    /// The string hashed, with variables.
+    pub source: String,
+    /// The variable defined, without `$`.
+    pub name: String,
+    /// `(percent or "*", value)` in order.
+    pub parts: Vec<(String, String)>,
     /// Where it was written.
     pub pos: SourcePos,
 }

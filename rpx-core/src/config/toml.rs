@@ -55,6 +55,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::model::*;
 use super::toml_acme::{read_acme, RawAcme, RawServerAcme};
 use super::toml_steps::{read_map, read_steps, RawMap, RawStep};
+use super::toml_vars::{read_geo, read_split, RawGeo, RawSplit};
 use super::{parse_duration, parse_listen, parse_return, parse_size};
 use crate::location::MatchKind;
 
@@ -667,6 +668,8 @@ with_settings! {
         error_log: Option<Spanned<RawErrorLog>>,
         log_format: BTreeMap<String, Spanned<RawLogFormat>>,
         map: Vec<Spanned<RawMap>>,
+        geo: Vec<Spanned<RawGeo>>,
+        split_clients: Vec<Spanned<RawSplit>>,
         server: Vec<Spanned<RawServer>>,
         upstream: BTreeMap<String, Spanned<RawUpstream>>,
         acme: Option<Spanned<RawAcme>>,
@@ -760,6 +763,20 @@ impl Cx<'_> {
                 read_map(m.into_inner(), pos, &mut self.errors)
             })
             .collect();
+        let geos = std::mem::take(&mut raw.geo)
+            .into_iter()
+            .filter_map(|g| {
+                let pos = self.at(&g);
+                read_geo(g.into_inner(), pos, &mut self.errors)
+            })
+            .collect();
+        let split_clients = std::mem::take(&mut raw.split_clients)
+            .into_iter()
+            .filter_map(|s| {
+                let pos = self.at(&s);
+                read_split(s.into_inner(), pos, &mut self.errors)
+            })
+            .collect();
         let servers = std::mem::take(&mut raw.server)
             .into_iter()
             .map(|s| self.server(s))
@@ -818,6 +835,8 @@ impl Cx<'_> {
             servers,
             upstreams,
             maps,
+            geos,
+            split_clients,
             log_formats,
             shutdown_timeout,
             acme_issuers,

@@ -12,6 +12,7 @@ use toml::{Table, Value};
 use super::error::{ConfigError, ConfigErrors};
 use super::model::*;
 use super::toml_steps::{map_table, return_value, step_table};
+use super::toml_vars::{geo_table, split_table};
 
 /// The TOML text for `config`.
 ///
@@ -24,6 +25,17 @@ pub fn to_toml(config: &Config) -> Result<String, ConfigErrors> {
     if !config.maps.is_empty() {
         let maps = config.maps.iter().map(|m| Value::Table(map_table(m)));
         root.insert("map".into(), Value::Array(maps.collect()));
+    }
+    if !config.geos.is_empty() {
+        let geos = config.geos.iter().map(|g| Value::Table(geo_table(g)));
+        root.insert("geo".into(), Value::Array(geos.collect()));
+    }
+    if !config.split_clients.is_empty() {
+        let splits = config
+            .split_clients
+            .iter()
+            .map(|s| Value::Table(split_table(s)));
+        root.insert("split_clients".into(), Value::Array(splits.collect()));
     }
     let servers: Vec<Value> = config
         .servers

@@ -216,8 +216,7 @@ impl Geo {
     }
 
     /// Appends the value for this request to `out`.
-    #[allow(dead_code)] // Reached through `Var` once a variant holds a `Geo`.
-    pub(crate) fn write(&self, ctx: &VarCtx<'_>, out: &mut String) {
+    pub fn write(&self, ctx: &VarCtx<'_>, out: &mut String) {
         let addr = self.address(ctx, out).unwrap_or(Addr::V4(NONE_V4));
         let value = self.lookup(addr);
         out.push_str(self.values.get(value as usize).map_or("", |v| v));

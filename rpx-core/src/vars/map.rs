@@ -115,6 +115,12 @@ impl Scope {
             .insert(name.into(), super::Var::Map(Arc::new(map)));
     }
 
+    /// Defines `$name` as a `geo` or `split_clients` variable (any
+    /// variable the config compiles: a later definition replaces it).
+    pub fn define(&mut self, name: &str, var: super::Var) {
+        self.vars.insert(name.into(), var);
+    }
+
     /// Defines `name` as a variable the config sets per request
     /// (`auth_request_set`).
     pub fn define_set(&mut self, name: &str) {

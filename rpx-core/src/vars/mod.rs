@@ -102,6 +102,10 @@ pub enum Var {
     SslClientEscapedCert,
     /// A `map` variable, compiled once and shared.
     Map(Arc<MapVar>),
+    /// A `geo` variable.
+    Geo(Arc<geo::Geo>),
+    /// A `split_clients` variable.
+    Split(Arc<split_clients::SplitClients>),
     /// A variable the config sets per request (`auth_request_set`): its
     /// value from [`SetVars`], empty when unset.
     Set(Arc<str>),
@@ -196,6 +200,19 @@ impl PartialEq for MapVar {
 }
 
 impl Eq for MapVar {}
+
+/// Compiled variables compare by identity: one definition is one variable.
+macro_rules! same_definition {
+    ($($t:ty),*) => {$(
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                std::ptr::eq(self, other)
+            }
+        }
+        impl Eq for $t {}
+    )*};
+}
+same_definition!(geo::Geo, split_clients::SplitClients);
 
 impl Var {
     /// The variable for an nginx name (without `$`), if rpx knows it.
@@ -673,6 +690,8 @@ impl<'a> VarCtx<'a> {
                     .unwrap_or(""),
             ),
             Var::Map(map) => map.write(self, out),
+            Var::Geo(geo) => geo.write(self, out),
+            Var::Split(split) => split.write(self, out),
             Var::Cookie(name) => {
                 if let Some(v) = self
                     .headers

@@ -115,8 +115,7 @@ impl SplitClients {
     }
 
     /// Appends the value for this request to `out`.
-    #[allow(dead_code)] // Reached through `Var` once a variant holds a `SplitClients`.
-    pub(crate) fn write(&self, ctx: &VarCtx<'_>, out: &mut String) {
+    pub fn write(&self, ctx: &VarCtx<'_>, out: &mut String) {
         // Render the key into `out` itself and cut it off after hashing:
         // no buffer of its own per request.
         let start = out.len();

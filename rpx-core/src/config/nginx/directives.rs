@@ -153,6 +153,8 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     blk("location", SRV | LOC, 1, 2, Mapped),
     blk("upstream", HTTP, 1, 1, Mapped),
     blk("map", HTTP, 2, 2, Mapped),
+    blk("geo", HTTP, 1, 2, Mapped),
+    blk("split_clients", HTTP, 2, 2, Mapped),
     blk("types", HSL, 0, 0, Silent),
     blk("if", SL, 1, ANY, Mapped),
     blk("limit_except", LOC, 1, ANY, Mapped),

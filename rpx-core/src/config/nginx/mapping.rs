@@ -404,6 +404,16 @@ impl Mapper {
                         self.config.maps.push(m);
                     }
                 }
+                "geo" => {
+                    if let Some(g) = self.geo(d) {
+                        self.config.geos.push(g);
+                    }
+                }
+                "split_clients" => {
+                    if let Some(s) = self.split_clients(d) {
+                        self.config.split_clients.push(s);
+                    }
+                }
                 "log_format" => self.log_format(d),
                 "limit_req_zone" => self.limit_req_zone(d),
                 "limit_conn_zone" => self.limit_conn_zone(d),
@@ -1260,6 +1270,60 @@ impl Mapper {
             }
         }
         up
+    }
+
+    /// The variable a block defines (`$name`), or its error.
+    fn block_variable(&mut self, d: &Directive, word: &str) -> Option<String> {
+        match word.strip_prefix('$').filter(|n| !n.is_empty()) {
+            Some(name) => Some(name.to_owned()),
+            None => {
+                self.err(d, format!("invalid variable name \"{word}\""));
+                None
+            }
+        }
+    }
+
+    fn geo(&mut self, d: &Directive) -> Option<GeoConfig> {
+        let (source, var) = match d.args.as_slice() {
+            [var] => (None, &var.value),
+            [source, var] => (Some(source.value.clone()), &var.value),
+            _ => return None,
+        };
+        let name = self.block_variable(d, var)?;
+        let lines = d
+            .block
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let mut line = vec![c.name.clone()];
+                line.extend(words(c).iter().map(|w| (*w).to_owned()));
+                Spanned::new(line, at(&c.pos))
+            })
+            .collect();
+        Some(GeoConfig {
+            source,
+            name,
+            lines,
+            pos: at(&d.pos),
+        })
+    }
+
+    fn split_clients(&mut self, d: &Directive) -> Option<SplitClientsConfig> {
+        let name = self.block_variable(d, &d.args[1].value)?;
+        let mut parts = Vec::new();
+        for c in d.block.as_deref().unwrap_or_default() {
+            match words(c).as_slice() {
+                [value] if c.block.is_none() => parts.push((c.name.clone(), (*value).to_owned())),
+                _ => self.err(c, "invalid number of the split_clients parameters"),
+            }
+        }
+        Some(SplitClientsConfig {
+            source: d.args[0].value.clone(),
+            name,
+            parts,
+            pos: at(&d.pos),
+        })
     }
 
     fn map(&mut self, d: &Directive) -> Option<MapConfig> {

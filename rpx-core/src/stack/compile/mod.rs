@@ -103,6 +103,7 @@ pub fn compile_with(config: &Config, opts: &CompileOptions<'_>) -> Result<Snapsh
     // Variables first: a group's `hash` key may use them, a map's values
     // may use what `set` sets.
     cx.set_vars(config);
+    cx.geo_and_split(config);
     cx.maps(config);
     cx.log_formats(config);
     cx.rate_zones(config, opts.previous);

@@ -96,6 +96,47 @@ impl Compiler {
         }
     }
 
+    /// `geo` and `split_clients` variables: before the maps, whose values
+    /// may use them.
+    pub(super) fn geo_and_split(&mut self, config: &Config) {
+        use crate::vars::geo::Geo;
+        use crate::vars::split_clients::SplitClients;
+        for g in &config.geos {
+            let source = match g
+                .source
+                .as_deref()
+                .map(|s| Template::parse_in(s, &self.scope))
+            {
+                None => None,
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => {
+                    self.err(&g.pos, format!("geo ${}: {e}", g.name));
+                    continue;
+                }
+            };
+            let lines: Vec<Vec<String>> = g.lines.iter().map(|l| l.value.clone()).collect();
+            let line_pos = |i: usize| g.lines.get(i).map_or(&g.pos, |l| &l.pos).clone();
+            match Geo::new(source, &lines) {
+                Ok(geo) => {
+                    for w in geo.warnings() {
+                        self.warn(&line_pos(w.line), format!("geo ${}: {}", g.name, w.message));
+                    }
+                    self.scope.define(&g.name, Var::Geo(Arc::new(geo)));
+                }
+                Err(e) => self.err(&line_pos(e.line()), format!("geo ${}: {e}", g.name)),
+            }
+        }
+        for s in &config.split_clients {
+            let built = Template::parse_in(&s.source, &self.scope)
+                .map_err(|e| e.to_string())
+                .and_then(|t| SplitClients::new(t, &s.parts).map_err(|e| e.to_string()));
+            match built {
+                Ok(split) => self.scope.define(&s.name, Var::Split(Arc::new(split))),
+                Err(e) => self.err(&s.pos, format!("split_clients ${}: {e}", s.name)),
+            }
+        }
+    }
+
     /// `map`s in config order: a map's values may use the maps before it
     /// and the variables `set` defines.
     pub(super) fn maps(&mut self, config: &Config) {
