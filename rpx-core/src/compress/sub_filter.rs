@@ -308,6 +308,14 @@ impl SubFilter {
     pub fn wrap<B>(&self, prepared: PreparedSub, body: B) -> SubFilterBody<B> {
         SubFilterBody {
             inner: body,
+            state: self.state(prepared),
+        }
+    }
+
+    /// The filter's state for one body, for a caller that polls the body
+    /// under it itself.
+    pub fn state(&self, prepared: PreparedSub) -> SubFilterState {
+        SubFilterState {
             scan: Scanner::new(prepared),
             trailers: None,
             ended: false,
@@ -616,6 +624,63 @@ impl Scanner {
     }
 }
 
+/// The filter's state over one body, driven by whoever polls the body
+/// under it: [`SubFilterBody`], and rpx's stack, which chains it before
+/// `gzip` without another body type.
+pub struct SubFilterState {
+    scan: Scanner,
+    // Trailers that came after the data, sent after the held bytes.
+    trailers: Option<Frame<Bytes>>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for SubFilterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubFilterState")
+            .field("held", &self.scan.tail.len())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl SubFilterState {
+    /// The next frame, the inner body's frames read with `inner`.
+    pub fn poll_frame<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut inner: impl FnMut(&mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, E>>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+        loop {
+            if self.ended {
+                return Poll::Ready(self.trailers.take().map(Ok));
+            }
+            let out = match ready!(inner(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.scan.feed(data),
+                    Err(trailers) => {
+                        self.trailers = Some(trailers);
+                        self.ended = true;
+                        self.scan.finish()
+                    }
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    self.ended = true;
+                    self.scan.finish()
+                }
+            };
+            if let Some(data) = out {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+        }
+    }
+
+    /// Nothing is held and nothing is left to send.
+    fn is_done(&self) -> bool {
+        self.scan.tail.is_empty() && self.trailers.is_none()
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A response body with `sub_filter`'s replacements made as it
     /// streams: each upstream write goes out once scanned, less only the
@@ -624,10 +689,7 @@ pin_project_lite::pin_project! {
     pub struct SubFilterBody<B> {
         #[pin]
         inner: B,
-        scan: Scanner,
-        // Trailers that came after the data, sent after the held bytes.
-        trailers: Option<Frame<Bytes>>,
-        ended: bool,
+        state: SubFilterState,
     }
 }
 
@@ -635,8 +697,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for SubFilterBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubFilterBody")
             .field("inner", &self.inner)
-            .field("held", &self.scan.tail.len())
-            .field("ended", &self.ended)
+            .field("state", &self.state)
             .finish()
     }
 }
@@ -652,36 +713,14 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let mut this = self.project();
-        loop {
-            if *this.ended {
-                return Poll::Ready(this.trailers.take().map(Ok));
-            }
-            let out = match ready!(this.inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.scan.feed(data),
-                    Err(trailers) => {
-                        *this.trailers = Some(trailers);
-                        *this.ended = true;
-                        this.scan.finish()
-                    }
-                },
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => {
-                    *this.ended = true;
-                    this.scan.finish()
-                }
-            };
-            if let Some(data) = out {
-                return Poll::Ready(Some(Ok(Frame::data(data))));
-            }
-        }
+        let this = self.project();
+        let mut inner = this.inner;
+        this.state
+            .poll_frame(cx, |cx| inner.as_mut().poll_frame(cx))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.scan.tail.is_empty()
-            && self.trailers.is_none()
-            && (self.ended || self.inner.is_end_stream())
+        self.state.is_done() && (self.state.ended || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {

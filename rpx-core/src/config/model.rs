@@ -688,6 +688,15 @@ pub struct Settings {
     pub limit_req_log_level: Option<super::ErrorLogLevel>,
     /// `gzip`. Default off.
     pub gzip: Option<bool>,
+    /// `sub_filter string replacement` pairs; a level with any replaces
+    /// the inherited ones.
+    pub sub_filter: Option<Vec<Spanned<(String, String)>>>,
+    /// `sub_filter_once`. Default on.
+    pub sub_filter_once: Option<bool>,
+    /// `sub_filter_types` (besides `text/html`; `*` is any).
+    pub sub_filter_types: Option<Vec<String>>,
+    /// `sub_filter_last_modified`. Default off.
+    pub sub_filter_last_modified: Option<bool>,
     /// `gzip_types` (besides `text/html`; `*` is any). Default none.
     pub gzip_types: Option<Vec<String>>,
     /// `gzip_min_length`. Default 20.
@@ -927,6 +936,13 @@ impl Settings {
             limit_req_log_level: pick(&self.limit_req_log_level, &parent.limit_req_log_level),
             gzip: pick(&self.gzip, &parent.gzip),
             gzip_types: pick(&self.gzip_types, &parent.gzip_types),
+            sub_filter: pick(&self.sub_filter, &parent.sub_filter),
+            sub_filter_once: pick(&self.sub_filter_once, &parent.sub_filter_once),
+            sub_filter_types: pick(&self.sub_filter_types, &parent.sub_filter_types),
+            sub_filter_last_modified: pick(
+                &self.sub_filter_last_modified,
+                &parent.sub_filter_last_modified,
+            ),
             gzip_min_length: pick(&self.gzip_min_length, &parent.gzip_min_length),
             gzip_comp_level: pick(&self.gzip_comp_level, &parent.gzip_comp_level),
             gzip_vary: pick(&self.gzip_vary, &parent.gzip_vary),

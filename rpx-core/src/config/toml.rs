@@ -461,6 +461,10 @@ macro_rules! with_settings {
             #[serde(default)] rate_limit_log_level: Option<Spanned<String>>,
             #[serde(default)] gzip: Option<bool>,
             #[serde(default)] gzip_types: Option<OneOrMany<String>>,
+            #[serde(default)] sub_filter: Option<Spanned<Vec<(String, String)>>>,
+            #[serde(default)] sub_filter_once: Option<bool>,
+            #[serde(default)] sub_filter_types: Option<OneOrMany<String>>,
+            #[serde(default)] sub_filter_last_modified: Option<bool>,
             #[serde(default)] gzip_min_length: Option<Spanned<NumOrText>>,
             #[serde(default)] gzip_comp_level: Option<Spanned<u32>>,
             #[serde(default)] gzip_vary: Option<bool>,
@@ -551,6 +555,10 @@ macro_rules! with_settings {
                     rate_limit_log_level: self.rate_limit_log_level.take(),
                     gzip: self.gzip.take(),
                     gzip_types: self.gzip_types.take(),
+                    sub_filter: self.sub_filter.take(),
+                    sub_filter_once: self.sub_filter_once.take(),
+                    sub_filter_types: self.sub_filter_types.take(),
+                    sub_filter_last_modified: self.sub_filter_last_modified.take(),
                     gzip_min_length: self.gzip_min_length.take(),
                     gzip_comp_level: self.gzip_comp_level.take(),
                     gzip_vary: self.gzip_vary.take(),
@@ -647,6 +655,10 @@ struct RawSettings {
     rate_limit_log_level: Option<Spanned<String>>,
     gzip: Option<bool>,
     gzip_types: Option<OneOrMany<String>>,
+    sub_filter: Option<Spanned<Vec<(String, String)>>>,
+    sub_filter_once: Option<bool>,
+    sub_filter_types: Option<OneOrMany<String>>,
+    sub_filter_last_modified: Option<bool>,
     gzip_min_length: Option<Spanned<NumOrText>>,
     gzip_comp_level: Option<Spanned<u32>>,
     gzip_vary: Option<bool>,
@@ -1379,6 +1391,17 @@ impl Cx<'_> {
             limit_req_log_level: raw.rate_limit_log_level.and_then(|l| self.limit_log_level(l, "rate_limit_log_level")),
             gzip: raw.gzip,
             gzip_types: raw.gzip_types.map(OneOrMany::into_vec),
+            sub_filter: raw.sub_filter.map(|pairs| {
+                let pos = self.at(&pairs);
+                pairs
+                    .into_inner()
+                    .into_iter()
+                    .map(|p| super::model::Spanned::new(p, pos.clone()))
+                    .collect()
+            }),
+            sub_filter_once: raw.sub_filter_once,
+            sub_filter_types: raw.sub_filter_types.map(OneOrMany::into_vec),
+            sub_filter_last_modified: raw.sub_filter_last_modified,
             gzip_min_length: raw.gzip_min_length.and_then(|s| self.size(s)),
             gzip_comp_level: raw.gzip_comp_level.and_then(|l| match *l.get_ref() {
                 n @ 1..=9 => Some(n),

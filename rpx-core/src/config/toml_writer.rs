@@ -424,6 +424,8 @@ impl Writer {
             ("proxy_intercept_errors", s.proxy_intercept_errors),
             ("recursive_error_pages", s.recursive_error_pages),
             ("server_tokens", s.server_tokens),
+            ("sub_filter_once", s.sub_filter_once),
+            ("sub_filter_last_modified", s.sub_filter_last_modified),
         ] {
             if let Some(on) = flag {
                 t.insert(key.into(), Value::Boolean(on));
@@ -518,6 +520,18 @@ impl Writer {
         }
         if let Some(on) = s.gzip {
             t.insert("gzip".into(), Value::Boolean(on));
+        }
+        if let Some(pairs) = &s.sub_filter {
+            let pairs = pairs
+                .iter()
+                .map(|p| Value::Array(vec![text(&p.value.0), text(&p.value.1)]));
+            t.insert("sub_filter".into(), Value::Array(pairs.collect()));
+        }
+        if let Some(types) = &s.sub_filter_types {
+            t.insert(
+                "sub_filter_types".into(),
+                Value::Array(types.iter().map(|x| text(x)).collect()),
+            );
         }
         if let Some(types) = &s.gzip_types {
             t.insert(

@@ -14,6 +14,7 @@ use http::Response;
 use http_body::{Frame, SizeHint};
 
 use crate::action::FileBody;
+use crate::compress::sub_filter::{PreparedSub, SubFilter, SubFilterState};
 use crate::compress::{Asked, Gzip, GzipBody};
 use crate::error::{BoxError, ProxyError};
 use crate::limit::bandwidth::{Bandwidth, Pacer};
@@ -73,6 +74,8 @@ struct Extra {
     /// `limit_conn`'s counts, given back when the body is dropped (a
     /// download counts until it ends).
     held: Option<std::sync::Arc<crate::limit::conn::Slots>>,
+    /// `sub_filter`'s scan, before `gzip` sees the bytes.
+    sub: Option<SubFilterState>,
     /// `gzip`'s encoder.
     gzip: Option<GzipBody>,
     /// `limit_rate`'s pacing, of what goes out (compressed or not).
@@ -97,6 +100,14 @@ impl Body {
         self
     }
 
+    /// Replaces strings in the body as it streams (`sub_filter`).
+    pub(crate) fn sub_filtered(mut self, state: Option<SubFilterState>) -> Body {
+        if state.is_some() {
+            self.extra().sub = state;
+        }
+        self
+    }
+
     /// Compresses the body with a coding at a level.
     pub(crate) fn gzipped(mut self, encoding: Option<(crate::compress::Coding, u32)>) -> Body {
         if let Some((c, l)) = encoding {
@@ -105,8 +116,11 @@ impl Body {
         self
     }
 
+    /// The bytes are not the handler's: length and end are unknown.
     fn gzips(&self) -> bool {
-        self.extra.as_ref().is_some_and(|e| e.gzip.is_some())
+        self.extra
+            .as_ref()
+            .is_some_and(|e| e.gzip.is_some() || e.sub.is_some())
     }
 }
 
@@ -135,10 +149,14 @@ impl http_body::Body for Body {
             return poll_kind(this.kind, cx);
         };
         let mut kind = this.kind;
-        let gzip = &mut extra.gzip;
-        let mut encoded = |cx: &mut Context<'_>| match gzip {
+        let (sub, gzip) = (&mut extra.sub, &mut extra.gzip);
+        let mut filtered = |cx: &mut Context<'_>| match sub {
             None => poll_kind(kind.as_mut(), cx),
-            Some(g) => g.poll_frame(cx, |cx| poll_kind(kind.as_mut(), cx)),
+            Some(s) => s.poll_frame(cx, |cx| poll_kind(kind.as_mut(), cx)),
+        };
+        let mut encoded = |cx: &mut Context<'_>| match gzip {
+            None => filtered(cx),
+            Some(g) => g.poll_frame(cx, &mut filtered),
         };
         match &mut extra.pacer {
             None => encoded(cx),
@@ -187,6 +205,8 @@ fn poll_kind(
 pub(crate) struct Shape {
     /// `gzip`, with what the request said about it.
     pub(crate) gzip: Option<(std::sync::Arc<Gzip>, Asked)>,
+    /// `sub_filter`, with the request's strings.
+    pub(crate) sub: Option<(SubFilter, PreparedSub)>,
     /// `limit_rate`.
     pub(crate) pace: Option<Bandwidth>,
     /// The status an `error_page` sends its page with.
@@ -248,6 +268,14 @@ where
         let shape = std::mem::take(this.shape);
         let mut res = res.map(Body::from);
         shape.restatus(&mut res);
+        let sub = shape
+            .sub
+            .filter(|(f, prepared)| !prepared.is_empty() && f.applies(res.headers()))
+            .map(|(f, prepared)| {
+                f.edit_headers(res.headers_mut());
+                f.state(prepared)
+            });
+        let mut res = res.map(|b| b.sub_filtered(sub));
         let level = shape
             .gzip
             .filter(|(g, asked)| g.apply(*asked, &mut res))

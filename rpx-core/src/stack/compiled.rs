@@ -39,6 +39,7 @@ use super::pages;
 use crate::access::Pending;
 use crate::accesslog::{AccessLogFuture, AccessLogLayer, LoggedBody};
 use crate::action::{FileService, FilesFuture, ReturnService};
+use crate::compress::sub_filter::SubFilter;
 use crate::compress::Gzip;
 use crate::error::{BoxError, ProxyError};
 use crate::error_page::ErrorPages;
@@ -119,6 +120,8 @@ pub(crate) struct Location {
     pub(crate) bandwidth: Option<Bandwidth>,
     /// `gzip`.
     pub(crate) gzip: Option<Arc<Gzip>>,
+    /// `sub_filter`, and the server name its values' `$server_name` is.
+    pub(crate) sub: Option<(SubFilter, Arc<str>)>,
     /// `error_page`, with `proxy_intercept_errors` and
     /// `recursive_error_pages`.
     pub(crate) pages: Option<Arc<ErrorPages>>,
@@ -212,7 +215,14 @@ impl Location {
         }
         self.headers.start(req, |req| match how {
             How::Serve => Either::Right(limited(self.limit.limit(), req, |req| {
+                let sub = self.sub.as_ref().map(|(f, server_name)| {
+                    let conn = crate::conn::conn_info(&req);
+                    let path = crate::request::request_path(&req);
+                    let ctx = crate::vars::VarCtx::new(&req, &conn, path, server_name);
+                    (f.clone(), f.prepare(&ctx))
+                });
                 let shape = Shape {
+                    sub,
                     gzip: self.gzip.as_ref().map(|g| (g.clone(), g.ask(&req))),
                     pace: self.bandwidth,
                     status,

@@ -627,6 +627,16 @@ impl Mapper {
             }
             "gzip" => s.gzip = self.flag(d),
             "gzip_vary" => s.gzip_vary = self.flag(d),
+            "sub_filter" => s
+                .sub_filter
+                .get_or_insert_with(Vec::new)
+                .push(Spanned::new((w[0].into(), w[1].into()), at(&d.pos))),
+            "sub_filter_once" => s.sub_filter_once = self.flag(d),
+            "sub_filter_last_modified" => s.sub_filter_last_modified = self.flag(d),
+            "sub_filter_types" => {
+                let types = s.sub_filter_types.get_or_insert_with(Vec::new);
+                types.extend(w.iter().map(|t| t.to_string()));
+            }
             "gzip_types" => {
                 let types = s.gzip_types.get_or_insert_with(Vec::new);
                 types.extend(w.iter().map(|t| t.to_string()));

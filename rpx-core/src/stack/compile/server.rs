@@ -333,12 +333,37 @@ pub(super) fn wrap(
             s.limit_rate_after.unwrap_or(0),
         ),
         gzip: cx.gzip(s, pos),
+        sub: cx.sub_filter(s, server_name),
         pages: cx.error_pages(s, server_name, pos),
         action,
     }
 }
 
 impl Compiler {
+    /// A level's `sub_filter`s, when it has any.
+    fn sub_filter(
+        &mut self,
+        s: &Settings,
+        server_name: &Arc<str>,
+    ) -> Option<(crate::compress::sub_filter::SubFilter, Arc<str>)> {
+        let pairs = s.sub_filter.as_ref().filter(|p| !p.is_empty())?;
+        let list: Vec<(String, String)> = pairs.iter().map(|p| p.value.clone()).collect();
+        let made = crate::compress::sub_filter::SubFilter::new(
+            &list,
+            s.sub_filter_once.unwrap_or(true),
+            s.sub_filter_types.as_deref().unwrap_or_default(),
+            s.sub_filter_last_modified.unwrap_or(false),
+            &self.scope,
+        );
+        match made {
+            Ok(f) => Some((f, server_name.clone())),
+            Err(e) => {
+                self.err(&pairs[0].pos, e);
+                None
+            }
+        }
+    }
+
     /// A level's `error_page`s, when it has any.
     fn error_pages(
         &mut self,
