@@ -16,11 +16,12 @@
 //! | [`reply`] | responses rpx makes itself: error pages, redirects, text; one body type |
 //! | [`error`] | typed request errors and [`error::Rescue`], the one layer turning them into responses |
 //! | [`conn`] | connection facts (peer, local address, scheme, PROXY protocol addresses) in request extensions; the PROXY protocol parser |
-//! | [`vars`] | nginx variables compiled into segments |
+//! | [`pattern`] | nginx's (PCRE) regexes: the `regex` crate, else bounded backtracking per pattern |
+//! | [`vars`] | nginx variables compiled into segments; `map`, `geo`, `split_clients`, regex captures |
 //! | [`error_page`] | `error_page`: which answers are replaced by another page, and by which |
 //! | [`headers`] | `proxy_set_header`, `add_header`, hop-by-hop stripping, `proxy_redirect` |
 //! | [`action`] | what a location answers itself: `return`, static files |
-//! | [`compress`] | `gzip`: nginx's decision, bodies compressed as they stream |
+//! | [`compress`] | `gzip`: nginx's decision, bodies compressed as they stream; `sub_filter` |
 //! | [`access`] | nginx's access phase: `allow` / `deny`, `auth_basic` (htpasswd, hashed off the executor), `auth_request` (a subrequest to a gatekeeper), `satisfy`; 403 or 401 for the refused |
 //! | [`realip`] | `set_real_ip_from`, `real_ip_header`: the client's address from a trusted proxy's header or PROXY protocol header |
 //! | [`rewrite`] | `rewrite`, `if`, `return`, `break` before and after location matching |
@@ -75,6 +76,7 @@ mod lazy_sleep;
 pub mod limit;
 pub mod location;
 pub mod metrics;
+pub mod pattern;
 pub mod proxy;
 pub mod realip;
 pub mod reply;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use regex::{Regex, RegexSet};
+use regex::RegexSet;
+
+use crate::pattern::{Pattern, PatternError};
 use tower::Service;
 
 use crate::call::{call_ready, CallFuture};
@@ -25,7 +27,7 @@ pub enum HostError {
         pattern: String,
         /// The compiler's message.
         #[source]
-        source: regex::Error,
+        source: PatternError,
     },
     /// A wildcard in the middle, or several of them.
     #[error("invalid server_name wildcard {0:?}: use \"*.example.com\" or \"www.example.*\"")]
@@ -59,7 +61,7 @@ pub struct HostTable {
     /// `www.example.*` stored as `www.example.`.
     trailing: HashMap<Box<str>, usize>,
     regex_set: Option<RegexSet>,
-    regexes: Vec<(Regex, usize)>,
+    regexes: Vec<(Pattern, usize)>,
     default: usize,
     /// The server, when the table has one: every host goes to it.
     only: Option<usize>,
@@ -106,15 +108,14 @@ impl HostTable {
                 t.add(name, *id)?;
             }
         }
-        if !t.regexes.is_empty() {
-            let set =
-                RegexSet::new(t.regexes.iter().map(|(r, _)| r.as_str())).map_err(|source| {
-                    HostError::Regex {
-                        pattern: "(set)".into(),
-                        source,
-                    }
-                })?;
-            t.regex_set = Some(set);
+        // A fast reject when every regex is linear (and the set builds);
+        // otherwise each is tried in order.
+        if !t.regexes.is_empty() && t.regexes.iter().all(|(r, _)| r.linear().is_some()) {
+            let patterns = t
+                .regexes
+                .iter()
+                .map(|(r, _)| format!("(?i:{})", r.as_str()));
+            t.regex_set = RegexSet::new(patterns).ok();
         }
         Ok(t)
     }
@@ -122,13 +123,10 @@ impl HostTable {
     fn add(&mut self, name: &str, id: usize) -> Result<(), HostError> {
         if let Some(pattern) = name.strip_prefix('~') {
             // Server names match case-insensitively, regexes included.
-            let regex = regex::RegexBuilder::new(pattern)
-                .case_insensitive(true)
-                .build()
-                .map_err(|source| HostError::Regex {
-                    pattern: pattern.into(),
-                    source,
-                })?;
+            let regex = Pattern::new(pattern, true).map_err(|source| HostError::Regex {
+                pattern: pattern.into(),
+                source,
+            })?;
             self.regexes.push((regex, id));
             return Ok(());
         }
@@ -196,11 +194,10 @@ impl HostTable {
                 }
             }
         }
-        if let Some(set) = &self.regex_set {
-            if set.is_match(host) {
-                if let Some((_, id)) = self.regexes.iter().find(|(r, _)| r.is_match(host)) {
-                    return *id;
-                }
+        let maybe = self.regex_set.as_ref().is_none_or(|set| set.is_match(host));
+        if maybe {
+            if let Some((_, id)) = self.regexes.iter().find(|(r, _)| r.is_match(host)) {
+                return *id;
             }
         }
         self.default

@@ -78,7 +78,7 @@ struct Parts<S> {
     internal: Option<Arc<[bool]>>,
     /// The server's `server_name ~regex`es with groups: the one that
     /// matches the host gives the request's first captures.
-    host_captures: Option<Arc<[regex::Regex]>>,
+    host_captures: Option<Arc<[crate::pattern::Pattern]>>,
 }
 
 /// The checks of nginx's preaccess and access phases a router makes.
@@ -290,7 +290,7 @@ impl<S> LocationRouter<S> {
     /// `server_name ~regex`es, case-insensitive as server names match)
     /// that matches the request's host as its captures (`$1`, named
     /// groups), before the server's rewrites, as nginx does.
-    pub fn with_host_captures(mut self, names: Vec<regex::Regex>) -> Self
+    pub fn with_host_captures(mut self, names: Vec<crate::pattern::Pattern>) -> Self
     where
         S: Clone,
     {
@@ -774,7 +774,7 @@ impl Phases<'_> {
 }
 
 /// The groups of the first of `names` matching the request's host.
-fn keep_host_captures<B>(names: &[regex::Regex], req: &mut Request<B>) {
+fn keep_host_captures<B>(names: &[crate::pattern::Pattern], req: &mut Request<B>) {
     let Some(host) = crate::vars::request_host(req.uri(), req.headers()) else {
         return;
     };

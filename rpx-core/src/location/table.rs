@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::{RegexSet, RegexSetBuilder};
+
+use crate::pattern::{Pattern, PatternError};
 
 /// How a location matches, as nginx's modifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,7 +112,7 @@ pub enum TableError {
         pattern: String,
         /// The compiler's message.
         #[source]
-        source: regex::Error,
+        source: PatternError,
     },
     /// Two locations with the same kind and pattern on one level.
     #[error("duplicate location \"{0}\"")]
@@ -159,7 +161,7 @@ struct Prefix {
 
 #[derive(Debug)]
 struct RegexLoc {
-    regex: Regex,
+    regex: Pattern,
     id: usize,
     nested: Option<Box<Level>>,
 }
@@ -169,7 +171,8 @@ struct Level {
     exact: HashMap<Box<str>, usize>,
     /// Sorted by length, longest first: the first hit is the longest match.
     prefixes: Vec<Prefix>,
-    /// Fast reject for the whole level before trying regexes in order.
+    /// Fast reject for the whole level before trying regexes in order;
+    /// none when one of them needs backtracking (each is tried then).
     regex_set: Option<RegexSet>,
     regexes: Vec<RegexLoc>,
 }
@@ -194,7 +197,7 @@ pub struct LocationTable {
     named: HashMap<Box<str>, usize>,
     /// The regex locations whose regex has groups, by id: a match keeps
     /// its captures for the location's directives.
-    capturing: Vec<(usize, Regex)>,
+    capturing: Vec<(usize, Pattern)>,
 }
 
 impl LocationTable {
@@ -222,7 +225,7 @@ impl LocationTable {
         &self,
         found: LocationMatch,
         path: &str,
-    ) -> Option<(&Regex, crate::vars::Captures)> {
+    ) -> Option<(&Pattern, crate::vars::Captures)> {
         let LocationMatch::Location(id) = found else {
             return None;
         };
@@ -297,8 +300,12 @@ fn find_in(level: &Level, path: &str, found: &mut LocationMatch) -> Step {
         }
     }
     if !noregex {
-        if let Some(set) = &level.regex_set {
-            if set.is_match(path) {
+        let maybe = level
+            .regex_set
+            .as_ref()
+            .is_none_or(|set| set.is_match(path));
+        if maybe && !level.regexes.is_empty() {
+            {
                 if let Some(r) = level.regexes.iter().find(|r| r.regex.is_match(path)) {
                     *found = LocationMatch::Location(r.id);
                     if let Some(nested) = &r.nested {
@@ -317,7 +324,7 @@ fn build_level(
     parent: Option<&LocationSpec>,
     next: &mut usize,
     named: &mut HashMap<Box<str>, usize>,
-    capturing: &mut Vec<(usize, Regex)>,
+    capturing: &mut Vec<(usize, Pattern)>,
 ) -> Result<Level, TableError> {
     let mut level = Level::default();
     let mut patterns = Vec::new();
@@ -386,10 +393,8 @@ fn build_level(
             MatchKind::Named => {}
             MatchKind::Regex | MatchKind::RegexCaseless => {
                 let caseless = spec.kind == MatchKind::RegexCaseless;
-                let regex = RegexBuilder::new(&spec.pattern)
-                    .case_insensitive(caseless)
-                    .build()
-                    .map_err(|source| TableError::Regex {
+                let regex =
+                    Pattern::new(&spec.pattern, caseless).map_err(|source| TableError::Regex {
                         pattern: spec.pattern.clone(),
                         source,
                     })?;
@@ -406,7 +411,8 @@ fn build_level(
     level
         .prefixes
         .sort_by_key(|p| std::cmp::Reverse(p.name.len()));
-    if !patterns.is_empty() {
+    let all_linear = level.regexes.iter().all(|r| r.regex.linear().is_some());
+    if !patterns.is_empty() && all_linear {
         let set = RegexSetBuilder::new(patterns.iter().map(|(p, caseless)| {
             if *caseless {
                 format!("(?i:{p})")
@@ -414,16 +420,9 @@ fn build_level(
                 p.clone()
             }
         }))
-        .build()
-        .map_err(|source| TableError::Regex {
-            pattern: patterns
-                .iter()
-                .map(|p| p.0.as_str())
-                .collect::<Vec<_>>()
-                .join(" | "),
-            source,
-        })?;
-        level.regex_set = Some(set);
+        .build();
+        // A set too large to build only costs the fast reject.
+        level.regex_set = set.ok();
     }
     Ok(level)
 }

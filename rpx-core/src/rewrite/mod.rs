@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
+use crate::pattern::{Pattern, PatternError};
 use http::{Request, StatusCode};
-use regex::{Regex, RegexBuilder};
 
 use crate::action::ReturnService;
 use crate::conn::conn_info;
@@ -36,7 +36,7 @@ pub const MAX_URI_CHANGES: usize = 10;
 pub enum RewriteError {
     /// A regex.
     #[error("invalid regex {0:?}: {1}")]
-    Regex(String, #[source] regex::Error),
+    Regex(String, #[source] PatternError),
     /// A replacement or value's variables.
     #[error(transparent)]
     Template(#[from] TemplateError),
@@ -58,7 +58,7 @@ pub enum Flag {
 /// A `rewrite` rule.
 #[derive(Debug)]
 pub struct Rule {
-    regex: Regex,
+    regex: Pattern,
     pieces: Box<[Piece]>,
     /// The replacement ends in `?`: the original arguments are dropped.
     drop_args: bool,
@@ -82,7 +82,7 @@ impl Rule {
         flag: Flag,
         scope: &Scope,
     ) -> Result<Self, RewriteError> {
-        let re = Regex::new(regex).map_err(|e| RewriteError::Regex(regex.into(), e))?;
+        let re = Pattern::new(regex, false).map_err(|e| RewriteError::Regex(regex.into(), e))?;
         let is_url = ["http://", "https://", "$scheme"]
             .iter()
             .any(|p| replacement.starts_with(p));
@@ -143,7 +143,7 @@ pub enum Condition {
     /// `($var = text)`, or `!=` when `negate`.
     Equals(Template, String, bool),
     /// `($var ~ regex)`, or `!~` when `negate`.
-    Matches(Template, Regex, bool),
+    Matches(Template, Pattern, bool),
     /// `(-f path)` and the other file tests, or `!-f` … when `negate`.
     File(Template, FileTest, bool),
 }
@@ -188,10 +188,7 @@ impl Condition {
         negate: bool,
         scope: &Scope,
     ) -> Result<Self, RewriteError> {
-        let re = RegexBuilder::new(regex)
-            .case_insensitive(caseless)
-            .build()
-            .map_err(|e| RewriteError::Regex(regex.into(), e))?;
+        let re = Pattern::new(regex, caseless).map_err(|e| RewriteError::Regex(regex.into(), e))?;
         Ok(Condition::Matches(
             Template::parse_in(left, scope)?,
             re,
@@ -201,7 +198,7 @@ impl Condition {
 
     /// Whether the condition holds, and the captures of a regex that
     /// matched (kept even when `!~` makes the condition false, as nginx).
-    fn holds(&self, ctx: &VarCtx<'_>) -> (bool, Option<(&Regex, Captures)>) {
+    fn holds(&self, ctx: &VarCtx<'_>) -> (bool, Option<(&Pattern, Captures)>) {
         match self {
             Condition::NonEmpty(t) => {
                 let v = t.render_to_string(ctx);
@@ -349,17 +346,19 @@ impl Program {
     fn rewrite<B>(&self, rule: &Rule, req: &mut Request<B>) -> Flow {
         let conn = conn_info(req);
         let path = request_path(req);
-        let Some(caps) = rule.regex.captures(path) else {
+        let Some(spans) = rule.regex.spans(path) else {
             return Flow::Next;
+        };
+        let group = |n: usize| match spans.get(n) {
+            Some(Some((a, b))) => &path[*a..*b],
+            _ => "",
         };
         let ctx = VarCtx::new(req, &conn, path, &self.server_name);
         let mut target = String::new();
         for piece in rule.pieces.iter() {
             match piece {
                 Piece::Text(t) => t.render(&ctx, &mut target),
-                Piece::Capture(n) => {
-                    target.push_str(caps.get(*n).map_or("", |m| m.as_str()));
-                }
+                Piece::Capture(n) => target.push_str(group(*n)),
             }
         }
         if !rule.drop_args {
@@ -369,7 +368,7 @@ impl Program {
             }
         }
         // The rule's groups are the request's latest captures now.
-        let captures = (caps.len() > 1).then(|| Captures::from_match(path, &caps));
+        let captures = (spans.len() > 1).then(|| Captures::from_spans(path, spans));
         if let Some(c) = captures {
             c.keep(&rule.regex, req);
         }

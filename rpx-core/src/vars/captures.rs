@@ -5,15 +5,15 @@
 //! (`(?<app>…)`) become variables of their name ([`SetVars`]).
 
 use http::Request;
-use regex::Regex;
 
 use super::SetVars;
+use crate::pattern::{Pattern, Spans};
 
 /// The groups of one match, owned by the request.
 #[derive(Debug, Clone)]
 pub struct Captures {
     subject: Box<str>,
-    /// Byte ranges of `$0`…`$9` in `subject`.
+    /// Byte ranges of the groups in `subject`, `$0` first.
     spans: Box<[Option<(usize, usize)>]>,
 }
 
@@ -27,41 +27,35 @@ impl Captures {
     }
 
     /// The groups of `re` on `subject`, when it matches and has groups.
-    pub fn of(re: &Regex, subject: &str) -> Option<Captures> {
+    pub fn of(re: &Pattern, subject: &str) -> Option<Captures> {
         if re.captures_len() < 2 {
             return None;
         }
-        Some(Captures::from_match(subject, &re.captures(subject)?))
+        Some(Captures::from_spans(subject, re.spans(subject)?))
     }
 
     /// The groups of a match already made on `subject`.
-    pub fn from_match(subject: &str, caps: &regex::Captures<'_>) -> Captures {
-        let spans = (0..caps.len().min(10))
-            .map(|i| caps.get(i).map(|m| (m.start(), m.end())))
-            .collect();
+    pub fn from_spans(subject: &str, spans: Spans) -> Captures {
         Captures {
             subject: subject.into(),
-            spans,
+            spans: spans.into(),
         }
     }
 
     /// Keeps these on `req` as the latest captures, and the named groups
     /// of `re` (the regex they came from) as variables.
-    pub fn keep<B>(self, re: &Regex, req: &mut Request<B>) {
-        let mut named = re
-            .capture_names()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, n?)));
-        if let Some(first) = named.next() {
-            let caps = re.captures(&self.subject);
+    pub fn keep<B>(self, re: &Pattern, req: &mut Request<B>) {
+        let names = re.capture_names();
+        if names.iter().any(Option::is_some) {
             let ext = req.extensions_mut();
             if ext.get::<SetVars>().is_none() {
                 ext.insert(SetVars::default());
             }
-            if let (Some(sets), Some(caps)) = (ext.get_mut::<SetVars>(), caps) {
-                for (i, name) in std::iter::once(first).chain(named) {
-                    let value = caps.get(i).map_or("", |m| m.as_str());
-                    sets.set(&name.into(), value.to_owned());
+            if let Some(sets) = ext.get_mut::<SetVars>() {
+                for (i, name) in names.iter().enumerate() {
+                    if let Some(name) = name {
+                        sets.set(&(*name).into(), self.get(i).to_owned());
+                    }
                 }
             }
         }
@@ -70,7 +64,7 @@ impl Captures {
 
     /// Matches `re` on `subject` and keeps the groups on `req`; true when
     /// it matched.
-    pub fn matched<B>(re: &Regex, subject: &str, req: &mut Request<B>) -> bool {
+    pub fn matched<B>(re: &Pattern, subject: &str, req: &mut Request<B>) -> bool {
         match Captures::of(re, subject) {
             Some(c) => {
                 c.keep(re, req);
@@ -81,8 +75,8 @@ impl Captures {
     }
 
     /// The names of `re`'s named groups, for the config's scope.
-    pub fn names(re: &Regex) -> impl Iterator<Item = &str> {
-        re.capture_names().flatten()
+    pub fn names(re: &Pattern) -> Vec<&str> {
+        re.capture_names().into_iter().flatten().collect()
     }
 }
 
@@ -92,7 +86,7 @@ mod tests {
 
     #[test]
     fn groups_and_names() {
-        let re = Regex::new(r"^/(?<app>[^/]+)/(.*)$").unwrap();
+        let re = Pattern::new(r"^/(?<app>[^/]+)/(.*)$", false).unwrap();
         let mut req = Request::new(());
         assert!(Captures::matched(&re, "/shop/a/b", &mut req));
         let c = req.extensions().get::<Captures>().unwrap();
@@ -106,12 +100,12 @@ mod tests {
         );
         // No groups: earlier captures stay.
         assert!(Captures::matched(
-            &Regex::new("^/").unwrap(),
+            &Pattern::new("^/", false).unwrap(),
             "/x",
             &mut req
         ));
         assert_eq!(req.extensions().get::<Captures>().unwrap().get(1), "shop");
         assert!(!Captures::matched(&re, "/", &mut req));
-        assert_eq!(Captures::names(&re).collect::<Vec<_>>(), ["app"]);
+        assert_eq!(Captures::names(&re), ["app"]);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regex::{Regex, RegexBuilder};
+use crate::pattern::{Pattern, PatternError};
 
 use super::{Template, VarCtx};
 
@@ -38,7 +38,7 @@ pub enum MapKeySpec {
 pub struct MapVar {
     source: Template,
     exact: HashMap<Box<str>, Template>,
-    regexes: Vec<(Regex, Template)>,
+    regexes: Vec<(Pattern, Template)>,
     default: Template,
 }
 
@@ -51,7 +51,7 @@ impl MapVar {
         source: Template,
         default: Template,
         entries: Vec<(MapKeySpec, Template)>,
-    ) -> Result<Self, regex::Error> {
+    ) -> Result<Self, PatternError> {
         let mut exact = HashMap::new();
         let mut regexes = Vec::new();
         for (key, value) in entries {
@@ -61,10 +61,7 @@ impl MapVar {
                     exact.entry(k.into_boxed_str()).or_insert(value);
                 }
                 MapKeySpec::Regex { pattern, caseless } => {
-                    let re = RegexBuilder::new(&pattern)
-                        .case_insensitive(caseless)
-                        .build()?;
-                    regexes.push((re, value));
+                    regexes.push((Pattern::new(&pattern, caseless)?, value));
                 }
             }
         }

@@ -73,10 +73,7 @@ impl Compiler {
         }
         for (pattern, caseless) in regexes {
             // A bad regex is reported where it is compiled.
-            let Ok(re) = regex::RegexBuilder::new(&pattern)
-                .case_insensitive(caseless)
-                .build()
-            else {
+            let Ok(re) = crate::pattern::Pattern::new(&pattern, caseless) else {
                 continue;
             };
             for name in Captures::names(&re) {
@@ -157,19 +154,20 @@ impl Compiler {
                     };
                     // A regex key's named groups are its value's variables.
                     let groups: Vec<(String, u8)> = match &e.key {
-                        MapKey::Regex { pattern, caseless } => regex::RegexBuilder::new(pattern)
-                            .case_insensitive(*caseless)
-                            .build()
-                            .map(|re| {
-                                re.capture_names()
-                                    .enumerate()
-                                    .filter_map(|(i, n)| {
-                                        Some((n?.to_owned(), u8::try_from(i).ok()?))
-                                    })
-                                    .filter(|(_, i)| *i <= 9)
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                        MapKey::Regex { pattern, caseless } => {
+                            crate::pattern::Pattern::new(pattern, *caseless)
+                                .map(|re| {
+                                    re.capture_names()
+                                        .into_iter()
+                                        .enumerate()
+                                        .filter_map(|(i, n)| {
+                                            Some((n?.to_owned(), u8::try_from(i).ok()?))
+                                        })
+                                        .filter(|(_, i)| *i <= 9)
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        }
                         MapKey::Exact(_) => Vec::new(),
                     };
                     let value = Template::parse_with(&e.value, |n| {

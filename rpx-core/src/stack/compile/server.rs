@@ -140,10 +140,8 @@ impl Compiler {
         for loc in locations {
             if loc.kind.is_regex() {
                 // Checked here too so the error names this location.
-                if let Err(e) = regex::RegexBuilder::new(&loc.pattern)
-                    .case_insensitive(loc.kind == MatchKind::RegexCaseless)
-                    .build()
-                {
+                let caseless = loc.kind == MatchKind::RegexCaseless;
+                if let Err(e) = crate::pattern::Pattern::new(&loc.pattern, caseless) {
                     self.err(&loc.pos, format!("invalid regex {:?}: {e}", loc.pattern));
                 }
             }
@@ -590,16 +588,11 @@ fn files_of(s: &Settings, loc: Option<&LocationConfig>) -> crate::vars::FileRoot
 }
 
 /// The server's `server_name ~regex`es, as the host table matches them.
-fn host_regexes(server: &ServerConfig) -> Vec<regex::Regex> {
+fn host_regexes(server: &ServerConfig) -> Vec<crate::pattern::Pattern> {
     server
         .names
         .iter()
         .filter_map(|n| n.value.strip_prefix('~'))
-        .filter_map(|p| {
-            regex::RegexBuilder::new(p)
-                .case_insensitive(true)
-                .build()
-                .ok()
-        })
+        .filter_map(|p| crate::pattern::Pattern::new(p, true).ok())
         .collect()
 }
