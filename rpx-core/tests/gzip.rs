@@ -202,74 +202,125 @@ async fn sse_upstream() -> (SocketAddr, tokio::sync::mpsc::Sender<&'static str>)
     (addr, tx)
 }
 
+/// A decoder of `coding` written to frame by frame, its output readable
+/// after each flush.
+fn stream_decoder(coding: &str, out: SharedBuf) -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use async_compression::tokio::write::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    match coding {
+        "br" => Box::new(BrotliDecoder::new(out)),
+        "zstd" => Box::new(ZstdDecoder::new(out)),
+        _ => Box::new(GzipDecoder::new(out)),
+    }
+}
+
+/// What a decoder has written so far, shared with the test.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl tokio::io::AsyncWrite for SharedBuf {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// An event stream compressed with gzip (`gzip`), brotli and zstd
+/// (`encode`) arrives event by event: each decodes from what has arrived
+/// before the upstream sends the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_arrives_compressed_event_by_event() {
-    let (up, events) = sse_upstream().await;
-    let toml = format!(
-        r#"
-        [[server]]
-        listen = "127.0.0.1:8080"
-        gzip = true
-        gzip_types = ["text/event-stream"]
-        [[server.location]]
-        path = "/"
-        proxy_pass = "http://{up}"
-        "#
-    );
-    let cfg = rpx_core::config::parse_toml(&toml, "gzip.toml").expect("config");
-    let back = rpx_core::config::to_toml(&cfg).expect("convert");
-    assert!(
-        back.contains("gzip = true") && back.contains("gzip_types = [\"text/event-stream\"]"),
-        "{back}"
-    );
-    let rpx = serve_config(&cfg, Vec::new()).await.expect("serve");
-    let stream = tokio::net::TcpStream::connect(rpx.listeners[0].1)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/events")
-        .header("host", "a")
-        .header("accept-encoding", "gzip")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    events.send("data: one\n\n").await.unwrap();
-    let res = tokio::time::timeout(LIMIT, sender.send_request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(res.headers()["content-encoding"], "gzip");
-    let mut body = res.into_body();
-    let mut decoder = flate2::write::GzDecoder::new(Vec::new());
-    for (event, next) in [
-        ("data: one\n\n", Some("data: two\n\n")),
-        ("data: two\n\n", None),
-    ] {
-        // Each event decodes from what has arrived, before the next is sent.
-        while !String::from_utf8_lossy(decoder.get_ref()).ends_with(event) {
-            let frame = tokio::time::timeout(LIMIT, body.frame())
-                .await
-                .expect("the event arrives while the stream stays open")
-                .expect("a frame")
-                .unwrap();
-            if let Ok(data) = frame.into_data() {
-                decoder.write_all(&data).unwrap();
-                decoder.flush().unwrap();
+    use tokio::io::AsyncWriteExt;
+    for coding in ["gzip", "br", "zstd"] {
+        let (up, events) = sse_upstream().await;
+        let toml = format!(
+            r#"
+            [[server]]
+            listen = "127.0.0.1:8080"
+            gzip = true
+            gzip_types = ["text/event-stream"]
+            encode = ["{coding}"]
+            [[server.location]]
+            path = "/"
+            proxy_pass = "http://{up}"
+            "#
+        );
+        let cfg = rpx_core::config::parse_toml(&toml, "gzip.toml").expect("config");
+        let back = rpx_core::config::to_toml(&cfg).expect("convert");
+        assert!(
+            back.contains("gzip = true") && back.contains("gzip_types = [\"text/event-stream\"]"),
+            "{back}"
+        );
+        let rpx = serve_config(&cfg, Vec::new()).await.expect("serve");
+        let stream = tokio::net::TcpStream::connect(rpx.listeners[0].1)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get("/events")
+            .header("host", "a")
+            .header("accept-encoding", coding)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        events.send("data: one\n\n").await.unwrap();
+        let res = tokio::time::timeout(LIMIT, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(res.headers()["content-encoding"], coding);
+        let mut body = res.into_body();
+        let out = SharedBuf::default();
+        let mut decoder = stream_decoder(coding, out.clone());
+        let seen = || String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+        let mut text = String::new();
+        for (event, next) in [
+            ("data: one\n\n", Some("data: two\n\n")),
+            ("data: two\n\n", None),
+        ] {
+            while !text.ends_with(event) {
+                let frame = tokio::time::timeout(LIMIT, body.frame())
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("{coding}: {event:?} arrives while the stream stays open")
+                    })
+                    .expect("a frame")
+                    .unwrap();
+                if let Ok(data) = frame.into_data() {
+                    decoder.write_all(&data).await.unwrap();
+                    decoder.flush().await.unwrap();
+                }
+                text = seen();
+            }
+            if let Some(next) = next {
+                events.send(next).await.unwrap();
             }
         }
-        if let Some(next) = next {
-            events.send(next).await.unwrap();
+        drop(events);
+        while let Some(frame) = tokio::time::timeout(LIMIT, body.frame()).await.unwrap() {
+            if let Ok(data) = frame.unwrap().into_data() {
+                decoder.write_all(&data).await.unwrap();
+            }
         }
+        decoder.shutdown().await.unwrap();
+        assert_eq!(seen(), "data: one\n\ndata: two\n\n", "{coding}");
     }
-    drop(events);
-    while let Some(frame) = tokio::time::timeout(LIMIT, body.frame()).await.unwrap() {
-        if let Ok(data) = frame.unwrap().into_data() {
-            decoder.write_all(&data).unwrap();
-        }
-    }
-    assert_eq!(decoder.finish().unwrap(), b"data: one\n\ndata: two\n\n");
 }
 
 /// Decodes `body` as `coding`.
