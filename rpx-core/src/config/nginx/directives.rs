@@ -37,6 +37,9 @@ pub(super) enum Support {
     /// Known, belongs to later work: an error naming it, a warning with
     /// `--lenient`. The text names the missing feature.
     Unsupported(&'static str),
+    /// nginx's default value is what rpx does (accepted as is); any other
+    /// value is [`Support::Unsupported`] with the text.
+    DefaultOnly(&'static str, &'static str),
 }
 
 /// One directive.
@@ -74,7 +77,7 @@ const fn blk(name: &'static str, ctx: Ctx, min: u8, max: u8, support: Support) -
     }
 }
 
-use Support::{Ignored, Mapped, Silent, Unsupported};
+use Support::{DefaultOnly, Ignored, Mapped, Silent, Unsupported};
 
 fn buffering(a: &[&str]) -> Option<&'static str> {
     (a.first() != Some(&"off")).then_some("rpx streams bodies without buffering (as `off`)")
@@ -255,9 +258,31 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("ignore_invalid_headers", HTTP | SRV, 1, 1, Mapped),
     d("underscores_in_headers", HTTP | SRV, 1, 1, Mapped),
     d("merge_slashes", HTTP | SRV, 1, 1, Mapped),
-    d("absolute_redirect", HSL, 1, 1, Silent),
-    d("port_in_redirect", HSL, 1, 1, Silent),
-    d("server_name_in_redirect", HSL, 1, 1, Silent),
+    d(
+        "absolute_redirect",
+        HSL,
+        1,
+        1,
+        DefaultOnly("on", "relative redirects (`absolute_redirect off`)"),
+    ),
+    d(
+        "port_in_redirect",
+        HSL,
+        1,
+        1,
+        DefaultOnly("on", "redirects without the port (`port_in_redirect off`)"),
+    ),
+    d(
+        "server_name_in_redirect",
+        HSL,
+        1,
+        1,
+        DefaultOnly(
+            "off",
+            "redirects to the server name (`server_name_in_redirect on`)",
+        ),
+    ),
+    // Padding of error pages for MSIE; rpx's pages need none.
     d("msie_padding", HSL, 1, 1, Silent),
     d("etag", HSL, 1, 1, Silent),
     d("if_modified_since", HSL, 1, 1, Silent),

@@ -351,6 +351,12 @@ impl Mapper {
                 self.unsupported(d, what, &format!("\"{name}\""));
                 None
             }
+            Support::DefaultOnly(default, what) => {
+                if words(d) != [default] {
+                    self.unsupported(d, what, &format!("\"{name}\""));
+                }
+                None
+            }
         }
     }
 

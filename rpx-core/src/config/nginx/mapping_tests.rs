@@ -573,3 +573,18 @@ fn client_keepalive_limits_map_convert_and_reach_the_listener() {
         errors(&bad)
     );
 }
+
+#[test]
+fn default_only_directives() {
+    let ok = load("server { listen 80; absolute_redirect on; port_in_redirect on; server_name_in_redirect off; }");
+    assert_eq!(errors(&ok), Vec::<String>::new());
+    for (line, what) in [
+        ("absolute_redirect off;", "relative redirects"),
+        ("port_in_redirect off;", "without the port"),
+        ("server_name_in_redirect on;", "to the server name"),
+    ] {
+        let l = load(&format!("server {{ listen 80;\n{line} }}"));
+        let e = errors(&l).join("\n");
+        assert!(e.contains("t.conf:2") && e.contains(what), "{line}: {e}");
+    }
+}
