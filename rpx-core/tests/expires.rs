@@ -133,31 +133,18 @@ async fn expires_matches_nginx() {
 /// Bad values are refused at their line, in nginx's words.
 #[test]
 fn check_errors() {
-    let dir = temp_dir("expires-check");
-    for (bad, want) in [
-        ("expires soon;", "invalid value \"soon\""),
-        (
-            "expires modified @1h;",
-            "daily time cannot be used with \"modified\" parameter",
-        ),
-        ("expires $nonesuch;", "unknown variable"),
-    ] {
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:1;\n    {bad}\n  }}\n}}\n"
+    assert_refused_in_server(
+        "expires-check",
+        "",
+        &[
+            ("expires soon;", "invalid value \"soon\""),
+            (
+                "expires modified @1h;",
+                "daily time cannot be used with \"modified\" parameter",
             ),
-        )
-        .unwrap();
-        let errors: Vec<String> = rpx_core::stack::check_file(&conf)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let errors = errors.join("\n");
-        assert!(errors.contains(want), "{bad}: {errors}");
-        assert!(errors.contains("nginx.conf:5"), "{bad}: {errors}");
-    }
+            ("expires $nonesuch;", "unknown variable"),
+        ],
+    );
 }
 
 /// The TOML form, read and written back.

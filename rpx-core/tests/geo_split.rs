@@ -126,7 +126,6 @@ async fn geo_and_split_clients_match_nginx() {
 /// Bad blocks are refused at their line.
 #[test]
 fn check_errors() {
-    let dir = temp_dir("geo-split-check");
     for (bad, want, line) in [
         (
             "geo $g {\n    default 1;\n    10.0.0.300/8 x;\n  }",
@@ -145,17 +144,10 @@ fn check_errors() {
         ),
         ("geo $g x {\n  }", "invalid variable name \"x\"", 4),
     ] {
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!("events {{}}\nhttp {{\n  server {{ listen 127.0.0.1:1; }}\n  {bad}\n}}\n"),
-        )
-        .unwrap();
-        let errors: Vec<String> = rpx_core::stack::check_file(&conf)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let errors = errors.join("\n");
+        let errors = check_http(
+            "geo-split-check",
+            &format!("server {{ listen 127.0.0.1:1; }}\n  {bad}"),
+        );
         assert!(errors.contains(want), "{bad}: {errors}");
         assert!(
             errors.contains(&format!("nginx.conf:{line}")),

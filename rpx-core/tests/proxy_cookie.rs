@@ -136,33 +136,22 @@ async fn cookie_rewrites_match_nginx() {
 /// Bad rules are refused at their line.
 #[test]
 fn check_errors() {
-    let dir = temp_dir("proxy-cookie-check");
-    for (bad, want) in [
-        (
-            "proxy_cookie_domain localhost;",
-            "invalid parameter \"localhost\"",
-        ),
-        ("proxy_cookie_path ~(unclosed /;", "invalid regex"),
-        (
-            "proxy_cookie_flags one sticky;",
-            "invalid parameter \"sticky\"",
-        ),
-        ("proxy_cookie_domain a $nonesuch;", "unknown variable"),
-    ] {
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!("events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:1;\n    location / {{ proxy_pass http://127.0.0.1:9; }}\n    {bad}\n  }}\n}}\n"),
-        )
-        .unwrap();
-        let errors: Vec<String> = rpx_core::stack::check_file(&conf)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let errors = errors.join("\n");
-        assert!(errors.contains(want), "{bad}: {errors}");
-        assert!(errors.contains("nginx.conf:6"), "{bad}: {errors}");
-    }
+    assert_refused_in_server(
+        "proxy-cookie-check",
+        "location / { proxy_pass http://127.0.0.1:9; }",
+        &[
+            (
+                "proxy_cookie_domain localhost;",
+                "invalid parameter \"localhost\"",
+            ),
+            ("proxy_cookie_path ~(unclosed /;", "invalid regex"),
+            (
+                "proxy_cookie_flags one sticky;",
+                "invalid parameter \"sticky\"",
+            ),
+            ("proxy_cookie_domain a $nonesuch;", "unknown variable"),
+        ],
+    );
 }
 
 /// The TOML form: lines of nginx's words, `"off"` cancelling.

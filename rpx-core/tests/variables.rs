@@ -187,48 +187,35 @@ async fn variables_and_resolver_match_nginx() {
 /// What nginx refuses is refused at its line, in nginx's words.
 #[test]
 fn nginx_check_errors() {
-    let dir = temp_dir("variables-check");
-    for (bad, want) in [
-        ("set app 1;", "invalid variable name \"app\""),
-        ("set $host x;", "the duplicate \"host\" variable"),
-        ("set $a $nonesuch;", "unknown variable \"$nonesuch\""),
-        (
-            "resolver dns.example;",
-            "invalid resolver address \"dns.example\"",
-        ),
-        (
-            "resolver 127.0.0.11 valid=soon;",
-            "invalid parameter \"valid=soon\"",
-        ),
-        (
-            "resolver 127.0.0.11 ipv4=off ipv6=off;",
-            "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
-        ),
-        (
-            "location /x { proxy_pass http://$nonesuch; }",
-            "unknown variable \"$nonesuch\"",
-        ),
-        (
-            "location /x { proxy_pass ftp://$host; }",
-            "invalid proxy_pass URL",
-        ),
-    ] {
-        let conf = dir.join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:1;\n    {bad}\n  }}\n}}\n"
+    assert_refused_in_server(
+        "variables-check",
+        "",
+        &[
+            ("set app 1;", "invalid variable name \"app\""),
+            ("set $host x;", "the duplicate \"host\" variable"),
+            ("set $a $nonesuch;", "unknown variable \"$nonesuch\""),
+            (
+                "resolver dns.example;",
+                "invalid resolver address \"dns.example\"",
             ),
-        )
-        .unwrap();
-        let errors: Vec<String> = rpx_core::stack::check_file(&conf)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let errors = errors.join("\n");
-        assert!(errors.contains(want), "{bad}: {errors}");
-        assert!(errors.contains("nginx.conf:5"), "{bad}: {errors}");
-    }
+            (
+                "resolver 127.0.0.11 valid=soon;",
+                "invalid parameter \"valid=soon\"",
+            ),
+            (
+                "resolver 127.0.0.11 ipv4=off ipv6=off;",
+                "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
+            ),
+            (
+                "location /x { proxy_pass http://$nonesuch; }",
+                "unknown variable \"$nonesuch\"",
+            ),
+            (
+                "location /x { proxy_pass ftp://$host; }",
+                "invalid proxy_pass URL",
+            ),
+        ],
+    );
 }
 
 /// The TOML forms: `set` steps, `resolver` and `resolver_timeout`, read

@@ -531,3 +531,29 @@ pub fn parse_cases(text: &str) -> (Vec<Case>, HashMap<String, String>) {
     cases.extend(cur);
     (cases, flags)
 }
+
+/// What `rpx check` says of a config whose `http {}` holds `http`, one
+/// message a line. The config's first line inside `http` is line 3.
+pub fn check_http(tag: &str, http: &str) -> String {
+    let dir = temp_dir(tag);
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, format!("events {{}}\nhttp {{\n  {http}\n}}\n")).expect("write");
+    let errors: Vec<String> = rpx_core::stack::check_file(&conf)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    errors.join("\n")
+}
+
+/// Checks each `(bad, want)`: `bad` first in a server (listening on
+/// 127.0.0.1:1, then `after`) must be refused with `want` at line 5.
+pub fn assert_refused_in_server(tag: &str, after: &str, cases: &[(&str, &str)]) {
+    for (bad, want) in cases {
+        let errors = check_http(
+            tag,
+            &format!("server {{\n    listen 127.0.0.1:1;\n    {bad}\n    {after}\n  }}"),
+        );
+        assert!(errors.contains(want), "{bad}: {errors}");
+        assert!(errors.contains("nginx.conf:5"), "{bad}: {errors}");
+    }
+}
