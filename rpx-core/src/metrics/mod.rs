@@ -37,6 +37,8 @@ use tower::{Layer, Service};
 use crate::error::ProxyError;
 use crate::reply::{reply, Reply};
 
+pub mod stub_status;
+
 #[cfg(feature = "metrics")]
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -3,6 +3,8 @@
 //! read or write) and for the connection's header timer; and nginx's
 //! `send_timeout`: a write the client does not take for that long fails
 //! the connection. The timer is armed only when a write has to wait.
+//! It also holds the connection's place in `stub_status`' counts
+//! ([`Accepted`]): as long as the socket lives, upgraded or not.
 
 use std::io;
 use std::pin::Pin;
@@ -17,6 +19,7 @@ use tokio::time::Instant;
 
 use super::header_timer::Received;
 use crate::lazy_sleep::LazySleep;
+use crate::metrics::stub_status::Accepted;
 
 /// A listener's byte counters (made once per listener).
 #[derive(Debug)]
@@ -51,6 +54,8 @@ pub(crate) struct Counted<T> {
     /// Since when writes have been waiting for the client.
     stalled: Option<Instant>,
     sleep: LazySleep,
+    /// Counted open until the socket is dropped.
+    stat: Accepted,
 }
 
 impl<T> Counted<T> {
@@ -59,6 +64,7 @@ impl<T> Counted<T> {
         counters: Arc<ByteCounters>,
         received: Arc<Received>,
         send_timeout: Duration,
+        stat: Accepted,
     ) -> Self {
         Counted {
             inner,
@@ -67,6 +73,7 @@ impl<T> Counted<T> {
             send_timeout,
             stalled: None,
             sleep: LazySleep::default(),
+            stat,
         }
     }
 
@@ -108,6 +115,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         if n > 0 {
             self.counters.received.increment(n as u64);
             self.received.add(n);
+            self.stat.received();
         }
         res
     }

@@ -4,12 +4,15 @@
 //! Every request head, whichever reader parsed it, passes one check first
 //! (`edge`: nginx's refusals, see docs/security.md). A `proxy_protocol`
 //! listener reads the PROXY protocol header first ([`read_header`]).
+//! Connections and requests are counted for `stub_status`
+//! ([`crate::metrics::stub_status`]) as they change state.
 
 mod body;
 mod counted;
 mod edge;
 mod h1;
 mod header_timer;
+mod in_flight;
 mod lifetime;
 mod listeners;
 mod proxy_protocol;
@@ -49,6 +52,7 @@ pub type TlsCell = std::sync::Arc<arc_swap::ArcSwapOption<TlsListener>>;
 use crate::call::{call_ready_in_place, CallFuture};
 use crate::conn::{AddConnInfo, ConnInfo, ConnInfoLayer, Scheme};
 use crate::error::BoxError;
+use crate::metrics::stub_status;
 use crate::reply::{error_page_titled, Reply, ReplyBody};
 use crate::tls::{TlsConn, TlsInfo};
 
@@ -274,6 +278,8 @@ where
         };
         let info = ConnInfo::new(peer, stream.local_addr().unwrap_or(local), listen, scheme);
         metrics::counter!("rpx_connections_total", "scheme" => scheme.as_str()).increment(1);
+        // Held by the socket from here: counted open until it closes.
+        let accepted = stub_status::Accepted::new(current.is_some());
         let received = Arc::new(header_timer::Received::default());
         let mut builder = builder.clone();
         // Its own: the timer keeps the connection's armed sleep.
@@ -300,11 +306,12 @@ where
             head: opts.head,
             info,
             service: service.clone(),
+            stat: accepted.connection().clone(),
         };
         let (bytes, send_timeout, timeout) =
             (bytes.clone(), opts.send_timeout, opts.header_timeout);
         if !opts.proxy_protocol {
-            let stream = counted::Counted::new(stream, bytes, received, send_timeout);
+            let stream = counted::Counted::new(stream, bytes, received, send_timeout, accepted);
             tokio::spawn(start(conn, stream, current, timeout));
             continue;
         }
@@ -327,7 +334,7 @@ where
                     return;
                 }
             }
-            let stream = counted::Counted::new(stream, bytes, received, send_timeout);
+            let stream = counted::Counted::new(stream, bytes, received, send_timeout, accepted);
             start(conn, stream, current, timeout).await;
         });
     }
@@ -381,6 +388,8 @@ struct HttpConn<S> {
     head: HeadLimits,
     info: ConnInfo,
     service: S,
+    /// The connection's place in `stub_status`' counts.
+    stat: Arc<stub_status::Connection>,
 }
 
 /// What an accepted connection says about TLS.
@@ -418,6 +427,9 @@ where
             Some((info, rejection)) => (Some(info.clone()), rejection),
             None => (None, None),
         };
+        if tls.is_some() {
+            self.stat.handshaken();
+        }
         let activity = lifetime::Activity::new(self.requests);
         let mut conn_info = ConnInfoLayer::new(self.info);
         if let Some(tls) = tls {
@@ -428,6 +440,7 @@ where
             rejection,
             activity: activity.clone(),
             head: self.head,
+            stat: self.stat.clone(),
         };
         let stop = self.stop.clone();
         let limits = self.limits;
@@ -473,8 +486,9 @@ where
             h1::Ended::Handoff(io, read) => (io, read),
         },
     };
+    let screen = screen::Screen::new(io, read, svc.stat.clone());
     let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(screen::Screen::new(io, read)), svc)
+        .serve_connection_with_upgrades(TokioIo::new(screen), svc)
         .into_owned();
     Graceful {
         conn,
@@ -555,6 +569,10 @@ struct ConnService<S> {
     activity: Arc<lifetime::Activity>,
     /// What request heads may be ([`edge::check_request`]).
     head: HeadLimits,
+    /// The connection's place in `stub_status`' counts: [`h1`] and
+    /// [`screen::Screen`] move it as heads arrive, [`ConnService::start`]
+    /// counts each request.
+    stat: Arc<stub_status::Connection>,
 }
 
 pin_project_lite::pin_project! {
@@ -599,6 +617,7 @@ where
     /// with it when `req` is an HTTP/1 connection's last request
     /// (`keepalive_requests`, `keepalive_time`).
     fn start(&self, mut req: Request<RequestBody>) -> (StartedCall<S>, bool) {
+        self.stat.request(req.version());
         let last = self.activity.request(req.version()) && req.version() < Version::HTTP_2;
         if let Some(reason) = self.rejection {
             let page = error_page_titled(StatusCode::BAD_REQUEST, reason);
@@ -618,15 +637,19 @@ where
     S: Service<Request<RequestBody>, Error = Infallible> + Clone,
     S::Response: ServedResponse,
 {
-    type Response = Response<SentBody<S::Response>>;
+    type Response = Response<in_flight::InFlightBody<SentBody<S::Response>>>;
     type Error = Infallible;
-    type Future = Either<StartedCall<S>, Closing<StartedCall<S>>>;
+    type Future = in_flight::InFlight<Either<StartedCall<S>, Closing<StartedCall<S>>>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        match self.start(req.map(RequestBody::from)) {
+        // Until its response body is done: an HTTP/2 stream is writing,
+        // an HTTP/1 connection goes back to waiting after it.
+        let exchange = stub_status::Exchange::begin(&self.stat, req.version());
+        let started = match self.start(req.map(RequestBody::from)) {
             (started, false) => Either::Left(started),
             (started, true) => Either::Right(Closing { inner: started }),
-        }
+        };
+        in_flight::InFlight::new(started, exchange)
     }
 }
 

@@ -15,10 +15,14 @@
 //!
 //! Anything this does not follow (HTTP/2, an upgrade, a head or chunk
 //! hyper will refuse itself) is passed through as it is.
+//!
+//! Where it finds a head beginning it tells `stub_status` the connection
+//! is reading; where it finds the HTTP/2 preface, that it speaks HTTP/2.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
@@ -27,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
 use super::edge;
+use crate::metrics::stub_status;
 use crate::proxy::h1::decode::{Chunked, Decoded};
 
 /// Header lines a head may have, as hyper's limit.
@@ -64,11 +69,14 @@ pub(crate) struct Screen<I> {
     /// would be there.
     first: bool,
     eof: bool,
+    /// The connection's place in `stub_status`' counts.
+    stat: Arc<stub_status::Connection>,
 }
 
 impl<I> Screen<I> {
-    /// Screens `io`, whose first bytes (read already) are `read`.
-    pub(crate) fn new(io: I, read: BytesMut) -> Self {
+    /// Screens `io`, whose first bytes (read already) are `read`; `stat`
+    /// is told where heads begin.
+    pub(crate) fn new(io: I, read: BytesMut, stat: Arc<stub_status::Connection>) -> Self {
         Screen {
             io,
             pending: read,
@@ -76,6 +84,7 @@ impl<I> Screen<I> {
             state: State::Head,
             first: true,
             eof: false,
+            stat,
         }
     }
 
@@ -139,6 +148,8 @@ impl<I> Screen<I> {
                 if rest.len() < PREFACE.len() {
                     return false;
                 }
+                // Idle while it has no stream open.
+                self.stat.http2();
                 self.state = State::Through;
                 return true;
             }
@@ -147,6 +158,8 @@ impl<I> Screen<I> {
         if rest.is_empty() {
             return false;
         }
+        // A head has begun (one whole already is hyper's next at once).
+        self.stat.reading();
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(rest, &mut headers) {
@@ -293,7 +306,7 @@ mod tests {
             }
             drop(client);
         });
-        let mut s = Screen::new(server, BytesMut::new());
+        let mut s = Screen::new(server, BytesMut::new(), stub_status::Connection::detached());
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.unwrap();
         writer.await.unwrap();

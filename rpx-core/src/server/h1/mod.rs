@@ -20,6 +20,11 @@
 //! is pending cancels it; `client_header_timeout` and `keepalive_timeout`
 //! as [`super::header_timer`] gives them to hyper; the graceful stop ends
 //! an idle connection at once and a busy one after its response.
+//!
+//! For `stub_status` a connection is reading from the first bytes of a
+//! head it takes (a head for hyper is [`super::screen`]'s to count),
+//! writing from the service's call ([`ConnService::start`]) until its
+//! response is sent, then waiting.
 
 mod date;
 pub(super) mod head;
@@ -106,8 +111,10 @@ where
             if !buf.is_empty() {
                 match head::parse(&mut buf, &mut heads, &limits) {
                     Parsed::Request { req, close } => break (req, close),
-                    Parsed::Partial if buf.len() < MAX_HEAD => {}
+                    Parsed::Partial if buf.len() < MAX_HEAD => svc.stat.reading(),
                     Parsed::Refused(refusal) => {
+                        // Counted as a request when the connection closes.
+                        svc.stat.reading();
                         let (parts, body) = refusal.page(http::Version::HTTP_11).into_parts();
                         if let Ok((framing, _)) = response::encode_head(
                             out.head(),
@@ -181,6 +188,8 @@ where
             let _ = io.shutdown().await;
             return Ended::Closed;
         }
+        // Answered: idle until the next head (maybe already in `buf`).
+        svc.stat.waiting();
         let now = clock::now();
         idle = buf.is_empty();
         deadline.at = now
