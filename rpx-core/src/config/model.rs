@@ -293,6 +293,8 @@ pub enum Handler {
     Return(ReturnConfig),
     /// Prometheus metrics (`rpx_metrics;`, TOML `metrics = true`).
     Metrics(SourcePos),
+    /// nginx's `stub_status` page (TOML `stub_status = true`).
+    StubStatus(SourcePos),
 }
 
 /// `return code [text|URL]`.

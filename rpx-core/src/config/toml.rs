@@ -714,6 +714,7 @@ with_settings! {
         ret: Option<Spanned<NumOrText>>,
         alias: Option<Spanned<String>>,
         metrics: Option<Spanned<bool>>,
+        stub_status: Option<Spanned<bool>>,
         internal: Option<bool>,
         limit_except: Option<Spanned<RawLimitExcept>>,
         location: Vec<Spanned<RawLocation>>,
@@ -995,6 +996,18 @@ impl Cx<'_> {
             }
             if m.into_inner() {
                 handler = Some(Handler::Metrics(p));
+            }
+        }
+        if let Some(s) = raw.stub_status.take() {
+            let p = self.at(&s);
+            if handler.is_some() {
+                self.err(
+                    p.clone(),
+                    "a location has one of `proxy_pass`, `return`, `metrics` or `stub_status`",
+                );
+            }
+            if s.into_inner() {
+                handler = Some(Handler::StubStatus(p));
             }
         }
         let mut settings = settings;

@@ -313,6 +313,9 @@ impl Writer {
             Some(Handler::Metrics(_)) => {
                 t.insert("metrics".into(), Value::Boolean(true));
             }
+            Some(Handler::StubStatus(_)) => {
+                t.insert("stub_status".into(), Value::Boolean(true));
+            }
             None => {}
         }
         if let Some(a) = &l.settings.alias {

@@ -30,7 +30,7 @@
 
 use bytes::Bytes;
 use futures_util::future::{ready, Either, Ready};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 
 use std::sync::Arc;
 
@@ -63,6 +63,8 @@ pub(crate) enum Action {
     Files(FileService),
     /// rpx's Prometheus metrics.
     Metrics,
+    /// nginx's `stub_status` page.
+    StubStatus,
     /// Nothing to serve: 404.
     NotFound,
 }
@@ -101,6 +103,11 @@ impl Action {
             Action::Return(r) => answer(r.respond(&req)),
             Action::Files(f) => Either::Right(Either::Right(IntoBody::new(f.serve(req), shape))),
             Action::Metrics => answer(crate::metrics::response()),
+            // nginx's handler answers GET and HEAD only.
+            Action::StubStatus if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+                Either::Left(ready(Err(ProxyError::MethodNotAllowed)))
+            }
+            Action::StubStatus => answer(crate::metrics::stub_status::response()),
             Action::NotFound => Either::Left(ready(Err(ProxyError::NoRoute))),
         }
     }

@@ -130,12 +130,28 @@ pub enum Var {
     ContentType,
     /// `$content_length`: the request's `Content-Length`.
     ContentLength,
+    /// `$connections_active`, `_reading`, `_writing`, `_waiting`: the
+    /// process's `stub_status` counts now.
+    Connections(ConnectionCount),
     /// `$document_root`: the level's `root` or `alias`.
     DocumentRoot(Arc<FileRoot>),
     /// `$realpath_root`: the same with symbolic links resolved.
     RealpathRoot(Arc<FileRoot>),
     /// `$request_filename`: the file `$uri` names below it.
     RequestFilename(Arc<FileRoot>),
+}
+
+/// Which `stub_status` count a `$connections_*` variable reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionCount {
+    /// `$connections_active`.
+    Active,
+    /// `$connections_reading`.
+    Reading,
+    /// `$connections_writing`.
+    Writing,
+    /// `$connections_waiting`.
+    Waiting,
 }
 
 /// Where a level's files are, as its templates see it: known when the
@@ -258,6 +274,10 @@ impl Var {
             "nginx_version" => Var::NginxVersion,
             "content_type" => Var::ContentType,
             "content_length" => Var::ContentLength,
+            "connections_active" => Var::Connections(ConnectionCount::Active),
+            "connections_reading" => Var::Connections(ConnectionCount::Reading),
+            "connections_writing" => Var::Connections(ConnectionCount::Writing),
+            "connections_waiting" => Var::Connections(ConnectionCount::Waiting),
             _ => {
                 if let Some(h) = name.strip_prefix("http_") {
                     let h = h.replace('_', "-").to_ascii_lowercase();
@@ -579,6 +599,16 @@ impl<'a> VarCtx<'a> {
                 if let Some(v) = self.headers.get(header::CONTENT_LENGTH) {
                     out.push_str(v.to_str().unwrap_or_default());
                 }
+            }
+            Var::Connections(which) => {
+                use crate::metrics::stub_status as s;
+                let n = match which {
+                    ConnectionCount::Active => s::connections_active(),
+                    ConnectionCount::Reading => s::connections_reading(),
+                    ConnectionCount::Writing => s::connections_writing(),
+                    ConnectionCount::Waiting => s::connections_waiting(),
+                };
+                let _ = write!(out, "{n}");
             }
             Var::DocumentRoot(f) => out.push_str(&f.dir),
             Var::RealpathRoot(f) => {

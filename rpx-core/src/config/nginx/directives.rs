@@ -323,6 +323,7 @@ pub(super) static DIRECTIVES: &[Spec] = &[
     d("log_format", HTTP, 2, ANY, Mapped),
     // rpx's own: Prometheus metrics from this location.
     d("rpx_metrics", LOC, 0, 0, Mapped),
+    d("stub_status", LOC, 0, 1, Mapped),
     d("access_log", HSL | LIF, 1, ANY, Mapped),
     d("open_log_file_cache", HSL, 1, 4, Silent),
     d("rewrite_log", HSL | IFS, 1, 1, Silent),

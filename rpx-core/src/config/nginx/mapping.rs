@@ -1112,6 +1112,11 @@ impl Mapper {
                     loc.settings.alias = Some(Spanned::new(c.args[0].value.clone(), at(&c.pos)))
                 }
                 "rpx_metrics" => proxy = Some((c, Handler::Metrics(at(&c.pos)))),
+                // `stub_status on;` is the form before nginx 1.7.5.
+                "stub_status" => match words(c).as_slice() {
+                    [] | ["on"] => proxy = Some((c, Handler::StubStatus(at(&c.pos)))),
+                    _ => self.invalid_value(c),
+                },
                 "try_files" => {
                     let files: Vec<String> = words(c).iter().map(|w| (*w).to_owned()).collect();
                     loc.try_files = Some(Spanned::new(files, at(&c.pos)));

@@ -222,6 +222,7 @@ impl Compiler {
             Some(Handler::Proxy(url)) => self.proxy(loc, url, s, server_name),
             Some(Handler::Return(ret)) => self.return_action(ret, server_name),
             Some(Handler::Metrics(_)) => Action::Metrics,
+            Some(Handler::StubStatus(_)) => Action::StubStatus,
             None => {
                 let index = s.index.clone().unwrap_or_else(|| vec!["index.html".into()]);
                 if let Some(alias) = &s.alias {
@@ -465,6 +466,7 @@ pub(super) fn describe(loc: &LocationConfig, s: &Settings) -> String {
         Some(Handler::Proxy(url)) => format!("proxy_pass {}", url.value),
         Some(Handler::Return(r)) => format!("return {}", describe_return(r)),
         Some(Handler::Metrics(_)) => "metrics".into(),
+        Some(Handler::StubStatus(_)) => "stub_status".into(),
         None => match (&s.alias, &s.root) {
             (Some(a), _) => format!("alias {}", a.value),
             (None, Some(r)) => format!("root {}", r.value),
