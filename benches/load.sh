@@ -16,9 +16,15 @@
 #          new connection per request with resumption off, so that each is
 #          a full handshake (tls-handshake). wrk -H "Connection: close" is
 #          no substitute: it resumes its session on every reconnect.
+#   gzip   the origin's 100 KiB JSON document (/json) through both proxies
+#          compressing it, gzip_comp_level 1 (/gzip1/json) and 6
+#          (/gzip6/json), wrk sending Accept-Encoding: gzip. rpx and nginx
+#          read the same nginx config file. Before loading, curl checks that
+#          each level answers Content-Encoding: gzip and that the body
+#          decompresses to the origin's bytes; the compressed sizes are shown.
 # Prints one table: requests/s (handshakes/s), p99 latency, MiB/s and the
 # proxy's CPU time per request (per handshake) for both proxies and the
-# rpx/nginx ratio, with the targets of issues 2 and 4.
+# rpx/nginx ratio, with the targets of issues 2 and 4 and of the gzip issue.
 #
 # Everything listens on 127.0.0.1 on free ports; everything started is
 # stopped on exit. Settings (environment):
@@ -34,7 +40,7 @@
 #                    more, else CLIENT_CPU (shared with wrk)
 #   NGINX_BUFFERING=on  nginx's proxy_buffering (on is nginx's default; rpx
 #                    always streams, which is nginx's `off`)
-#   SCENARIOS=plain,tls  which scenarios to run, in this order
+#   SCENARIOS=plain,tls,gzip  which scenarios to run, in this order
 #   HS_CONNECTIONS=16  concurrent connections of the handshake client
 #   HS_TLS=any       TLS version of the handshake client: 1.2, 1.3 or any
 #                    (any: both offered, 1.3 negotiated)
@@ -64,7 +70,7 @@ fi
 NGINX_BUFFERING=${NGINX_BUFFERING:-on}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 WRK=${WRK:-wrk}
-SCENARIOS=${SCENARIOS:-plain,tls}
+SCENARIOS=${SCENARIOS:-plain,tls,gzip}
 HS_CONNECTIONS=${HS_CONNECTIONS:-16}
 HS_TLS=${HS_TLS:-any}
 BUILD=${BUILD:-pgo}
@@ -79,9 +85,9 @@ scenarios=()
 IFS=, read -r -a wanted <<<"$SCENARIOS"
 for sc in "${wanted[@]}"; do
     case $sc in
-        plain | tls) scenarios+=("$sc") ;;
+        plain | tls | gzip) scenarios+=("$sc") ;;
         *)
-            echo "load.sh: unknown scenario '$sc' in SCENARIOS (plain, tls)" >&2
+            echo "load.sh: unknown scenario '$sc' in SCENARIOS (plain, tls, gzip)" >&2
             exit 1
             ;;
     esac
@@ -92,6 +98,10 @@ done
 }
 has_tls=
 [[ ,$SCENARIOS, != *,tls,* ]] || has_tls=1
+has_gzip=
+[[ ,$SCENARIOS, != *,gzip,* ]] || has_gzip=1
+# The levels the gzip scenario measures, each behind /gzipN/.
+gzip_levels=(1 6)
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/lib.sh
@@ -101,9 +111,11 @@ target=${CARGO_TARGET_DIR:-$root/target}
 
 tools=("$NGINX" "$WRK" taskset)
 [[ -z $has_tls ]] || tools+=(openssl)
+[[ -z $has_gzip ]] || tools+=(curl gzip cmp)
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || {
-        echo "load.sh: $tool not found (Debian: apt-get install nginx-light wrk util-linux openssl)" >&2
+        echo "load.sh: $tool not found (Debian: apt-get install nginx-light wrk util-linux openssl" \
+            "curl gzip diffutils)" >&2
         exit 1
     }
 done
@@ -321,12 +333,78 @@ http {
 EOF
 }
 
+# gzip_conf PORT: the gzip scenario's config, in nginx syntax, read by both
+# proxies (rpx reads nginx configs; of the lines it has no use for it takes
+# daemon and the temp paths silently and pid, worker_processes 1 and
+# proxy_buffering on with a warning): /gzipN/ proxies to the origin and
+# compresses application/json at level N. Both listen on PORT, one at a
+# time.
+gzip_conf() {
+    local level locations=""
+    for level in "${gzip_levels[@]}"; do
+        locations+="
+        location /gzip$level/ {
+            gzip_comp_level $level;
+            proxy_pass http://origin/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_buffering $NGINX_BUFFERING;
+        }"
+    done
+    cat >"$tmp/nginx/nginx.gzip.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx/client_body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream origin {
+        server $origin;
+        keepalive 32;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$1;
+        gzip on;
+        gzip_types application/json;
+        gzip_proxied any;$locations
+    }
+}
+EOF
+}
+
 mkdir -p "$tmp/nginx/logs"
 declare -A nginx_port
 for sc in "${scenarios[@]}"; do
     nginx_port[$sc]=$(free_port)
-    nginx_conf "$sc" "${nginx_port[$sc]}"
+    if [[ $sc == gzip ]]; then
+        gzip_conf "${nginx_port[$sc]}"
+    else
+        nginx_conf "$sc" "${nginx_port[$sc]}"
+    fi
 done
+
+# The origin's JSON document as it sends it: what every compressed answer
+# must decompress to.
+if [[ -n $has_gzip ]]; then
+    curl -sS --max-time 10 -o "$tmp/origin.json" -D "$tmp/origin.json.h" "http://$origin/json" || {
+        echo "load.sh: the origin did not answer /json" >&2
+        exit 1
+    }
+    if [[ $(stat -c %s "$tmp/origin.json") != 102400 ]] ||
+        ! grep -qi '^content-type: application/json' "$tmp/origin.json.h"; then
+        echo "load.sh: the origin's /json is not 102400 bytes of application/json:" >&2
+        cat "$tmp/origin.json.h" >&2
+        exit 1
+    fi
+fi
 
 # --- measuring ------------------------------------------------------------
 clk_tck=$(getconf CLK_TCK)
@@ -342,13 +420,13 @@ cpu_ticks() {
     echo "$total"
 }
 
-# run_wrk NAME URL PID: one wrk run, output in $tmp/NAME.wrk, and the
-# proxy's CPU ticks during it in $tmp/NAME.cpu.
+# run_wrk NAME URL PID [WRK_ARGS...]: one wrk run, output in $tmp/NAME.wrk,
+# and the proxy's CPU ticks during it in $tmp/NAME.cpu.
 run_wrk() {
     local before after
     before=$(cpu_ticks "$3")
     if ! taskset -c "$CLIENT_CPU" "$WRK" -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" \
-        --latency "$2" >"$tmp/$1.wrk"; then
+        --latency "${@:4}" "$2" >"$tmp/$1.wrk"; then
         echo "load.sh: wrk failed on $2:" >&2
         cat "$tmp/$1.wrk" >&2
         exit 1
@@ -385,10 +463,10 @@ run_hs() {
     sed -n 's/^negotiated: /negotiated: /p' "$tmp/$1.wrk" | head -1 >"$tmp/$1.negotiated"
 }
 
-# warm_up URL: an unmeasured wrk run.
+# warm_up URL [WRK_ARGS...]: an unmeasured wrk run.
 warm_up() {
     taskset -c "$CLIENT_CPU" "$WRK" -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" \
-        "$1" >"$tmp/warmup.wrk" || {
+        "${@:2}" "$1" >"$tmp/warmup.wrk" || {
         echo "load.sh: wrk failed on $1:" >&2
         cat "$tmp/warmup.wrk" >&2
         exit 1
@@ -416,14 +494,61 @@ measure_tls() {
     run_hs "$1.tls-handshake.$2" "$3/small" "$4"
 }
 
+# check_gzip PROXY ROUND BASE_URL: fails unless every level's location
+# answers 200 with Content-Encoding: gzip and a body that decompresses to
+# the origin's document; keeps the compressed size in
+# $tmp/PROXY.gzip-N.ROUND.size.
+check_gzip() {
+    local level url got=$tmp/check.gz head=$tmp/check.h
+    for level in "${gzip_levels[@]}"; do
+        url=$3/gzip$level/json
+        rm -f "$got" "$head"
+        if ! curl -sS --max-time 10 -H 'Accept-Encoding: gzip' -D "$head" -o "$got" "$url"; then
+            echo "load.sh: $1 did not answer $url" >&2
+            exit 1
+        fi
+        if ! head -1 "$head" | grep -q ' 200'; then
+            echo "load.sh: $1 answered $url with:" >&2
+            cat "$head" >&2
+            exit 1
+        fi
+        if ! grep -qi '^content-encoding: *gzip' "$head"; then
+            echo "load.sh: $1 answered $url without Content-Encoding: gzip" \
+                "($(stat -c %s "$got") bytes): the gzip figures would measure an uncompressed body" >&2
+            cat "$head" >&2
+            exit 1
+        fi
+        if ! gzip -dc <"$got" | cmp -s - "$tmp/origin.json"; then
+            echo "load.sh: $1's gzip answer to $url does not decompress to the origin's /json" >&2
+            exit 1
+        fi
+        stat -c %s "$got" >"$tmp/$1.gzip-$level.$2.size"
+    done
+}
+
+# measure_gzip PROXY ROUND BASE_URL PID: the gzip check, a warm-up, then
+# each level for DURATION, wrk asking for gzip.
+measure_gzip() {
+    local level
+    check_gzip "$1" "$2" "$3"
+    echo "round $2: loading $1 ($3): warm-up $WARMUP, then /json with Accept-Encoding: gzip" \
+        "at levels ${gzip_levels[*]} for $DURATION each..." >&2
+    warm_up "$3/gzip${gzip_levels[0]}/json" -H 'Accept-Encoding: gzip'
+    for level in "${gzip_levels[@]}"; do
+        run_wrk "$1.gzip-$level.$2" "$3/gzip$level/json" "$4" -H 'Accept-Encoding: gzip'
+    done
+}
+
 # load_rpx|load_nginx SCENARIO ROUND: start that proxy, measure, stop it.
 load_rpx() {
-    local scheme=http out
-    [[ $1 == plain ]] || scheme=https
+    local scheme=http out config=$tmp/rpx.$1.toml
+    [[ $1 != tls ]] || scheme=https
+    # gzip: the very file nginx reads.
+    [[ $1 != gzip ]] || config=$tmp/nginx/nginx.gzip.conf
     # A new output file each round and scenario: the readiness wait must
     # not read the line of a previous rpx.
     out=$tmp/rpx.$1.$2.out
-    RUST_LOG=warn taskset -c "$PROXY_CPU" "$rpx_bin" run --config "$tmp/rpx.$1.toml" \
+    RUST_LOG=warn taskset -c "$PROXY_CPU" "$rpx_bin" run --config "$config" \
         --threads 1 >"$out" 2>"$out.err" &
     pids+=($!)
     local rpx_pid=${pids[-1]}
@@ -435,7 +560,7 @@ load_rpx() {
 
 load_nginx() {
     local scheme=http
-    [[ $1 == plain ]] || scheme=https
+    [[ $1 != tls ]] || scheme=https
     taskset -c "$PROXY_CPU" "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.$1.conf" \
         -e "$tmp/nginx/error.log" >"$tmp/nginx.out" 2>&1 &
     pids+=($!)
@@ -535,10 +660,20 @@ if [[ -n $has_tls ]]; then
         "rpx $(cat "$tmp/rpx.tls-handshake.1.negotiated" 2>/dev/null | sed 's/negotiated: //')," \
         "nginx $(cat "$tmp/nginx.tls-handshake.1.negotiated" 2>/dev/null | sed 's/negotiated: //')"
 fi
+if [[ -n $has_gzip ]]; then
+    sizes=""
+    for level in "${gzip_levels[@]}"; do
+        sizes+=" level $level: rpx $(cat "$tmp/rpx.gzip-$level.1.size") B,"
+        sizes+=" nginx $(cat "$tmp/nginx.gzip-$level.1.size") B,"
+        sizes+=" gzip(1) -$level $(gzip -c "-$level" <"$tmp/origin.json" | wc -c) B;"
+    done
+    echo "gzip: /json 102400 B of application/json, wrk -H 'Accept-Encoding: gzip';" \
+        "compressed size (round 1):${sizes%;}"
+fi
 echo "rpx/nginx: ratio of the medians; paired: median of the rounds' own ratios, which the targets are" \
     "judged on"
 printf '%-13s %-20s %11s %11s %9s %7s  %-20s %s\n' body metric rpx nginx rpx/nginx paired \
-    "target (issue 2/4)" "spread rpx/nginx"
+    "target" "spread rpx/nginx"
 rows=()
 for sc in "${scenarios[@]}"; do
     case $sc in
@@ -546,6 +681,9 @@ for sc in "${scenarios[@]}"; do
             failover/rps failover/p99 failover/cpu guarded/rps guarded/cpu) ;;
         tls) rows+=(tls-small/rps tls-small/p99 tls-small/cpu tls-handshake/rps tls-handshake/p99
             tls-handshake/cpu) ;;
+        gzip) for level in "${gzip_levels[@]}"; do
+            rows+=("gzip-$level/rps" "gzip-$level/p99" "gzip-$level/mibs" "gzip-$level/cpu")
+        done ;;
     esac
 done
 for row in "${rows[@]}"; do
@@ -554,7 +692,7 @@ for row in "${rows[@]}"; do
     read -r n n_spread < <(median nginx "$body" "$m")
     pr=$(paired "$body" "$m")
     case $body/$m in
-        small/rps | tls-small/rps | tls-handshake/rps) target=">= 1.00" ;;
+        small/rps | tls-small/rps | tls-handshake/rps | gzip-*/rps) target=">= 1.00" ;;
         tls-handshake/cpu) target="<= 1.00" ;;
         big/mibs) target=">= 1.50" ;;
         small/p99 | big/p99) target="<= 1.00" ;;

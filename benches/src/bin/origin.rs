@@ -5,6 +5,13 @@
 //! - `GET /small`: 12-byte body `hello world\n`.
 //! - `GET /big`: 1 MiB body, sent with `sendfile(2)` from a memfd, so the
 //!   origin does not copy it from user space on every request.
+//! - `GET /json`: a 100 KiB (102,400 bytes) JSON document,
+//!   `application/json`, also sent from a memfd: an array of 290 user
+//!   records with the same keys and varied values (ids, UUIDs, names,
+//!   e-mail addresses, cities, dates, coordinates, tags, friend lists), made
+//!   once at start by a fixed-seed generator, so every run serves the same
+//!   bytes and a compressor does the work it does on an API's answer (gzip
+//!   -6 makes it about a quarter of its size), not on one repeated byte.
 //! - anything else: 404.
 //!
 //! It is written on `httparse` rather than hyper because on a 2-core machine
@@ -13,7 +20,8 @@
 //! into the socket made that core the bottleneck (the proxy's core was idle
 //! a quarter of the time). Both proxies see the same bytes either way:
 //! `content-type`, `content-length` and `date`, keep-alive unless the request
-//! says `Connection: close` or is HTTP/1.0.
+//! says `Connection: close` or is HTTP/1.0. The origin never compresses and
+//! ignores `Accept-Encoding`: compressing is the proxy's work under test.
 //!
 //! Usage: `origin [ADDR]` (default `127.0.0.1:0`). Prints
 //! `origin: listening on ADDR` on stdout once it accepts connections.
@@ -38,6 +46,8 @@ use tokio::task::LocalSet;
 const SMALL: &[u8] = b"hello world\n";
 /// The big body's size: 1 MiB.
 const BIG_LEN: usize = 1 << 20;
+/// The JSON document's size: 100 KiB.
+const JSON_LEN: usize = 100 << 10;
 /// Request heads larger than this are refused (431) and the connection closed.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -50,22 +60,219 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !addr.ip().is_loopback() {
         return Err(format!("origin: {addr} is not a loopback address").into());
     }
-    let big = Rc::new(big_body()?);
+    let bodies = Rc::new(Bodies {
+        big: memfd("rpx-origin-big", &vec![b'x'; BIG_LEN])?,
+        json: memfd("rpx-origin-json", &json_body())?,
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    LocalSet::new().block_on(&runtime, serve(addr, big))
+    LocalSet::new().block_on(&runtime, serve(addr, bodies))
 }
 
-/// A memfd holding the big body: `sendfile` hands its pages to the socket.
-fn big_body() -> io::Result<OwnedFd> {
-    let fd = memfd_create("rpx-origin-big", MemfdFlags::CLOEXEC)?;
+/// The bodies sent with `sendfile`, each in a memfd.
+struct Bodies {
+    big: OwnedFd,
+    json: OwnedFd,
+}
+
+/// A memfd holding `body`: `sendfile` hands its pages to the socket.
+fn memfd(name: &str, body: &[u8]) -> io::Result<OwnedFd> {
+    let fd = memfd_create(name, MemfdFlags::CLOEXEC)?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(&vec![b'x'; BIG_LEN])?;
+    file.write_all(body)?;
     Ok(file.into())
 }
 
-async fn serve(addr: SocketAddr, big: Rc<OwnedFd>) -> Result<(), Box<dyn std::error::Error>> {
+/// splitmix64: a small generator with a fixed seed, so the document is the
+/// same on every run and every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+}
+
+/// The `/json` document: `[` records `]`, one record a line, exactly
+/// `JSON_LEN` bytes (spaces before the `]` make up the last few).
+fn json_body() -> Vec<u8> {
+    const FIRST: &[&str] = &[
+        "Olivia", "Liam", "Emma", "Noah", "Sofia", "Lucas", "Mia", "Mateo", "Hannah", "Elias",
+        "Chloe", "Jonas", "Amelia", "Leon", "Yuki", "Aarav", "Fatima", "Omar", "Ingrid", "Pablo",
+        "Zoe", "Felix", "Nora", "Hugo", "Lena", "Ravi", "Ana", "Kenji", "Clara", "Tomasz",
+    ];
+    const LAST: &[&str] = &[
+        "Smith", "Garcia", "Muller", "Rossi", "Dubois", "Tanaka", "Kowalski", "Nguyen", "Silva",
+        "Jensen", "Okafor", "Novak", "Schmidt", "Moreau", "Fischer", "Patel", "Kim", "Larsen",
+        "Costa", "Weber", "Haddad", "Ivanova", "Lopez", "Sato", "Bianchi", "Berg", "Khan",
+    ];
+    const CITIES: &[(&str, &str)] = &[
+        ("Berlin", "DE"),
+        ("Lyon", "FR"),
+        ("Madrid", "ES"),
+        ("Osaka", "JP"),
+        ("Krakow", "PL"),
+        ("Porto", "PT"),
+        ("Austin", "US"),
+        ("Toronto", "CA"),
+        ("Lagos", "NG"),
+        ("Pune", "IN"),
+        ("Aarhus", "DK"),
+        ("Turin", "IT"),
+        ("Seoul", "KR"),
+        ("Brno", "CZ"),
+        ("Leeds", "GB"),
+        ("Curitiba", "BR"),
+    ];
+    const DOMAINS: &[&str] = &[
+        "example.com",
+        "example.org",
+        "mail.example.net",
+        "corp.example",
+    ];
+    const TAGS: &[&str] = &[
+        "admin",
+        "beta",
+        "billing",
+        "early-adopter",
+        "enterprise",
+        "mobile",
+        "newsletter",
+        "ops",
+        "partner",
+        "premium",
+        "support",
+        "trial",
+        "verified",
+        "vip",
+    ];
+    const ROLES: &[&str] = &["viewer", "editor", "owner", "billing", "guest"];
+    let mut rng = Rng(0x005e_ed0f_6a1b_2c3d);
+    let mut doc = String::with_capacity(JSON_LEN);
+    let mut record = String::with_capacity(512);
+    doc.push_str("[\n");
+    for id in 1.. {
+        record.clear();
+        let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
+        let (city, country) = CITIES[rng.below(CITIES.len() as u64) as usize];
+        let guid = (rng.next(), rng.next());
+        // std's fmt::Write into a String does not fail.
+        let _ = write_record(
+            &mut record,
+            id,
+            &[
+                ("guid", &format_guid(guid)),
+                ("name", &format!("{first} {last}")),
+                (
+                    "email",
+                    &format!(
+                        "{}.{}{}@{}",
+                        first.to_ascii_lowercase(),
+                        last.to_ascii_lowercase(),
+                        rng.below(100),
+                        rng.pick(DOMAINS)
+                    ),
+                ),
+                ("city", city),
+                ("country", country),
+                ("role", rng.pick(ROLES)),
+            ],
+            &mut rng,
+            TAGS,
+        );
+        // The record, its separator and the closing "\n]\n" must fit.
+        if doc.len() + record.len() + 2 + 3 > JSON_LEN {
+            break;
+        }
+        if id > 1 {
+            doc.push_str(",\n");
+        }
+        doc.push_str(&record);
+    }
+    doc.push('\n');
+    while doc.len() < JSON_LEN - 2 {
+        doc.push(' ');
+    }
+    doc.push_str("]\n");
+    debug_assert_eq!(doc.len(), JSON_LEN);
+    doc.into_bytes()
+}
+
+/// A UUID (version 4 layout) from 128 random bits.
+fn format_guid((a, b): (u64, u64)) -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// One record: `id`, the string fields given, then numbers, a date, a
+/// boolean, coordinates, tags and friends, all from `rng`.
+fn write_record(
+    out: &mut String,
+    id: u64,
+    strings: &[(&str, &str)],
+    rng: &mut Rng,
+    tags: &[&str],
+) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    write!(out, "{{\"id\":{id}")?;
+    for (key, value) in strings {
+        write!(out, ",\"{key}\":\"{value}\"")?;
+    }
+    let cents = rng.below(1_000_000);
+    write!(
+        out,
+        ",\"age\":{},\"balance\":{}.{:02},\"active\":{},\"registered\":\"20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}Z\"",
+        18 + rng.below(60),
+        cents / 100,
+        cents % 100,
+        rng.below(4) != 0,
+        15 + rng.below(11),
+        1 + rng.below(12),
+        1 + rng.below(28),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60),
+    )?;
+    let (lat, lon) = (rng.below(180_000_000), rng.below(360_000_000));
+    write!(
+        out,
+        ",\"latitude\":{:.6},\"longitude\":{:.6},\"tags\":[",
+        lat as f64 / 1e6 - 90.0,
+        lon as f64 / 1e6 - 180.0
+    )?;
+    // 1 to 4 different tags, 5 apart in the list from a random first one.
+    let first = rng.below(tags.len() as u64) as usize;
+    for i in 0..1 + rng.below(4) as usize {
+        let sep = if i == 0 { "" } else { "," };
+        write!(out, "{sep}\"{}\"", tags[(first + i * 5) % tags.len()])?;
+    }
+    out.push_str("],\"friends\":[");
+    for i in 0..rng.below(6) {
+        let sep = if i == 0 { "" } else { "," };
+        write!(out, "{sep}{}", 1 + rng.below(5000))?;
+    }
+    write!(out, "],\"score\":{}}}", rng.below(1000))
+}
+
+async fn serve(addr: SocketAddr, bodies: Rc<Bodies>) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(addr).await?;
     let mut out = io::stdout();
     writeln!(out, "origin: listening on {}", listener.local_addr()?)?;
@@ -74,11 +281,11 @@ async fn serve(addr: SocketAddr, big: Rc<OwnedFd>) -> Result<(), Box<dyn std::er
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let (big, date) = (big.clone(), date.clone());
+        let (bodies, date) = (bodies.clone(), date.clone());
         // A client closing its keep-alive connection is not an error worth
         // reporting here.
         tokio::task::spawn_local(async move {
-            let _ = connection(stream, &big, &date).await;
+            let _ = connection(stream, &bodies, &date).await;
         });
     }
 }
@@ -99,6 +306,7 @@ struct Ask {
 enum Answer {
     Small,
     Big,
+    Json,
     NotFound,
     /// The request cannot be served; the connection is closed after it.
     Refuse(&'static str),
@@ -106,7 +314,7 @@ enum Answer {
 
 async fn connection(
     mut stream: TcpStream,
-    big: &OwnedFd,
+    bodies: &Bodies,
     date: &RefCell<DateCache>,
 ) -> io::Result<()> {
     let mut buf = BytesMut::with_capacity(4096);
@@ -120,7 +328,7 @@ async fn connection(
             if let Some((used, ask)) = parse(&buf) {
                 buf.advance(used);
                 skip = ask.body_len;
-                respond(&mut stream, &mut head, &ask, big, date).await?;
+                respond(&mut stream, &mut head, &ask, bodies, date).await?;
                 if ask.close {
                     return stream.shutdown().await;
                 }
@@ -173,6 +381,7 @@ fn parse(buf: &[u8]) -> Option<(usize, Ask)> {
     let answer = match req.path {
         Some("/small") => Answer::Small,
         Some("/big") => Answer::Big,
+        Some("/json") => Answer::Json,
         _ => Answer::NotFound,
     };
     let head_only = req.method == Some("HEAD");
@@ -191,32 +400,44 @@ async fn respond(
     stream: &mut TcpStream,
     head: &mut Vec<u8>,
     ask: &Ask,
-    big: &OwnedFd,
+    bodies: &Bodies,
     date: &RefCell<DateCache>,
 ) -> io::Result<()> {
-    // `None`: the big body, sent from the memfd.
-    let (status, body): (&str, Option<&[u8]>) = match ask.answer {
-        Answer::Small => ("200 OK", Some(SMALL)),
-        Answer::Big => ("200 OK", None),
-        Answer::NotFound => ("404 Not Found", Some(b"not found\n")),
-        Answer::Refuse(status) => (status, Some(b"")),
+    const OCTETS: &str = "application/octet-stream";
+    let (status, kind, body) = match ask.answer {
+        Answer::Small => ("200 OK", OCTETS, Body::Bytes(SMALL)),
+        Answer::Big => ("200 OK", OCTETS, Body::File(&bodies.big, BIG_LEN)),
+        Answer::Json => (
+            "200 OK",
+            "application/json",
+            Body::File(&bodies.json, JSON_LEN),
+        ),
+        Answer::NotFound => ("404 Not Found", OCTETS, Body::Bytes(b"not found\n")),
+        Answer::Refuse(status) => (status, OCTETS, Body::Bytes(b"")),
+    };
+    let len = match body {
+        Body::Bytes(b) => b.len(),
+        Body::File(_, len) => len,
     };
     head.clear();
     write!(
         head,
-        "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\ndate: {}\r\n{}\r\n",
-        body.map_or(BIG_LEN, <[u8]>::len),
+        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {len}\r\ndate: {}\r\n{}\r\n",
         date.borrow_mut().now(),
-        if ask.close { "connection: close\r\n" } else { "" },
+        if ask.close {
+            "connection: close\r\n"
+        } else {
+            ""
+        },
     )?;
-    match body {
+    let file = match body {
         _ if ask.head_only => return stream.write_all(head).await,
-        Some(body) => {
+        Body::Bytes(body) => {
             head.extend_from_slice(body);
             return stream.write_all(head).await;
         }
-        None => {}
-    }
+        Body::File(file, _) => file,
+    };
     // The head goes out with MSG_MORE so that it shares the first segment
     // with the body that sendfile appends.
     let mut sent = 0;
@@ -227,10 +448,10 @@ async fn respond(
         .await?;
     }
     let mut offset = 0u64;
-    while offset < BIG_LEN as u64 {
-        let left = BIG_LEN - offset as usize;
+    while offset < len as u64 {
+        let left = len - offset as usize;
         let n = write_ready(stream, || {
-            Ok(sendfile(&*stream, big, Some(&mut offset), left)?)
+            Ok(sendfile(&*stream, file, Some(&mut offset), left)?)
         })
         .await?;
         if n == 0 {
@@ -238,6 +459,14 @@ async fn respond(
         }
     }
     Ok(())
+}
+
+/// A response body: bytes sent with the head, or the first `len` bytes of a
+/// memfd sent with `sendfile` after it.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    File(&'a OwnedFd, usize),
 }
 
 /// Runs a non-blocking write once the socket is writable, as often as it
