@@ -498,3 +498,75 @@ async fn connection_variables_match_nginx() {
         bodies[1]
     );
 }
+
+const MAPS: &str = r#"
+    map $arg_x $plain {
+        Foo one;
+        bar two;
+        ~^Q(.*)$ "q$1";
+        default none;
+    }
+    map $arg_h $host_kind {
+        hostnames;
+        *.example.com wild;
+        .example.org dot;
+        www.example.* tail;
+        example.net exact;
+        default none;
+    }
+    server {
+        listen 127.0.0.1:LISTEN_PORT default_server;
+        server_name _;
+        location / {
+            proxy_set_header X-Map "$plain|$host_kind";
+            proxy_pass http://127.0.0.1:UPSTREAM_PORT;
+        }
+    }
+"#;
+
+/// `map`'s string keys match case-insensitively (regexes as written), and
+/// `hostnames` masks: exact, then the longest `*.`/`.` mask, then `.*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_match_nginx() {
+    let Some(both) = nginx::Both::start("maps", MAPS).await else {
+        eprintln!("RPX_SKIP_NGINX=1: skipping");
+        return;
+    };
+    let mut diffs = Vec::new();
+    for q in [
+        "x=foo",
+        "x=FOO",
+        "x=BAR",
+        "x=Qz",
+        "x=qz",
+        "h=a.b.example.com",
+        "h=example.com",
+        "h=example.org",
+        "h=x.example.org",
+        "h=www.example.de",
+        "h=EXAMPLE.NET",
+        "h=example.net.",
+        "h=other.test",
+    ] {
+        let path = format!("/?{q}");
+        let mut seen = Vec::new();
+        for addr in [both.nginx, both.rpx] {
+            let req = http::Request::get(path.as_str())
+                .header("host", "a")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            send(addr, req).await;
+            let up = both.up.take();
+            seen.push(format!(
+                "{:?}",
+                up.iter()
+                    .map(|s| s.headers["x-map"].clone())
+                    .collect::<Vec<_>>()
+            ));
+        }
+        if seen[0] != seen[1] {
+            diffs.push(format!("{q}:\n  nginx {}\n  rpx   {}", seen[0], seen[1]));
+        }
+    }
+    assert!(diffs.is_empty(), "\n{}", diffs.join("\n"));
+}

@@ -1289,6 +1289,8 @@ pub struct MapConfig {
     /// Exact keys and regexes, in config order (exact keys win over regexes,
     /// regexes are tried in order, as nginx).
     pub entries: Vec<MapEntry>,
+    /// `hostnames`: keys may be `*.example.com`, `.example.com`, `www.example.*`.
+    pub hostnames: bool,
     /// Where it was written.
     pub pos: SourcePos,
 }

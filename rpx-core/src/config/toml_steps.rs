@@ -84,6 +84,8 @@ pub(super) struct RawMap {
     default: Option<String>,
     #[serde(default)]
     entries: Option<RawEntries>,
+    #[serde(default)]
+    hostnames: bool,
 }
 
 /// Ordered `[["key", "value"], …]`, or a table of keys.
@@ -405,6 +407,7 @@ pub(super) fn read_map(
         name: name.to_owned(),
         default: raw.default,
         entries,
+        hostnames: raw.hostnames,
         pos,
     })
 }
@@ -416,6 +419,9 @@ pub(super) fn map_table(m: &MapConfig) -> Table {
     t.insert("variable".into(), Value::String(format!("${}", m.name)));
     if let Some(d) = &m.default {
         t.insert("default".into(), Value::String(d.clone()));
+    }
+    if m.hostnames {
+        t.insert("hostnames".into(), Value::Boolean(true));
     }
     if !m.entries.is_empty() {
         let entries = m

@@ -37,7 +37,13 @@ pub enum MapKeySpec {
 #[derive(Debug)]
 pub struct MapVar {
     source: Template,
+    /// Lower-cased: nginx's map compares strings case-insensitively.
     exact: HashMap<Box<str>, Template>,
+    /// `hostnames`: `*.example.com` and `.example.com` as `.example.com`.
+    leading: HashMap<Box<str>, Template>,
+    /// `hostnames`: `www.example.*` as `www.example.`.
+    trailing: HashMap<Box<str>, Template>,
+    hostnames: bool,
     regexes: Vec<(Pattern, Template)>,
     default: Template,
 }
@@ -52,12 +58,55 @@ impl MapVar {
         default: Template,
         entries: Vec<(MapKeySpec, Template)>,
     ) -> Result<Self, PatternError> {
+        Self::build(source, default, entries, false)
+    }
+
+    /// [`MapVar::new`] with nginx's `hostnames`: keys may be
+    /// `*.example.com`, `.example.com` (the name and its subdomains) and
+    /// `www.example.*`; after exact keys, the longest leading mask wins,
+    /// then the longest trailing one, then regexes. A final dot of the
+    /// value is ignored.
+    ///
+    /// # Errors
+    /// A regex that does not compile.
+    pub fn with_hostnames(
+        source: Template,
+        default: Template,
+        entries: Vec<(MapKeySpec, Template)>,
+    ) -> Result<Self, PatternError> {
+        Self::build(source, default, entries, true)
+    }
+
+    fn build(
+        source: Template,
+        default: Template,
+        entries: Vec<(MapKeySpec, Template)>,
+        hostnames: bool,
+    ) -> Result<Self, PatternError> {
         let mut exact = HashMap::new();
+        let mut leading = HashMap::new();
+        let mut trailing = HashMap::new();
         let mut regexes = Vec::new();
         for (key, value) in entries {
             match key {
                 MapKeySpec::Exact(k) => {
+                    let k = k.to_ascii_lowercase();
                     // nginx keeps the first of duplicate keys.
+                    if hostnames {
+                        if let Some(rest) = k.strip_prefix('*') {
+                            leading.entry(rest.into()).or_insert(value);
+                            continue;
+                        }
+                        if let Some(name) = k.strip_prefix('.') {
+                            exact.entry(name.into()).or_insert(value.clone());
+                            leading.entry(k.as_str().into()).or_insert(value);
+                            continue;
+                        }
+                        if let Some(rest) = k.strip_suffix('*') {
+                            trailing.entry(rest.into()).or_insert(value);
+                            continue;
+                        }
+                    }
                     exact.entry(k.into_boxed_str()).or_insert(value);
                 }
                 MapKeySpec::Regex { pattern, caseless } => {
@@ -68,14 +117,46 @@ impl MapVar {
         Ok(MapVar {
             source,
             exact,
+            leading,
+            trailing,
+            hostnames,
             regexes,
             default,
         })
     }
 
+    /// The value of a string key: exact, then (with `hostnames`) the
+    /// longest leading mask, then the longest trailing one.
+    fn find_string(&self, lower: &str) -> Option<&Template> {
+        if let Some(v) = self.exact.get(lower) {
+            return Some(v);
+        }
+        if !self.hostnames {
+            return None;
+        }
+        let leading = lower
+            .match_indices('.')
+            .find_map(|(i, _)| self.leading.get(&lower[i..]));
+        leading.or_else(|| {
+            lower
+                .rmatch_indices('.')
+                .find_map(|(i, _)| self.trailing.get(&lower[..=i]))
+        })
+    }
+
     pub(super) fn write(&self, ctx: &VarCtx<'_>, out: &mut String) {
         let key = self.source.render_to_string(ctx);
-        if let Some(v) = self.exact.get(key.as_str()) {
+        // Lower-cased only when it must be: most keys already are.
+        let lowered;
+        let mut lower = key.as_str();
+        if lower.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = key.to_ascii_lowercase();
+            lower = &lowered;
+        }
+        if self.hostnames {
+            lower = lower.strip_suffix('.').unwrap_or(lower);
+        }
+        if let Some(v) = self.find_string(lower) {
             return v.render(ctx, out);
         }
         for (re, v) in &self.regexes {

@@ -1357,15 +1357,14 @@ impl Mapper {
             name: name.to_owned(),
             default: None,
             entries: Vec::new(),
+            hostnames: false,
             pos: at(&d.pos),
         };
         for c in d.block.as_deref().unwrap_or_default() {
             let w = words(c);
             match (c.name.as_str(), w.as_slice()) {
                 ("volatile", []) => {}
-                ("hostnames", []) => {
-                    self.unsupported(c, "host name keys in \"map\"", "\"hostnames\"")
-                }
+                ("hostnames", []) => map.hostnames = true,
                 ("include", _) => self.err(c, "\"include\" is only expanded when loading a file"),
                 ("default", [v]) => map.default = Some((*v).to_owned()),
                 (key, [v]) if c.block.is_none() => {

@@ -180,7 +180,11 @@ impl Compiler {
                     .map_err(|err| format!("{}: {err}", e.pos))?;
                     entries.push((key, value));
                 }
-                MapVar::new(source, default, entries).map_err(|e| format!("invalid regex: {e}"))
+                match m.hostnames {
+                    true => MapVar::with_hostnames(source, default, entries),
+                    false => MapVar::new(source, default, entries),
+                }
+                .map_err(|e| format!("invalid regex: {e}"))
             })();
             match built {
                 Ok(map) => self.scope.define_map(&m.name, map),
