@@ -98,7 +98,7 @@ pub struct AddHeadersLayer {
     shared: Arc<Rules>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Rules {
     rules: Vec<AddHeader>,
     server_name: Box<str>,
@@ -120,11 +120,7 @@ impl AddHeadersLayer {
     /// Sets `Expires` and `Cache-Control` as nginx's `expires` does,
     /// before the headers are added. `expires off` is no rule.
     pub fn expires(self, rule: ExpiresRule) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|s| Rules {
-            rules: s.rules.clone(),
-            server_name: s.server_name.clone(),
-            expires: s.expires.clone(),
-        });
+        let mut shared = Arc::unwrap_or_clone(self.shared);
         shared.expires = (rule.as_constant() != Some(&Expires::Off)).then_some(rule);
         AddHeadersLayer {
             shared: Arc::new(shared),
@@ -133,11 +129,7 @@ impl AddHeadersLayer {
 
     /// Sets what `$server_name` renders as in values. Default is empty.
     pub fn server_name(self, name: impl Into<Arc<str>>) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|s| Rules {
-            rules: s.rules.clone(),
-            server_name: s.server_name.clone(),
-            expires: s.expires.clone(),
-        });
+        let mut shared = Arc::unwrap_or_clone(self.shared);
         shared.server_name = name.into().as_ref().into();
         AddHeadersLayer {
             shared: Arc::new(shared),

@@ -106,17 +106,10 @@ impl ProxyTarget {
         if url.contains('$') {
             return Self::dynamic(url, groups, scope);
         }
-        let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
-            (Scheme::HTTP, r)
-        } else if let Some(r) = url.strip_prefix("https://") {
-            (Scheme::HTTPS, r)
-        } else {
+        let Some((https, hostport, uri)) = split_url(url) else {
             return Err(TargetError::Url(url.into()));
         };
-        let (hostport, uri) = match rest.find('/') {
-            Some(i) => (&rest[..i], Some(&rest[i..])),
-            None => (rest, None),
-        };
+        let scheme = if https { Scheme::HTTPS } else { Scheme::HTTP };
         if hostport.is_empty() {
             return Err(TargetError::Url(url.into()));
         }
@@ -189,16 +182,8 @@ impl ProxyTarget {
         };
         let url = template.render_to_string(ctx);
         let bad = |why: &str| ProxyError::Internal(format!("{why} in \"{url}\"").into());
-        let (https, rest) = if let Some(r) = strip_prefix_ci(&url, "http://") {
-            (false, r)
-        } else if let Some(r) = strip_prefix_ci(&url, "https://") {
-            (true, r)
-        } else {
+        let Some((https, hostport, uri)) = split_url(&url) else {
             return Err(bad("invalid URL prefix"));
-        };
-        let (hostport, uri) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], Some(&rest[i..])),
-            None => (rest, None),
         };
         let authority: Authority = hostport.parse().map_err(|_| bad("invalid host"))?;
         if authority.host().is_empty() {
@@ -352,6 +337,20 @@ impl ProxyTarget {
         };
         Ok(pq)
     }
+}
+
+/// `http(s)://host[:port][/uri]` → (https, `host[:port]`, URI part), the
+/// scheme in any case, as nginx reads a `proxy_pass` URL.
+fn split_url(url: &str) -> Option<(bool, &str, Option<&str>)> {
+    let (https, rest) = if let Some(r) = strip_prefix_ci(url, "http://") {
+        (false, r)
+    } else {
+        (true, strip_prefix_ci(url, "https://")?)
+    };
+    Some(match rest.find(['/', '?']) {
+        Some(i) => (https, &rest[..i], Some(&rest[i..])),
+        None => (https, rest, None),
+    })
 }
 
 /// `prefix`, in any case, stripped from `s`.

@@ -116,8 +116,9 @@ impl Body {
         self
     }
 
-    /// The bytes are not the handler's: length and end are unknown.
-    fn gzips(&self) -> bool {
+    /// The bytes are not the handler's (compressed or filtered): their
+    /// length and end are unknown.
+    fn transformed(&self) -> bool {
         self.extra
             .as_ref()
             .is_some_and(|e| e.gzip.is_some() || e.sub.is_some())
@@ -165,7 +166,7 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        if self.gzips() {
+        if self.transformed() {
             return false;
         }
         match &self.kind {
@@ -176,7 +177,7 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.gzips() {
+        if self.transformed() {
             return SizeHint::default();
         }
         match &self.kind {
